@@ -1,0 +1,268 @@
+/* api.c -- the endpoints. Each validates its input (body.c), calls the
+ * store and answers through http.c; nothing is written unless the whole
+ * input is valid. Runs on libmicrohttpd worker threads. */
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api.h"
+#include "app.h"
+#include "body.h"
+#include "config.h"
+#include "http.h"
+#include "hub.h"
+#include "log.h"
+#include "replay.h"
+#include "store.h"
+#include "stream.h"
+#include "subscriber.h"
+
+static int64_t
+api_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The one place store results become HTTP statuses. */
+static int
+api_send_store_error(struct MHD_Connection *conn, enum store_result rc,
+                     const char *not_found)
+{
+    switch (rc) {
+    case STORE_NOT_FOUND:
+        return http_send_error(conn, MHD_HTTP_NOT_FOUND, "not_found",
+                               not_found, NULL);
+    case STORE_UNAVAILABLE:
+        return http_send_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+                               "redis_unavailable",
+                               "Redis is unreachable; retry shortly", NULL);
+    case STORE_ERROR:
+    case STORE_OK:
+        break;
+    }
+    return http_send_error(conn, MHD_HTTP_INTERNAL_SERVER_ERROR,
+                           "internal_error", "unexpected storage error", NULL);
+}
+
+static int
+api_send_body_error(struct MHD_Connection *conn, const struct body_error *e)
+{
+    return http_send_error(conn, MHD_HTTP_BAD_REQUEST, e->code, e->message,
+                           NULL);
+}
+
+/* Serialises o (consumed) and sends it. */
+static int
+api_send_object(struct MHD_Connection *conn, unsigned status, json_object *o,
+                const char *location)
+{
+    const char *s;
+    size_t len;
+    int ret = MHD_NO;
+
+    if (o == NULL)
+        return http_send_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+                               "out_of_memory", "the server is out of memory",
+                               NULL);
+    s = json_object_to_json_string_length(
+        o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+    if (s != NULL)
+        ret = http_send_json(conn, status, s, len, location);
+    json_object_put(o);
+    return ret;
+}
+
+/* ---------------------------------------------------------------- streams */
+
+/* The id to resume after: the Last-Event-ID header (what EventSource
+ * sends on reconnect) or, for a first connect, which cannot carry a
+ * header, the lastEventId or last_event_id query parameter. Returns 0
+ * with *has set, or -1 for an id that is not an event id. */
+static int
+api_resume_id(struct MHD_Connection *conn, struct event_id *after, int *has)
+{
+    const char *v;
+
+    v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Last-Event-ID");
+    if (v == NULL || v[0] == '\0')
+        v = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND,
+                                        "lastEventId");
+    if (v == NULL || v[0] == '\0')
+        v = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND,
+                                        "last_event_id");
+    *has = v != NULL && v[0] != '\0';
+    if (!*has)
+        return 0;
+    return eventid_parse(v, strlen(v), after);
+}
+
+int
+api_stream_open(const struct api_request *r)
+{
+    struct app *app = r->app;
+    const char *uid;
+    struct event_id after;
+    struct stream *s;
+    enum store_result rc;
+    int has_after;
+
+    uid = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "userId");
+    if (uid != NULL && !body_user_id_valid(uid, strlen(uid)))
+        return http_send_error(r->conn, MHD_HTTP_BAD_REQUEST,
+                               "invalid_parameter",
+                               "userId must be 1 to 18 digits", NULL);
+    if (api_resume_id(r->conn, &after, &has_after) == -1)
+        return http_send_error(r->conn, MHD_HTTP_BAD_REQUEST,
+                               "invalid_parameter",
+                               "Last-Event-ID must be an event id such as "
+                               "1732484473123-0", NULL);
+    if (atomic_load(&app->stopping))
+        return http_send_error(r->conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+                               "shutting_down", "this instance is stopping",
+                               NULL);
+    s = stream_new(uid, (size_t)app->cfg->stream_queue_kib * 1024, app->hello);
+    if (s == NULL)
+        return http_send_error(r->conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+                               "out_of_memory", "the server is out of memory",
+                               NULL);
+    /* Index first, then read history: an event published in between is
+     * both held live and in the read, and the stream's dedup keeps one. */
+    if (hub_add(app->hub, s) == -1) {
+        stream_unref(s);
+        return http_send_error(r->conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+                               "shutting_down", "this instance is stopping",
+                               NULL);
+    }
+    rc = replay_open(s, has_after ? &after : NULL);
+    if (rc != STORE_OK) {
+        hub_remove(app->hub, s);
+        stream_unref(s);
+        return api_send_store_error(r->conn, rc, "no account with this userId");
+    }
+    log_info("stream %llu user=%s open%s", (unsigned long long)stream_serial(s),
+             uid ? uid : "*", has_after ? " (resuming)" : "");
+    return http_send_stream(r->conn, s);
+}
+
+/* ---------------------------------------------------------------- accounts */
+
+static json_object *
+api_account_object(const struct account *a)
+{
+    json_object *o = json_object_new_object();
+
+    if (o == NULL)
+        return NULL;
+    json_object_object_add(o, "id", json_object_new_string(a->id));
+    json_object_object_add(o, "name", json_object_new_string(a->name));
+    json_object_object_add(o, "balance", json_object_new_int64(a->balance));
+    json_object_object_add(o, "createdAt", json_object_new_int64(a->created_at));
+    return o;
+}
+
+int
+api_account_create(const struct api_request *r)
+{
+    struct account_input in;
+    struct body_error e;
+    struct account a;
+    enum store_result rc;
+    char location[64];
+
+    if (body_parse_account(r->body, r->body_len, &in, &e) == -1)
+        return api_send_body_error(r->conn, &e);
+    rc = store_account_create(in.name, in.balance, &a);
+    if (rc != STORE_OK)
+        return api_send_store_error(r->conn, rc, "no such account");
+    snprintf(location, sizeof(location), "/accounts/%s", a.id);
+    return api_send_object(r->conn, MHD_HTTP_CREATED, api_account_object(&a),
+                           location);
+}
+
+int
+api_account_get(const struct api_request *r)
+{
+    struct account a;
+    enum store_result rc = store_account_get(r->id, &a);
+
+    if (rc != STORE_OK)
+        return api_send_store_error(r->conn, rc, "no account with this id");
+    return api_send_object(r->conn, MHD_HTTP_OK, api_account_object(&a), NULL);
+}
+
+int
+api_snapshot_create(const struct api_request *r)
+{
+    struct snapshot_input in;
+    struct body_error e;
+    enum store_result rc;
+    char id[EVENTID_STR_MAX];
+    int64_t balance, taken_at = api_now_ms();
+    json_object *o;
+
+    if (body_parse_snapshot(r->body, r->body_len, &in, &e) == -1)
+        return api_send_body_error(r->conn, &e);
+    rc = store_snapshot_take(r->id, in.has_balance, in.balance, taken_at, id,
+                             sizeof(id), &balance);
+    if (rc != STORE_OK)
+        return api_send_store_error(r->conn, rc, "no account with this id");
+    if ((o = json_object_new_object()) != NULL) {
+        json_object_object_add(o, "id", json_object_new_string(id));
+        json_object_object_add(o, "accountId", json_object_new_string(r->id));
+        json_object_object_add(o, "balance", json_object_new_int64(balance));
+        json_object_object_add(o, "takenAt", json_object_new_int64(taken_at));
+    }
+    return api_send_object(r->conn, MHD_HTTP_CREATED, o, NULL);
+}
+
+/* ---------------------------------------------------------------- events */
+
+int
+api_event_publish(const struct api_request *r)
+{
+    struct event_input in;
+    struct body_error e;
+    enum store_result rc;
+    char id[EVENTID_STR_MAX];
+    json_object *o;
+
+    if (body_parse_event(r->body, r->body_len, &in, &e) == -1)
+        return api_send_body_error(r->conn, &e);
+    rc = store_event_publish(in.user_id, in.type, in.data_json, in.data_len,
+                             id, sizeof(id));
+    event_input_clear(&in);
+    if (rc != STORE_OK)
+        return api_send_store_error(r->conn, rc, "no account with this userId");
+    if ((o = json_object_new_object()) != NULL)
+        json_object_object_add(o, "id", json_object_new_string(id));
+    return api_send_object(r->conn, MHD_HTTP_ACCEPTED, o, NULL);
+}
+
+/* ---------------------------------------------------------------- health */
+
+int
+api_health(const struct api_request *r)
+{
+    int up = subscriber_is_up(r->app->sub);
+    json_object *o = json_object_new_object();
+
+    if (o != NULL) {
+        json_object_object_add(o, "status",
+                               json_object_new_string(up ? "ok" : "degraded"));
+        json_object_object_add(o, "serverId",
+                               json_object_new_string(r->app->cfg->server_id));
+        json_object_object_add(o, "redis",
+                               json_object_new_string(up ? "up" : "down"));
+        json_object_object_add(o, "streams",
+                               json_object_new_int64((int64_t)hub_count(r->app->hub)));
+    }
+    return api_send_object(r->conn, up ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
+                           o, NULL);
+}

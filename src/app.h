@@ -1,0 +1,22 @@
+/* app.h -- the read-mostly context every request handler borrows: the
+ * configuration, the hub of streams, the subscriber's health and the
+ * shutdown flag. main.c owns it and everything it points to. */
+#ifndef SSEGATE_APP_H
+#define SSEGATE_APP_H
+
+#include <stdatomic.h>
+
+struct config;
+struct hub;
+struct subscriber;
+struct sse_frame;
+
+struct app {
+    const struct config *cfg;
+    struct hub *hub;
+    struct subscriber *sub;
+    struct sse_frame *hello;    /* "retry: N\n: ssegate <id>\n\n", shared by every stream */
+    atomic_int stopping;        /* set once shutdown starts; new streams get 503 */
+};
+
+#endif

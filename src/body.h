@@ -1,0 +1,83 @@
+/* body.h -- validation of REST request bodies into plain structs: the
+ * one place that decides what input is acceptable. Pure (json-c only). */
+#ifndef SSEGATE_BODY_H
+#define SSEGATE_BODY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define BODY_MAX_BYTES (64 * 1024)
+#define BODY_NAME_MAX_CHARS 100
+/* Balances must stay exact in JavaScript clients: at most 2^53 - 1. */
+#define BODY_BALANCE_MAX INT64_C(9007199254740991)
+#define BODY_USER_ID_MAX_DIGITS 18
+
+/* A rejected body: code is the JSON "error" value ("invalid_json",
+ * "invalid_field", "missing_field", "unknown_field"), message says what
+ * is wrong in one sentence naming the field. */
+struct body_error {
+    char code[32];
+    char message[200];
+};
+
+struct account_input {
+    char name[4 * BODY_NAME_MAX_CHARS + 1];     /* UTF-8, NUL-terminated */
+    int64_t balance;                            /* default 0 */
+};
+
+struct snapshot_input {
+    int has_balance;
+    int64_t balance;
+};
+
+struct event_input {
+    char user_id[BODY_USER_ID_MAX_DIGITS + 1];
+    char type[65];
+    char *data_json;        /* owned: one-line JSON ("null" if absent); free with event_input_clear */
+    size_t data_len;
+};
+
+/* All parsers take len bytes (not NUL-terminated) of a UTF-8 JSON body
+ * and return 0, or -1 with err filled. They use a strict json-c
+ * tokener (JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8, depth 32),
+ * reject trailing garbage, truncated input and non-objects with
+ * "invalid_json", and reject unknown fields with "unknown_field". */
+
+/* {"name": string of 1..100 Unicode characters, not all whitespace, no
+ * control characters, "balance": optional integer 0..BODY_BALANCE_MAX}.
+ * A balance given as a float (1.5, 1e3, 100.0), string, bool or null is
+ * "invalid_field". */
+int
+body_parse_account(const char *buf, size_t len, struct account_input *out,
+                   struct body_error *err);
+
+/* {"balance": optional integer 0..BODY_BALANCE_MAX}. len 0 (no body)
+ * is accepted as {}. */
+int
+body_parse_snapshot(const char *buf, size_t len, struct snapshot_input *out,
+                    struct body_error *err);
+
+/* {"userId": string of 1..18 digits or an integer >= 1, "type": 1..64 of
+ * [A-Za-z0-9._-], "data": optional, any JSON value}. data is
+ * re-serialised as one line (JSON_C_TO_STRING_PLAIN |
+ * JSON_C_TO_STRING_NOSLASHESCAPE). On success out->data_json is owned by
+ * out; on failure nothing is left to free. */
+int
+body_parse_event(const char *buf, size_t len, struct event_input *out,
+                 struct body_error *err);
+
+void
+event_input_clear(struct event_input *in);
+
+/* Returns 1 if a Content-Type header value is JSON: "application/json"
+ * (case-insensitive) optionally followed by parameters (";
+ * charset=utf-8"); a charset other than utf-8 is rejected. */
+int
+body_content_type_is_json(const char *content_type);
+
+/* Returns 1 if s (len bytes) is a user id: 1..18 ASCII digits, no
+ * leading zero. */
+int
+body_user_id_valid(const char *s, size_t len);
+
+#endif

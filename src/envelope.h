@@ -1,0 +1,51 @@
+/* envelope.h -- the JSON event envelope: building the parts a write
+ * publishes, and reading a message that arrives on the channel.
+ * Pure (json-c only). */
+#ifndef SSEGATE_ENVELOPE_H
+#define SSEGATE_ENVELOPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "eventid.h"
+#include "sse.h"
+
+/* Longest userId we accept from the channel. */
+#define ENVELOPE_USER_MAX 64
+
+/* The envelope is {"id":"<id>",<rest>}. The id is only known inside
+ * Redis (the publish script allocates it), so C builds <rest>:
+ *   "type":"<type>","userId":"<user>","data":<data>,"serverId":"<sid>","ts":<ts>}
+ * with every string JSON-escaped. data_json must already be one valid
+ * JSON text (it is copied verbatim). Returns a NUL-terminated string the
+ * caller owns (free()), or NULL on allocation failure. */
+char *
+envelope_build_rest(const char *type, const char *user_id,
+                    const char *data_json, size_t data_len,
+                    const char *server_id, int64_t ts_ms);
+
+/* What the subscriber needs from a channel message. */
+struct envelope_view {
+    int has_id;                         /* message had a valid "id" */
+    struct event_id id;
+    char type[SSE_EVENT_MAX + 1];       /* "message" when absent */
+    char user_id[ENVELOPE_USER_MAX + 1];
+};
+
+/* Parses one channel message (len bytes, not NUL-terminated): a JSON
+ * object with "userId" (a non-empty string of at most ENVELOPE_USER_MAX
+ * bytes without control characters, or a non-negative integer, written
+ * as its decimal string), optional "type" (1..64 of [A-Za-z0-9._-];
+ * default "message") and optional "id" (a string eventid_parse accepts;
+ * an id of another form is an error). Returns 0, or -1 with a short
+ * reason in err for anything malformed. */
+int
+envelope_parse(const char *msg, size_t len, struct envelope_view *out,
+               char *err, size_t errlen);
+
+/* Returns 1 if s (len bytes) is a valid event type: 1..64 characters
+ * of [A-Za-z0-9._-]. */
+int
+envelope_type_valid(const char *s, size_t len);
+
+#endif

@@ -1,0 +1,464 @@
+/* http.c -- the libmicrohttpd daemon. Owns the daemon and each request's
+ * state (route, bounded body buffer) from its first access-handler call
+ * to MHD's completion callback. Routes to api.c; builds every response.
+ *
+ * Threading: MHD_USE_EPOLL_INTERNAL_THREAD with a thread pool. Each worker
+ * has its own epoll set and its own list of suspended (idle) streams, so
+ * resuming one stream wakes one worker, which walks only its share of the
+ * parked connections (libmicrohttpd 0.9.75 walks that whole list). */
+#include <arpa/inet.h>
+#include <json-c/json.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "app.h"
+#include "body.h"
+#include "config.h"
+#include "hub.h"
+#include "http.h"
+#include "log.h"
+#include "stream.h"
+
+/* Per-connection memory: request headers plus MHD's read and write
+ * buffers. 8 KiB fits a browser's headers and cookies; bodies are
+ * buffered outside it (up to BODY_MAX_BYTES). */
+#define HTTP_CONN_MEMORY 8192
+/* Suspended streams never time out (MHD restarts the timer on resume);
+ * this only reaps slowloris requests and clients that stopped reading. */
+#define HTTP_CONN_TIMEOUT_S 60
+#define HTTP_LISTEN_BACKLOG 4096
+
+struct http {
+    struct MHD_Daemon *daemon;
+    struct app *app;
+};
+
+enum route {
+    ROUTE_NONE,
+    ROUTE_STREAM,           /* /events/sse */
+    ROUTE_EVENTS,           /* /events */
+    ROUTE_ACCOUNTS,         /* /accounts */
+    ROUTE_ACCOUNT,          /* /accounts/ID */
+    ROUTE_SNAPSHOTS,        /* /accounts/ID/snapshots */
+    ROUTE_HEALTH            /* /health */
+};
+
+struct request {
+    enum route route;
+    char id[BODY_USER_ID_MAX_DIGITS + 1];
+    char *body;             /* owned; NUL-terminated for convenience */
+    size_t len;
+    size_t cap;
+    int too_large;
+};
+
+/* ------------------------------------------------------------ responses */
+
+static enum MHD_Result
+http_queue(struct MHD_Connection *conn, unsigned status,
+           struct MHD_Response *resp)
+{
+    enum MHD_Result ret;
+
+    if (resp == NULL)
+        return MHD_NO;      /* out of memory: MHD closes the connection */
+    ret = MHD_queue_response(conn, status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+int
+http_send_json(struct MHD_Connection *conn, unsigned status,
+               const char *body, size_t len, const char *location)
+{
+    struct MHD_Response *resp;
+
+    resp = MHD_create_response_from_buffer(len, (void *)(uintptr_t)body,
+                                           MHD_RESPMEM_MUST_COPY);
+    if (resp == NULL)
+        return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type",
+                            "application/json; charset=utf-8");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    if (location != NULL)
+        MHD_add_response_header(resp, "Location", location);
+    return http_queue(conn, status, resp);
+}
+
+int
+http_send_error(struct MHD_Connection *conn, unsigned status,
+                const char *code, const char *message, const char *allow)
+{
+    json_object *o = json_object_new_object();
+    struct MHD_Response *resp = NULL;
+    const char *s;
+    size_t len;
+
+    if (o == NULL)
+        return MHD_NO;
+    json_object_object_add(o, "error", json_object_new_string(code));
+    json_object_object_add(o, "message", json_object_new_string(message));
+    s = json_object_to_json_string_length(
+        o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+    if (s != NULL)
+        resp = MHD_create_response_from_buffer(len, (void *)(uintptr_t)s,
+                                               MHD_RESPMEM_MUST_COPY);
+    json_object_put(o);
+    if (resp == NULL)
+        return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type",
+                            "application/json; charset=utf-8");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    if (allow != NULL)
+        MHD_add_response_header(resp, "Allow", allow);
+    if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
+        MHD_add_response_header(resp, "Retry-After", "1");
+    return http_queue(conn, status, resp);
+}
+
+/* ---------------------------------------------------------------- streams */
+
+static ssize_t
+http_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    return stream_read(cls, buf, max);
+}
+
+/* MHD is done with the response, so with the stream: unindex it, then
+ * drop the response's reference. */
+static void
+http_stream_free(void *cls)
+{
+    struct stream *s = cls;
+    struct hub *h = stream_hub_link(s)->hub;
+
+    if (h != NULL)
+        hub_remove(h, s);
+    stream_close(s);
+    log_info("stream %llu user=%s closed", (unsigned long long)stream_serial(s),
+             stream_user_id(s)[0] ? stream_user_id(s) : "*");
+    stream_unref(s);
+}
+
+int
+http_send_stream(struct MHD_Connection *conn, struct stream *s)
+{
+    struct MHD_Response *resp;
+
+    /* MHD_SIZE_UNKNOWN: chunked on HTTP/1.1, close-delimited on 1.0. The
+     * block size only sizes the HTTP/1.0 buffer; keep it small. */
+    resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 256,
+                                             http_stream_read, s,
+                                             http_stream_free);
+    if (resp == NULL) {
+        http_stream_free(s);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+    MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+    stream_attach(s, conn);
+    return http_queue(conn, MHD_HTTP_OK, resp);
+}
+
+/* ---------------------------------------------------------------- routing */
+
+/* Matches url to a route; fills id for routes with an account id. An id
+ * that is not 1..18 digits makes the path unknown. */
+static enum route
+http_route_match(const char *url, char *id)
+{
+    const char *p, *slash;
+    size_t n;
+
+    if (strcmp(url, "/events/sse") == 0)
+        return ROUTE_STREAM;
+    if (strcmp(url, "/events") == 0)
+        return ROUTE_EVENTS;
+    if (strcmp(url, "/accounts") == 0)
+        return ROUTE_ACCOUNTS;
+    if (strcmp(url, "/health") == 0)
+        return ROUTE_HEALTH;
+    if (strncmp(url, "/accounts/", 10) != 0)
+        return ROUTE_NONE;
+    p = url + 10;
+    slash = strchr(p, '/');
+    n = slash ? (size_t)(slash - p) : strlen(p);
+    if (!body_user_id_valid(p, n))
+        return ROUTE_NONE;
+    memcpy(id, p, n);
+    id[n] = '\0';
+    if (slash == NULL)
+        return ROUTE_ACCOUNT;
+    if (strcmp(slash, "/snapshots") == 0)
+        return ROUTE_SNAPSHOTS;
+    return ROUTE_NONE;
+}
+
+/* The one method each route accepts. */
+static const char *
+http_route_method(enum route r)
+{
+    switch (r) {
+    case ROUTE_STREAM:
+    case ROUTE_ACCOUNT:
+    case ROUTE_HEALTH:
+        return MHD_HTTP_METHOD_GET;
+    case ROUTE_EVENTS:
+    case ROUTE_ACCOUNTS:
+    case ROUTE_SNAPSHOTS:
+        return MHD_HTTP_METHOD_POST;
+    case ROUTE_NONE:
+        break;
+    }
+    return NULL;
+}
+
+static int
+http_method_ok(enum route r, const char *want, const char *method)
+{
+    /* HEAD is GET without a body (MHD drops the body itself), except for
+     * a stream, which has no end to describe. */
+    return strcmp(want, method) == 0 ||
+           (r != ROUTE_STREAM && strcmp(want, MHD_HTTP_METHOD_GET) == 0 &&
+            strcmp(method, MHD_HTTP_METHOD_HEAD) == 0);
+}
+
+/* The Allow header for a route. */
+static const char *
+http_route_allow(enum route r, const char *want)
+{
+    if (strcmp(want, MHD_HTTP_METHOD_GET) == 0)
+        return r == ROUTE_STREAM ? "GET" : "GET, HEAD";
+    return want;
+}
+
+/* First call of a POST: reject by headers alone, before reading the body.
+ * Returns 0 to go on, or 1 when a response was queued (*ret set). */
+static int
+http_check_upload(struct MHD_Connection *conn, enum MHD_Result *ret)
+{
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_TYPE);
+
+    if (cl != NULL && strtoull(cl, NULL, 10) > BODY_MAX_BYTES) {
+        *ret = (enum MHD_Result)http_send_error(
+            conn, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large",
+            "the body is larger than 65536 bytes", NULL);
+        return 1;
+    }
+    /* No Content-Type is read as JSON; any other type is refused. */
+    if (ct != NULL && !body_content_type_is_json(ct)) {
+        *ret = (enum MHD_Result)http_send_error(
+            conn, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
+            "send the body as Content-Type: application/json", NULL);
+        return 1;
+    }
+    return 0;
+}
+
+/* Appends an upload chunk within BODY_MAX_BYTES; past it, remembers the
+ * overflow and discards the rest (MHD must still be told it was read). */
+static int
+http_body_append(struct request *req, const char *data, size_t n)
+{
+    if (req->too_large || req->len + n > BODY_MAX_BYTES) {
+        req->too_large = 1;
+        return 0;
+    }
+    if (req->len + n + 1 > req->cap) {
+        size_t ncap = req->cap ? req->cap : 1024;
+        char *nb;
+
+        while (ncap < req->len + n + 1)
+            ncap *= 2;
+        if ((nb = realloc(req->body, ncap)) == NULL)
+            return -1;
+        req->body = nb;
+        req->cap = ncap;
+    }
+    memcpy(req->body + req->len, data, n);
+    req->len += n;
+    req->body[req->len] = '\0';
+    return 0;
+}
+
+static enum MHD_Result
+http_dispatch(struct http *h, struct MHD_Connection *conn, struct request *req)
+{
+    struct api_request r = {
+        conn, h->app, req->id, req->body ? req->body : "", req->len
+    };
+
+    switch (req->route) {
+    case ROUTE_STREAM:
+        return (enum MHD_Result)api_stream_open(&r);
+    case ROUTE_EVENTS:
+        return (enum MHD_Result)api_event_publish(&r);
+    case ROUTE_ACCOUNTS:
+        return (enum MHD_Result)api_account_create(&r);
+    case ROUTE_ACCOUNT:
+        return (enum MHD_Result)api_account_get(&r);
+    case ROUTE_SNAPSHOTS:
+        return (enum MHD_Result)api_snapshot_create(&r);
+    case ROUTE_HEALTH:
+        return (enum MHD_Result)api_health(&r);
+    case ROUTE_NONE:
+        break;
+    }
+    return MHD_NO;
+}
+
+/* MHD calls this once with the headers, then once per body chunk, then
+ * once more with no data. Answers go out on the last call, except
+ * rejections decided from the headers: a response queued on the first
+ * call makes MHD close the connection, which is what an unread body
+ * needs anyway. */
+static enum MHD_Result
+http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                const char *method, const char *version,
+                const char *upload_data, size_t *upload_data_size,
+                void **con_cls)
+{
+    struct http *h = cls;
+    struct request *req = *con_cls;
+    enum MHD_Result ret;
+    const char *want;
+
+    (void)version;
+    if (req == NULL) {
+        if ((req = calloc(1, sizeof(*req))) == NULL)
+            return MHD_NO;
+        *con_cls = req;
+        req->route = http_route_match(url, req->id);
+        if (req->route == ROUTE_NONE)
+            return (enum MHD_Result)http_send_error(
+                conn, MHD_HTTP_NOT_FOUND, "not_found", "no such resource", NULL);
+        want = http_route_method(req->route);
+        if (!http_method_ok(req->route, want, method))
+            return (enum MHD_Result)http_send_error(
+                conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
+                "this resource does not support that method",
+                http_route_allow(req->route, want));
+        if (strcmp(want, MHD_HTTP_METHOD_POST) == 0 &&
+            http_check_upload(conn, &ret))
+            return ret;
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        if (http_body_append(req, upload_data, *upload_data_size) == -1)
+            return (enum MHD_Result)http_send_error(
+                conn, MHD_HTTP_SERVICE_UNAVAILABLE, "out_of_memory",
+                "the server is out of memory", NULL);
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (req->too_large)
+        return (enum MHD_Result)http_send_error(
+            conn, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large",
+            "the body is larger than 65536 bytes", NULL);
+    return http_dispatch(h, conn, req);
+}
+
+static void
+http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                  enum MHD_RequestTerminationCode toe)
+{
+    struct request *req = *con_cls;
+
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    if (req == NULL)
+        return;
+    free(req->body);
+    free(req);
+    *con_cls = NULL;
+}
+
+static void
+http_on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char line[512];
+    size_t n;
+
+    (void)cls;
+    vsnprintf(line, sizeof(line), fmt, ap);
+    n = strlen(line);
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = '\0';
+    log_warn("http: %s", line);
+}
+
+/* ---------------------------------------------------------------- daemon */
+
+struct http *
+http_start(struct app *app, char *err, size_t errlen)
+{
+    const struct config *cfg = app->cfg;
+    struct http *h;
+    struct sockaddr_in sin;
+
+    if ((h = calloc(1, sizeof(*h))) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    h->app = app;
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons(cfg->port);
+    if (inet_pton(AF_INET, cfg->listen_addr, &sin.sin_addr) != 1) {
+        snprintf(err, errlen, "LISTEN_ADDR: '%s' is not an IPv4 address",
+                 cfg->listen_addr);
+        free(h);
+        return NULL;
+    }
+    h->daemon = MHD_start_daemon(
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+            MHD_USE_ITC | MHD_USE_ERROR_LOG,
+        cfg->port, NULL, NULL, http_on_request, h,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->http_threads,
+        /* The default is FD_SETSIZE - 4 = 1020, even with epoll. */
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->max_connections,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTP_CONN_TIMEOUT_S,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)HTTP_LISTEN_BACKLOG,
+        MHD_OPTION_NOTIFY_COMPLETED, http_on_completed, h,
+        MHD_OPTION_EXTERNAL_LOGGER, http_on_mhd_log, NULL,
+        MHD_OPTION_END);
+    if (h->daemon == NULL) {
+        snprintf(err, errlen, "cannot listen on %s:%u (in use?)",
+                 cfg->listen_addr, cfg->port);
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+void
+http_quiesce(struct http *h)
+{
+    MHD_socket fd = MHD_quiesce_daemon(h->daemon);
+
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+}
+
+void
+http_stop(struct http *h)
+{
+    if (h == NULL)
+        return;
+    MHD_stop_daemon(h->daemon);
+    free(h);
+}

@@ -1,0 +1,360 @@
+/* hub.c -- userId -> streams, and the firehose. Owns the buckets; borrows
+ * the streams (their connections own them, and remove them before they
+ * die). The index is split into shards, each with its own mutex, so
+ * opening and closing streams on the HTTP threads rarely contends with
+ * the subscriber fanning out. Lock order: shard, then stream. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hub.h"
+#include "stream.h"
+
+#define HUB_SHARDS 64           /* power of two */
+#define HUB_FIREHOSE HUB_SHARDS /* the extra shard holding the firehose */
+
+struct bucket {
+    struct bucket *next;        /* chain in the shard's table */
+    struct stream *streams;     /* doubly linked through stream_hub_link */
+    char user_id[];
+};
+
+struct shard {
+    pthread_mutex_t mu;
+    struct bucket **table;      /* power-of-two slots, chained */
+    size_t slots;
+    size_t buckets;
+};
+
+struct hub {
+    struct shard shard[HUB_SHARDS + 1];
+    atomic_size_t count;
+    atomic_int closed;
+};
+
+static uint32_t
+hub_hash(const char *s)
+{
+    uint32_t h = 2166136261u;   /* FNV-1a: short keys, cheap, good spread */
+
+    while (*s)
+        h = (h ^ (uint8_t)*s++) * 16777619u;
+    return h;
+}
+
+static struct shard *
+hub_shard_for(struct hub *h, const char *user_id, uint32_t *hash)
+{
+    if (user_id[0] == '\0') {
+        *hash = 0;
+        return &h->shard[HUB_FIREHOSE];
+    }
+    *hash = hub_hash(user_id);
+    return &h->shard[*hash & (HUB_SHARDS - 1)];
+}
+
+struct hub *
+hub_new(void)
+{
+    struct hub *h;
+    int i;
+
+    if ((h = calloc(1, sizeof(*h))) == NULL)
+        return NULL;
+    for (i = 0; i <= HUB_SHARDS; i++) {
+        if (pthread_mutex_init(&h->shard[i].mu, NULL) != 0)
+            goto err;
+    }
+    atomic_init(&h->count, 0);
+    atomic_init(&h->closed, 0);
+    return h;
+err:
+    while (--i >= 0)
+        pthread_mutex_destroy(&h->shard[i].mu);
+    free(h);
+    return NULL;
+}
+
+void
+hub_free(struct hub *h)
+{
+    if (h == NULL)
+        return;
+    for (int i = 0; i <= HUB_SHARDS; i++) {
+        struct shard *sh = &h->shard[i];
+
+        for (size_t j = 0; j < sh->slots; j++) {
+            struct bucket *b = sh->table[j], *next;
+
+            for (; b != NULL; b = next) {
+                next = b->next;
+                free(b);
+            }
+        }
+        free(sh->table);
+        pthread_mutex_destroy(&sh->mu);
+    }
+    free(h);
+}
+
+/* ------------------------------------------------------------- buckets */
+
+/* Caller holds sh->mu. Returns the bucket slot pointer for user_id. */
+static struct bucket **
+shard_find(struct shard *sh, uint32_t hash, const char *user_id)
+{
+    struct bucket **bp;
+
+    if (sh->slots == 0)
+        return NULL;
+    bp = &sh->table[hash & (sh->slots - 1)];
+    while (*bp != NULL && strcmp((*bp)->user_id, user_id) != 0)
+        bp = &(*bp)->next;
+    return bp;
+}
+
+/* Caller holds sh->mu. Doubles the table at load factor 1. */
+static int
+shard_grow(struct shard *sh)
+{
+    size_t nslots = sh->slots ? sh->slots * 2 : 16;
+    struct bucket **nt = calloc(nslots, sizeof(*nt));
+
+    if (nt == NULL)
+        return -1;
+    for (size_t i = 0; i < sh->slots; i++) {
+        struct bucket *b = sh->table[i], *next;
+
+        for (; b != NULL; b = next) {
+            size_t j = hub_hash(b->user_id) & (nslots - 1);
+
+            next = b->next;
+            b->next = nt[j];
+            nt[j] = b;
+        }
+    }
+    free(sh->table);
+    sh->table = nt;
+    sh->slots = nslots;
+    return 0;
+}
+
+/* Caller holds sh->mu. Finds or creates the bucket for user_id. */
+static struct bucket *
+shard_get_bucket(struct shard *sh, uint32_t hash, const char *user_id)
+{
+    struct bucket **bp = shard_find(sh, hash, user_id);
+    struct bucket *b;
+    size_t len;
+
+    if (bp != NULL && *bp != NULL)
+        return *bp;
+    if (sh->buckets >= sh->slots && shard_grow(sh) == -1)
+        return NULL;
+    len = strlen(user_id);
+    if ((b = malloc(sizeof(*b) + len + 1)) == NULL)
+        return NULL;
+    memcpy(b->user_id, user_id, len + 1);
+    b->streams = NULL;
+    bp = shard_find(sh, hash, user_id);
+    b->next = NULL;
+    *bp = b;
+    sh->buckets++;
+    return b;
+}
+
+/* Caller holds sh->mu. Drops an empty bucket so the table tracks only
+ * users with open streams. */
+static void
+shard_drop_bucket(struct shard *sh, uint32_t hash, struct bucket *b)
+{
+    struct bucket **bp = shard_find(sh, hash, b->user_id);
+
+    if (bp == NULL || *bp != b)
+        return;
+    *bp = b->next;
+    sh->buckets--;
+    free(b);
+}
+
+/* ------------------------------------------------------------- streams */
+
+int
+hub_add(struct hub *h, struct stream *s)
+{
+    uint32_t hash;
+    struct shard *sh = hub_shard_for(h, stream_user_id(s), &hash);
+    struct stream_hub_link *l = stream_hub_link(s);
+    struct bucket *b;
+    int rc = -1;
+
+    pthread_mutex_lock(&sh->mu);
+    if (atomic_load(&h->closed) || l->bucket != NULL)
+        goto out;
+    if ((b = shard_get_bucket(sh, hash, stream_user_id(s))) == NULL)
+        goto out;
+    l->prev = NULL;
+    l->next = b->streams;
+    if (b->streams != NULL)
+        stream_hub_link(b->streams)->prev = s;
+    b->streams = s;
+    l->bucket = b;
+    l->hub = h;
+    atomic_fetch_add(&h->count, 1);
+    rc = 0;
+out:
+    pthread_mutex_unlock(&sh->mu);
+    return rc;
+}
+
+void
+hub_remove(struct hub *h, struct stream *s)
+{
+    uint32_t hash;
+    struct shard *sh = hub_shard_for(h, stream_user_id(s), &hash);
+    struct stream_hub_link *l = stream_hub_link(s);
+    struct bucket *b;
+
+    pthread_mutex_lock(&sh->mu);
+    if ((b = l->bucket) != NULL) {
+        if (l->prev != NULL)
+            stream_hub_link(l->prev)->next = l->next;
+        else
+            b->streams = l->next;
+        if (l->next != NULL)
+            stream_hub_link(l->next)->prev = l->prev;
+        l->prev = l->next = NULL;
+        l->bucket = NULL;
+        atomic_fetch_sub(&h->count, 1);
+        if (b->streams == NULL)
+            shard_drop_bucket(sh, hash, b);
+    }
+    pthread_mutex_unlock(&sh->mu);
+}
+
+/* Caller holds the bucket's shard lock. */
+static void
+bucket_push(struct bucket *b, struct sse_frame *f)
+{
+    for (struct stream *s = b->streams; s != NULL; s = stream_hub_link(s)->next)
+        stream_push(s, f);
+}
+
+void
+hub_publish(struct hub *h, const char *user_id, struct sse_frame *f)
+{
+    uint32_t hash;
+    struct shard *sh;
+    struct bucket **bp;
+
+    if (user_id[0] != '\0') {
+        sh = hub_shard_for(h, user_id, &hash);
+        pthread_mutex_lock(&sh->mu);
+        if ((bp = shard_find(sh, hash, user_id)) != NULL && *bp != NULL)
+            bucket_push(*bp, f);
+        pthread_mutex_unlock(&sh->mu);
+    }
+    sh = &h->shard[HUB_FIREHOSE];
+    pthread_mutex_lock(&sh->mu);
+    if ((bp = shard_find(sh, 0, "")) != NULL && *bp != NULL)
+        bucket_push(*bp, f);
+    pthread_mutex_unlock(&sh->mu);
+}
+
+/* Calls fn on every stream, one shard at a time, under that shard's lock:
+ * the HTTP threads start writing while later shards are still walked. */
+static void
+hub_each(struct hub *h, void (*fn)(struct stream *, void *), void *arg)
+{
+    for (int i = 0; i <= HUB_SHARDS; i++) {
+        struct shard *sh = &h->shard[i];
+
+        pthread_mutex_lock(&sh->mu);
+        for (size_t j = 0; j < sh->slots; j++) {
+            for (struct bucket *b = sh->table[j]; b != NULL; b = b->next) {
+                struct stream *s = b->streams;
+
+                for (; s != NULL; s = stream_hub_link(s)->next)
+                    fn(s, arg);
+            }
+        }
+        pthread_mutex_unlock(&sh->mu);
+    }
+}
+
+static void
+hub_heartbeat_one(struct stream *s, void *arg)
+{
+    stream_push_heartbeat(s, arg);
+}
+
+void
+hub_heartbeat(struct hub *h, struct sse_frame *f)
+{
+    hub_each(h, hub_heartbeat_one, f);
+}
+
+struct snapshot_ctx {
+    struct stream **v;
+    size_t n, cap;
+    int failed;
+};
+
+static void
+hub_snapshot_one(struct stream *s, void *arg)
+{
+    struct snapshot_ctx *c = arg;
+
+    if (c->failed)
+        return;
+    if (c->n == c->cap) {
+        size_t ncap = c->cap ? c->cap * 2 : 64;
+        struct stream **nv = realloc(c->v, ncap * sizeof(*nv));
+
+        if (nv == NULL) {
+            c->failed = 1;
+            return;
+        }
+        c->v = nv;
+        c->cap = ncap;
+    }
+    c->v[c->n++] = stream_ref(s);
+}
+
+struct stream **
+hub_snapshot(struct hub *h, size_t *n)
+{
+    struct snapshot_ctx c = { NULL, 0, 0, 0 };
+
+    hub_each(h, hub_snapshot_one, &c);
+    if (c.failed) {
+        for (size_t i = 0; i < c.n; i++)
+            stream_unref(c.v[i]);
+        free(c.v);
+        *n = (size_t)-1;
+        return NULL;
+    }
+    *n = c.n;
+    return c.v;
+}
+
+static void
+hub_close_one(struct stream *s, void *arg)
+{
+    stream_end(s, arg);
+}
+
+void
+hub_close(struct hub *h, const char *reason)
+{
+    atomic_store(&h->closed, 1);
+    hub_each(h, hub_close_one, (void *)(uintptr_t)reason);
+}
+
+size_t
+hub_count(struct hub *h)
+{
+    return atomic_load(&h->count);
+}

@@ -1,0 +1,54 @@
+/* hub.h -- the index of open streams: userId -> streams, plus the
+ * firehose list. Borrows every stream it holds; fans each shared frame
+ * out to the matching streams. Thread-safe (sharded locks). */
+#ifndef SSEGATE_HUB_H
+#define SSEGATE_HUB_H
+
+#include <stddef.h>
+
+struct hub;
+struct stream;
+struct sse_frame;
+
+struct hub *
+hub_new(void);
+
+/* Frees the index only; the hub must be empty (streams are owned by
+ * their connections). NULL is ignored. */
+void
+hub_free(struct hub *h);
+
+/* Indexes s under its user id (or the firehose for ""). Returns 0, or
+ * -1 when out of memory or when the hub is closed for shutdown. */
+int
+hub_add(struct hub *h, struct stream *s);
+
+/* Removes s if indexed; safe to call more than once. After it returns
+ * no producer can reach s through the hub. */
+void
+hub_remove(struct hub *h, struct stream *s);
+
+/* Pushes f (borrowed) to every stream of user_id and to the firehose. */
+void
+hub_publish(struct hub *h, const char *user_id, struct sse_frame *f);
+
+/* Pushes a heartbeat frame to every idle stream. */
+void
+hub_heartbeat(struct hub *h, struct sse_frame *f);
+
+/* Returns an array of references to every indexed stream (the caller
+ * stream_unref()s each and free()s the array), with the count in *n.
+ * Returns NULL with *n == 0 when empty or out of memory (*n then
+ * (size_t)-1). */
+struct stream **
+hub_snapshot(struct hub *h, size_t *n);
+
+/* Refuses further hub_add() calls and ends every stream with reason. */
+void
+hub_close(struct hub *h, const char *reason);
+
+/* Number of indexed streams (approximate under concurrent change). */
+size_t
+hub_count(struct hub *h);
+
+#endif

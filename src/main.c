@@ -1,0 +1,193 @@
+/* main.c -- wiring, signals and the shutdown order. Owns the event base,
+ * the hub, the subscriber, the HTTP daemon and the shared hello frame.
+ *
+ * Threads: this one runs the libevent loop (the Redis subscription,
+ * heartbeats, signals); libmicrohttpd runs a pool of HTTP threads. See
+ * docs/ARCHITECTURE.md. */
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "app.h"
+#include "config.h"
+#include "http.h"
+#include "hub.h"
+#include "log.h"
+#include "sse.h"
+#include "store.h"
+#include "subscriber.h"
+#include "version.h"
+
+/* How long shutdown waits for streams to flush before closing them. */
+#define DRAIN_DEADLINE_MS 5000
+#define DRAIN_POLL_MS 10
+/* Descriptors kept for Redis connections, logs and the listener. */
+#define FD_RESERVE 64
+
+struct gateway {
+    struct config cfg;
+    struct app app;
+    struct event_base *base;
+    struct http *http;
+    struct event *sigint_ev, *sigterm_ev, *drain_ev;
+    int drain_ticks;
+};
+
+static const char *
+main_getenv(const char *name)
+{
+    return getenv(name);
+}
+
+/* Streams are file descriptors: take every descriptor the hard limit
+ * allows, and never promise more connections than that. */
+static void
+main_raise_fd_limit(struct config *cfg)
+{
+    struct rlimit rl;
+    rlim_t want;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    want = (rlim_t)cfg->max_connections + FD_RESERVE;
+    if (rl.rlim_cur != RLIM_INFINITY && want > rl.rlim_cur) {
+        unsigned fit = rl.rlim_cur > 2 * FD_RESERVE
+                           ? (unsigned)(rl.rlim_cur - FD_RESERVE) : FD_RESERVE;
+
+        log_warn("MAX_CONNECTIONS %u exceeds the file descriptor limit %llu;"
+                 " using %u", cfg->max_connections,
+                 (unsigned long long)rl.rlim_cur, fit);
+        cfg->max_connections = fit;
+    }
+}
+
+static void
+main_on_drain(evutil_socket_t fd, short what, void *arg)
+{
+    struct gateway *g = arg;
+    size_t left = hub_count(g->app.hub);
+
+    (void)fd;
+    (void)what;
+    if (left == 0 || ++g->drain_ticks * DRAIN_POLL_MS >= DRAIN_DEADLINE_MS) {
+        if (left > 0)
+            log_warn("shutdown: closing %zu streams that did not drain", left);
+        event_del(g->drain_ev);
+        event_base_loopbreak(g->base);
+    }
+}
+
+/* Shutdown, first half: stop accepting, end every stream (each flushes
+ * what it holds and ends its chunked body cleanly), then wait for them.
+ * The loop then exits and main() frees in reverse order. */
+static void
+main_on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct gateway *g = arg;
+    struct timeval poll = { 0, DRAIN_POLL_MS * 1000 };
+
+    (void)what;
+    if (atomic_exchange(&g->app.stopping, 1)) {
+        log_info("shutdown already in progress");
+        return;
+    }
+    log_info("%s: shutting down, ending %zu streams",
+             sig == SIGINT ? "SIGINT" : "SIGTERM", hub_count(g->app.hub));
+    http_quiesce(g->http);
+    hub_close(g->app.hub, "server shutting down");
+    event_add(g->drain_ev, &poll);
+}
+
+/* "retry: N" tells EventSource how long to wait before reconnecting; the
+ * comment names the instance, so `curl -N` shows life at once. */
+static struct sse_frame *
+main_hello_frame(const struct config *cfg)
+{
+    char buf[256];
+    int n = snprintf(buf, sizeof(buf), "retry: %u\n: ssegate %s\n\n",
+                     cfg->sse_retry_ms, cfg->server_id);
+
+    if (n < 0 || (size_t)n >= sizeof(buf))
+        return NULL;
+    return sse_frame_new_raw(buf, (size_t)n);
+}
+
+int
+main(int argc, char **argv)
+{
+    static struct gateway g;
+    char err[256];
+    int status = 1;
+
+    switch (config_load(&g.cfg, argc, argv, main_getenv, err, sizeof(err))) {
+    case CONFIG_OK:
+        break;
+    case CONFIG_HELP:
+        config_usage(stdout, "ssegate");
+        return 0;
+    case CONFIG_VERSION:
+        printf("ssegate %s\n", SSEGATE_VERSION);
+        return 0;
+    case CONFIG_ERROR:
+        fprintf(stderr, "ssegate: %s\n", err);
+        return 2;
+    }
+    log_set_level((enum log_level)g.cfg.log_level);
+    /* MHD sends with MSG_NOSIGNAL, but hiredis uses plain write(). */
+    signal(SIGPIPE, SIG_IGN);
+    srandom((unsigned)time(NULL) ^ (unsigned)getpid());
+    main_raise_fd_limit(&g.cfg);
+    store_setup(&g.cfg);
+
+    g.app.cfg = &g.cfg;
+    atomic_init(&g.app.stopping, 0);
+    if ((g.base = event_base_new()) == NULL ||
+        (g.app.hub = hub_new()) == NULL ||
+        (g.app.hello = main_hello_frame(&g.cfg)) == NULL ||
+        (g.app.sub = subscriber_new(g.base, &g.cfg, g.app.hub)) == NULL ||
+        (g.sigint_ev = evsignal_new(g.base, SIGINT, main_on_signal, &g)) == NULL ||
+        (g.sigterm_ev = evsignal_new(g.base, SIGTERM, main_on_signal, &g)) == NULL ||
+        (g.drain_ev = event_new(g.base, -1, EV_PERSIST, main_on_drain, &g)) == NULL ||
+        event_add(g.sigint_ev, NULL) == -1 || event_add(g.sigterm_ev, NULL) == -1) {
+        log_error("start-up failed: out of memory");
+        goto out;
+    }
+    if ((g.http = http_start(&g.app, err, sizeof(err))) == NULL) {
+        log_error("start-up failed: %s", err);
+        goto out;
+    }
+    log_info("ssegate %s listening on %s:%u (server id %s, %u HTTP threads, "
+             "redis %s:%u, channel %s)", SSEGATE_VERSION, g.cfg.listen_addr,
+             g.cfg.port, g.cfg.server_id, g.cfg.http_threads,
+             g.cfg.redis_host, g.cfg.redis_port, g.cfg.redis_channel);
+    event_base_dispatch(g.base);
+    status = 0;
+    log_info("stopped");
+out:
+    /* Reverse order of creation. http_stop joins the HTTP threads, whose
+     * Redis connections close as they exit. */
+    http_stop(g.http);
+    subscriber_free(g.app.sub);
+    store_thread_cleanup();
+    hub_free(g.app.hub);
+    sse_frame_unref(g.app.hello);
+    if (g.drain_ev != NULL)
+        event_free(g.drain_ev);
+    if (g.sigterm_ev != NULL)
+        event_free(g.sigterm_ev);
+    if (g.sigint_ev != NULL)
+        event_free(g.sigint_ev);
+    if (g.base != NULL)
+        event_base_free(g.base);
+    libevent_global_shutdown();
+    return status;
+}

@@ -1,0 +1,375 @@
+/* stream.c -- one SSE connection. Owns its queue of frame references until
+ * stream_close(); borrows the MHD connection it resumes. Every field is
+ * guarded by s->mu, which is always taken after the hub's shard lock and
+ * before libmicrohttpd's own locks (inside suspend/resume). */
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "sse.h"
+#include "stream.h"
+
+/* A growable ring of frame references. It starts small because most
+ * streams hold nothing most of the time; the byte bound, not the ring,
+ * limits how much a stream may hold. */
+struct frameq {
+    struct sse_frame **slot;
+    size_t cap;                 /* power of two, or 0 before first push */
+    size_t head;
+    size_t count;
+};
+
+struct stream {
+    pthread_mutex_t mu;
+    atomic_uint refs;
+    uint64_t serial;            /* for logs */
+    char user_id[72];           /* "" for the firehose */
+    struct MHD_Connection *conn;
+    struct stream_hub_link hub_link;
+
+    struct frameq queue;        /* frames to send, oldest first */
+    size_t head_off;            /* bytes of the head frame already sent */
+    struct frameq held;         /* live frames held back during replay */
+    size_t bytes;               /* unsent bytes in queue + held */
+    size_t max_bytes;
+
+    unsigned replays;           /* replays in progress */
+    int has_last_id;
+    struct event_id last_id;    /* id of the last frame queued */
+
+    int suspended;              /* parked by stream_read, not yet resumed */
+    int ending;                 /* send what is queued, then end */
+    int closed;                 /* the connection is gone */
+    const char *end_reason;
+};
+
+static atomic_uint_fast64_t stream_next_serial = 1;
+
+static int stream_enqueue_locked(struct stream *s, struct frameq *q,
+                                 struct sse_frame *f);
+
+/* ---------------------------------------------------------------- frameq */
+
+static int
+frameq_push(struct frameq *q, struct sse_frame *f)
+{
+    if (q->count == q->cap) {
+        size_t ncap = q->cap ? q->cap * 2 : 4;
+        struct sse_frame **ns = malloc(ncap * sizeof(*ns));
+
+        if (ns == NULL)
+            return -1;
+        for (size_t i = 0; i < q->count; i++)
+            ns[i] = q->slot[(q->head + i) & (q->cap - 1)];
+        free(q->slot);
+        q->slot = ns;
+        q->cap = ncap;
+        q->head = 0;
+    }
+    q->slot[(q->head + q->count) & (q->cap - 1)] = f;
+    q->count++;
+    return 0;
+}
+
+static struct sse_frame *
+frameq_peek(const struct frameq *q)
+{
+    return q->count ? q->slot[q->head] : NULL;
+}
+
+static struct sse_frame *
+frameq_pop(struct frameq *q)
+{
+    struct sse_frame *f;
+
+    if (q->count == 0)
+        return NULL;
+    f = q->slot[q->head];
+    q->head = (q->head + 1) & (q->cap - 1);
+    q->count--;
+    return f;
+}
+
+/* Drops every reference and the ring itself. */
+static void
+frameq_clear(struct frameq *q)
+{
+    struct sse_frame *f;
+
+    while ((f = frameq_pop(q)) != NULL)
+        sse_frame_unref(f);
+    free(q->slot);
+    memset(q, 0, sizeof(*q));
+}
+
+/* ------------------------------------------------------------- lifecycle */
+
+struct stream *
+stream_new(const char *user_id, size_t max_bytes, struct sse_frame *hello)
+{
+    struct stream *s;
+
+    if (user_id == NULL)
+        user_id = "";
+    if (strlen(user_id) >= sizeof(s->user_id))
+        return NULL;
+    if ((s = calloc(1, sizeof(*s))) == NULL)
+        return NULL;
+    if (pthread_mutex_init(&s->mu, NULL) != 0) {
+        free(s);
+        return NULL;
+    }
+    atomic_init(&s->refs, 1);
+    s->serial = atomic_fetch_add(&stream_next_serial, 1);
+    strcpy(s->user_id, user_id);
+    s->max_bytes = max_bytes;
+    s->replays = 1;             /* the opening replay; see stream.h */
+    if (hello != NULL && stream_enqueue_locked(s, &s->queue, hello) == -1) {
+        stream_unref(s);
+        return NULL;
+    }
+    return s;
+}
+
+struct stream *
+stream_ref(struct stream *s)
+{
+    atomic_fetch_add(&s->refs, 1);
+    return s;
+}
+
+void
+stream_unref(struct stream *s)
+{
+    if (s == NULL || atomic_fetch_sub(&s->refs, 1) != 1)
+        return;
+    frameq_clear(&s->queue);
+    frameq_clear(&s->held);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+void
+stream_attach(struct stream *s, struct MHD_Connection *conn)
+{
+    pthread_mutex_lock(&s->mu);
+    s->conn = conn;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* ------------------------------------------------------------- producers */
+
+/* Caller holds s->mu. Wakes the MHD worker if the reader parked. MHD
+ * documents resume as thread-safe; calling it on a connection that is not
+ * suspended is undefined, hence the flag. */
+static void
+stream_wake_locked(struct stream *s)
+{
+    if (s->suspended && !s->closed && s->conn != NULL) {
+        s->suspended = 0;
+        MHD_resume_connection(s->conn);
+    }
+}
+
+/* Caller holds s->mu. */
+static void
+stream_end_locked(struct stream *s, const char *reason)
+{
+    if (s->ending || s->closed)
+        return;
+    s->ending = 1;
+    s->end_reason = reason;
+    log_info("stream %llu user=%s ending: %s", (unsigned long long)s->serial,
+             s->user_id[0] ? s->user_id : "*", reason);
+    stream_wake_locked(s);
+}
+
+/* Caller holds s->mu. Appends to q within the byte bound; ends the
+ * stream when the bound (or memory) runs out. Returns 0 if queued. */
+static int
+stream_enqueue_locked(struct stream *s, struct frameq *q, struct sse_frame *f)
+{
+    if (s->bytes + f->len > s->max_bytes) {
+        stream_end_locked(s, "slow consumer");
+        return -1;
+    }
+    if (frameq_push(q, sse_frame_ref(f)) == -1) {
+        sse_frame_unref(f);
+        stream_end_locked(s, "out of memory");
+        return -1;
+    }
+    s->bytes += f->len;
+    return 0;
+}
+
+/* Caller holds s->mu. An id-less frame (a PUBLISH from outside) cannot be
+ * deduplicated and is always new. */
+static int
+stream_is_new_locked(const struct stream *s, const struct sse_frame *f)
+{
+    return !f->has_id || !s->has_last_id ||
+           eventid_cmp(&f->id, &s->last_id) > 0;
+}
+
+/* Caller holds s->mu. Queues f for sending if it is new. */
+static void
+stream_queue_locked(struct stream *s, struct sse_frame *f)
+{
+    if (!stream_is_new_locked(s, f))
+        return;
+    if (stream_enqueue_locked(s, &s->queue, f) == 0 && f->has_id) {
+        s->last_id = f->id;
+        s->has_last_id = 1;
+    }
+}
+
+void
+stream_push(struct stream *s, struct sse_frame *f)
+{
+    pthread_mutex_lock(&s->mu);
+    if (!s->ending && !s->closed) {
+        if (s->replays > 0)
+            stream_enqueue_locked(s, &s->held, f);
+        else
+            stream_queue_locked(s, f);
+        stream_wake_locked(s);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+void
+stream_push_heartbeat(struct stream *s, struct sse_frame *f)
+{
+    pthread_mutex_lock(&s->mu);
+    if (!s->ending && !s->closed && s->queue.count == 0) {
+        stream_enqueue_locked(s, &s->queue, f);
+        stream_wake_locked(s);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+void
+stream_begin_replay(struct stream *s, struct event_id *after)
+{
+    pthread_mutex_lock(&s->mu);
+    s->replays++;
+    if (s->has_last_id)
+        *after = s->last_id;
+    else
+        memset(after, 0, sizeof(*after));
+    pthread_mutex_unlock(&s->mu);
+}
+
+void
+stream_finish_replay(struct stream *s, struct sse_frame *gap,
+                     struct sse_frame *const *frames, size_t n,
+                     const struct event_id *start)
+{
+    struct sse_frame *f;
+
+    pthread_mutex_lock(&s->mu);
+    if (s->replays > 0)
+        s->replays--;
+    if (s->ending || s->closed)
+        goto out;
+    if (gap != NULL)
+        stream_enqueue_locked(s, &s->queue, gap);
+    for (size_t i = 0; i < n && !s->ending; i++)
+        stream_queue_locked(s, frames[i]);
+    if (start != NULL &&
+        (!s->has_last_id || eventid_cmp(start, &s->last_id) > 0)) {
+        s->last_id = *start;
+        s->has_last_id = 1;
+    }
+    /* Held frames were counted in s->bytes when held; release each
+     * through the same dedup test, recounting it if it is queued. */
+    while (s->replays == 0 && (f = frameq_pop(&s->held)) != NULL) {
+        s->bytes -= f->len;
+        if (!s->ending)
+            stream_queue_locked(s, f);
+        sse_frame_unref(f);
+    }
+    stream_wake_locked(s);
+out:
+    pthread_mutex_unlock(&s->mu);
+}
+
+void
+stream_end(struct stream *s, const char *reason)
+{
+    pthread_mutex_lock(&s->mu);
+    stream_end_locked(s, reason);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void
+stream_close(struct stream *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->closed = 1;
+    s->suspended = 0;
+    s->conn = NULL;
+    frameq_clear(&s->queue);
+    frameq_clear(&s->held);
+    s->bytes = 0;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* ---------------------------------------------------------------- reader */
+
+ssize_t
+stream_read(struct stream *s, char *buf, size_t max)
+{
+    size_t n = 0;
+    struct sse_frame *f;
+
+    pthread_mutex_lock(&s->mu);
+    while (n < max && (f = frameq_peek(&s->queue)) != NULL) {
+        size_t left = f->len - s->head_off;
+        size_t take = left < max - n ? left : max - n;
+
+        memcpy(buf + n, f->bytes + s->head_off, take);
+        n += take;
+        s->head_off += take;
+        if (s->head_off == f->len) {
+            frameq_pop(&s->queue);
+            s->bytes -= f->len;
+            s->head_off = 0;
+            sse_frame_unref(f);
+        }
+    }
+    if (n == 0) {
+        if (s->ending || s->closed) {
+            pthread_mutex_unlock(&s->mu);
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        }
+        /* Returning 0 without suspending would make MHD spin on us. */
+        s->suspended = 1;
+        MHD_suspend_connection(s->conn);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return (ssize_t)n;
+}
+
+/* ------------------------------------------------------------- accessors */
+
+const char *
+stream_user_id(const struct stream *s)
+{
+    return s->user_id;
+}
+
+uint64_t
+stream_serial(const struct stream *s)
+{
+    return s->serial;
+}
+
+struct stream_hub_link *
+stream_hub_link(struct stream *s)
+{
+    return &s->hub_link;
+}

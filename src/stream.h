@@ -1,0 +1,101 @@
+/* stream.h -- one SSE connection: its bounded queue of shared frames, its
+ * replay state and its last delivered id. Thread-safe: every field is
+ * guarded by the stream's own mutex. */
+#ifndef SSEGATE_STREAM_H
+#define SSEGATE_STREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "eventid.h"
+
+struct MHD_Connection;
+struct hub;
+struct sse_frame;
+struct stream;
+
+/* Creates a stream for user_id (NULL or "" for the firehose) whose
+ * queue may hold at most max_bytes of unsent frames, with hello (if not
+ * NULL; borrowed) queued first. The caller owns the one reference. The
+ * stream starts in replay mode (see stream_finish_replay): live frames
+ * pushed before that are held back. */
+struct stream *
+stream_new(const char *user_id, size_t max_bytes, struct sse_frame *hello);
+
+/* Reference counting: the MHD response holds one reference, the hub
+ * borrows (it is told on removal), recovery holds temporary ones. */
+struct stream *
+stream_ref(struct stream *s);
+void
+stream_unref(struct stream *s);
+
+/* Sets the connection this stream writes to; called once, before the
+ * response is queued, so a later push may resume it. */
+void
+stream_attach(struct stream *s, struct MHD_Connection *conn);
+
+/* Producer side, any thread. Queues a reference to f unless the stream
+ * is ending or closed, or f carries an id not after the last one this
+ * stream queued (a duplicate from replay or a redelivery). While a replay
+ * runs, live frames wait and are released, in order, when it finishes.
+ * A stream whose queue would exceed its bound stops taking frames, sends
+ * what it holds and ends ("slow consumer"); its client resumes with
+ * Last-Event-ID. Resumes the connection if it was parked. */
+void
+stream_push(struct stream *s, struct sse_frame *f);
+
+/* Like stream_push, but only when nothing is queued: a heartbeat behind
+ * real data is pointless. */
+void
+stream_push_heartbeat(struct stream *s, struct sse_frame *f);
+
+/* Enters replay mode (live frames are held back). Calls nest: frames
+ * are released when the last replay finishes. Returns the id replay
+ * should start after, in *after (0-0 if none known). */
+void
+stream_begin_replay(struct stream *s, struct event_id *after);
+
+/* Ends one replay: queues gap (if not NULL), then each of the n frames
+ * whose id is after the last queued id, then, if no other replay runs,
+ * the held-back live frames still after that id. start, if not NULL,
+ * raises the last id to at least *start (for a stream that begins "now"
+ * at the deployment's current last id). Borrows every frame. */
+void
+stream_finish_replay(struct stream *s, struct sse_frame *gap,
+                     struct sse_frame *const *frames, size_t n,
+                     const struct event_id *start);
+
+/* Ends the stream: queued frames are still sent, then the response
+ * ends cleanly. reason is logged once (a string literal). */
+void
+stream_end(struct stream *s, const char *reason);
+
+/* The connection is gone: no more frames, no more resumes. Called from
+ * the response's free callback, after MHD stopped using the stream. */
+void
+stream_close(struct stream *s);
+
+/* The MHD content reader: copies up to max queued bytes into buf and
+ * returns the count; returns -1 (end of stream) once the stream ended
+ * and its queue is empty; otherwise parks the connection and returns 0.
+ * MHD worker thread only. */
+ssize_t
+stream_read(struct stream *s, char *buf, size_t max);
+
+/* For logs and the hub. The returned pointer lives as long as s. */
+const char *
+stream_user_id(const struct stream *s);
+uint64_t
+stream_serial(const struct stream *s);
+
+/* The hub's intrusive links; only hub.c touches them, under its locks. */
+struct stream_hub_link {
+    struct stream *prev, *next;
+    void *bucket;           /* the hub's bucket holding this stream, NULL if none */
+    struct hub *hub;        /* the hub that indexed it, for the free callback */
+};
+struct stream_hub_link *
+stream_hub_link(struct stream *s);
+
+#endif

@@ -1,0 +1,325 @@
+/* subscriber.c -- the one SUBSCRIBE per instance, on the main libevent
+ * loop. Owns the async hiredis context (only this loop's thread touches
+ * it), the reconnect and heartbeat timers and the heartbeat frame. Each
+ * channel message is parsed once into one frame that every recipient
+ * shares. When Redis comes back it replays history into every open
+ * stream, so nothing published while we were away is lost. */
+#include <event2/event.h>
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "envelope.h"
+#include "hub.h"
+#include "log.h"
+#include "replay.h"
+#include "sse.h"
+#include "stream.h"
+#include "subscriber.h"
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+/* hiredis 0.14 has no async connect timeout: we arm our own. */
+#define CONNECT_TIMEOUT_MS 3000
+
+/* Heartbeats are SSE comments: EventSource ignores them, so they keep
+ * proxies from closing an idle stream without moving Last-Event-ID, and
+ * writing them is how a parked stream learns its client is gone. */
+static const char heartbeat_bytes[] = ": ping\n\n";
+
+struct subscriber {
+    struct event_base *base;
+    const struct config *cfg;
+    struct hub *hub;
+    redisAsyncContext *ac;          /* NULL while disconnected */
+    struct event *retry_ev;         /* back-off before the next connect */
+    struct event *deadline_ev;      /* connect + subscribe must finish by then */
+    struct event *heartbeat_ev;
+    struct sse_frame *heartbeat;
+    unsigned backoff_ms;
+    int freeing;
+    atomic_int up;
+};
+
+static void subscriber_connect(struct subscriber *sub);
+
+/* ------------------------------------------------------------ back-off */
+
+/* Doubles up to BACKOFF_MAX_MS and waits a random time in [b/2, b]: many
+ * instances restarting together must not hit a loading Redis in step. */
+static void
+subscriber_schedule_retry(struct subscriber *sub)
+{
+    unsigned b = sub->backoff_ms, delay;
+    struct timeval tv;
+
+    if (sub->freeing || evtimer_pending(sub->retry_ev, NULL))
+        return;
+    delay = b / 2 + (unsigned)(random() % (b / 2 + 1));
+    sub->backoff_ms = b * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : b * 2;
+    tv.tv_sec = delay / 1000;
+    tv.tv_usec = (delay % 1000) * 1000;
+    evtimer_add(sub->retry_ev, &tv);
+    log_debug("redis: next subscribe attempt in %u ms", delay);
+}
+
+static void
+subscriber_on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    subscriber_connect(arg);
+}
+
+/* The connection did not become a subscription in time: drop it. Not a
+ * hiredis callback, so freeing the context here is safe. */
+static void
+subscriber_on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct subscriber *sub = arg;
+    redisAsyncContext *ac = sub->ac;
+
+    (void)fd;
+    (void)what;
+    if (ac == NULL)
+        return;
+    log_warn("redis: no subscription after %d ms, reconnecting",
+             CONNECT_TIMEOUT_MS);
+    sub->ac = NULL;
+    redisAsyncFree(ac);     /* may call on_disconnect, which retries */
+    subscriber_schedule_retry(sub);
+}
+
+/* ------------------------------------------------------------ messages */
+
+/* Every open stream missed whatever was published while we were not
+ * subscribed: replay history into each from its last id. Runs on the
+ * loop thread, so live messages wait in the socket until it is done; the
+ * streams' own dedup drops whatever then arrives twice. */
+static void
+subscriber_recover(struct subscriber *sub)
+{
+    size_t n;
+    struct stream **v = hub_snapshot(sub->hub, &n);
+
+    if (v == NULL) {
+        if (n == (size_t)-1) {
+            log_error("out of memory listing streams; closing them all");
+            hub_close(sub->hub, "out of memory");
+        }
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        replay_recover(v[i]);
+        stream_unref(v[i]);
+    }
+    log_info("redis: replayed history into %zu open streams", n);
+    free(v);
+}
+
+/* The reply is borrowed: hiredis frees it when we return. The frame is
+ * built from the message bytes once; hub_publish gives each recipient a
+ * reference, and ours is dropped here. */
+static void
+subscriber_deliver(struct subscriber *sub, const char *msg, size_t len)
+{
+    struct envelope_view v;
+    struct sse_frame *f;
+    char err[128];
+
+    if (envelope_parse(msg, len, &v, err, sizeof(err)) == -1) {
+        log_warn("channel %s: skipping a malformed message (%s): %.80s",
+                 sub->cfg->redis_channel, err, msg);
+        return;
+    }
+    f = sse_frame_new_event(v.has_id ? &v.id : NULL, v.type, msg, len);
+    if (f == NULL) {
+        log_error("out of memory framing an event for user %s", v.user_id);
+        return;
+    }
+    hub_publish(sub->hub, v.user_id, f);
+    sse_frame_unref(f);
+}
+
+static void
+subscriber_on_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct subscriber *sub = privdata;
+    redisReply *reply = r;
+    const redisReply *kind;
+
+    (void)ac;
+    /* NULL: the context is going away; on_disconnect handles it. */
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
+        reply->elements < 3 || reply->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    kind = reply->element[0];
+    if (strcmp(kind->str, "message") == 0 &&
+        reply->element[2]->type == REDIS_REPLY_STRING) {
+        subscriber_deliver(sub, reply->element[2]->str, reply->element[2]->len);
+    } else if (strcmp(kind->str, "subscribe") == 0) {
+        evtimer_del(sub->deadline_ev);
+        sub->backoff_ms = BACKOFF_MIN_MS;
+        atomic_store(&sub->up, 1);
+        log_info("redis: subscribed to %s at %s:%u", sub->cfg->redis_channel,
+                 sub->cfg->redis_host, sub->cfg->redis_port);
+        subscriber_recover(sub);
+    }
+}
+
+static void
+subscriber_on_auth(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply *reply = r;
+
+    (void)privdata;
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+        log_error("redis: AUTH failed: %s", reply->str);
+        redisAsyncDisconnect(ac);   /* flags only; hiredis frees later */
+    }
+}
+
+/* ---------------------------------------------------------- connection */
+
+/* hiredis frees ac after both callbacks return: drop our pointer. */
+static void
+subscriber_on_connect(const redisAsyncContext *ac, int status)
+{
+    struct subscriber *sub = ac->data;
+
+    if (status != REDIS_OK) {
+        log_warn("redis: cannot connect to %s:%u: %s", sub->cfg->redis_host,
+                 sub->cfg->redis_port, ac->errstr);
+        sub->ac = NULL;
+        evtimer_del(sub->deadline_ev);
+        subscriber_schedule_retry(sub);
+        return;
+    }
+    /* PING cannot be used while subscribed with hiredis 0.14 (its reply
+     * goes to the wrong callback); TCP keepalive finds a dead peer. */
+    redisEnableKeepAlive((redisContext *)&ac->c);
+}
+
+static void
+subscriber_on_disconnect(const redisAsyncContext *ac, int status)
+{
+    struct subscriber *sub = ac->data;
+
+    if (sub->ac == ac)
+        sub->ac = NULL;
+    evtimer_del(sub->deadline_ev);
+    if (atomic_exchange(&sub->up, 0))
+        log_warn("redis: subscription lost: %s",
+                 status == REDIS_OK ? "closed" : ac->errstr);
+    subscriber_schedule_retry(sub);
+}
+
+static void
+subscriber_connect(struct subscriber *sub)
+{
+    redisAsyncContext *ac;
+    struct timeval deadline = { CONNECT_TIMEOUT_MS / 1000,
+                                (CONNECT_TIMEOUT_MS % 1000) * 1000 };
+
+    ac = redisAsyncConnect(sub->cfg->redis_host, sub->cfg->redis_port);
+    if (ac == NULL || ac->err) {
+        log_warn("redis: cannot connect to %s:%u: %s", sub->cfg->redis_host,
+                 sub->cfg->redis_port, ac ? ac->errstr : "out of memory");
+        if (ac != NULL)
+            redisAsyncFree(ac);
+        subscriber_schedule_retry(sub);
+        return;
+    }
+    ac->data = sub;
+    if (redisLibeventAttach(ac, sub->base) != REDIS_OK) {
+        redisAsyncFree(ac);
+        subscriber_schedule_retry(sub);
+        return;
+    }
+    redisAsyncSetConnectCallback(ac, subscriber_on_connect);
+    redisAsyncSetDisconnectCallback(ac, subscriber_on_disconnect);
+    /* Commands queue until the connection is up. */
+    if (sub->cfg->redis_password[0] != '\0')
+        redisAsyncCommand(ac, subscriber_on_auth, sub, "AUTH %s",
+                          sub->cfg->redis_password);
+    redisAsyncCommand(ac, subscriber_on_reply, sub, "SUBSCRIBE %s",
+                      sub->cfg->redis_channel);
+    sub->ac = ac;
+    evtimer_add(sub->deadline_ev, &deadline);
+}
+
+/* ----------------------------------------------------------- heartbeat */
+
+static void
+subscriber_on_heartbeat(evutil_socket_t fd, short what, void *arg)
+{
+    struct subscriber *sub = arg;
+
+    (void)fd;
+    (void)what;
+    hub_heartbeat(sub->hub, sub->heartbeat);
+}
+
+/* ------------------------------------------------------------ lifetime */
+
+struct subscriber *
+subscriber_new(struct event_base *base, const struct config *cfg,
+               struct hub *hub)
+{
+    struct subscriber *sub;
+    struct timeval beat = { (time_t)cfg->heartbeat_secs, 0 };
+
+    if ((sub = calloc(1, sizeof(*sub))) == NULL)
+        return NULL;
+    sub->base = base;
+    sub->cfg = cfg;
+    sub->hub = hub;
+    sub->backoff_ms = BACKOFF_MIN_MS;
+    atomic_init(&sub->up, 0);
+    sub->retry_ev = evtimer_new(base, subscriber_on_retry, sub);
+    sub->deadline_ev = evtimer_new(base, subscriber_on_deadline, sub);
+    sub->heartbeat_ev = event_new(base, -1, EV_PERSIST,
+                                  subscriber_on_heartbeat, sub);
+    sub->heartbeat = sse_frame_new_raw(heartbeat_bytes,
+                                       sizeof(heartbeat_bytes) - 1);
+    if (sub->retry_ev == NULL || sub->deadline_ev == NULL ||
+        sub->heartbeat_ev == NULL || sub->heartbeat == NULL ||
+        event_add(sub->heartbeat_ev, &beat) == -1) {
+        subscriber_free(sub);
+        return NULL;
+    }
+    subscriber_connect(sub);
+    return sub;
+}
+
+void
+subscriber_free(struct subscriber *sub)
+{
+    if (sub == NULL)
+        return;
+    sub->freeing = 1;
+    if (sub->ac != NULL) {
+        redisAsyncContext *ac = sub->ac;
+
+        sub->ac = NULL;
+        redisAsyncFree(ac);
+    }
+    if (sub->retry_ev != NULL)
+        event_free(sub->retry_ev);
+    if (sub->deadline_ev != NULL)
+        event_free(sub->deadline_ev);
+    if (sub->heartbeat_ev != NULL)
+        event_free(sub->heartbeat_ev);
+    sse_frame_unref(sub->heartbeat);
+    free(sub);
+}
+
+int
+subscriber_is_up(const struct subscriber *sub)
+{
+    return atomic_load(&sub->up);
+}
