@@ -396,7 +396,14 @@ http_on_mhd_log(void *cls, const char *fmt, va_list ap)
     n = strlen(line);
     while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         line[--n] = '\0';
-    log_warn("http: %s", line);
+    /* A client that went away is routine (it is how dead streams are
+     * found); anything else from MHD deserves a warning. */
+    if (strstr(line, "Failed to send") != NULL ||
+        strstr(line, "no longer available") != NULL ||
+        strstr(line, "reset by") != NULL)
+        log_debug("http: %s", line);
+    else
+        log_warn("http: %s", line);
 }
 
 /* ---------------------------------------------------------------- daemon */
@@ -426,6 +433,8 @@ http_start(struct app *app, char *err, size_t errlen)
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
             MHD_USE_ITC | MHD_USE_ERROR_LOG,
         cfg->port, NULL, NULL, http_on_request, h,
+        /* First, so MHD's own start-up messages use it too. */
+        MHD_OPTION_EXTERNAL_LOGGER, http_on_mhd_log, NULL,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->http_threads,
         /* The default is FD_SETSIZE - 4 = 1020, even with epoll. */
@@ -434,7 +443,6 @@ http_start(struct app *app, char *err, size_t errlen)
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTP_CONN_TIMEOUT_S,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)HTTP_LISTEN_BACKLOG,
         MHD_OPTION_NOTIFY_COMPLETED, http_on_completed, h,
-        MHD_OPTION_EXTERNAL_LOGGER, http_on_mhd_log, NULL,
         MHD_OPTION_END);
     if (h->daemon == NULL) {
         snprintf(err, errlen, "cannot listen on %s:%u (in use?)",

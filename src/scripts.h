@@ -20,7 +20,11 @@
  * The id follows Redis's own rule (ms time, then a sequence within the
  * same ms, never going back), and falls back to the firehose's newest
  * entry if the counter key was lost. The envelope is completed here
- * because only here is its id known: {"id":"<id>",<rest>. */
+ * because only here is its id known: {"id":"<id>",<rest>.
+ *
+ * History is capped exactly with XDEL rather than XADD MAXLEN: Redis 7
+ * records the largest deleted id (max-deleted-entry-id) for XDEL but not
+ * for trimming, and script_read needs it to tell a gap from no gap. */
 static const char script_write[] =
     "local function next_id()\n"
     "  local t = redis.call('TIME')\n"
@@ -42,11 +46,22 @@ static const char script_write[] =
     "  redis.call('SET', KEYS[1], id)\n"
     "  return id\n"
     "end\n"
+    "local function append(key, cap, id, etype, env)\n"
+    "  redis.call('XADD', key, id, 't', etype, 'e', env)\n"
+    "  local over = redis.call('XLEN', key) - tonumber(cap)\n"
+    "  if over > 0 then\n"
+    "    local ids = {}\n"
+    "    for _, e in ipairs(redis.call('XRANGE', key, '-', '+', 'COUNT', over)) do\n"
+    "      ids[#ids + 1] = e[1]\n"
+    "    end\n"
+    "    redis.call('XDEL', key, unpack(ids))\n"
+    "  end\n"
+    "end\n"
     "local function emit(etype, rest)\n"
     "  local id = next_id()\n"
     "  local env = '{\"id\":\"' .. id .. '\",' .. rest\n"
-    "  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], id, 't', etype, 'e', env)\n"
-    "  redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[3], id, 't', etype, 'e', env)\n"
+    "  append(KEYS[2], ARGV[4], id, etype, env)\n"
+    "  append(KEYS[3], ARGV[3], id, etype, env)\n"
     "  redis.call('PUBLISH', ARGV[2], env)\n"
     "  return id\n"
     "end\n"
@@ -77,8 +92,9 @@ static const char script_write[] =
  * firehose). ARGV: 1 "1" if the account must exist, 2 the id to read
  * after or "", 3 the most entries to return.
  * Returns nil for a missing account, else {last id or "", gap, entries}.
- * gap is 1 when Redis trimmed an entry after ARGV[2]: Redis 7 keeps the
- * largest deleted id (max-deleted-entry-id), so the test is exact. Ids
+ * gap is 1 when an entry after ARGV[2] was deleted to keep the cap: Redis
+ * 7 keeps the largest deleted id (max-deleted-entry-id), so the test is
+ * exact. Ids
  * are compared as decimal strings: Lua numbers are doubles. */
 static const char script_read[] =
     "local function numcmp(a, b)\n"

@@ -212,7 +212,7 @@ subscriber_on_disconnect(const redisAsyncContext *ac, int status)
     if (sub->ac == ac)
         sub->ac = NULL;
     evtimer_del(sub->deadline_ev);
-    if (atomic_exchange(&sub->up, 0))
+    if (atomic_exchange(&sub->up, 0) && !sub->freeing)
         log_warn("redis: subscription lost: %s",
                  status == REDIS_OK ? "closed" : ac->errstr);
     subscriber_schedule_retry(sub);
