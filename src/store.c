@@ -50,9 +50,14 @@ static struct {
 
 struct store_conn {
     redisContext *c;
-    char sha[SCRIPT_COUNT][41];     /* SCRIPT LOAD results for c */
+    int fresh;                      /* connected for the command now running */
     int64_t retry_at_ms;            /* no connect attempt before this */
 };
+
+/* SHA1s of the scripts: the same for every connection and server, set
+ * by the first SCRIPT LOAD (under store_sha_mu). */
+static char store_sha[SCRIPT_COUNT][41];
+static pthread_mutex_t store_sha_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static pthread_key_t store_key;
 static pthread_once_t store_key_once = PTHREAD_ONCE_INIT;
@@ -178,9 +183,12 @@ store_conn_open(struct store_conn *sc)
             freeReplyObject(r);
             goto err;
         }
-        memcpy(sc->sha[i], r->str, 41);
+        pthread_mutex_lock(&store_sha_mu);
+        memcpy(store_sha[i], r->str, 41);
+        pthread_mutex_unlock(&store_sha_mu);
         freeReplyObject(r);
     }
+    sc->fresh = 1;
     return 0;
 err:
     store_conn_reset(sc);
@@ -221,26 +229,55 @@ store_error_result(const redisReply *r, const char *what)
     return STORE_ERROR;
 }
 
-/* Runs one command given as argv on this thread's connection. On
- * success returns STORE_OK with the reply in *out (the caller frees it);
- * an error reply is mapped and freed. */
+/* Sends one command on this thread's connection. A connection that sat
+ * idle across a Redis restart fails at once with EOF or a reset: the
+ * command never reached the new server, so it is sent once more on a
+ * fresh connection. Returns the reply (the caller frees it), or NULL with
+ * the connection dropped. */
+static redisReply *
+store_command(int argc, const char **argv, const size_t *lens,
+              const char *what)
+{
+    struct store_conn *sc = store_conn_get();
+    redisReply *r;
+    int fresh, err;
+
+    if (sc == NULL)
+        return NULL;
+    fresh = sc->fresh;
+    sc->fresh = 0;
+    r = redisCommandArgv(sc->c, argc, argv, lens);
+    if (r != NULL)
+        return r;
+    err = sc->c->err;
+    log_warn("redis: %s: %s", what, sc->c->errstr);
+    store_conn_reset(sc);
+    if (fresh || !(err == REDIS_ERR_EOF || err == REDIS_ERR_IO))
+        return NULL;
+    sc->retry_at_ms = 0;
+    if ((sc = store_conn_get()) == NULL)
+        return NULL;
+    sc->fresh = 0;
+    if ((r = redisCommandArgv(sc->c, argc, argv, lens)) == NULL) {
+        log_warn("redis: %s: %s", what, sc->c->errstr);
+        store_conn_reset(sc);
+    }
+    return r;
+}
+
+/* Runs one command given as argv. On success returns STORE_OK with the
+ * reply in *out (the caller frees it); an error reply is mapped and
+ * freed. */
 static enum store_result
 store_run(int argc, const char **argv, const size_t *lens, const char *what,
           redisReply **out)
 {
-    struct store_conn *sc = store_conn_get();
-    redisReply *r;
+    redisReply *r = store_command(argc, argv, lens, what);
     enum store_result rc;
 
     *out = NULL;
-    if (sc == NULL)
+    if (r == NULL)
         return STORE_UNAVAILABLE;
-    r = redisCommandArgv(sc->c, argc, argv, lens);
-    if (r == NULL) {
-        log_warn("redis: %s: %s", what, sc->c->errstr);
-        store_conn_reset(sc);
-        return STORE_UNAVAILABLE;
-    }
     if (r->type == REDIS_REPLY_ERROR) {
         rc = store_error_result(r, what);
         freeReplyObject(r);
@@ -252,27 +289,28 @@ store_run(int argc, const char **argv, const size_t *lens, const char *what,
 
 #define STORE_EVAL_MAX_ARGS 16
 
-/* Runs a script by its SHA; if Redis lost its script cache (SCRIPT FLUSH
- * or a restart under the same connection), reloads it with EVAL. */
+/* Runs a script by its SHA; if Redis lost its script cache (SCRIPT FLUSH,
+ * or a restart), sends the text with EVAL, which caches it again. */
 static enum store_result
 store_eval(int script, int nkeys, int nargs, const char **args,
            const size_t *lens, redisReply **out)
 {
     const char *argv[STORE_EVAL_MAX_ARGS + 3];
     size_t argl[STORE_EVAL_MAX_ARGS + 3];
-    char nk[8];
-    struct store_conn *sc = store_conn_get();
-    redisReply *r;
-    enum store_result rc;
+    char nk[8], sha[41];
 
     *out = NULL;
-    if (sc == NULL)
-        return STORE_UNAVAILABLE;
     if (nargs > STORE_EVAL_MAX_ARGS)
         return STORE_ERROR;
+    /* Connecting loads the scripts, so the SHA is known after this. */
+    if (store_conn_get() == NULL)
+        return STORE_UNAVAILABLE;
+    pthread_mutex_lock(&store_sha_mu);
+    memcpy(sha, store_sha[script], sizeof(sha));
+    pthread_mutex_unlock(&store_sha_mu);
     snprintf(nk, sizeof(nk), "%d", nkeys);
     argv[0] = "EVALSHA";
-    argv[1] = sc->sha[script];
+    argv[1] = sha;
     argv[2] = nk;
     for (int i = 0; i < 3; i++)
         argl[i] = strlen(argv[i]);
@@ -280,27 +318,29 @@ store_eval(int script, int nkeys, int nargs, const char **args,
         argv[3 + i] = args[i];
         argl[3 + i] = lens ? lens[i] : strlen(args[i]);
     }
-    r = redisCommandArgv(sc->c, nargs + 3, argv, argl);
-    if (r != NULL && r->type == REDIS_REPLY_ERROR &&
-        strncmp(r->str, "NOSCRIPT", 8) == 0) {
-        freeReplyObject(r);
-        argv[0] = "EVAL";
-        argv[1] = script_text[script];
-        argl[0] = 4;
-        argl[1] = strlen(script_text[script]);
-        r = redisCommandArgv(sc->c, nargs + 3, argv, argl);
+    {
+        redisReply *r = store_command(nargs + 3, argv, argl, "script");
+
+        if (r != NULL && r->type == REDIS_REPLY_ERROR &&
+            strncmp(r->str, "NOSCRIPT", 8) == 0) {
+            freeReplyObject(r);
+            argv[0] = "EVAL";
+            argv[1] = script_text[script];
+            argl[0] = 4;
+            argl[1] = strlen(script_text[script]);
+            r = store_command(nargs + 3, argv, argl, "script");
+        }
+        *out = NULL;
+        if (r == NULL)
+            return STORE_UNAVAILABLE;
+        if (r->type == REDIS_REPLY_ERROR) {
+            enum store_result rc = store_error_result(r, "script");
+
+            freeReplyObject(r);
+            return rc;
+        }
+        *out = r;
     }
-    if (r == NULL) {
-        log_warn("redis: script: %s", sc->c->errstr);
-        store_conn_reset(sc);
-        return STORE_UNAVAILABLE;
-    }
-    if (r->type == REDIS_REPLY_ERROR) {
-        rc = store_error_result(r, "script");
-        freeReplyObject(r);
-        return rc;
-    }
-    *out = r;
     return STORE_OK;
 }
 
