@@ -56,8 +56,11 @@ envelope_parse(const char *msg, size_t len, struct envelope_view *out, char *err
     if (!json_object_object_get_ex(o, "userId", &v)) { snprintf(err, errlen, "no userId"); goto out; }
     if (json_object_is_type(v, json_type_string)) {
         size_t n = (size_t)json_object_get_string_len(v);
+        const char *u = json_object_get_string(v);
         if (n == 0 || n > ENVELOPE_USER_MAX) { snprintf(err, errlen, "bad userId"); goto out; }
-        memcpy(out->user_id, json_object_get_string(v), n);
+        for (size_t i = 0; i < n; i++)
+            if ((unsigned char)u[i] < 0x20 || u[i] == 0x7f) { snprintf(err, errlen, "control character in userId"); goto out; }
+        memcpy(out->user_id, u, n);
     } else if (json_object_is_type(v, json_type_int) && json_object_get_int64(v) >= 0) {
         snprintf(out->user_id, sizeof(out->user_id), "%lld", (long long)json_object_get_int64(v));
     } else { snprintf(err, errlen, "bad userId"); goto out; }

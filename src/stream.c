@@ -192,7 +192,10 @@ stream_end_locked(struct stream *s, const char *reason)
 static int
 stream_enqueue_locked(struct stream *s, struct frameq *q, struct sse_frame *f)
 {
-    if (s->bytes + f->len > s->max_bytes) {
+    /* An empty queue always takes one frame, however large: otherwise an
+     * event bigger than the bound would end every stream, and again on
+     * every replay, and its clients would never get past it. */
+    if (s->bytes > 0 && s->bytes + f->len > s->max_bytes) {
         stream_end_locked(s, "slow consumer");
         return -1;
     }

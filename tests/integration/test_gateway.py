@@ -1,0 +1,528 @@
+#!/usr/bin/env python3
+"""Integration suite: a real redis-server, two ssegate instances (and a third
+with a tiny history for the gap test), real HTTP over loopback. Prints TAP.
+
+  SSEGATE_BIN=path/to/ssegate tests/integration/test_gateway.py [-k substr] [--valgrind]
+
+--valgrind runs a subset with every gateway under valgrind; each must then
+exit 0 on SIGTERM (99 means valgrind found errors or leaks).
+"""
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (Gateway, Redis, SSEClient, TestFailure, Workdir, check,  # noqa: E402
+                     eq, get_json, http, id_key, ids_of, post_json, wait_until)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BIN = os.environ.get("SSEGATE_BIN") or os.path.join(HERE, "..", "..", "ssegate")
+VALGRIND = "--valgrind" in sys.argv
+SLOW = 10 if VALGRIND else 1      # deadline multiplier under valgrind
+
+
+class Env:
+    """What every test shares: one Redis, backend-1, backend-2."""
+
+    def __init__(self):
+        self.work = Workdir()
+        self.redis = Redis(self.work.path)
+        self.b1 = Gateway(BIN, self.redis, self.work.path, "backend-1", VALGRIND)
+        self.b2 = Gateway(BIN, self.redis, self.work.path, "backend-2", VALGRIND)
+        self.extra = []
+
+    def gateways(self):
+        return [self.b1, self.b2] + self.extra
+
+    def account(self, port=None, name="Ada", balance=None):
+        body = {"name": name}
+        if balance is not None:
+            body["balance"] = balance
+        st, _, acct = post_json(port or self.b1.port, "/accounts", body)
+        eq(st, 201, "POST /accounts status")
+        return acct
+
+    def event(self, port, user, type_, data=None):
+        st, _, body = post_json(port, "/events", {"userId": user, "type": type_, "data": data})
+        eq(st, 202, "POST /events status (%r)" % body)
+        return body["id"]
+
+    def sanitizer_check(self):
+        for g in self.gateways():
+            rep = g.sanitizer_report()
+            if rep:
+                raise TestFailure("sanitizer report from %s:\n%s" % (g.name, rep))
+
+    def close(self):
+        codes = {}
+        for g in self.gateways():
+            codes[g.name] = g.stop()
+        self.redis.stop()
+        return codes
+
+
+def open_stream(port, query="", last_event_id=None):
+    c = SSEClient(port, query, last_event_id, timeout=10 * SLOW)
+    eq(c.status, 200, "stream status (%s)" % getattr(c, "error_body", ""))
+    # The hello block comes first, before any event.
+    c.wait(lambda s: s.retry is not None and s.comments, 5 * SLOW, "retry and hello comment")
+    return c
+
+
+def events_of(c, n, timeout=5):
+    return c.wait_events(n, timeout * SLOW)
+
+
+# -------------------------------------------------------------------- tests
+
+def test_config_errors(env):
+    import subprocess
+    for bad, var in (("abc", "PORT"), ("70000", "PORT"), ("0", "PORT")):
+        r = subprocess.run([BIN], env=dict(os.environ, PORT=bad), capture_output=True,
+                           text=True, timeout=10)
+        eq(r.returncode, 2, "exit code for PORT=%s" % bad)
+        check(var in r.stderr and len(r.stderr.strip().splitlines()) == 1,
+              "one stderr line naming %s, got %r" % (var, r.stderr))
+    r = subprocess.run([BIN, "--history-maxlen", "x"], capture_output=True, text=True, timeout=10)
+    eq(r.returncode, 2, "exit code for --history-maxlen x")
+    r = subprocess.run([BIN, "--help"], capture_output=True, text=True, timeout=10)
+    eq(r.returncode, 0, "--help exit code")
+    check("--port" in r.stdout and "REDIS_HOST" in r.stdout, "--help lists flags and variables")
+    r = subprocess.run([BIN, "--version"], capture_output=True, text=True, timeout=10)
+    eq(r.returncode, 0, "--version exit code")
+    check(r.stdout.startswith("ssegate "), "--version output %r" % r.stdout)
+
+
+def test_health(env):
+    st, h, body = get_json(env.b1.port, "/health")
+    eq(st, 200, "status")
+    check(h["content-type"].startswith("application/json"), "content type")
+    eq(set(body), {"status", "serverId", "redis", "streams"}, "keys")
+    eq((body["status"], body["serverId"], body["redis"]), ("ok", "backend-1", "up"), "values")
+    check(isinstance(body["streams"], int), "streams is an int")
+
+
+def test_accounts(env):
+    before = time.time() * 1000
+    st, h, a = post_json(env.b1.port, "/accounts", {"name": "Ada Lovelace", "balance": 100000})
+    eq(st, 201, "create status")
+    eq(h.get("location"), "/accounts/%s" % a["id"], "Location")
+    check(a["id"].isdigit(), "id is a string of digits: %r" % a["id"])
+    eq((a["name"], a["balance"]), ("Ada Lovelace", 100000), "name, balance")
+    check(before - 1000 <= a["createdAt"] <= time.time() * 1000 + 1000, "createdAt is now")
+    st, _, got = get_json(env.b2.port, "/accounts/%s" % a["id"])
+    eq(st, 200, "GET on the other instance")
+    eq(got, a, "same account from backend-2")
+    st, _, z = post_json(env.b2.port, "/accounts", {"name": "Zero"})
+    eq((st, z["balance"], int(z["id"])), (201, 0, int(a["id"]) + 1), "default balance, next id")
+    st, _, err = get_json(env.b1.port, "/accounts/999999999")
+    eq((st, err["error"]), (404, "not_found"), "unknown account")
+
+
+def test_stream_headers(env):
+    a = env.account()
+    c = SSEClient(env.b2.port, "userId=" + a["id"])
+    eq(c.status, 200, "status")
+    eq(c.headers.get("content-type"), "text/event-stream", "Content-Type")
+    eq(c.headers.get("cache-control"), "no-cache", "Cache-Control")
+    eq(c.headers.get("x-accel-buffering"), "no", "X-Accel-Buffering")
+    c.wait(lambda s: s.retry is not None and s.comments, 5, "hello")
+    eq(c.retry, 3000, "retry")
+    eq(c.comments[0], "ssegate backend-2", "hello comment names the instance")
+    check(c.text.startswith("retry: 3000\n: ssegate backend-2\n\n"), "stream starts with hello: %r" % c.text[:60])
+    eq(c.events, [], "no event before any is posted")
+    c.close()
+
+
+def test_cross_instance(env):
+    a = env.account()
+    b = env.account(name="Bob")
+    s2 = open_stream(env.b2.port, "userId=" + a["id"])
+    s1 = open_stream(env.b1.port, "userId=" + a["id"])
+    sb = open_stream(env.b2.port, "userId=" + b["id"])
+    st, _, snap = post_json(env.b1.port, "/accounts/%s/snapshots" % a["id"], {"balance": 120000})
+    eq(st, 201, "snapshot status")
+    eq((snap["accountId"], snap["balance"]), (a["id"], 120000), "snapshot body")
+    check(isinstance(snap["takenAt"], int), "takenAt")
+    eid = env.event(env.b1.port, a["id"], "order.shipped", {"x": [1, 2]})
+    for c in (s1, s2):
+        ev = events_of(c, 2)
+        eq([e.event for e in ev], ["snapshot", "order.shipped"], "types")
+        eq(ids_of(ev), [snap["id"], eid], "ids")
+        d = ev[0].json()
+        eq((d["id"], d["type"], d["userId"], d["serverId"]), (snap["id"], "snapshot", a["id"], "backend-1"), "envelope")
+        eq(d["data"], {"accountId": a["id"], "balance": 120000, "takenAt": snap["takenAt"]}, "snapshot data")
+        check(isinstance(d["ts"], int), "ts")
+        eq(ev[1].json()["data"], {"x": [1, 2]}, "event data")
+    st, _, got = get_json(env.b2.port, "/accounts/%s" % a["id"])
+    eq(got["balance"], 120000, "balance updated")
+    # Bob got nothing of Ada's: his first event is his own.
+    bid = env.event(env.b2.port, b["id"], "ping")
+    ev = events_of(sb, 1)
+    eq((ev[0].id, ev[0].event), (bid, "ping"), "other user's stream")
+    sb.idle(0.2)
+    eq(len(sb.events), 1, "exactly one event for Bob")
+    # A snapshot without a body records the current balance.
+    st, _, snap2 = post_json(env.b2.port, "/accounts/%s/snapshots" % a["id"], None)
+    st2, _, snap3 = http(env.b2.port, "POST", "/accounts/%s/snapshots" % a["id"])
+    eq((st, snap2["balance"]), (201, 120000), "bodyless snapshot")
+    eq(st2, 201, "snapshot with no Content-Type and no body")
+    ev = events_of(s1, 4)
+    eq(ev[2].json()["data"]["balance"], 120000, "snapshot event of the current balance")
+    for c in (s1, s2, sb):
+        c.close()
+
+
+def test_account_created_flow(env):
+    fh = open_stream(env.b2.port)
+    a = env.account(port=env.b1.port, balance=500)
+    ev = [e for e in events_of(fh, 2) if e.json()["userId"] == a["id"]]
+    eq([e.event for e in ev], ["account.created", "snapshot"], "account creation events")
+    check(id_key(ev[0].id) < id_key(ev[1].id), "increasing ids")
+    eq(ev[0].json()["data"], a, "account.created carries the account")
+    eq(ev[1].json()["data"]["balance"], 500, "first snapshot")
+    # A first connect with lastEventId=0 replays the user's whole history.
+    for q in ("lastEventId=0", "last_event_id=0"):
+        c = open_stream(env.b1.port, "userId=%s&%s" % (a["id"], q))
+        got = events_of(c, 2)
+        eq(ids_of(got), ids_of(ev), "replay via %s" % q)
+        c.close()
+    fh.close()
+
+
+def test_firehose_order(env):
+    a, b = env.account(), env.account(name="Bob")
+    fh = open_stream(env.b1.port)
+    want = []
+    for i in range(6):
+        u = (a, b)[i % 2]["id"]
+        want.append(env.event((env.b1.port, env.b2.port)[i % 2], u, "t%d" % i))
+    ev = events_of(fh, 6)
+    eq(ids_of(ev), want, "firehose sees every user's events in publish order")
+    fh.close()
+
+
+def test_resume(env):
+    a = env.account()
+    uid = a["id"]
+    c = open_stream(env.b1.port, "userId=" + uid)
+    first = [env.event(env.b2.port, uid, "e%d" % i) for i in range(5)]
+    eq(ids_of(events_of(c, 5)), first, "first five")
+    c.close()
+    later = [env.event(env.b2.port, uid, "l%d" % i) for i in range(3)]
+    for how in ("header", "lastEventId", "last_event_id"):
+        if how == "header":
+            r = open_stream(env.b2.port, "userId=" + uid, last_event_id=first[-1])
+        else:
+            r = open_stream(env.b2.port, "userId=%s&%s=%s" % (uid, how, first[-1]))
+        eq(ids_of(events_of(r, 3)), later, "replay after the 5th via %s" % how)
+        r.close()
+    r = open_stream(env.b2.port, "userId=" + uid, last_event_id=first[-1])
+    events_of(r, 3)
+    live = env.event(env.b1.port, uid, "live")
+    ev = events_of(r, 4)
+    eq(ids_of(ev), later + [live], "then live")
+    r.idle(0.3)
+    eq(len(r.events), 4, "no duplicate")
+    r.close()
+
+
+def test_resume_during_publishing(env):
+    uid = env.account()["id"]
+    posted = []
+    stop = threading.Event()
+
+    def publisher():
+        for i in range(60):
+            if stop.is_set():
+                return
+            posted.append(env.event((env.b1.port, env.b2.port)[i % 2], uid, "p%d" % i))
+
+    c = open_stream(env.b1.port, "userId=" + uid)
+    t = threading.Thread(target=publisher)
+    t.start()
+    try:
+        events_of(c, 10, 10)
+        mid = c.events[9].id
+        c.close()
+        r = open_stream(env.b2.port, "userId=" + uid, last_event_id=mid)
+        t.join(60)
+        check(not t.is_alive(), "publisher finished")
+        got = ids_of(events_of(r, 50, 15))
+        r.idle(0.3)
+        eq(ids_of(r.events), posted[10:], "resumed sequence: no gap, no duplicate, in order")
+        r.close()
+    finally:
+        stop.set()
+        t.join(10)
+
+
+def test_gap(env):
+    g3 = Gateway(BIN, env.redis, env.work.path, "backend-3", VALGRIND, HISTORY_MAXLEN=3)
+    env.extra.append(g3)
+    uid = env.account(port=g3.port)["id"]      # 2 events: account.created, snapshot
+    ids = [env.event(g3.port, uid, "g%d" % i) for i in range(6)]
+    c = open_stream(g3.port, "userId=" + uid, last_event_id=ids[0])
+    ev = events_of(c, 4)
+    eq((ev[0].id, ev[0].event), (None, "gap"), "first frame is an id-less gap event")
+    d = ev[0].json()
+    eq((d["type"], d["lastEventId"]), ("gap", ids[0]), "gap data")
+    eq(ids_of(ev[1:]), ids[3:], "then the 3 held events")
+    c.close()
+    c = open_stream(g3.port, "userId=" + uid, last_event_id=ids[2])
+    ev = events_of(c, 3)
+    eq(ids_of(ev), ids[3:], "no gap when the next event is held")
+    c.idle(0.2)
+    eq(len(c.events), 3, "nothing else")
+    check("gap" not in [e.event for e in c.events], "no gap event")
+    c.close()
+
+
+def test_errors(env):
+    p = env.b1.port
+    acct_id = int(env.account()["id"])
+
+    def expect(st_want, code, method, path, body=None, headers=None, allow=None):
+        st, h, b = http(p, method, path, body, headers)
+        eq(st, st_want, "%s %s status" % (method, path))
+        j = json.loads(b)
+        eq(j.get("error"), code, "%s %s error code" % (method, path))
+        check(isinstance(j.get("message"), str) and j["message"], "a message")
+        if allow:
+            eq(h.get("allow"), allow, "Allow header")
+
+    expect(404, "not_found", "GET", "/nope")
+    expect(404, "not_found", "GET", "/accounts/abc")
+    expect(405, "method_not_allowed", "DELETE", "/accounts", allow="POST")
+    expect(405, "method_not_allowed", "GET", "/events", allow="POST")
+    expect(405, "method_not_allowed", "POST", "/events/sse", allow="GET")
+    expect(405, "method_not_allowed", "PUT", "/accounts/1", allow="GET, HEAD")
+    for body in ('{"name":', "[1]", '{"name":"a"} xyz', "null", '"x"'):
+        expect(400, "invalid_json", "POST", "/accounts", body, {"Content-Type": "application/json"})
+    for obj in ({"name": ""}, {"name": "x" * 101}, {"name": 5}, {"name": "a", "balance": -1},
+                {"name": "a", "balance": 1.5}, {"name": "a", "balance": "100"},
+                {"name": "a", "balance": 99999999999999999999}):
+        st, _, b = post_json(p, "/accounts", obj)
+        eq(st, 400, "POST /accounts %r" % (obj,))
+        check(json.loads(b) if isinstance(b, str) else b["error"] in ("invalid_field", "invalid_json"), "code")
+    expect(400, "missing_field", "POST", "/accounts", {"balance": 3})
+    expect(400, "unknown_field", "POST", "/accounts", {"name": "a", "nmae": "b"})
+    st, _, ok = post_json(p, "/accounts", {"name": "é" * 100})
+    eq(st, 201, "100 two-byte characters are 100 characters")
+    acct_id += 1
+    expect(413, "payload_too_large", "POST", "/accounts", '{"name":"%s"}' % ("a" * 70000),
+           {"Content-Type": "application/json"})
+    expect(415, "unsupported_media_type", "POST", "/accounts", '{"name":"a"}', {"Content-Type": "text/plain"})
+    expect(400, "invalid_field", "POST", "/events", {"userId": "1", "type": "a b"})
+    expect(400, "invalid_field", "POST", "/events", {"userId": "1", "type": "x" * 65})
+    expect(400, "invalid_field", "POST", "/events", {"userId": "01", "type": "x"})
+    expect(400, "missing_field", "POST", "/events", {"type": "x"})
+    expect(404, "not_found", "POST", "/events", {"userId": "999999999", "type": "x"})
+    expect(404, "not_found", "POST", "/accounts/999999999/snapshots", {})
+    expect(400, "invalid_field", "POST", "/accounts/%d/snapshots" % acct_id, {"balance": -5})
+    # Streams: errors are JSON, not streams.
+    for q, st_want, code in (("userId=999999999", 404, "not_found"), ("userId=abc", 400, "invalid_parameter"),
+                             ("userId=", 400, "invalid_parameter")):
+        c = SSEClient(p, q)
+        eq(c.status, st_want, "GET /events/sse?%s" % q)
+        check(c.headers["content-type"].startswith("application/json"), "JSON error, not a stream")
+        eq(json.loads(c.error_body)["error"], code, "error code")
+        c.close()
+    c = SSEClient(p, "userId=%d" % acct_id, last_event_id="garbage")
+    eq(c.status, 400, "bad Last-Event-ID")
+    c.close()
+    # Nothing was written by any rejected request: the next id follows.
+    nxt = env.account()
+    eq(int(nxt["id"]), acct_id + 1, "no account was created by a rejected request")
+
+
+def test_redis_cli_publish(env):
+    uid = env.account()["id"]
+    c = open_stream(env.b2.port, "userId=" + uid)
+    fh = open_stream(env.b1.port)
+    msg = '{"userId":"%s","type":"x","data":{}}' % uid
+    for bad in ("not json", "[1]", '{"type":"x"}', '{"userId":"%s","id":"nope"}' % uid):
+        env.redis.cli("PUBLISH", "user-events", bad)
+    live = [g for g in env.gateways() if g.proc.alive()]
+    eq(env.redis.cli("PUBLISH", "user-events", msg), str(len(live)), "every instance subscribed")
+    for s in (c, fh):
+        s.wait(lambda x: any(e.event == "x" for e in x.events), 5 * SLOW, "the published event")
+        e = [e for e in s.events if e.event == "x"][0]
+        eq((e.id, e.data), (None, msg), "no id line, data verbatim")
+        check("id:" not in s.text.split("event: x")[0].split("\n\n")[-1], "no id: line at all")
+    check(env.b1.proc.alive() and env.b2.proc.alive(), "instances survive malformed messages")
+    eid = env.event(env.b1.port, uid, "after")
+    ev = c.wait_events(2, 5 * SLOW)
+    eq(ev[1].id, eid, "a following event is delivered")
+    c.close()
+    fh.close()
+
+
+def test_subscriber_loss(env):
+    uid = env.account()["id"]
+    streams = [open_stream(g.port, "userId=" + uid) for g in (env.b1, env.b2)]
+    env.redis.cli("CLIENT", "KILL", "TYPE", "pubsub")
+    ids = [env.event(env.b1.port, uid, "k%d" % i) for i in range(5)]
+    for s in streams:
+        eq(ids_of(events_of(s, 5, 10)), ids, "all five after resubscribe, in order")
+        s.idle(0.3)
+        eq(len(s.events), 5, "exactly once")
+        s.close()
+
+
+def test_redis_restart(env):
+    uid = env.account()["id"]
+    streams = [open_stream(g.port, "userId=" + uid) for g in (env.b1, env.b2)]
+    ids = [env.event(env.b1.port, uid, "before%d" % i) for i in range(2)]
+    for s in streams:
+        events_of(s, 2)
+    env.redis.stop()
+    for g in (env.b1, env.b2):
+        def down(g=g):
+            st, _, body = http(g.port, "GET", "/health")
+            return st == 503 and json.loads(body)["redis"] == "down"
+        wait_until(down, 10 * SLOW, "%s /health down" % g.name)
+    st, h, body = post_json(env.b1.port, "/events", {"userId": uid, "type": "lost"})
+    eq((st, body["error"]), (503, "redis_unavailable"), "write while Redis is down")
+    eq(h.get("retry-after"), "1", "Retry-After")
+    n = [len(s.comments) for s in streams]
+    for s, k in zip(streams, n):
+        s.wait(lambda x, k=k: len(x.comments) > k, 5 * SLOW, "a heartbeat while Redis is down")
+    env.redis.start()
+    for g in (env.b1, env.b2):
+        wait_until(g.ready, 15 * SLOW, "%s /health up" % g.name)
+    ids += [env.event(g.port, uid, "after%d" % i) for i, g in enumerate((env.b1, env.b2, env.b1))]
+    for s in streams:
+        eq(ids_of(events_of(s, 5, 10)), ids, "every event exactly once, in order")
+        s.idle(0.3)
+        eq(len(s.events), 5, "no duplicates")
+        s.close()
+
+
+def test_heartbeat(env):
+    c = open_stream(env.b1.port)
+    k = len(c.comments)
+    c.wait(lambda s: len(s.comments) >= k + 2, 3.5 * SLOW, "two heartbeats")
+    eq(c.comments[-1], "ping", "heartbeat comment")
+    eq(c.events, [], "heartbeats are not events")
+    c.close()
+
+
+def test_slow_consumer(env):
+    g = Gateway(BIN, env.redis, env.work.path, "backend-slow", VALGRIND, STREAM_QUEUE_KIB=256)
+    env.extra.append(g)
+    uid = env.account(port=g.port)["id"]
+    slow = SSEClient(g.port, "userId=" + uid)        # never read past the head
+    fast = open_stream(g.port, "userId=" + uid)
+    # 300 x 50 KB: far more than loopback socket buffers absorb.
+    big = {"blob": "x" * 50000}
+    ids = []
+    for i in range(300):
+        ids.append(env.event(g.port, uid, "big%d" % i, big))
+        fast.pump(0.001)
+    eq(ids_of(events_of(fast, 300, 60)), ids, "a reading stream gets everything")
+    wait_until(lambda: "slow consumer" in g.proc.output(), 10 * SLOW, "the slow stream to be ended")
+    # The slow client gets what was queued, a clean end, and the rest on
+    # resuming: nothing lost.
+    slow.wait_eof(30)
+    check(slow.eof, "the slow stream ended cleanly")
+    got = ids_of(slow.events)
+    check(0 < len(got) < 300, "the slow stream was cut short (%d events)" % len(got))
+    slow.close()
+    # Like EventSource: reconnect with the last id until caught up. A
+    # replay larger than the queue bound also ends early, so this may take
+    # several rounds, each making progress.
+    for _ in range(100):
+        if len(got) >= len(ids):
+            break
+        again = open_stream(g.port, "userId=" + uid, last_event_id=got[-1])
+        again.wait(lambda c: c.eof or len(got) + len(c.events) >= len(ids), 30, "progress")
+        check(again.events, "each reconnect makes progress")
+        got += ids_of(again.events)
+        again.close()
+    eq(got, ids, "resumed after the cut: every event exactly once, in order")
+    fast.close()
+    check(g.proc.alive(), "still up")
+
+
+def test_shutdown(env):
+    g = Gateway(BIN, env.redis, env.work.path, "backend-stop", VALGRIND)
+    uid = env.account(port=g.port)["id"]
+    streams = [open_stream(g.port, "userId=" + uid) for _ in range(2)] + [open_stream(g.port)]
+    t0 = time.monotonic()
+    code = g.stop(timeout=20 * SLOW)
+    eq(code, 0, "exit code after SIGTERM")
+    check(time.monotonic() - t0 < 5 * SLOW, "stopped within 5 s")
+    for s in streams:
+        s.wait_eof(5)
+        check(s.eof, "stream ended with the chunked terminator")
+        s.close()
+    rep = g.sanitizer_report()
+    check(rep is None, "sanitizer report: %s" % rep)
+
+
+TESTS = [
+    test_config_errors, test_health, test_accounts, test_stream_headers,
+    test_cross_instance, test_account_created_flow, test_firehose_order,
+    test_resume, test_resume_during_publishing, test_gap, test_errors,
+    test_redis_cli_publish, test_subscriber_loss, test_redis_restart,
+    test_heartbeat, test_slow_consumer, test_shutdown,
+]
+VALGRIND_TESTS = [test_health, test_accounts, test_cross_instance, test_resume,
+                  test_errors, test_subscriber_loss, test_shutdown]
+
+
+def main():
+    tests = VALGRIND_TESTS if VALGRIND else TESTS
+    if "-k" in sys.argv:
+        k = sys.argv[sys.argv.index("-k") + 1]
+        tests = [t for t in tests if k in t.__name__]
+    print("1..%d" % (len(tests) + 1))
+    sys.stdout.flush()
+    failed = 0
+    env = None
+    try:
+        env = Env()
+    except Exception as e:
+        for i, t in enumerate(tests, 1):
+            print("not ok %d - %s # not run" % (i, t.__name__))
+        print("not ok %d - start redis-server and the gateways\n# %s" % (len(tests) + 1, e))
+        return 1
+    n = 0
+    for t in tests:
+        n += 1
+        t0 = time.monotonic()
+        try:
+            t(env)
+            env.sanitizer_check()
+            print("ok %d - %s (%.1fs)" % (n, t.__name__, time.monotonic() - t0))
+        except Exception as e:
+            failed += 1
+            print("not ok %d - %s" % (n, t.__name__))
+            for line in ("%s: %s\n%s" % (type(e).__name__, e, traceback.format_exc())).splitlines():
+                print("# " + line)
+        sys.stdout.flush()
+    codes = env.close()
+    bad = {k: v for k, v in codes.items() if v != 0 and k != "backend-stop"}
+    rep = None
+    for g in env.gateways():
+        rep = rep or g.sanitizer_report()
+    if bad or rep:
+        failed += 1
+        print("not ok %d - clean exit of every gateway: %r %s" % (n + 1, bad, rep or ""))
+    else:
+        print("ok %d - clean exit of every gateway (SIGTERM -> 0%s)"
+              % (n + 1, ", valgrind clean" if VALGRIND else ""))
+    if failed == 0:
+        env.work.cleanup()
+    else:
+        print("# logs kept in %s" % env.work.path)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
