@@ -24,6 +24,7 @@
 #include "http.h"
 #include "log.h"
 #include "stream.h"
+#include "web.h"
 
 /* Per-connection memory: request headers plus MHD's read and write
  * buffers. 8 KiB fits a browser's headers and cookies; bodies are
@@ -46,11 +47,13 @@ enum route {
     ROUTE_ACCOUNTS,         /* /accounts */
     ROUTE_ACCOUNT,          /* /accounts/ID */
     ROUTE_SNAPSHOTS,        /* /accounts/ID/snapshots */
-    ROUTE_HEALTH            /* /health */
+    ROUTE_HEALTH,           /* /health */
+    ROUTE_WEB               /* the demo page: /, /app.js, /style.css */
 };
 
 struct request {
     enum route route;
+    const struct web_asset *asset;      /* ROUTE_WEB */
     char id[BODY_USER_ID_MAX_DIGITS + 1];
     char *body;             /* owned; NUL-terminated for convenience */
     size_t len;
@@ -122,6 +125,22 @@ http_send_error(struct MHD_Connection *conn, unsigned status,
     return http_queue(conn, status, resp);
 }
 
+/* The page's files are static arrays: MHD sends them without a copy. */
+static int
+http_send_asset(struct MHD_Connection *conn, const struct web_asset *a)
+{
+    struct MHD_Response *resp;
+
+    resp = MHD_create_response_from_buffer(a->len, (void *)(uintptr_t)a->data,
+                                           MHD_RESPMEM_PERSISTENT);
+    if (resp == NULL)
+        return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type", a->content_type);
+    MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    return http_queue(conn, MHD_HTTP_OK, resp);
+}
+
 /* ---------------------------------------------------------------- streams */
 
 static ssize_t
@@ -170,14 +189,18 @@ http_send_stream(struct MHD_Connection *conn, struct stream *s)
 
 /* ---------------------------------------------------------------- routing */
 
-/* Matches url to a route; fills id for routes with an account id. An id
- * that is not 1..18 digits makes the path unknown. */
+/* Matches url to a route; fills req's id for routes with an account id
+ * (an id that is not 1..18 digits makes the path unknown) and its asset
+ * for the demo page. */
 static enum route
-http_route_match(const char *url, char *id)
+http_route_match(const char *url, struct request *req)
 {
+    char *id = req->id;
     const char *p, *slash;
     size_t n;
 
+    if ((req->asset = web_find(url)) != NULL)
+        return ROUTE_WEB;
     if (strcmp(url, "/events/sse") == 0)
         return ROUTE_STREAM;
     if (strcmp(url, "/events") == 0)
@@ -210,6 +233,7 @@ http_route_method(enum route r)
     case ROUTE_STREAM:
     case ROUTE_ACCOUNT:
     case ROUTE_HEALTH:
+    case ROUTE_WEB:
         return MHD_HTTP_METHOD_GET;
     case ROUTE_EVENTS:
     case ROUTE_ACCOUNTS:
@@ -312,6 +336,8 @@ http_dispatch(struct http *h, struct MHD_Connection *conn, struct request *req)
         return (enum MHD_Result)api_snapshot_create(&r);
     case ROUTE_HEALTH:
         return (enum MHD_Result)api_health(&r);
+    case ROUTE_WEB:
+        return (enum MHD_Result)http_send_asset(conn, req->asset);
     case ROUTE_NONE:
         break;
     }
@@ -339,7 +365,7 @@ http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
         if ((req = calloc(1, sizeof(*req))) == NULL)
             return MHD_NO;
         *con_cls = req;
-        req->route = http_route_match(url, req->id);
+        req->route = http_route_match(url, req);
         if (req->route == ROUTE_NONE)
             return (enum MHD_Result)http_send_error(
                 conn, MHD_HTTP_NOT_FOUND, "not_found", "no such resource", NULL);
