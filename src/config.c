@@ -11,7 +11,7 @@ struct opt { const char *env, *flag; enum kind kind; const char *def; unsigned l
 static const struct opt opts[] = {
     { "PORT", "--port", K_U16, "3000", 1, 65535, O(port), "HTTP port" },
     { "LISTEN_ADDR", "--listen-addr", K_ADDR, "0.0.0.0", 0, 0, O(listen_addr), "IPv4 address to listen on" },
-    { "SERVER_ID", "--server-id", K_STR, NULL, 0, 0, O(server_id), "instance name (default: host name)" },
+    { "SERVER_ID", "--server-id", K_STR, NULL, 0, 0, O(server_id), "instance name shown in events and /health" },
     { "REDIS_HOST", "--redis-host", K_STR, "127.0.0.1", 0, 0, O(redis_host), "Redis host" },
     { "REDIS_PORT", "--redis-port", K_U16, "6379", 1, 65535, O(redis_port), "Redis port" },
     { "REDIS_PASSWORD", "--redis-password", K_STR, "", 0, 0, O(redis_password), "Redis AUTH password" },

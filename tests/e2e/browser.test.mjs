@@ -26,10 +26,7 @@ before(async () => {
 
 after(async () => {
   if (browser) await browser.close();
-  if (!c) return;
-  const reports = c.sanitizerReports();
-  await c.stop();
-  assert.deepEqual(reports, [], 'no sanitizer report');
+  if (c) await c.stop();
 });
 
 // The ids of the rows on the page, oldest first.
@@ -92,4 +89,14 @@ test('demo page: stream on one backend, writes through the other, survives losin
   await phone.screenshot({ path: path.join(ARTIFACTS, 'e2e-demo-phone.png'), fullPage: true });
   assert.deepEqual(consoleErrors, [], 'no page errors');
   await c.startBackend(holder);
+});
+
+test('every process of the topology stops cleanly, with no sanitizer report', async () => {
+  const reports = c.sanitizerReports();
+  const codes = await c.stop();
+  assert.deepEqual(reports, [], 'no sanitizer report');
+  for (const [name, x] of Object.entries(codes)) {
+    if (x && x.sig === 'SIGKILL') continue;     // the backend a test killed
+    assert.equal(x && x.code, 0, `${name} exit code (${JSON.stringify(x)})`);
+  }
 });

@@ -10,12 +10,7 @@ import { Cluster, http, sleep, waitFor } from './cluster.mjs';
 let c;
 
 before(async () => { c = await new Cluster().start(); });
-after(async () => {
-  if (!c) return;
-  const reports = c.sanitizerReports();
-  await c.stop();
-  assert.deepEqual(reports, [], 'no sanitizer report');
-});
+after(async () => { if (c) await c.stop(); });
 
 // An EventSource client that records every event of the given types.
 function client(url, types) {
@@ -164,4 +159,14 @@ test('nginx reload keeps streams; a full nginx restart loses nothing', async () 
   for (const r of recs) assertExactly(r, want, 'across nginx restart');
   assert.ok(recs.every((r) => r.opens >= 2), 'clients reconnected after the restart');
   for (const r of recs) r.es.close();
+});
+
+test('every process of the topology stops cleanly, with no sanitizer report', async () => {
+  const reports = c.sanitizerReports();
+  const codes = await c.stop();
+  assert.deepEqual(reports, [], 'no sanitizer report');
+  for (const [name, x] of Object.entries(codes)) {
+    if (x && x.sig === 'SIGKILL') continue;     // the backend a test killed
+    assert.equal(x && x.code, 0, `${name} exit code (${JSON.stringify(x)})`);
+  }
 });
