@@ -12,6 +12,7 @@
 #include "api.h"
 #include "app.h"
 #include "body.h"
+#include "clock.h"
 #include "config.h"
 #include "http.h"
 #include "hub.h"
@@ -20,15 +21,6 @@
 #include "store.h"
 #include "stream.h"
 #include "subscriber.h"
-
-static int64_t
-api_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* The one place store results become HTTP statuses. */
 static int
@@ -204,7 +196,7 @@ api_snapshot_create(const struct api_request *r)
     struct body_error e;
     enum store_result rc;
     char id[EVENTID_STR_MAX];
-    int64_t balance, taken_at = api_now_ms();
+    int64_t balance, taken_at = clock_wall_ms();
     json_object *o;
 
     if (body_parse_snapshot(r->body, r->body_len, &in, &e) == -1)

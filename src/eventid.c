@@ -1,6 +1,10 @@
+/* eventid.c -- event ids are Redis stream ids, "<ms>-<seq>", two unsigned
+ * 64-bit numbers compared in order. Pure. */
 #include <stdio.h>
+
 #include "eventid.h"
 
+/* Exactly len decimal digits, at most 20, no overflow. */
 static int
 eventid_parse_u64(const char *s, size_t len, uint64_t *out)
 {

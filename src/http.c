@@ -76,9 +76,11 @@ http_queue(struct MHD_Connection *conn, unsigned status,
     return ret;
 }
 
-int
-http_send_json(struct MHD_Connection *conn, unsigned status,
-               const char *body, size_t len, const char *location)
+/* Every JSON answer goes through here: one place for its headers. */
+static int
+http_json_response(struct MHD_Connection *conn, unsigned status,
+                   const char *body, size_t len, const char *location,
+                   const char *allow)
 {
     struct MHD_Response *resp;
 
@@ -91,7 +93,18 @@ http_send_json(struct MHD_Connection *conn, unsigned status,
     MHD_add_response_header(resp, "Cache-Control", "no-store");
     if (location != NULL)
         MHD_add_response_header(resp, "Location", location);
+    if (allow != NULL)
+        MHD_add_response_header(resp, "Allow", allow);
+    if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
+        MHD_add_response_header(resp, "Retry-After", "1");
     return http_queue(conn, status, resp);
+}
+
+int
+http_send_json(struct MHD_Connection *conn, unsigned status,
+               const char *body, size_t len, const char *location)
+{
+    return http_json_response(conn, status, body, len, location, NULL);
 }
 
 int
@@ -99,30 +112,20 @@ http_send_error(struct MHD_Connection *conn, unsigned status,
                 const char *code, const char *message, const char *allow)
 {
     json_object *o = json_object_new_object();
-    struct MHD_Response *resp = NULL;
-    const char *s;
-    size_t len;
+    const char *s = NULL;
+    size_t len = 0;
+    int ret = MHD_NO;
 
     if (o == NULL)
         return MHD_NO;
-    json_object_object_add(o, "error", json_object_new_string(code));
-    json_object_object_add(o, "message", json_object_new_string(message));
-    s = json_object_to_json_string_length(
-        o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+    if (json_object_object_add(o, "error", json_object_new_string(code)) == 0 &&
+        json_object_object_add(o, "message", json_object_new_string(message)) == 0)
+        s = json_object_to_json_string_length(
+            o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
     if (s != NULL)
-        resp = MHD_create_response_from_buffer(len, (void *)(uintptr_t)s,
-                                               MHD_RESPMEM_MUST_COPY);
+        ret = http_json_response(conn, status, s, len, NULL, allow);
     json_object_put(o);
-    if (resp == NULL)
-        return MHD_NO;
-    MHD_add_response_header(resp, "Content-Type",
-                            "application/json; charset=utf-8");
-    MHD_add_response_header(resp, "Cache-Control", "no-store");
-    if (allow != NULL)
-        MHD_add_response_header(resp, "Allow", allow);
-    if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
-        MHD_add_response_header(resp, "Retry-After", "1");
-    return http_queue(conn, status, resp);
+    return ret;
 }
 
 /* The page's files are static arrays: MHD sends them without a copy. */

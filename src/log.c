@@ -1,4 +1,6 @@
-/* log.c -- leveled log lines on stderr, one write(2) each. */
+/* log.c -- leveled log lines on stderr. Each line is formatted into a
+ * bounded stack buffer and written with one write(2), so lines from the
+ * HTTP threads and the main thread never interleave. */
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -53,15 +55,42 @@ log_write(enum log_level level, const char *fmt, va_list ap)
     (void)!write(STDERR_FILENO, line, n);
 }
 
-#define LOG_FN(name, lvl)                      \
-    void name(const char *fmt, ...)            \
-    {                                          \
-        va_list ap;                            \
-        va_start(ap, fmt);                     \
-        log_write(lvl, fmt, ap);               \
-        va_end(ap);                            \
-    }
-LOG_FN(log_debug, LOG_LEVEL_DEBUG)
-LOG_FN(log_info, LOG_LEVEL_INFO)
-LOG_FN(log_warn, LOG_LEVEL_WARN)
-LOG_FN(log_error, LOG_LEVEL_ERROR)
+void
+log_debug(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    log_write(LOG_LEVEL_DEBUG, fmt, ap);
+    va_end(ap);
+}
+
+void
+log_info(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    log_write(LOG_LEVEL_INFO, fmt, ap);
+    va_end(ap);
+}
+
+void
+log_warn(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    log_write(LOG_LEVEL_WARN, fmt, ap);
+    va_end(ap);
+}
+
+void
+log_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    log_write(LOG_LEVEL_ERROR, fmt, ap);
+    va_end(ap);
+}

@@ -1,7 +1,13 @@
+/* sse.c -- Server-Sent Events framing. Builds each event's bytes once, in
+ * one allocation that every recipient shares by reference; the last unref
+ * frees it. Pure: no I/O. */
 #include <stdlib.h>
 #include <string.h>
+
 #include "sse.h"
 
+/* Appends n bytes of s at offset at, writing only what fits in cap; the
+ * returned offset keeps counting, so one pass both sizes and fills. */
 static size_t
 sse_put(char *buf, size_t cap, size_t at, const char *s, size_t n)
 {
@@ -28,6 +34,8 @@ sse_encode_event(char *buf, size_t cap, const struct event_id *id,
         at = sse_put(buf, cap, at, event, strlen(event));
         at = sse_put(buf, cap, at, "\n", 1);
     }
+    /* One "data:" line per line of data; the SSE parser splits on CRLF,
+     * LF and CR alike, so must we, or a CR would end the line early. */
     do {
         size_t start = i;
         while (i < data_len && data[i] != '\n' && data[i] != '\r')

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "config.h"
 #include "envelope.h"
 #include "log.h"
@@ -61,15 +62,6 @@ static pthread_mutex_t store_sha_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static pthread_key_t store_key;
 static pthread_once_t store_key_once = PTHREAD_ONCE_INIT;
-
-static int64_t
-store_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void
 store_conn_free(void *p)
@@ -131,7 +123,7 @@ store_conn_reset(struct store_conn *sc)
         redisFree(sc->c);
         sc->c = NULL;
     }
-    sc->retry_at_ms = store_now_ms() + STORE_RETRY_MS;
+    sc->retry_at_ms = clock_mono_ms() + STORE_RETRY_MS;
 }
 
 /* Returns 0 if cmd's reply is fine, else logs why and returns -1. */
@@ -156,7 +148,7 @@ store_conn_open(struct store_conn *sc)
 {
     redisReply *r;
 
-    if (store_now_ms() < sc->retry_at_ms)
+    if (clock_mono_ms() < sc->retry_at_ms)
         return -1;
     sc->c = redisConnectWithTimeout(store_cfg.host, store_cfg.port,
                                     store_cfg.timeout);
@@ -346,15 +338,6 @@ store_eval(int script, int nkeys, int nargs, const char **args,
 
 /* ------------------------------------------------------------- helpers */
 
-static int64_t
-store_wall_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int
 store_copy_id(const redisReply *r, char *out, size_t cap)
 {
@@ -454,7 +437,7 @@ store_account_create(const char *name, int64_t balance, struct account *out)
     r = NULL;
     snprintf(out->name, sizeof(out->name), "%s", name);
     out->balance = balance;
-    out->created_at = store_wall_ms();
+    out->created_at = clock_wall_ms();
 
     snprintf(bal, sizeof(bal), "%" PRId64, balance);
     snprintf(created, sizeof(created), "%" PRId64, out->created_at);
@@ -590,7 +573,7 @@ store_event_publish(const char *user_id, const char *type,
 
     store_keys(user_id, history, account);
     rest = envelope_build_rest(type, user_id, data_json, data_len,
-                               store_cfg.server_id, store_wall_ms());
+                               store_cfg.server_id, clock_wall_ms());
     if (rest == NULL)
         return STORE_ERROR;
     {

@@ -167,6 +167,18 @@ export class Cluster {
     return this.procs.filter((p) => SANITIZER.test(p.output())).map((p) => `${p.name}:\n${p.output().slice(-3000)}`);
   }
 
+  // Stops everything; fails on a sanitizer report or an unclean exit
+  // (a backend a test SIGKILLed excepted).
+  async assertCleanStop() {
+    const reports = this.sanitizerReports();
+    const codes = await this.stop();
+    if (reports.length) throw new Error(`sanitizer report:\n${reports.join('\n')}`);
+    for (const [name, x] of Object.entries(codes)) {
+      if (x && x.sig === 'SIGKILL') continue;
+      if (!x || x.code !== 0) throw new Error(`${name} exited ${JSON.stringify(x)}`);
+    }
+  }
+
   async stop() {
     const codes = {};
     for (const p of [...this.procs].reverse()) codes[p.name] = await p.stop('SIGTERM', 15000);

@@ -195,6 +195,8 @@ test_content_type_and_user_id(void **state)
     assert_false(body_content_type_is_json("text/plain"));
     assert_false(body_content_type_is_json("application/jsonp"));
     assert_false(body_content_type_is_json("application/x-www-form-urlencoded"));
+    assert_false(body_content_type_is_json("application/json; charset=iso-8859-1"));
+    assert_true(body_content_type_is_json("application/json;charset=UTF-8"));
     assert_true(body_user_id_valid("1", 1));
     assert_true(body_user_id_valid("123456789012345678", 18));
     assert_false(body_user_id_valid("1234567890123456789", 19));

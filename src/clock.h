@@ -1,0 +1,29 @@
+/* clock.h -- the two clocks ssegate reads: wall time for what users see
+ * (ts, createdAt, takenAt) and monotonic time for deadlines. */
+#ifndef SSEGATE_CLOCK_H
+#define SSEGATE_CLOCK_H
+
+#include <stdint.h>
+#include <time.h>
+
+/* Milliseconds since the Unix epoch. */
+static inline int64_t
+clock_wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Milliseconds on a clock that never jumps, for intervals only. */
+static inline int64_t
+clock_mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+#endif
