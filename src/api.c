@@ -43,11 +43,15 @@ api_send_store_error(struct MHD_Connection *conn, enum store_result rc,
                            "internal_error", "unexpected storage error", NULL);
 }
 
+/* A rejected body is the client's fault (400), except when the parser
+ * ran out of memory: then the request may be retried (503). */
 static int
 api_send_body_error(struct MHD_Connection *conn, const struct body_error *e)
 {
-    return http_send_error(conn, MHD_HTTP_BAD_REQUEST, e->code, e->message,
-                           NULL);
+    unsigned status = strcmp(e->code, "out_of_memory") == 0
+                          ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_BAD_REQUEST;
+
+    return http_send_error(conn, status, e->code, e->message, NULL);
 }
 
 /* Serialises o (consumed) and sends it. */

@@ -1,10 +1,10 @@
 /* config.c -- every setting from its environment variable or its flag,
- * validated once at start-up. One table row per setting drives the
- * defaults, the parsing, the error messages and --help, so they cannot
- * drift apart. Pure: reads the environment only through the caller's
- * getenv function. */
+ * validated once at start-up into struct config. One table row per
+ * setting drives the default, the parsing, the error message and the
+ * --help line, so they cannot drift apart. Pure: reads the environment
+ * only through the caller's getenv function and allocates nothing. */
 #include <arpa/inet.h>
-#include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -12,11 +12,11 @@
 #include "log.h"
 
 enum config_kind {
-    KIND_PORT,          /* uint16_t, min..max */
-    KIND_UINT,          /* unsigned, min..max */
-    KIND_STRING,        /* char[size] */
-    KIND_IPV4,          /* char[size], an IPv4 literal */
-    KIND_LOG_LEVEL      /* int, debug|info|warn|error */
+    CONFIG_KIND_PORT,       /* uint16_t in min..max */
+    CONFIG_KIND_UINT,       /* unsigned in min..max */
+    CONFIG_KIND_STRING,     /* char[size], non-empty when min is 1 */
+    CONFIG_KIND_IPV4,       /* char[size], an IPv4 literal */
+    CONFIG_KIND_LOG_LEVEL   /* int: debug|info|warn|error */
 };
 
 struct config_option {
@@ -24,113 +24,159 @@ struct config_option {
     const char *flag;
     enum config_kind kind;
     const char *def;            /* NULL: the host name */
-    unsigned long min, max;     /* numbers only */
+    unsigned long min, max;     /* numbers: the range; strings: min 1 = not empty */
     size_t offset, size;        /* the field in struct config */
     const char *help;
 };
 
-#define FIELD(f) offsetof(struct config, f), sizeof(((struct config *)0)->f)
+#define CONFIG_FIELD(f) offsetof(struct config, f), sizeof(((struct config *)0)->f)
+
+/* When gethostname() fails; SERVER_ID only has to tell instances apart. */
+#define CONFIG_FALLBACK_SERVER_ID "ssegate"
 
 static const struct config_option config_options[] = {
-    { "PORT", "--port", KIND_PORT, "3000", 1, 65535, FIELD(port),
-      "HTTP port" },
-    { "LISTEN_ADDR", "--listen-addr", KIND_IPV4, "0.0.0.0", 0, 0, FIELD(listen_addr),
-      "IPv4 address to listen on" },
-    { "SERVER_ID", "--server-id", KIND_STRING, NULL, 0, 0, FIELD(server_id),
-      "instance name shown in events and /health" },
-    { "REDIS_HOST", "--redis-host", KIND_STRING, "127.0.0.1", 0, 0, FIELD(redis_host),
-      "Redis host" },
-    { "REDIS_PORT", "--redis-port", KIND_PORT, "6379", 1, 65535, FIELD(redis_port),
-      "Redis port" },
-    { "REDIS_PASSWORD", "--redis-password", KIND_STRING, "", 0, 0, FIELD(redis_password),
-      "Redis AUTH password (empty: none)" },
-    { "REDIS_CHANNEL", "--redis-channel", KIND_STRING, "user-events", 0, 0, FIELD(redis_channel),
-      "pub/sub channel every instance shares" },
-    { "HISTORY_MAXLEN", "--history-maxlen", KIND_UINT, "1000", 1, 1000000, FIELD(history_maxlen),
-      "events kept per user for Last-Event-ID resume" },
-    { "FIREHOSE_MAXLEN", "--firehose-maxlen", KIND_UINT, "10000", 1, 1000000, FIELD(firehose_maxlen),
-      "events kept for firehose resume" },
-    { "HEARTBEAT_SECS", "--heartbeat-secs", KIND_UINT, "15", 1, 3600, FIELD(heartbeat_secs),
-      "seconds between ': ping' comments" },
-    { "SSE_RETRY_MS", "--sse-retry-ms", KIND_UINT, "3000", 0, 3600000, FIELD(sse_retry_ms),
-      "reconnect delay sent to clients (retry:)" },
-    { "HTTP_THREADS", "--http-threads", KIND_UINT, "8", 1, 64, FIELD(http_threads),
-      "HTTP worker threads" },
-    { "MAX_CONNECTIONS", "--max-connections", KIND_UINT, "10000", 16, 1000000, FIELD(max_connections),
-      "most simultaneous connections" },
-    { "STREAM_QUEUE_KIB", "--stream-queue-kib", KIND_UINT, "4096", 16, 1048576, FIELD(stream_queue_kib),
-      "unsent KiB per stream before it is closed as slow" },
-    { "REDIS_TIMEOUT_MS", "--redis-timeout-ms", KIND_UINT, "500", 10, 60000, FIELD(redis_timeout_ms),
-      "Redis command timeout before a 503" },
-    { "LOG_LEVEL", "--log-level", KIND_LOG_LEVEL, "info", 0, 0, FIELD(log_level),
-      "debug, info, warn or error" },
+    { "LISTEN_ADDR", "--listen-addr", CONFIG_KIND_IPV4, "0.0.0.0", 0, 0,
+      CONFIG_FIELD(listen_addr), "IPv4 address to listen on" },
+    { "PORT", "--port", CONFIG_KIND_PORT, "3000", 1, 65535,
+      CONFIG_FIELD(port), "HTTP port" },
+    { "SERVER_ID", "--server-id", CONFIG_KIND_STRING, NULL, 1, 0,
+      CONFIG_FIELD(server_id), "instance name in events and /health" },
+    { "REDIS_HOST", "--redis-host", CONFIG_KIND_STRING, "127.0.0.1", 1, 0,
+      CONFIG_FIELD(redis_host), "Redis host" },
+    { "REDIS_PORT", "--redis-port", CONFIG_KIND_PORT, "6379", 1, 65535,
+      CONFIG_FIELD(redis_port), "Redis port" },
+    { "REDIS_PASSWORD", "--redis-password", CONFIG_KIND_STRING, "", 0, 0,
+      CONFIG_FIELD(redis_password), "Redis AUTH password" },
+    { "REDIS_CHANNEL", "--redis-channel", CONFIG_KIND_STRING, "user-events", 1, 0,
+      CONFIG_FIELD(redis_channel), "pub/sub channel all instances share" },
+    { "HISTORY_MAXLEN", "--history-maxlen", CONFIG_KIND_UINT, "1000", 1, 1000000,
+      CONFIG_FIELD(history_maxlen), "events kept per user for resume" },
+    { "FIREHOSE_MAXLEN", "--firehose-maxlen", CONFIG_KIND_UINT, "10000", 1, 1000000,
+      CONFIG_FIELD(firehose_maxlen), "events kept for firehose resume" },
+    { "HEARTBEAT_SECS", "--heartbeat-secs", CONFIG_KIND_UINT, "15", 1, 3600,
+      CONFIG_FIELD(heartbeat_secs), "seconds between ': ping' comments" },
+    { "SSE_RETRY_MS", "--sse-retry-ms", CONFIG_KIND_UINT, "3000", 0, 3600000,
+      CONFIG_FIELD(sse_retry_ms), "reconnect delay sent as 'retry:'" },
+    { "HTTP_THREADS", "--http-threads", CONFIG_KIND_UINT, "8", 1, 64,
+      CONFIG_FIELD(http_threads), "HTTP worker threads" },
+    { "MAX_CONNECTIONS", "--max-connections", CONFIG_KIND_UINT, "10000", 16, 1000000,
+      CONFIG_FIELD(max_connections), "most simultaneous connections" },
+    { "STREAM_QUEUE_KIB", "--stream-queue-kib", CONFIG_KIND_UINT, "4096", 16, 1048576,
+      CONFIG_FIELD(stream_queue_kib), "unsent KiB before a slow stream is closed" },
+    { "REDIS_TIMEOUT_MS", "--redis-timeout-ms", CONFIG_KIND_UINT, "500", 10, 60000,
+      CONFIG_FIELD(redis_timeout_ms), "Redis command timeout before a 503" },
+    { "LOG_LEVEL", "--log-level", CONFIG_KIND_LOG_LEVEL, "info", 0, 0,
+      CONFIG_FIELD(log_level), "debug, info, warn or error" },
 };
 
 #define CONFIG_NOPTIONS (sizeof(config_options) / sizeof(config_options[0]))
 
-/* Parses decimal digits only (no sign, space or suffix) into *out. */
+/* Decimal digits only: no sign, space or suffix, which strtoul would
+ * accept. Too many digits saturate at ULONG_MAX, so the range check
+ * reports "out of range" rather than "not a number". */
 static int
-config_parse_number(const char *v, unsigned long *out)
+config_parse_digits(const char *v, unsigned long *out)
 {
-    size_t n = strlen(v);
+    unsigned long n = 0;
 
-    if (n == 0 || n > 9 || strspn(v, "0123456789") != n)
+    if (*v == '\0')
         return -1;
-    *out = strtoul(v, NULL, 10);
+    for (; *v != '\0'; v++) {
+        unsigned d;
+
+        if (*v < '0' || *v > '9')
+            return -1;
+        d = (unsigned)(*v - '0');
+        n = n > (ULONG_MAX - d) / 10 ? ULONG_MAX : n * 10 + d;
+    }
+    *out = n;
     return 0;
 }
 
-/* Stores value v of option o into cfg. name is what the user wrote (the
- * variable or the flag), for the one-line error. */
+/* A bounded, printable copy of a user's value for a one-line error. */
+static void
+config_show(const char *v, char *out, size_t cap)
+{
+    size_t n = 0;
+
+    for (; *v != '\0' && n + 4 < cap; v++)
+        out[n++] = (unsigned char)*v < 0x20 || *v == 0x7f ? '?' : *v;
+    if (*v != '\0') {
+        memcpy(out + n, "...", 3);
+        n += 3;
+    }
+    out[n] = '\0';
+}
+
+/* Copies v into the char[o->size] at field, or fails naming the setting. */
+static int
+config_set_string(char *field, const struct config_option *o, const char *name,
+                  const char *v, char *err, size_t errlen)
+{
+    size_t len = strlen(v);
+
+    if (len >= o->size) {
+        snprintf(err, errlen, "%s: %zu bytes is longer than the %zu allowed",
+                 name, len, o->size - 1);
+        return -1;
+    }
+    if (len < o->min) {
+        snprintf(err, errlen, "%s: must not be empty", name);
+        return -1;
+    }
+    memcpy(field, v, len + 1);
+    return 0;
+}
+
+/* Stores value v of option o in cfg. name is what the user wrote, the
+ * variable or the flag, so the error points at the thing to fix. */
 static int
 config_set(struct config *cfg, const struct config_option *o, const char *name,
            const char *v, char *err, size_t errlen)
 {
-    void *field = (char *)cfg + o->offset;
+    char *field = (char *)cfg + o->offset;
+    char shown[48];
     unsigned long n;
     struct in_addr addr;
     int level;
 
+    config_show(v, shown, sizeof(shown));
     switch (o->kind) {
-    case KIND_PORT:
-    case KIND_UINT:
-        if (config_parse_number(v, &n) == -1) {
-            snprintf(err, errlen, "%s: '%s' is not a number in %lu..%lu", name, v,
-                     o->min, o->max);
+    case CONFIG_KIND_PORT:
+    case CONFIG_KIND_UINT:
+        if (config_parse_digits(v, &n) == -1) {
+            snprintf(err, errlen, "%s: '%s' is not a number in %lu..%lu",
+                     name, shown, o->min, o->max);
             return -1;
         }
         if (n < o->min || n > o->max) {
-            snprintf(err, errlen, "%s: '%s' is out of range %lu..%lu", name, v,
-                     o->min, o->max);
+            snprintf(err, errlen, "%s: '%s' is out of range %lu..%lu",
+                     name, shown, o->min, o->max);
             return -1;
         }
-        if (o->kind == KIND_PORT)
-            *(uint16_t *)field = (uint16_t)n;
+        if (o->kind == CONFIG_KIND_PORT)
+            *(uint16_t *)(void *)field = (uint16_t)n;
         else
-            *(unsigned *)field = (unsigned)n;
+            *(unsigned *)(void *)field = (unsigned)n;
         return 0;
-    case KIND_IPV4:
+    case CONFIG_KIND_IPV4:
         if (inet_pton(AF_INET, v, &addr) != 1) {
-            snprintf(err, errlen, "%s: '%s' is not an IPv4 address", name, v);
+            snprintf(err, errlen, "%s: '%s' is not an IPv4 address", name, shown);
             return -1;
         }
-        /* FALLTHROUGH */
-    case KIND_STRING:
-        if (strlen(v) >= o->size) {
-            snprintf(err, errlen, "%s: longer than %zu characters", name, o->size - 1);
-            return -1;
-        }
-        memcpy(field, v, strlen(v) + 1);
-        return 0;
-    case KIND_LOG_LEVEL:
+        return config_set_string(field, o, name, v, err, errlen);
+    case CONFIG_KIND_STRING:
+        return config_set_string(field, o, name, v, err, errlen);
+    case CONFIG_KIND_LOG_LEVEL:
         if ((level = log_parse_level(v)) < 0) {
             snprintf(err, errlen, "%s: '%s' is not one of debug, info, warn, error",
-                     name, v);
+                     name, shown);
             return -1;
         }
-        *(int *)field = level;
+        *(int *)(void *)field = level;
         return 0;
     }
+    snprintf(err, errlen, "%s: unknown setting kind", name);
     return -1;
 }
 
@@ -140,25 +186,60 @@ config_find_flag(const char *arg, size_t len)
     for (size_t i = 0; i < CONFIG_NOPTIONS; i++) {
         const char *f = config_options[i].flag;
 
-        if (strlen(f) == len && strncmp(f, arg, len) == 0)
+        if (strlen(f) == len && memcmp(f, arg, len) == 0)
             return &config_options[i];
     }
     return NULL;
 }
 
+/* Reads the flag at argv[*i] and its value ("--port=1" or "--port 1"),
+ * leaving *i on the last word used. CONFIG_OK fills *opt and *value;
+ * --help and --version return at once; anything else is CONFIG_ERROR. */
+static enum config_result
+config_next_flag(int argc, char **argv, int *i, const struct config_option **opt,
+                 const char **value, char *err, size_t errlen)
+{
+    const char *arg = argv[*i], *eq = strchr(arg, '=');
+    char shown[48];
+
+    if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0)
+        return CONFIG_HELP;
+    if (strcmp(arg, "--version") == 0 || strcmp(arg, "-V") == 0)
+        return CONFIG_VERSION;
+    if (strncmp(arg, "--", 2) != 0 ||
+        (*opt = config_find_flag(arg, eq != NULL ? (size_t)(eq - arg) : strlen(arg))) == NULL) {
+        config_show(arg, shown, sizeof(shown));
+        snprintf(err, errlen, "%s: unknown option (see --help)", shown);
+        return CONFIG_ERROR;
+    }
+    if (eq != NULL) {
+        *value = eq + 1;
+    } else if (*i + 1 < argc) {
+        *value = argv[++*i];
+    } else {
+        snprintf(err, errlen, "%s: needs a value", (*opt)->flag);
+        return CONFIG_ERROR;
+    }
+    return CONFIG_OK;
+}
+
 static int
 config_load_defaults(struct config *cfg, char *err, size_t errlen)
 {
-    char host[128];
+    char host[sizeof(cfg->server_id)];
 
     memset(cfg, 0, sizeof(*cfg));
-    if (gethostname(host, sizeof(host)) != 0 || host[0] == '\0')
-        strcpy(host, "ssegate");
+    /* gethostname() may truncate without a NUL, or fail on a long name. */
+    if (gethostname(host, sizeof(host)) != 0)
+        host[0] = '\0';
     host[sizeof(host) - 1] = '\0';
+    if (host[0] == '\0')
+        snprintf(host, sizeof(host), "%s", CONFIG_FALLBACK_SERVER_ID);
     for (size_t i = 0; i < CONFIG_NOPTIONS; i++) {
         const struct config_option *o = &config_options[i];
 
-        if (config_set(cfg, o, o->env, o->def ? o->def : host, err, errlen) == -1)
+        if (config_set(cfg, o, o->env, o->def != NULL ? o->def : host, err,
+                       errlen) == -1)
             return -1;
     }
     return 0;
@@ -168,56 +249,91 @@ enum config_result
 config_load(struct config *cfg, int argc, char **argv,
             config_getenv_fn getenv_fn, char *err, size_t errlen)
 {
+    const struct config_option *o;
+    const char *v;
+    enum config_result r;
+
+    memset(cfg, 0, sizeof(*cfg));       /* defined even when we stop early */
+    if (errlen > 0)
+        err[0] = '\0';
+    /* Walk argv once first: --help and --version must work even when the
+     * environment holds a bad value, which is when they are needed. */
+    for (int i = 1; i < argc; i++) {
+        if ((r = config_next_flag(argc, argv, &i, &o, &v, err, errlen)) != CONFIG_OK)
+            return r;
+    }
     if (config_load_defaults(cfg, err, errlen) == -1)
         return CONFIG_ERROR;
     for (size_t i = 0; i < CONFIG_NOPTIONS; i++) {
-        const struct config_option *o = &config_options[i];
-        const char *v = getenv_fn(o->env);
-
-        /* An empty variable is unset, as in most shells' ${VAR:-default}. */
+        o = &config_options[i];
+        v = getenv_fn(o->env);
+        /* Empty is unset, as in ${VAR:-default}: compose files and
+         * env.example leave optional variables empty. */
         if (v != NULL && v[0] != '\0' &&
             config_set(cfg, o, o->env, v, err, errlen) == -1)
             return CONFIG_ERROR;
     }
-    for (int a = 1; a < argc; a++) {
-        const char *arg = argv[a], *eq = strchr(arg, '='), *v;
-        const struct config_option *o;
-
-        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0)
-            return CONFIG_HELP;
-        if (strcmp(arg, "--version") == 0 || strcmp(arg, "-V") == 0)
-            return CONFIG_VERSION;
-        o = config_find_flag(arg, eq ? (size_t)(eq - arg) : strlen(arg));
-        if (o == NULL) {
-            snprintf(err, errlen, "unknown option '%s' (see --help)", arg);
-            return CONFIG_ERROR;
-        }
-        if (eq != NULL) {
-            v = eq + 1;
-        } else if (a + 1 < argc) {
-            v = argv[++a];
-        } else {
-            snprintf(err, errlen, "%s: needs a value", o->flag);
-            return CONFIG_ERROR;
-        }
+    for (int i = 1; i < argc; i++) {
+        if ((r = config_next_flag(argc, argv, &i, &o, &v, err, errlen)) != CONFIG_OK)
+            return r;
         if (config_set(cfg, o, o->flag, v, err, errlen) == -1)
             return CONFIG_ERROR;
     }
     return CONFIG_OK;
 }
 
+static const char *
+config_metavar(enum config_kind kind)
+{
+    switch (kind) {
+    case CONFIG_KIND_PORT:
+    case CONFIG_KIND_UINT:
+        return "N";
+    case CONFIG_KIND_IPV4:
+        return "ADDR";
+    case CONFIG_KIND_LOG_LEVEL:
+        return "LEVEL";
+    case CONFIG_KIND_STRING:
+        break;
+    }
+    return "TEXT";
+}
+
 void
 config_usage(FILE *out, const char *progname)
 {
-    fprintf(out, "usage: %s [options]\n"
-                 "Every option is also an environment variable; options win.\n\n",
+    int flag_w = (int)strlen("-V, --version"), env_w = 0;
+    char flag[64], range[48];
+
+    for (size_t i = 0; i < CONFIG_NOPTIONS; i++) {
+        const struct config_option *o = &config_options[i];
+        int fw = snprintf(flag, sizeof(flag), "%s=%s", o->flag, config_metavar(o->kind));
+        int ew = (int)strlen(o->env);
+
+        flag_w = fw > flag_w ? fw : flag_w;
+        env_w = ew > env_w ? ew : env_w;
+    }
+    fprintf(out,
+            "usage: %s [option]...\n"
+            "\n"
+            "Each option can also be set by the environment variable beside it\n"
+            "(an empty variable counts as unset); an option given here wins.\n"
+            "\n",
             progname);
     for (size_t i = 0; i < CONFIG_NOPTIONS; i++) {
         const struct config_option *o = &config_options[i];
+        const char *def = o->def == NULL ? "host name"
+                          : o->def[0] == '\0' ? "none" : o->def;
 
-        fprintf(out, "  %-20s %-17s %s (default: %s)\n", o->flag, o->env, o->help,
-                o->def == NULL ? "host name" : o->def[0] ? o->def : "unset");
+        snprintf(flag, sizeof(flag), "%s=%s", o->flag, config_metavar(o->kind));
+        range[0] = '\0';
+        if (o->kind == CONFIG_KIND_PORT || o->kind == CONFIG_KIND_UINT)
+            snprintf(range, sizeof(range), "%lu..%lu, ", o->min, o->max);
+        fprintf(out, "  %-*s  %-*s  %s (%sdefault %s)\n", flag_w, flag, env_w,
+                o->env, o->help, range, def);
     }
-    fprintf(out, "  %-20s %-17s %s\n  %-20s %-17s %s\n", "--help", "", "this list",
-            "--version", "", "print the version");
+    fprintf(out, "  %-*s  %-*s  %s\n", flag_w, "-h, --help", env_w, "",
+            "print this help and exit");
+    fprintf(out, "  %-*s  %-*s  %s\n", flag_w, "-V, --version", env_w, "",
+            "print the version and exit");
 }

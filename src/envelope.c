@@ -1,13 +1,23 @@
-/* envelope.c -- the JSON event envelope. Builds the part of it C knows
- * before Redis assigns the id, and reads the few fields the subscriber
- * needs from a channel message. Pure (json-c only); returns owned strings. */
+/* envelope.c -- the JSON event envelope. Builds the part of it that C
+ * knows before Redis assigns the id, and reads the few fields the
+ * subscriber needs from a channel message. Pure (json-c only); the one
+ * string it returns belongs to the caller. */
 #include <json-c/json.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "envelope.h"
 #include "strictjson.h"
+
+/* How strings are written everywhere: one line, and "/" left alone (the
+ * default "\/" is legal but surprises everyone who reads it). */
+#define ENVELOPE_JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+
+/* Kept a literal so the compiler checks it against the arguments. */
+#define ENVELOPE_REST_FMT \
+    "\"type\":%s,\"userId\":%s,\"data\":%.*s,\"serverId\":%s,\"ts\":%lld}"
 
 int
 envelope_type_valid(const char *s, size_t len)
@@ -24,74 +34,70 @@ envelope_type_valid(const char *s, size_t len)
     return 1;
 }
 
-/* s as a JSON string literal, quotes included; the caller frees it. */
-static char *
-envelope_quote(const char *s)
-{
-    json_object *o = json_object_new_string(s);
-    const char *q;
-    char *copy = NULL;
-
-    if (o == NULL)
-        return NULL;
-    q = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-                                              JSON_C_TO_STRING_NOSLASHESCAPE);
-    if (q != NULL)
-        copy = strdup(q);
-    json_object_put(o);
-    return copy;
-}
-
 char *
 envelope_build_rest(const char *type, const char *user_id,
                     const char *data_json, size_t data_len,
                     const char *server_id, int64_t ts_ms)
 {
-    char *qtype = envelope_quote(type);
-    char *quser = envelope_quote(user_id);
-    char *qserver = envelope_quote(server_id);
+    /* json-c escapes quotes, backslashes and control characters; each
+     * quoted string lives in its object until the objects are put. */
+    json_object *jtype = json_object_new_string(type);
+    json_object *juser = json_object_new_string(user_id);
+    json_object *jserver = json_object_new_string(server_id);
+    const char *qtype, *quser, *qserver;
     char *out = NULL;
-    size_t cap;
+    int n;
 
-    if (qtype == NULL || quser == NULL || qserver == NULL || data_len > INT32_MAX)
-        goto out;
-    cap = strlen(qtype) + strlen(quser) + strlen(qserver) + data_len + 96;
-    if ((out = malloc(cap)) == NULL)
-        goto out;
-    snprintf(out, cap, "\"type\":%s,\"userId\":%s,\"data\":%.*s,\"serverId\":%s,"
-                       "\"ts\":%lld}",
-             qtype, quser, (int)data_len, data_json, qserver, (long long)ts_ms);
-out:
-    free(qtype);
-    free(quser);
-    free(qserver);
+    if (jtype == NULL || juser == NULL || jserver == NULL || data_len > INT_MAX)
+        goto done;
+    qtype = json_object_to_json_string_ext(jtype, ENVELOPE_JSON_FLAGS);
+    quser = json_object_to_json_string_ext(juser, ENVELOPE_JSON_FLAGS);
+    qserver = json_object_to_json_string_ext(jserver, ENVELOPE_JSON_FLAGS);
+    if (qtype == NULL || quser == NULL || qserver == NULL)
+        goto done;
+    n = snprintf(NULL, 0, ENVELOPE_REST_FMT, qtype, quser, (int)data_len,
+                 data_json, qserver, (long long)ts_ms);
+    if (n < 0 || (out = malloc((size_t)n + 1)) == NULL)
+        goto done;
+    snprintf(out, (size_t)n + 1, ENVELOPE_REST_FMT, qtype, quser, (int)data_len,
+             data_json, qserver, (long long)ts_ms);
+done:
+    json_object_put(jserver);
+    json_object_put(juser);
+    json_object_put(jtype);
     return out;
 }
 
-/* A userId from the channel: a non-empty string without control
- * characters, or a non-negative integer. */
+/* A userId from the channel: a non-empty string of at most cap - 1 bytes
+ * without control characters (it becomes a hub key and a log field), or
+ * a non-negative integer. */
 static int
 envelope_read_user(json_object *v, char *out, size_t cap)
 {
-    const char *s;
+    const unsigned char *s;
     size_t n;
 
     if (json_object_is_type(v, json_type_int)) {
-        int64_t id = json_object_get_int64(v);
+        /* json-c keeps integers up to UINT64_MAX exactly and saturates
+         * beyond, so UINT64_MAX itself may be a different number. */
+        uint64_t id = json_object_get_uint64(v);
 
-        if (id < 0)
+        if (json_object_get_int64(v) < 0 || id == UINT64_MAX)
             return -1;
-        snprintf(out, cap, "%lld", (long long)id);
+        snprintf(out, cap, "%llu", (unsigned long long)id);
         return 0;
     }
     if (!json_object_is_type(v, json_type_string))
         return -1;
-    s = json_object_get_string(v);
+    s = (const unsigned char *)json_object_get_string(v);
     n = (size_t)json_object_get_string_len(v);
     if (n == 0 || n >= cap)
         return -1;
     for (size_t i = 0; i < n; i++) {
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+        /* C0 (NUL included: get_string_len sees past it), DEL, and C1,
+         * which is U+0080..U+009F encoded as C2 80..C2 9F. */
+        if (s[i] < 0x20 || s[i] == 0x7f ||
+            (s[i] == 0xc2 && i + 1 < n && s[i + 1] >= 0x80 && s[i + 1] <= 0x9f))
             return -1;
     }
     memcpy(out, s, n + 1);
@@ -112,10 +118,11 @@ envelope_parse(const char *msg, size_t len, struct envelope_view *out,
     }
     if (!json_object_object_get_ex(o, "userId", &v) ||
         envelope_read_user(v, out->user_id, sizeof(out->user_id)) == -1) {
-        why = "userId must be a non-empty string or an integer";
+        why = "userId must be a non-empty string or a non-negative integer";
         goto err;
     }
-    strcpy(out->type, "message");       /* what EventSource calls an unnamed event */
+    /* What EventSource dispatches an event without "event:" as. */
+    snprintf(out->type, sizeof(out->type), "%s", "message");
     if (json_object_object_get_ex(o, "type", &v)) {
         if (!json_object_is_type(v, json_type_string) ||
             !envelope_type_valid(json_object_get_string(v),
@@ -123,13 +130,15 @@ envelope_parse(const char *msg, size_t len, struct envelope_view *out,
             why = "type must be 1 to 64 of A-Z a-z 0-9 . _ -";
             goto err;
         }
-        strcpy(out->type, json_object_get_string(v));
+        snprintf(out->type, sizeof(out->type), "%s", json_object_get_string(v));
     }
+    /* An id we cannot read would break Last-Event-ID ordering, so it
+     * rejects the message rather than being dropped. */
     if (json_object_object_get_ex(o, "id", &v)) {
         if (!json_object_is_type(v, json_type_string) ||
             eventid_parse(json_object_get_string(v),
                           (size_t)json_object_get_string_len(v), &out->id) == -1) {
-            why = "id must be an event id string";
+            why = "id must be a string \"<ms>-<seq>\"";
             goto err;
         }
         out->has_id = 1;

@@ -1,19 +1,24 @@
-/* eventid.c -- event ids are Redis stream ids, "<ms>-<seq>", two unsigned
- * 64-bit numbers compared in order. Pure. */
+/* eventid.c -- event ids are Redis stream ids, "<ms>-<seq>": two unsigned
+ * 64-bit numbers compared in that order. Owns nothing; pure. */
 #include <stdio.h>
+#include <string.h>
 
 #include "eventid.h"
 
-/* Exactly len decimal digits, at most 20, no overflow. */
+/* At most 20 digits: UINT64_MAX has 20. */
+#define EVENTID_PART_MAX_DIGITS 20
+
+/* Exactly len decimal digits, no sign or space, and no overflow. */
 static int
 eventid_parse_u64(const char *s, size_t len, uint64_t *out)
 {
     uint64_t v = 0;
 
-    if (len == 0 || len > 20)
+    if (len == 0 || len > EVENTID_PART_MAX_DIGITS)
         return -1;
     for (size_t i = 0; i < len; i++) {
         unsigned d;
+
         if (s[i] < '0' || s[i] > '9')
             return -1;
         d = (unsigned)(s[i] - '0');
@@ -29,13 +34,14 @@ int
 eventid_parse(const char *s, size_t len, struct event_id *out)
 {
     struct event_id id = { 0, 0 };
-    size_t dash = len;
+    const char *dash = len > 0 ? memchr(s, '-', len) : NULL;
+    size_t ms_len = dash != NULL ? (size_t)(dash - s) : len;
 
-    for (size_t i = 0; i < len; i++)
-        if (s[i] == '-') { dash = i; break; }
-    if (eventid_parse_u64(s, dash, &id.ms) == -1)
+    if (eventid_parse_u64(s, ms_len, &id.ms) == -1)
         return -1;
-    if (dash < len && eventid_parse_u64(s + dash + 1, len - dash - 1, &id.seq) == -1)
+    /* "<ms>" alone is what XRANGE accepts too: sequence 0. */
+    if (dash != NULL &&
+        eventid_parse_u64(dash + 1, len - ms_len - 1, &id.seq) == -1)
         return -1;
     *out = id;
     return 0;
@@ -54,11 +60,14 @@ eventid_cmp(const struct event_id *a, const struct event_id *b)
 int
 eventid_format(const struct event_id *id, char *buf, size_t cap)
 {
-    int n = snprintf(buf, cap, "%llu-%llu", (unsigned long long)id->ms,
-                     (unsigned long long)id->seq);
+    int n;
+
+    if (cap == 0)
+        return -1;
+    n = snprintf(buf, cap, "%llu-%llu", (unsigned long long)id->ms,
+                 (unsigned long long)id->seq);
     if (n < 0 || (size_t)n >= cap) {
-        if (cap > 0)
-            buf[0] = '\0';
+        buf[0] = '\0';
         return -1;
     }
     return n;

@@ -1,6 +1,9 @@
-/* log.c -- leveled log lines on stderr. Each line is formatted into a
- * bounded stack buffer and written with one write(2), so lines from the
- * HTTP threads and the main thread never interleave. */
+/* log.c -- leveled log lines on stderr. Owns the process-wide level (an
+ * atomic, so any thread may log while another changes it). Each line is
+ * formatted into a bounded buffer on the caller's stack and written with
+ * one write(2), so lines from the HTTP threads and the event loop never
+ * interleave and no lock is needed. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -10,49 +13,91 @@
 
 #include "log.h"
 
-static atomic_int log_level = LOG_LEVEL_INFO;
+/* Below PIPE_BUF (4096 on Linux), so a line sent to a pipe or a container
+ * log driver arrives whole even when several threads write at once. */
+#define LOG_LINE_MAX 2048
+
+static atomic_int log_min_level = LOG_LEVEL_INFO;
+
+/* Indexed by enum log_level. */
 static const char *const log_names[] = { "debug", "info", "warn", "error" };
+
+#define LOG_NLEVELS (sizeof(log_names) / sizeof(log_names[0]))
 
 int
 log_parse_level(const char *name)
 {
-    for (int i = 0; i < 4; i++)
+    for (size_t i = 0; i < LOG_NLEVELS; i++) {
         if (strcmp(name, log_names[i]) == 0)
-            return i;
+            return (int)i;
+    }
     return -1;
 }
 
 void
 log_set_level(enum log_level level)
 {
-    atomic_store(&log_level, (int)level);
+    atomic_store(&log_min_level, (int)level);
+}
+
+/* Writes all n bytes, retrying after a signal or a short write; a log
+ * line is never worth failing the caller, so other errors drop it. */
+static void
+log_write_all(const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(STDERR_FILENO, p, n);
+
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
 }
 
 static void
-log_write(enum log_level level, const char *fmt, va_list ap)
+log_vwrite(enum log_level level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
+static void
+log_vwrite(enum log_level level, const char *fmt, va_list ap)
 {
-    char line[1024];
+    char line[LOG_LINE_MAX];
     struct timespec ts;
     struct tm tm;
-    size_t n;
-    int k;
+    size_t n, msg;
+    int k, saved_errno = errno;
 
-    if ((int)level < atomic_load(&log_level))
+    if ((int)level < atomic_load(&log_min_level))
         return;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
     n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
     k = snprintf(line + n, sizeof(line) - n, ".%03ldZ %-5s ",
-                 ts.tv_nsec / 1000000, log_names[level]);
+                 ts.tv_nsec / 1000000L, log_names[level]);
     if (k > 0)
         n += (size_t)k;
-    k = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
-    if (k > 0)
-        n += (size_t)k;
-    if (n > sizeof(line) - 2)
+    msg = n;
+    /* Leave room for the newline; a longer message is cut and marked. */
+    k = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
+    if (k > 0 && (size_t)k >= sizeof(line) - n - 1) {
         n = sizeof(line) - 2;
+        memcpy(line + n - 3, "...", 3);
+    } else if (k > 0) {
+        n += (size_t)k;
+    }
+    /* A value that contains a newline (a header, a Redis error string)
+     * must not be able to forge a second log line. */
+    for (size_t i = msg; i < n; i++) {
+        if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
+            line[i] = '?';
+    }
     line[n++] = '\n';
-    (void)!write(STDERR_FILENO, line, n);
+    log_write_all(line, n);
+    errno = saved_errno;        /* callers may still want the errno they logged */
 }
 
 void
@@ -61,7 +106,7 @@ log_debug(const char *fmt, ...)
     va_list ap;
 
     va_start(ap, fmt);
-    log_write(LOG_LEVEL_DEBUG, fmt, ap);
+    log_vwrite(LOG_LEVEL_DEBUG, fmt, ap);
     va_end(ap);
 }
 
@@ -71,7 +116,7 @@ log_info(const char *fmt, ...)
     va_list ap;
 
     va_start(ap, fmt);
-    log_write(LOG_LEVEL_INFO, fmt, ap);
+    log_vwrite(LOG_LEVEL_INFO, fmt, ap);
     va_end(ap);
 }
 
@@ -81,7 +126,7 @@ log_warn(const char *fmt, ...)
     va_list ap;
 
     va_start(ap, fmt);
-    log_write(LOG_LEVEL_WARN, fmt, ap);
+    log_vwrite(LOG_LEVEL_WARN, fmt, ap);
     va_end(ap);
 }
 
@@ -91,6 +136,6 @@ log_error(const char *fmt, ...)
     va_list ap;
 
     va_start(ap, fmt);
-    log_write(LOG_LEVEL_ERROR, fmt, ap);
+    log_vwrite(LOG_LEVEL_ERROR, fmt, ap);
     va_end(ap);
 }

@@ -1,4 +1,5 @@
-/* test_body.c -- what request bodies are accepted, and what each rejection says. */
+/* test_body.c -- which request bodies are accepted, what each field
+ * becomes, and the code and message of every rejection. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,23 +10,28 @@
 
 #include "body.h"
 
+/* ---------------------------------------------------------------- accounts */
+
 static int
 account(const char *json, struct account_input *in, struct body_error *e)
 {
     return body_parse_account(json, strlen(json), in, e);
 }
 
+/* Expects a rejection with code; the message must name word (a field). */
 static void
-expect_account_error(const char *json, const char *code)
+expect_account_error(const char *json, const char *code, const char *word)
 {
     struct account_input in;
     struct body_error e;
 
+    memset(&e, 0, sizeof(e));
     if (account(json, &in, &e) != -1)
         fail_msg("accepted: %s", json);
     if (strcmp(e.code, code) != 0)
-        fail_msg("%s: code %s, want %s", json, e.code, code);
-    assert_true(strlen(e.message) > 0);
+        fail_msg("%s: code %s, want %s (%s)", json, e.code, code, e.message);
+    if (strstr(e.message, word) == NULL)
+        fail_msg("%s: message '%s' does not say '%s'", json, e.message, word);
 }
 
 static void
@@ -38,10 +44,16 @@ test_account_ok(void **state)
     assert_int_equal(account("{\"name\":\"Ada\",\"balance\":100000}", &in, &e), 0);
     assert_string_equal(in.name, "Ada");
     assert_int_equal(in.balance, 100000);
-    assert_int_equal(account(" {\"name\":\"B\"} \n", &in, &e), 0);
+    assert_int_equal(account(" {\"balance\":0, \"name\":\"B\"} \r\n\t", &in, &e), 0);
+    assert_string_equal(in.name, "B");
     assert_int_equal(in.balance, 0);
+    assert_int_equal(account("{\"name\":\"x\"}", &in, &e), 0);
+    assert_int_equal(in.balance, 0);                    /* the default */
     assert_int_equal(account("{\"name\":\"x\",\"balance\":9007199254740991}", &in, &e), 0);
     assert_int_equal(in.balance, BODY_BALANCE_MAX);
+    /* Inner and escaped spaces, "/" and escapes are kept as text. */
+    assert_int_equal(account("{\"name\":\" Ada  L. \\u00e9/\\\"q\\\" \"}", &in, &e), 0);
+    assert_string_equal(in.name, " Ada  L. \xc3\xa9/\"q\" ");
 }
 
 static void
@@ -56,11 +68,13 @@ test_account_name_length(void **state)
     name[100] = '\0';
     snprintf(json, sizeof(json), "{\"name\":\"%s\"}", name);
     assert_int_equal(account(json, &in, &e), 0);
+    assert_string_equal(in.name, name);
     name[100] = 'a';
     name[101] = '\0';
     snprintf(json, sizeof(json), "{\"name\":\"%s\"}", name);
-    expect_account_error(json, "invalid_field");
-    /* 100 characters of two bytes each are still 100 characters. */
+    expect_account_error(json, "invalid_field", "name");
+
+    /* Characters, not bytes: 100 of two bytes, then 100 of four. */
     name[0] = '\0';
     for (int i = 0; i < 100; i++)
         strcat(name, "\xc3\xa9");
@@ -69,37 +83,110 @@ test_account_name_length(void **state)
     assert_string_equal(in.name, name);
     strcat(name, "\xc3\xa9");
     snprintf(json, sizeof(json), "{\"name\":\"%s\"}", name);
-    expect_account_error(json, "invalid_field");
+    expect_account_error(json, "invalid_field", "name");
+
+    name[0] = '\0';
+    for (int i = 0; i < 100; i++)
+        strcat(name, "\xf0\x9f\x98\x80");              /* U+1F600, 400 bytes in all */
+    snprintf(json, sizeof(json), "{\"name\":\"%s\"}", name);
+    assert_int_equal(account(json, &in, &e), 0);
+    assert_int_equal(strlen(in.name), 400);
+    assert_string_equal(in.name, name);
+    strcat(name, "\xf0\x9f\x98\x80");
+    snprintf(json, sizeof(json), "{\"name\":\"%s\"}", name);
+    expect_account_error(json, "invalid_field", "name");
+
+    /* A surrogate pair escape is one character. */
+    assert_int_equal(account("{\"name\":\"\\ud83d\\ude00\"}", &in, &e), 0);
+    assert_string_equal(in.name, "\xf0\x9f\x98\x80");
 }
 
 static void
-test_account_rejects(void **state)
+test_account_rejects_json(void **state)
 {
     (void)state;
-    expect_account_error("", "invalid_json");
-    expect_account_error("{\"name\":\"a\"} xyz", "invalid_json");
-    expect_account_error("{\"name\":\"a\"", "invalid_json");
-    expect_account_error("[1]", "invalid_json");
-    expect_account_error("null", "invalid_json");
-    expect_account_error("{\"name\":\"a\",}", "invalid_json");
-    expect_account_error("{\"name\":\"\xff\"}", "invalid_json");
-    expect_account_error("{}", "missing_field");
-    expect_account_error("{\"name\":\"\"}", "invalid_field");
-    expect_account_error("{\"name\":\"   \"}", "invalid_field");
-    expect_account_error("{\"name\":5}", "invalid_field");
-    expect_account_error("{\"name\":\"a\\u0000b\"}", "invalid_field");
-    expect_account_error("{\"name\":\"a\\nb\"}", "invalid_field");
-    expect_account_error("{\"name\":\"a\",\"balance\":-1}", "invalid_field");
-    expect_account_error("{\"name\":\"a\",\"balance\":1.5}", "invalid_field");
-    expect_account_error("{\"name\":\"a\",\"balance\":100.0}", "invalid_field");
-    expect_account_error("{\"name\":\"a\",\"balance\":1e3}", "invalid_field");
-    expect_account_error("{\"name\":\"a\",\"balance\":\"100\"}", "invalid_field");
-    expect_account_error("{\"name\":\"a\",\"balance\":true}", "invalid_field");
-    expect_account_error("{\"name\":\"a\",\"balance\":null}", "invalid_field");
-    expect_account_error("{\"name\":\"a\",\"balance\":99999999999999999999}", "invalid_field");
-    expect_account_error("{\"name\":\"a\",\"balance\":9007199254740992}", "invalid_field");
-    expect_account_error("{\"name\":\"a\",\"nmae\":\"b\"}", "unknown_field");
+    expect_account_error("", "invalid_json", "JSON");
+    expect_account_error("   ", "invalid_json", "JSON");
+    expect_account_error("{\"name\":\"a\"} xyz", "invalid_json", "JSON");
+    expect_account_error("{\"name\":\"a\"}{}", "invalid_json", "JSON");
+    expect_account_error("{\"name\":\"a\"", "invalid_json", "JSON");
+    expect_account_error("{\"name\":", "invalid_json", "JSON");
+    expect_account_error("[1]", "invalid_json", "object");
+    expect_account_error("\"name\"", "invalid_json", "object");
+    expect_account_error("null", "invalid_json", "JSON");   /* json-c reads null as NULL */
+    expect_account_error("{\"name\":\"a\",}", "invalid_json", "JSON");
+    expect_account_error("{\"name\":\"a\" /* c */}", "invalid_json", "JSON");
+    expect_account_error("{\"name\":\"\xff\"}", "invalid_json", "JSON");
+    expect_account_error("{\"name\":\"a\xc3\"}", "invalid_json", "JSON");
 }
+
+static void
+test_account_rejects_fields(void **state)
+{
+    char deep[200];
+    int n;
+
+    (void)state;
+    expect_account_error("{}", "missing_field", "name");
+    expect_account_error("{\"balance\":1}", "missing_field", "name");
+    expect_account_error("{\"name\":\"\"}", "invalid_field", "name");
+    expect_account_error("{\"name\":\"   \"}", "invalid_field", "name");
+    expect_account_error("{\"name\":\"\\u00a0\\u3000\"}", "invalid_field", "name");
+    expect_account_error("{\"name\":5}", "invalid_field", "name");
+    expect_account_error("{\"name\":null}", "invalid_field", "name");
+    expect_account_error("{\"name\":[\"a\"]}", "invalid_field", "name");
+    expect_account_error("{\"name\":\"a\\u0000b\"}", "invalid_field", "name");
+    expect_account_error("{\"name\":\"\\u0000\"}", "invalid_field", "name");
+    expect_account_error("{\"name\":\"a\\nb\"}", "invalid_field", "name");
+    expect_account_error("{\"name\":\"a\\tb\"}", "invalid_field", "name");
+    expect_account_error("{\"name\":\"a\\u007f\"}", "invalid_field", "name");
+    expect_account_error("{\"name\":\"a\\u0085\"}", "invalid_field", "name");
+    expect_account_error("{\"name\":\"a\",\"balance\":-1}", "invalid_field", "balance");
+    expect_account_error("{\"name\":\"a\",\"balance\":1.5}", "invalid_field", "balance");
+    expect_account_error("{\"name\":\"a\",\"balance\":100.0}", "invalid_field", "balance");
+    expect_account_error("{\"name\":\"a\",\"balance\":1e3}", "invalid_field", "balance");
+    expect_account_error("{\"name\":\"a\",\"balance\":\"100\"}", "invalid_field", "balance");
+    expect_account_error("{\"name\":\"a\",\"balance\":true}", "invalid_field", "balance");
+    expect_account_error("{\"name\":\"a\",\"balance\":null}", "invalid_field", "balance");
+    expect_account_error("{\"name\":\"a\",\"balance\":{}}", "invalid_field", "balance");
+    expect_account_error("{\"name\":\"a\",\"balance\":99999999999999999999}",
+                         "invalid_field", "balance");
+    expect_account_error("{\"name\":\"a\",\"balance\":9223372036854775807}",
+                         "invalid_field", "balance");
+    expect_account_error("{\"name\":\"a\",\"balance\":9007199254740992}",
+                         "invalid_field", "9007199254740991");
+    expect_account_error("{\"name\":\"a\",\"balance\":-99999999999999999999}",
+                         "invalid_field", "balance");
+    expect_account_error("{\"name\":\"a\",\"nmae\":\"b\"}", "unknown_field", "'nmae'");
+    expect_account_error("{\"Name\":\"a\"}", "unknown_field", "'Name'");
+    /* The echoed key is bounded and printable. */
+    expect_account_error("{\"name\":\"a\",\"x\\ny\":1}", "unknown_field", "'x?y'");
+    /* Deeper than 32 levels is refused by the tokener. */
+    n = snprintf(deep, sizeof(deep), "%s", "{\"name\":\"a\",\"x\":");
+    memset(deep + n, '[', 40);
+    memset(deep + n + 40, ']', 40);
+    snprintf(deep + n + 80, sizeof(deep) - (size_t)n - 80, "%s", "}");
+    expect_account_error(deep, "invalid_json", "JSON");
+}
+
+static void
+test_account_is_length_bounded(void **state)
+{
+    static const char body[] = "{\"name\":\"Ada\"}trailing";
+    struct account_input in;
+    struct body_error e;
+
+    (void)state;
+    assert_int_equal(body_parse_account(body, 14, &in, &e), 0);
+    assert_string_equal(in.name, "Ada");
+    assert_int_equal(body_parse_account(body, 13, &in, &e), -1);
+    assert_string_equal(e.code, "invalid_json");
+    /* An embedded NUL is not the end of the body. */
+    assert_int_equal(body_parse_account("{\"name\":\"a\"}\0x", 14, &in, &e), -1);
+    assert_string_equal(e.code, "invalid_json");
+}
+
+/* --------------------------------------------------------------- snapshots */
 
 static void
 test_snapshot(void **state)
@@ -110,16 +197,32 @@ test_snapshot(void **state)
     (void)state;
     assert_int_equal(body_parse_snapshot("", 0, &in, &e), 0);
     assert_int_equal(in.has_balance, 0);
+    assert_int_equal(body_parse_snapshot(NULL, 0, &in, &e), 0);
+    assert_int_equal(in.has_balance, 0);
     assert_int_equal(body_parse_snapshot("{}", 2, &in, &e), 0);
     assert_int_equal(in.has_balance, 0);
     assert_int_equal(body_parse_snapshot("{\"balance\":120000}", 18, &in, &e), 0);
     assert_int_equal(in.has_balance, 1);
     assert_int_equal(in.balance, 120000);
+    assert_int_equal(body_parse_snapshot("{\"balance\":0}", 13, &in, &e), 0);
+    assert_int_equal(in.has_balance, 1);
+    assert_int_equal(in.balance, 0);
     assert_int_equal(body_parse_snapshot("{\"balance\":-2}", 14, &in, &e), -1);
+    assert_string_equal(e.code, "invalid_field");
+    assert_int_equal(body_parse_snapshot("{\"balance\":1.5}", 15, &in, &e), -1);
+    assert_string_equal(e.code, "invalid_field");
+    assert_int_equal(body_parse_snapshot("{\"balance\":\"100\"}", 17, &in, &e), -1);
     assert_string_equal(e.code, "invalid_field");
     assert_int_equal(body_parse_snapshot("{\"x\":1}", 7, &in, &e), -1);
     assert_string_equal(e.code, "unknown_field");
+    assert_string_equal(e.message, "unknown field 'x'");
+    assert_int_equal(body_parse_snapshot(" ", 1, &in, &e), -1);
+    assert_string_equal(e.code, "invalid_json");
+    assert_int_equal(body_parse_snapshot("[]", 2, &in, &e), -1);
+    assert_string_equal(e.code, "invalid_json");
 }
+
+/* ------------------------------------------------------------------ events */
 
 static int
 event(const char *json, struct event_input *in, struct body_error *e)
@@ -127,40 +230,71 @@ event(const char *json, struct event_input *in, struct body_error *e)
     return body_parse_event(json, strlen(json), in, e);
 }
 
+/* Parses an event that must be accepted and checks what it became. */
 static void
-test_event_ok(void **state)
+expect_event(const char *json, const char *user_id, const char *type,
+             const char *data_json)
 {
     struct event_input in;
     struct body_error e;
 
-    (void)state;
-    assert_int_equal(event("{\"userId\":\"42\",\"type\":\"order.shipped\","
-                           "\"data\":{ \"a\" : [1, 2],\n \"u\":\"http://x/y\"}}", &in, &e), 0);
-    assert_string_equal(in.user_id, "42");
-    assert_string_equal(in.type, "order.shipped");
-    assert_string_equal(in.data_json, "{\"a\":[1,2],\"u\":\"http://x/y\"}");
-    assert_int_equal(in.data_len, strlen(in.data_json));
+    if (event(json, &in, &e) != 0)
+        fail_msg("rejected %s: %s %s", json, e.code, e.message);
+    assert_string_equal(in.user_id, user_id);
+    assert_string_equal(in.type, type);
+    assert_non_null(in.data_json);
+    assert_string_equal(in.data_json, data_json);
+    assert_int_equal(in.data_len, strlen(data_json));
     event_input_clear(&in);
-    assert_int_equal(event("{\"userId\":42,\"type\":\"t\"}", &in, &e), 0);
-    assert_string_equal(in.user_id, "42");
-    assert_string_equal(in.data_json, "null");
-    event_input_clear(&in);
-    assert_int_equal(event("{\"userId\":\"1\",\"type\":\"t\",\"data\":\"a\\nb\"}", &in, &e), 0);
-    assert_null(strchr(in.data_json, '\n'));       /* one line, escaped */
-    event_input_clear(&in);
+    assert_null(in.data_json);
+    assert_int_equal(in.data_len, 0);
 }
 
 static void
-expect_event_error(const char *json, const char *code)
+test_event_ok(void **state)
+{
+    char type64[65], json[200];
+
+    (void)state;
+    /* Nested data comes back on one line, compact, "/" unescaped. */
+    expect_event("{\"userId\":\"42\",\"type\":\"order.shipped\","
+                 "\"data\":{ \"a\" : [1, 2.50, -0.5e-3],\n \"u\":\"http:\\/\\/x/y\","
+                 "\"n\":{\"b\":null,\"t\":true}}}",
+                 "42", "order.shipped",
+                 "{\"a\":[1,2.50,-0.5e-3],\"u\":\"http://x/y\",\"n\":{\"b\":null,\"t\":true}}");
+    expect_event("{\"userId\":42,\"type\":\"t\"}", "42", "t", "null");   /* absent */
+    expect_event("{\"userId\":\"7\",\"type\":\"t\",\"data\":null}", "7", "t", "null");
+    expect_event("{\"userId\":\"1\",\"type\":\"t\",\"data\":\"a\\nb\"}", "1", "t",
+                 "\"a\\nb\"");                          /* escaped, one line */
+    expect_event("{\"userId\":\"1\",\"type\":\"t\",\"data\":\"\\u2028\"}", "1", "t",
+                 "\"\xe2\x80\xa8\"");
+    expect_event("{\"userId\":\"1\",\"type\":\"t\",\"data\":[]}", "1", "t", "[]");
+    expect_event("{\"userId\":\"1\",\"type\":\"t\",\"data\":-12}", "1", "t", "-12");
+    expect_event("{\"userId\":\"1\",\"type\":\"t\",\"data\":1E+2}", "1", "t", "1E+2");
+    expect_event("{\"userId\":\"123456789012345678\",\"type\":\"A-Z_a.z-09\",\"data\":0}",
+                 "123456789012345678", "A-Z_a.z-09", "0");
+    expect_event("{\"userId\":999999999999999999,\"type\":\"t\"}",
+                 "999999999999999999", "t", "null");
+    memset(type64, 'x', 64);
+    type64[64] = '\0';
+    snprintf(json, sizeof(json), "{\"userId\":\"1\",\"type\":\"%s\"}", type64);
+    expect_event(json, "1", type64, "null");
+}
+
+static void
+expect_event_error(const char *json, const char *code, const char *word)
 {
     struct event_input in;
     struct body_error e;
 
+    memset(&e, 0, sizeof(e));
     if (event(json, &in, &e) != -1)
         fail_msg("accepted: %s", json);
     if (strcmp(e.code, code) != 0)
-        fail_msg("%s: code %s, want %s", json, e.code, code);
-    assert_null(in.data_json);
+        fail_msg("%s: code %s, want %s (%s)", json, e.code, code, e.message);
+    if (strstr(e.message, word) == NULL)
+        fail_msg("%s: message '%s' does not say '%s'", json, e.message, word);
+    assert_null(in.data_json);                          /* nothing to free */
 }
 
 static void
@@ -169,40 +303,128 @@ test_event_rejects(void **state)
     char json[256], type[70];
 
     (void)state;
-    expect_event_error("{\"type\":\"t\"}", "missing_field");
-    expect_event_error("{\"userId\":\"1\"}", "missing_field");
-    expect_event_error("{\"userId\":\"01\",\"type\":\"t\"}", "invalid_field");
-    expect_event_error("{\"userId\":\"\",\"type\":\"t\"}", "invalid_field");
-    expect_event_error("{\"userId\":\"1234567890123456789\",\"type\":\"t\"}", "invalid_field");
-    expect_event_error("{\"userId\":0,\"type\":\"t\"}", "invalid_field");
-    expect_event_error("{\"userId\":1.0,\"type\":\"t\"}", "invalid_field");
-    expect_event_error("{\"userId\":\"1\",\"type\":\"a b\"}", "invalid_field");
-    expect_event_error("{\"userId\":\"1\",\"type\":7}", "invalid_field");
+    expect_event_error("{\"type\":\"t\"}", "missing_field", "userId");
+    expect_event_error("{\"userId\":\"1\"}", "missing_field", "type");
+    expect_event_error("{\"userId\":\"01\",\"type\":\"t\"}", "invalid_field", "userId");
+    expect_event_error("{\"userId\":\"0\",\"type\":\"t\"}", "invalid_field", "userId");
+    expect_event_error("{\"userId\":\"\",\"type\":\"t\"}", "invalid_field", "userId");
+    expect_event_error("{\"userId\":\"1a\",\"type\":\"t\"}", "invalid_field", "userId");
+    expect_event_error("{\"userId\":\" 1\",\"type\":\"t\"}", "invalid_field", "userId");
+    expect_event_error("{\"userId\":\"-1\",\"type\":\"t\"}", "invalid_field", "userId");
+    expect_event_error("{\"userId\":\"1234567890123456789\",\"type\":\"t\"}",
+                       "invalid_field", "userId");
+    expect_event_error("{\"userId\":1000000000000000000,\"type\":\"t\"}",
+                       "invalid_field", "userId");
+    expect_event_error("{\"userId\":0,\"type\":\"t\"}", "invalid_field", "userId");
+    expect_event_error("{\"userId\":-5,\"type\":\"t\"}", "invalid_field", "userId");
+    expect_event_error("{\"userId\":1.0,\"type\":\"t\"}", "invalid_field", "userId");
+    expect_event_error("{\"userId\":null,\"type\":\"t\"}", "invalid_field", "userId");
+    expect_event_error("{\"userId\":\"1\",\"type\":\"a b\"}", "invalid_field", "type");
+    expect_event_error("{\"userId\":\"1\",\"type\":\"\"}", "invalid_field", "type");
+    expect_event_error("{\"userId\":\"1\",\"type\":\"a\\nb\"}", "invalid_field", "type");
+    expect_event_error("{\"userId\":\"1\",\"type\":\"a\\u0000\"}", "invalid_field", "type");
+    expect_event_error("{\"userId\":\"1\",\"type\":7}", "invalid_field", "type");
     memset(type, 'a', 65);
     type[65] = '\0';
     snprintf(json, sizeof(json), "{\"userId\":\"1\",\"type\":\"%s\"}", type);
-    expect_event_error(json, "invalid_field");
-    expect_event_error("{\"userId\":\"1\",\"type\":\"t\",\"extra\":1}", "unknown_field");
-    expect_event_error("{\"userId\":\"1\",\"type\":\"t\",\"data\":[1,]}", "invalid_json");
+    expect_event_error(json, "invalid_field", "type");
+    expect_event_error("{\"userId\":\"1\",\"type\":\"t\",\"extra\":1}", "unknown_field",
+                       "'extra'");
+    expect_event_error("{\"userId\":\"1\",\"type\":\"t\",\"data\":[1,]}", "invalid_json",
+                       "JSON");
+    expect_event_error("{\"userId\":\"1\",\"type\":\"t\"} xyz", "invalid_json", "JSON");
+    expect_event_error("[{\"userId\":\"1\",\"type\":\"t\"}]", "invalid_json", "object");
+}
+
+/* json-c reads these in strict mode and would write them back verbatim,
+ * which would put invalid JSON into every subscriber's event. */
+static void
+test_event_rejects_numbers_json_c_would_echo(void **state)
+{
+    (void)state;
+    expect_event_error("{\"userId\":\"1\",\"type\":\"t\",\"data\":NaN}", "invalid_json",
+                       "NaN");
+    expect_event_error("{\"userId\":\"1\",\"type\":\"t\",\"data\":[Infinity]}",
+                       "invalid_json", "Infinity");
+    expect_event_error("{\"userId\":\"1\",\"type\":\"t\",\"data\":{\"x\":-Infinity}}",
+                       "invalid_json", "Infinity");
+    expect_event_error("{\"userId\":\"1\",\"type\":\"t\",\"data\":{\"x\":[1.]}}",
+                       "invalid_json", "1.");
+    /* Valid JSON, but no double holds it. */
+    expect_event_error("{\"userId\":\"1\",\"type\":\"t\",\"data\":1e400}", "invalid_field",
+                       "data");
+    /* Integers json-c would silently saturate. */
+    expect_event_error("{\"userId\":\"1\",\"type\":\"t\",\"data\":99999999999999999999}",
+                       "invalid_field", "data");
+    expect_event_error("{\"userId\":\"1\",\"type\":\"t\",\"data\":[-99999999999999999999]}",
+                       "invalid_field", "data");
+    /* ...while everything up to them is kept exactly. */
+    expect_event("{\"userId\":\"1\",\"type\":\"t\",\"data\":[18446744073709551614,"
+                 "-9223372036854775807]}", "1", "t",
+                 "[18446744073709551614,-9223372036854775807]");
 }
 
 static void
-test_content_type_and_user_id(void **state)
+test_event_is_length_bounded(void **state)
+{
+    static const char body[] = "{\"userId\":\"1\",\"type\":\"t\"}}}}";
+    struct event_input in;
+    struct body_error e;
+
+    (void)state;
+    assert_int_equal(body_parse_event(body, sizeof(body) - 4, &in, &e), 0);
+    assert_string_equal(in.data_json, "null");
+    event_input_clear(&in);
+    assert_int_equal(body_parse_event(body, sizeof(body) - 1, &in, &e), -1);
+    assert_string_equal(e.code, "invalid_json");
+    assert_null(in.data_json);
+}
+
+/* ------------------------------------------------------- header and userId */
+
+static void
+test_content_type(void **state)
 {
     (void)state;
     assert_true(body_content_type_is_json("application/json"));
-    assert_true(body_content_type_is_json("Application/JSON; charset=utf-8"));
+    assert_true(body_content_type_is_json("Application/JSON"));
+    assert_true(body_content_type_is_json("application/json; charset=utf-8"));
+    assert_true(body_content_type_is_json("application/json;charset=UTF-8"));
+    assert_true(body_content_type_is_json("application/json ; charset=\"utf-8\""));
+    assert_true(body_content_type_is_json("application/json; foo=bar; charset=utf-8"));
+    assert_true(body_content_type_is_json("application/json;"));
+    assert_true(body_content_type_is_json("application/json "));
+    assert_false(body_content_type_is_json(NULL));
+    assert_false(body_content_type_is_json(""));
     assert_false(body_content_type_is_json("text/plain"));
     assert_false(body_content_type_is_json("application/jsonp"));
+    assert_false(body_content_type_is_json("application/json-patch+json"));
     assert_false(body_content_type_is_json("application/x-www-form-urlencoded"));
     assert_false(body_content_type_is_json("application/json; charset=iso-8859-1"));
-    assert_true(body_content_type_is_json("application/json;charset=UTF-8"));
+    assert_false(body_content_type_is_json("application/json; charset=utf-16"));
+    assert_false(body_content_type_is_json("application/json; charset=utf-8x"));
+    assert_false(body_content_type_is_json("application/json; charset=\"utf-8"));
+    assert_false(body_content_type_is_json("application/json; charset"));
+    assert_false(body_content_type_is_json("application/json x"));
+}
+
+static void
+test_user_id_valid(void **state)
+{
+    (void)state;
     assert_true(body_user_id_valid("1", 1));
+    assert_true(body_user_id_valid("42", 2));
     assert_true(body_user_id_valid("123456789012345678", 18));
+    assert_true(body_user_id_valid("12x", 2));          /* only len bytes */
     assert_false(body_user_id_valid("1234567890123456789", 19));
     assert_false(body_user_id_valid("0", 1));
+    assert_false(body_user_id_valid("01", 2));
     assert_false(body_user_id_valid("", 0));
     assert_false(body_user_id_valid("1a", 2));
+    assert_false(body_user_id_valid("-1", 2));
+    assert_false(body_user_id_valid("+1", 2));
+    assert_false(body_user_id_valid(" 1", 2));
+    assert_false(body_user_id_valid("1\0", 2));
 }
 
 int
@@ -211,11 +433,16 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_account_ok),
         cmocka_unit_test(test_account_name_length),
-        cmocka_unit_test(test_account_rejects),
+        cmocka_unit_test(test_account_rejects_json),
+        cmocka_unit_test(test_account_rejects_fields),
+        cmocka_unit_test(test_account_is_length_bounded),
         cmocka_unit_test(test_snapshot),
         cmocka_unit_test(test_event_ok),
         cmocka_unit_test(test_event_rejects),
-        cmocka_unit_test(test_content_type_and_user_id),
+        cmocka_unit_test(test_event_rejects_numbers_json_c_would_echo),
+        cmocka_unit_test(test_event_is_length_bounded),
+        cmocka_unit_test(test_content_type),
+        cmocka_unit_test(test_user_id_valid),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,15 +1,20 @@
-/* test_config.c -- defaults, environment, flags and every kind of bad value. */
+/* test_config.c -- config_load: defaults, environment, flags (which win),
+ * and the exact one-line error for every kind of bad value. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "log.h"
 
-/* A fake environment: NAME=VALUE strings. */
+/* A fake environment of "NAME=VALUE" strings, so no test depends on the
+ * real one. */
 static const char *const *fake_env;
 
 static const char *
@@ -17,37 +22,53 @@ fake_getenv(const char *name)
 {
     size_t n = strlen(name);
 
-    for (const char *const *e = fake_env; e && *e; e++)
+    for (const char *const *e = fake_env; e != NULL && *e != NULL; e++) {
         if (strncmp(*e, name, n) == 0 && (*e)[n] == '=')
             return *e + n + 1;
+    }
     return NULL;
 }
 
+/* Loads with env (NULL: empty) and the flags in args (NULL-terminated,
+ * without argv[0]; NULL: none). */
 static enum config_result
-load(struct config *cfg, const char *const *env, int argc, char **argv,
-     char *err)
+load(struct config *cfg, const char *const *env, const char *const *args,
+     char *err, size_t errlen)
 {
-    char *noargs[] = { "ssegate", NULL };
+    char *argv[16] = { "ssegate" };
+    int argc = 1;
 
-    fake_env = env;
-    if (argv == NULL) {
-        argv = noargs;
-        argc = 1;
+    for (; args != NULL && args[argc - 1] != NULL; argc++) {
+        assert_true(argc < 15);
+        argv[argc] = (char *)args[argc - 1];
     }
-    err[0] = '\0';
-    return config_load(cfg, argc, argv, fake_getenv, err, 256);
+    argv[argc] = NULL;
+    fake_env = env;
+    return config_load(cfg, argc, argv, fake_getenv, err, errlen);
+}
+
+/* Expects CONFIG_ERROR and exactly the error line want. */
+static void
+expect_error(const char *const *env, const char *const *args, const char *want)
+{
+    struct config c;
+    char err[256];
+
+    assert_int_equal(load(&c, env, args, err, sizeof(err)), CONFIG_ERROR);
+    assert_string_equal(err, want);
 }
 
 static void
 test_defaults(void **state)
 {
     struct config c;
-    char err[256];
+    char err[256], host[256];
 
     (void)state;
-    assert_int_equal(load(&c, NULL, 0, NULL, err), CONFIG_OK);
-    assert_int_equal(c.port, 3000);
+    assert_int_equal(load(&c, NULL, NULL, err, sizeof(err)), CONFIG_OK);
+    assert_string_equal(err, "");
     assert_string_equal(c.listen_addr, "0.0.0.0");
+    assert_int_equal(c.port, 3000);
     assert_string_equal(c.redis_host, "127.0.0.1");
     assert_int_equal(c.redis_port, 6379);
     assert_string_equal(c.redis_password, "");
@@ -57,96 +78,283 @@ test_defaults(void **state)
     assert_int_equal(c.heartbeat_secs, 15);
     assert_int_equal(c.sse_retry_ms, 3000);
     assert_int_equal(c.http_threads, 8);
+    assert_int_equal(c.max_connections, 10000);
+    assert_int_equal(c.stream_queue_kib, 4096);
+    assert_int_equal(c.redis_timeout_ms, 500);
     assert_int_equal(c.log_level, LOG_LEVEL_INFO);
-    assert_true(strlen(c.server_id) > 0);       /* the host name */
+    /* SERVER_ID defaults to the host name. */
+    assert_int_equal(gethostname(host, sizeof(host)), 0);
+    host[sizeof(host) - 1] = '\0';
+    assert_string_equal(c.server_id, host[0] != '\0' ? host : "ssegate");
 }
 
 static void
-test_env_then_flags(void **state)
+test_env_overrides_defaults(void **state)
 {
-    const char *env[] = { "PORT=4000", "SERVER_ID=backend-1", "REDIS_HOST=redis",
-                          "HISTORY_MAXLEN=5", "LOG_LEVEL=debug", "REDIS_PASSWORD=",
-                          NULL };
-    char *argv[] = { "ssegate", "--port", "5000", "--redis-port=7000", NULL };
+    const char *env[] = {
+        "LISTEN_ADDR=127.0.0.1", "PORT=4000", "SERVER_ID=backend-1",
+        "REDIS_HOST=redis", "REDIS_PORT=6380", "REDIS_PASSWORD=s3cret",
+        "REDIS_CHANNEL=ch", "HISTORY_MAXLEN=5", "FIREHOSE_MAXLEN=6",
+        "HEARTBEAT_SECS=7", "SSE_RETRY_MS=0", "HTTP_THREADS=64",
+        "MAX_CONNECTIONS=16", "STREAM_QUEUE_KIB=1048576", "REDIS_TIMEOUT_MS=60000",
+        "LOG_LEVEL=debug", "UNRELATED=x", NULL
+    };
     struct config c;
     char err[256];
 
     (void)state;
-    assert_int_equal(load(&c, env, 4, argv, err), CONFIG_OK);
-    assert_int_equal(c.port, 5000);                 /* flag wins */
-    assert_int_equal(c.redis_port, 7000);
+    assert_int_equal(load(&c, env, NULL, err, sizeof(err)), CONFIG_OK);
+    assert_string_equal(c.listen_addr, "127.0.0.1");
+    assert_int_equal(c.port, 4000);
     assert_string_equal(c.server_id, "backend-1");
     assert_string_equal(c.redis_host, "redis");
+    assert_int_equal(c.redis_port, 6380);
+    assert_string_equal(c.redis_password, "s3cret");
+    assert_string_equal(c.redis_channel, "ch");
     assert_int_equal(c.history_maxlen, 5);
+    assert_int_equal(c.firehose_maxlen, 6);
+    assert_int_equal(c.heartbeat_secs, 7);
+    assert_int_equal(c.sse_retry_ms, 0);
+    assert_int_equal(c.http_threads, 64);
+    assert_int_equal(c.max_connections, 16);
+    assert_int_equal(c.stream_queue_kib, 1048576);
+    assert_int_equal(c.redis_timeout_ms, 60000);
     assert_int_equal(c.log_level, LOG_LEVEL_DEBUG);
-    assert_string_equal(c.redis_password, "");      /* empty = unset */
 }
 
 static void
-test_empty_is_unset(void **state)
+test_flags_override_env(void **state)
 {
-    const char *env[] = { "PORT=", NULL };
+    const char *env[] = { "PORT=4000", "REDIS_PORT=6380", "SERVER_ID=from-env",
+                          "LOG_LEVEL=debug", "HEARTBEAT_SECS=9", NULL };
+    const char *args[] = { "--port", "5000", "--redis-port=7000",
+                           "--server-id=a=b", "--log-level", "error",
+                           "--listen-addr=10.0.0.1", "--port", "5001", NULL };
     struct config c;
     char err[256];
 
     (void)state;
-    assert_int_equal(load(&c, env, 0, NULL, err), CONFIG_OK);
+    assert_int_equal(load(&c, env, args, err, sizeof(err)), CONFIG_OK);
+    assert_int_equal(c.port, 5001);                 /* the last flag wins */
+    assert_int_equal(c.redis_port, 7000);
+    assert_string_equal(c.server_id, "a=b");        /* split at the first '=' */
+    assert_int_equal(c.log_level, LOG_LEVEL_ERROR);
+    assert_string_equal(c.listen_addr, "10.0.0.1");
+    assert_int_equal(c.heartbeat_secs, 9);          /* no flag: the variable */
+}
+
+static void
+test_empty_variable_is_unset(void **state)
+{
+    const char *env[] = { "PORT=", "SERVER_ID=", "LOG_LEVEL=", "REDIS_HOST=", NULL };
+    const char *args[] = { "--redis-password=", NULL };
+    struct config c;
+    char err[256];
+
+    (void)state;
+    assert_int_equal(load(&c, env, args, err, sizeof(err)), CONFIG_OK);
     assert_int_equal(c.port, 3000);
+    assert_true(strlen(c.server_id) > 0);
+    assert_int_equal(c.log_level, LOG_LEVEL_INFO);
+    assert_string_equal(c.redis_host, "127.0.0.1");
+    assert_string_equal(c.redis_password, "");      /* an empty flag is a value */
 }
 
-/* Each bad value fails with one line naming the variable or flag. */
 static void
-expect_error(const char *const *env, int argc, char **argv, const char *name)
+test_bad_numbers(void **state)
 {
+    const char *abc[] = { "PORT=abc", NULL }, *big[] = { "PORT=70000", NULL },
+               *zero[] = { "PORT=0", NULL }, *neg[] = { "PORT=-1", NULL },
+               *plus[] = { "PORT=+80", NULL }, *lead[] = { "PORT= 80", NULL },
+               *trail[] = { "PORT=80 ", NULL }, *hex[] = { "PORT=0x50", NULL },
+               *frac[] = { "REDIS_PORT=1.5", NULL }, *hist0[] = { "HISTORY_MAXLEN=0", NULL },
+               *huge[] = { "HEARTBEAT_SECS=99999999999999999999999", NULL },
+               *conn[] = { "MAX_CONNECTIONS=15", NULL }, *nl[] = { "PORT=8\n0", NULL },
+               *wrap[] = { "PORT=18446744073709551696", NULL };
+    char long_value[100];
+    const char *long_env[] = { long_value, NULL };
+    const char *flag_abc[] = { "--port", "abc", NULL }, *flag_eq[] = { "--port=70000", NULL },
+               *flag_empty[] = { "--http-threads=", NULL };
+
+    (void)state;
+    expect_error(abc, NULL, "PORT: 'abc' is not a number in 1..65535");
+    expect_error(big, NULL, "PORT: '70000' is out of range 1..65535");
+    expect_error(zero, NULL, "PORT: '0' is out of range 1..65535");
+    expect_error(neg, NULL, "PORT: '-1' is not a number in 1..65535");
+    expect_error(plus, NULL, "PORT: '+80' is not a number in 1..65535");
+    expect_error(lead, NULL, "PORT: ' 80' is not a number in 1..65535");
+    expect_error(trail, NULL, "PORT: '80 ' is not a number in 1..65535");
+    expect_error(hex, NULL, "PORT: '0x50' is not a number in 1..65535");
+    expect_error(frac, NULL, "REDIS_PORT: '1.5' is not a number in 1..65535");
+    expect_error(hist0, NULL, "HISTORY_MAXLEN: '0' is out of range 1..1000000");
+    expect_error(huge, NULL,
+                 "HEARTBEAT_SECS: '99999999999999999999999' is out of range 1..3600");
+    expect_error(conn, NULL, "MAX_CONNECTIONS: '15' is out of range 16..1000000");
+    /* 2^64 + 80 must not wrap around to port 80. */
+    expect_error(wrap, NULL, "PORT: '18446744073709551696' is out of range 1..65535");
+    /* The error stays one line whatever the value holds, and short. */
+    expect_error(nl, NULL, "PORT: '8?0' is not a number in 1..65535");
+    memset(long_value, 'z', sizeof(long_value) - 1);
+    long_value[sizeof(long_value) - 1] = '\0';
+    memcpy(long_value, "PORT=", 5);
+    expect_error(long_env, NULL, "PORT: 'zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz...' "
+                                 "is not a number in 1..65535");
+    /* A bad flag value names the flag, not the variable. */
+    expect_error(NULL, flag_abc, "--port: 'abc' is not a number in 1..65535");
+    expect_error(NULL, flag_eq, "--port: '70000' is out of range 1..65535");
+    expect_error(NULL, flag_empty, "--http-threads: '' is not a number in 1..64");
+}
+
+static void
+test_bad_strings(void **state)
+{
+    char long_id[300], long_env[320];
+    const char *env_long[] = { long_env, NULL };
+    const char *flag_long[] = { "--server-id", long_id, NULL };
+    const char *level[] = { "LOG_LEVEL=loud", NULL }, *level_case[] = { "LOG_LEVEL=INFO", NULL };
+    const char *addr[] = { "LISTEN_ADDR=nowhere", NULL }, *addr6[] = { "LISTEN_ADDR=::1", NULL },
+               *addr3[] = { "LISTEN_ADDR=1.2.3", NULL };
+    const char *flag_level[] = { "--log-level=verbose", NULL };
+    const char *flag_empty_id[] = { "--server-id=", NULL };
+    char fits[128], fits_env[140];
+    const char *env_fits[] = { fits_env, NULL };
     struct config c;
     char err[256];
 
-    assert_int_equal(load(&c, env, argc, argv, err), CONFIG_ERROR);
-    assert_non_null(strstr(err, name));
-    assert_null(strchr(err, '\n'));
+    (void)state;
+    memset(long_id, 'x', sizeof(long_id) - 1);
+    long_id[sizeof(long_id) - 1] = '\0';
+    snprintf(long_env, sizeof(long_env), "SERVER_ID=%s", long_id);
+    expect_error(env_long, NULL, "SERVER_ID: 299 bytes is longer than the 127 allowed");
+    expect_error(NULL, flag_long, "--server-id: 299 bytes is longer than the 127 allowed");
+    /* 127 bytes is the most that fits with its NUL. */
+    memset(fits, 'y', sizeof(fits) - 1);
+    fits[sizeof(fits) - 1] = '\0';
+    snprintf(fits_env, sizeof(fits_env), "SERVER_ID=%s", fits);
+    assert_int_equal(load(&c, env_fits, NULL, err, sizeof(err)), CONFIG_OK);
+    assert_string_equal(c.server_id, fits);
+
+    expect_error(level, NULL, "LOG_LEVEL: 'loud' is not one of debug, info, warn, error");
+    expect_error(level_case, NULL, "LOG_LEVEL: 'INFO' is not one of debug, info, warn, error");
+    expect_error(NULL, flag_level,
+                 "--log-level: 'verbose' is not one of debug, info, warn, error");
+    expect_error(addr, NULL, "LISTEN_ADDR: 'nowhere' is not an IPv4 address");
+    expect_error(addr6, NULL, "LISTEN_ADDR: '::1' is not an IPv4 address");
+    expect_error(addr3, NULL, "LISTEN_ADDR: '1.2.3' is not an IPv4 address");
+    expect_error(NULL, flag_empty_id, "--server-id: must not be empty");
 }
 
 static void
-test_bad_values(void **state)
+test_bad_flags(void **state)
 {
-    const char *port_abc[] = { "PORT=abc", NULL }, *port_big[] = { "PORT=70000", NULL },
-               *port_zero[] = { "PORT=0", NULL }, *port_neg[] = { "PORT=-1", NULL },
-               *port_sp[] = { "PORT= 80", NULL }, *hist0[] = { "HISTORY_MAXLEN=0", NULL },
-               *level[] = { "LOG_LEVEL=loud", NULL }, *addr[] = { "LISTEN_ADDR=nowhere", NULL },
-               *huge[] = { "HEARTBEAT_SECS=99999999999999999999", NULL };
-    char *unknown[] = { "ssegate", "--frobnicate", NULL };
-    char *novalue[] = { "ssegate", "--port", NULL };
-    char *badflag[] = { "ssegate", "--port=abc", NULL };
-    char longid[300], *longv[] = { "ssegate", "--server-id", longid, NULL };
+    const char *unknown[] = { "--frobnicate", NULL }, *unknown_eq[] = { "--frob=1", NULL },
+               *positional[] = { "extra", NULL }, *single[] = { "-p", "80", NULL },
+               *novalue[] = { "--port", NULL }, *novalue2[] = { "--port=1", "--redis-host", NULL },
+               *env_name[] = { "--PORT=1", NULL }, *prefix[] = { "--por=1", NULL },
+               *longer[] = { "--portx", "1", NULL };
 
     (void)state;
-    expect_error(port_abc, 0, NULL, "PORT");
-    expect_error(port_big, 0, NULL, "PORT");
-    expect_error(port_zero, 0, NULL, "PORT");
-    expect_error(port_neg, 0, NULL, "PORT");
-    expect_error(port_sp, 0, NULL, "PORT");
-    expect_error(hist0, 0, NULL, "HISTORY_MAXLEN");
-    expect_error(level, 0, NULL, "LOG_LEVEL");
-    expect_error(addr, 0, NULL, "LISTEN_ADDR");
-    expect_error(huge, 0, NULL, "HEARTBEAT_SECS");
-    expect_error(NULL, 2, unknown, "--frobnicate");
-    expect_error(NULL, 2, novalue, "--port");
-    expect_error(NULL, 2, badflag, "--port");
-    memset(longid, 'x', sizeof(longid) - 1);
-    longid[sizeof(longid) - 1] = '\0';
-    expect_error(NULL, 3, longv, "--server-id");
+    expect_error(NULL, unknown, "--frobnicate: unknown option (see --help)");
+    expect_error(NULL, unknown_eq, "--frob=1: unknown option (see --help)");
+    expect_error(NULL, positional, "extra: unknown option (see --help)");
+    expect_error(NULL, single, "-p: unknown option (see --help)");
+    expect_error(NULL, novalue, "--port: needs a value");
+    expect_error(NULL, novalue2, "--redis-host: needs a value");
+    expect_error(NULL, env_name, "--PORT=1: unknown option (see --help)");
+    /* No abbreviations: a new flag must not change what an old one meant. */
+    expect_error(NULL, prefix, "--por=1: unknown option (see --help)");
+    expect_error(NULL, longer, "--portx: unknown option (see --help)");
 }
 
 static void
-test_help_version(void **state)
+test_help_and_version(void **state)
 {
-    char *help[] = { "ssegate", "--help", NULL }, *ver[] = { "ssegate", "--version", NULL };
+    const char *help[] = { "--help", NULL }, *h[] = { "-h", NULL },
+               *version[] = { "--version", NULL }, *v[] = { "-V", NULL },
+               *late[] = { "--port", "abc", "--help", NULL },
+               *as_value[] = { "--server-id", "--help", NULL };
+    const char *bad_env[] = { "PORT=abc", NULL };
     struct config c;
     char err[256];
 
     (void)state;
-    assert_int_equal(load(&c, NULL, 2, help, err), CONFIG_HELP);
-    assert_int_equal(load(&c, NULL, 2, ver, err), CONFIG_VERSION);
+    assert_int_equal(load(&c, NULL, help, err, sizeof(err)), CONFIG_HELP);
+    assert_int_equal(load(&c, NULL, h, err, sizeof(err)), CONFIG_HELP);
+    assert_int_equal(load(&c, NULL, version, err, sizeof(err)), CONFIG_VERSION);
+    assert_int_equal(load(&c, NULL, v, err, sizeof(err)), CONFIG_VERSION);
+    /* --help works when a value is bad: that is when it is needed. */
+    assert_int_equal(load(&c, bad_env, help, err, sizeof(err)), CONFIG_HELP);
+    assert_int_equal(load(&c, NULL, late, err, sizeof(err)), CONFIG_HELP);
+    /* A flag's value is never read as a flag. */
+    assert_int_equal(load(&c, NULL, as_value, err, sizeof(err)), CONFIG_OK);
+    assert_string_equal(c.server_id, "--help");
+}
+
+static void
+test_error_buffer_is_bounded(void **state)
+{
+    const char *abc[] = { "PORT=abc", NULL };
+    struct config c;
+    char err[12];
+
+    (void)state;
+    memset(err, '#', sizeof(err));
+    assert_int_equal(load(&c, abc, NULL, err, 8), CONFIG_ERROR);
+    assert_string_equal(err, "PORT: '");
+    assert_int_equal(err[8], '#');
+}
+
+/* Reads config_usage() into buf through a temporary file. */
+static void
+read_usage(char *buf, size_t cap)
+{
+    FILE *f = tmpfile();
+    size_t n;
+
+    assert_non_null(f);
+    config_usage(f, "ssegate");
+    rewind(f);
+    n = fread(buf, 1, cap - 1, f);
+    assert_true(n > 0 && n < cap - 1);
+    buf[n] = '\0';
+    fclose(f);
+}
+
+static void
+test_usage(void **state)
+{
+    static const char *const vars[] = {
+        "LISTEN_ADDR", "PORT", "SERVER_ID", "REDIS_HOST", "REDIS_PORT",
+        "REDIS_PASSWORD", "REDIS_CHANNEL", "HISTORY_MAXLEN", "FIREHOSE_MAXLEN",
+        "HEARTBEAT_SECS", "SSE_RETRY_MS", "HTTP_THREADS", "MAX_CONNECTIONS",
+        "STREAM_QUEUE_KIB", "REDIS_TIMEOUT_MS", "LOG_LEVEL",
+    };
+    char buf[8192];
+    const char *line;
+    long column = -1;
+
+    (void)state;
+    read_usage(buf, sizeof(buf));
+    assert_non_null(strstr(buf, "usage: ssegate"));
+    assert_non_null(strstr(buf, "  --port=N "));
+    assert_non_null(strstr(buf, "HTTP port (1..65535, default 3000)\n"));
+    assert_non_null(strstr(buf, "(default host name)\n"));
+    assert_non_null(strstr(buf, "-h, --help"));
+    assert_non_null(strstr(buf, "-V, --version"));
+    /* Every variable appears, on its flag's line, in one aligned column. */
+    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
+        char needle[64];
+        const char *at;
+
+        snprintf(needle, sizeof(needle), " %s ", vars[i]);
+        assert_non_null(at = strstr(buf, needle));
+        for (line = at; line > buf && line[-1] != '\n'; line--)
+            ;
+        assert_memory_equal(line, "  --", 4);
+        if (column == -1)
+            column = at - line;
+        assert_int_equal(at - line, column);
+    }
 }
 
 int
@@ -154,10 +362,15 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_env_then_flags),
-        cmocka_unit_test(test_empty_is_unset),
-        cmocka_unit_test(test_bad_values),
-        cmocka_unit_test(test_help_version),
+        cmocka_unit_test(test_env_overrides_defaults),
+        cmocka_unit_test(test_flags_override_env),
+        cmocka_unit_test(test_empty_variable_is_unset),
+        cmocka_unit_test(test_bad_numbers),
+        cmocka_unit_test(test_bad_strings),
+        cmocka_unit_test(test_bad_flags),
+        cmocka_unit_test(test_help_and_version),
+        cmocka_unit_test(test_error_buffer_is_bounded),
+        cmocka_unit_test(test_usage),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

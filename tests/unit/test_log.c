@@ -1,0 +1,233 @@
+/* test_log.c -- log lines: exact shape, level filter, one line per call
+ * whatever the message holds, bounded length, and no mixing between
+ * threads. stderr is pointed at a temporary file for each test. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <pthread.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define LOG_TEST_CAP (1 << 20)
+/* "2026-11-24T22:41:13.123Z info  " is 31 bytes for every level. */
+#define LOG_TEST_HEAD 31
+
+static int saved_stderr = -1;
+static FILE *capture;
+
+static void
+capture_start(void)
+{
+    assert_non_null(capture = tmpfile());
+    assert_true((saved_stderr = dup(STDERR_FILENO)) >= 0);
+    assert_true(dup2(fileno(capture), STDERR_FILENO) >= 0);
+}
+
+/* Restores stderr and returns what was logged (the caller frees it). */
+static char *
+capture_end(size_t *len)
+{
+    char *buf = malloc(LOG_TEST_CAP);
+    size_t n;
+
+    assert_non_null(buf);
+    assert_true(dup2(saved_stderr, STDERR_FILENO) >= 0);
+    close(saved_stderr);
+    rewind(capture);
+    n = fread(buf, 1, LOG_TEST_CAP - 1, capture);
+    buf[n] = '\0';
+    fclose(capture);
+    if (len != NULL)
+        *len = n;
+    return buf;
+}
+
+static int
+teardown_level(void **state)
+{
+    (void)state;
+    log_set_level(LOG_LEVEL_INFO);
+    return 0;
+}
+
+/* "2026-11-24T22:41:13.123Z info  message" */
+static void
+assert_line(const char *line, const char *level, const char *msg)
+{
+    char pattern[256], head[LOG_TEST_HEAD + 1];
+    regex_t re;
+
+    snprintf(pattern, sizeof(pattern),
+             "^[0-9]{4}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-6][0-9]\\.[0-9]{3}Z %-5s $",
+             level);
+    assert_int_equal(regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB), 0);
+    assert_true(strlen(line) > LOG_TEST_HEAD);
+    memcpy(head, line, LOG_TEST_HEAD);
+    head[LOG_TEST_HEAD] = '\0';
+    if (regexec(&re, head, 0, NULL, 0) != 0)
+        fail_msg("bad line head: '%s'", head);
+    regfree(&re);
+    assert_string_equal(line + LOG_TEST_HEAD, msg);
+}
+
+static void
+test_parse_level(void **state)
+{
+    (void)state;
+    assert_int_equal(log_parse_level("debug"), LOG_LEVEL_DEBUG);
+    assert_int_equal(log_parse_level("info"), LOG_LEVEL_INFO);
+    assert_int_equal(log_parse_level("warn"), LOG_LEVEL_WARN);
+    assert_int_equal(log_parse_level("error"), LOG_LEVEL_ERROR);
+    assert_int_equal(log_parse_level("INFO"), -1);
+    assert_int_equal(log_parse_level("warning"), -1);
+    assert_int_equal(log_parse_level(""), -1);
+}
+
+static void
+test_line_shape_and_levels(void **state)
+{
+    char *out, *save = NULL, *line;
+
+    (void)state;
+    capture_start();
+    log_debug("hidden %d", 1);                  /* the default level is info */
+    log_info("hello %s %d", "world", 42);
+    log_warn("careful");
+    log_error("broken: %s", "disk");
+    log_set_level(LOG_LEVEL_ERROR);
+    log_info("hidden");
+    log_warn("hidden");
+    log_error("still shown");
+    log_set_level(LOG_LEVEL_DEBUG);
+    log_debug("now shown");
+    out = capture_end(NULL);
+    assert_non_null(line = strtok_r(out, "\n", &save));
+    assert_line(line, "info", "hello world 42");
+    assert_non_null(line = strtok_r(NULL, "\n", &save));
+    assert_line(line, "warn", "careful");
+    assert_non_null(line = strtok_r(NULL, "\n", &save));
+    assert_line(line, "error", "broken: disk");
+    assert_non_null(line = strtok_r(NULL, "\n", &save));
+    assert_line(line, "error", "still shown");
+    assert_non_null(line = strtok_r(NULL, "\n", &save));
+    assert_line(line, "debug", "now shown");
+    assert_null(strtok_r(NULL, "\n", &save));
+    free(out);
+}
+
+static void
+test_one_line_per_call(void **state)
+{
+    char *out;
+    size_t len;
+
+    (void)state;
+    capture_start();
+    log_info("a\nforged 2026-01-01T00:00:00.000Z error line\r\t\x7f" "end");
+    out = capture_end(&len);
+    assert_int_equal(out[len - 1], '\n');
+    assert_ptr_equal(strchr(out, '\n'), out + len - 1);
+    out[len - 1] = '\0';
+    assert_line(out, "info", "a?forged 2026-01-01T00:00:00.000Z error line???end");
+    free(out);
+}
+
+static void
+test_long_message_is_cut(void **state)
+{
+    char *big = malloc(10000), *out;
+    size_t len;
+
+    (void)state;
+    assert_non_null(big);
+    memset(big, 'x', 9999);
+    big[9999] = '\0';
+    capture_start();
+    log_warn("%s", big);
+    out = capture_end(&len);
+    assert_int_equal(len, 2047);
+    assert_ptr_equal(strchr(out, '\n'), out + len - 1);
+    assert_memory_equal(out + len - 4, "...\n", 4);
+    free(out);
+    free(big);
+}
+
+static void
+test_errno_is_kept(void **state)
+{
+    int after;
+
+    (void)state;
+    capture_start();
+    errno = ENOSPC;
+    log_error("x");
+    after = errno;
+    free(capture_end(NULL));
+    assert_int_equal(after, ENOSPC);
+}
+
+#define LOG_TEST_THREADS 4
+#define LOG_TEST_LINES 500
+
+static void *
+log_thread(void *arg)
+{
+    char msg[301];
+    int id = (int)(intptr_t)arg;
+
+    /* Long lines make a torn write likely if the writes were split. */
+    memset(msg, 'a' + id, sizeof(msg) - 1);
+    msg[sizeof(msg) - 1] = '\0';
+    for (int i = 0; i < LOG_TEST_LINES; i++)
+        log_info("%s", msg);
+    return NULL;
+}
+
+static void
+test_threads_never_mix(void **state)
+{
+    pthread_t t[LOG_TEST_THREADS];
+    char *out, *save = NULL, *line;
+    int lines = 0;
+
+    (void)state;
+    capture_start();
+    for (int i = 0; i < LOG_TEST_THREADS; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, log_thread, (void *)(intptr_t)i), 0);
+    for (int i = 0; i < LOG_TEST_THREADS; i++)
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+    out = capture_end(NULL);
+    for (line = strtok_r(out, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        const char *msg = line + LOG_TEST_HEAD;
+
+        assert_int_equal(strlen(msg), 300);
+        assert_int_equal(strspn(msg, (char[]){ msg[0], '\0' }), 300);
+        lines++;
+    }
+    assert_int_equal(lines, LOG_TEST_THREADS * LOG_TEST_LINES);
+    free(out);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_level),
+        cmocka_unit_test_teardown(test_line_shape_and_levels, teardown_level),
+        cmocka_unit_test(test_one_line_per_call),
+        cmocka_unit_test(test_long_message_is_cut),
+        cmocka_unit_test(test_errno_is_kept),
+        cmocka_unit_test(test_threads_never_mix),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
