@@ -117,6 +117,7 @@ struct stream {
 
 struct publisher {
     struct bufferevent *bev;
+    int port;
     int busy;
     long seq;                   /* the request in flight */
     int head_done;
@@ -140,7 +141,7 @@ static long long *event_sent;   /* ns, per sequence number */
 static long long *event_last;   /* ns of the last delivery, per sequence */
 static int *event_recv;         /* deliveries, per sequence */
 static long max_events;         /* capacity of the per-event arrays */
-static long next_seq, accepted, rejected, outstanding;
+static long next_seq, accepted, rejected, outstanding, reconnects;
 static int streams_open, streams_failed, streams_closed;
 static struct hist lat;
 static long long t_pub_start, t_pub_end;
@@ -360,6 +361,7 @@ stream_on_event(struct bufferevent *bev, short what, void *arg)
 /* ----------------------------------------------------------- publishers */
 
 static void publisher_next(struct publisher *p);
+static void publisher_on_read(struct bufferevent *bev, void *arg);
 
 static void
 publisher_send(struct publisher *p, long seq)
@@ -476,18 +478,45 @@ publisher_on_read(struct bufferevent *bev, void *arg)
     }
 }
 
+static void publisher_on_event(struct bufferevent *bev, short what, void *arg);
+
+/* A server may close a keep-alive connection (a request limit, an idle
+ * timeout): open a new one. A request in flight then is unknown and
+ * counted as rejected, never as delivered-or-lost. */
+static void
+publisher_reconnect(struct publisher *p)
+{
+    int port = p->port;
+
+    bufferevent_free(p->bev);
+    if (p->busy) {
+        outstanding--;
+        rejected++;
+        p->busy = 0;
+    }
+    p->head_done = 0;
+    p->bev = connect_to(port);
+    bufferevent_setcb(p->bev, publisher_on_read, NULL, publisher_on_event, p);
+    bufferevent_enable(p->bev, EV_READ);
+    reconnects++;
+}
+
 static void
 publisher_on_event(struct bufferevent *bev, short what, void *arg)
 {
-    (void)arg;
+    struct publisher *p = arg;
+
     if (what & BEV_EVENT_CONNECTED) {
         int one = 1;
 
         setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         return;
     }
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
-        die("a publisher connection closed");
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        if (reconnects > 1000)
+            die("publisher connections keep closing");
+        publisher_reconnect(p);
+    }
 }
 
 /* ------------------------------------------------------------- phases */
@@ -695,7 +724,8 @@ main(int argc, char **argv)
         fflush(stderr);
     }
     for (int i = 0; i < o.publishers; i++) {
-        pubs[i].bev = connect_to(o.port2 && (i & 1) ? o.port2 : o.port);
+        pubs[i].port = o.port2 && (i & 1) ? o.port2 : o.port;
+        pubs[i].bev = connect_to(pubs[i].port);
         bufferevent_setcb(pubs[i].bev, publisher_on_read, NULL, publisher_on_event, &pubs[i]);
         bufferevent_enable(pubs[i].bev, EV_READ);
     }
@@ -735,12 +765,12 @@ main(int argc, char **argv)
     if (o.json != NULL && (out = fopen(o.json, "w")) == NULL)
         die("cannot write the JSON file");
     fprintf(out, "{\"streams\":%d,\"streams_closed\":%d,\"users\":%d,\"published\":%ld,\"accepted\":%ld,"
-            "\"rejected\":%ld,\"publish_secs\":%.3f,\"accepted_per_sec\":%.1f,"
+            "\"rejected\":%ld,\"reconnects\":%ld,\"publish_secs\":%.3f,\"accepted_per_sec\":%.1f,"
             "\"expected_deliveries\":%ld,\"delivered\":%ld,\"lost\":%ld,\"duplicates\":%ld,"
             "\"deliveries_per_sec\":%.1f,"
             "\"latency_ms\":{\"p50\":%.3f,\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f},"
             "\"last_recipient_ms\":{\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f}}\n",
-            o.streams, streams_closed, o.users, next_seq, accepted, rejected, pub_secs,
+            o.streams, streams_closed, o.users, next_seq, accepted, rejected, reconnects, pub_secs,
             pub_secs > 0 ? (double)accepted / pub_secs : 0, expected_total, delivered, lost, dups,
             pub_secs > 0 ? (double)delivered / pub_secs : 0,
             hist_quantile_ms(&lat, 0.5), hist_quantile_ms(&lat, 0.99), hist_quantile_ms(&lat, 0.999),
