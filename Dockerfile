@@ -14,7 +14,7 @@ RUN ./autogen.sh && ./configure --prefix=/usr && make -j"$(nproc)" ssegate \
 FROM debian:bookworm-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libmicrohttpd12 libhiredis0.14 libevent-2.1-7 \
+      libmicrohttpd12 libhiredis0.14 libevent-2.1-7 libevent-pthreads-2.1-7 \
       libjson-c5 curl ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --no-create-home --uid 10001 ssegate

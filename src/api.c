@@ -1,6 +1,7 @@
 /* api.c -- the endpoints. Each validates its input (body.c), calls the
  * store and answers through http.c; nothing is written unless the whole
  * input is valid. Runs on libmicrohttpd worker threads. */
+#include <fcntl.h>
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <microhttpd.h>
@@ -8,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "api.h"
 #include "app.h"
@@ -18,6 +20,7 @@
 #include "hub.h"
 #include "log.h"
 #include "replay.h"
+#include "sink.h"
 #include "store.h"
 #include "stream.h"
 #include "subscriber.h"
@@ -99,6 +102,40 @@ api_resume_id(struct MHD_Connection *conn, struct event_id *after, int *has)
     return eventid_parse(v, strlen(v), after);
 }
 
+/* STREAM_HANDOFF=1: answer the stream ourselves on a duplicate of the
+ * connection's socket, owned by a writer loop from now on, and tell
+ * libmicrohttpd to drop the request (MHD_NO: it closes its copy without
+ * shutdown(), see http.c). Takes the caller's reference to s. */
+static int
+api_stream_handoff(const struct api_request *r, struct stream *s)
+{
+    static const char head11[] =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+        "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n";
+    static const char head10[] =
+        "HTTP/1.0 200 OK\r\nContent-Type: text/event-stream\r\n"
+        "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"
+        "Connection: close\r\n\r\n";
+    const union MHD_ConnectionInfo *ci;
+    int chunked = r->version == NULL || strcmp(r->version, "HTTP/1.0") != 0;
+    int fd;
+
+    ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci == NULL || (fd = fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 0)) < 0 ||
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == -1) {
+        if (ci != NULL && fd >= 0)
+            close(fd);
+        hub_remove(r->app->hub, s);
+        stream_unref(s);
+        return http_send_error(r->conn, MHD_HTTP_SERVICE_UNAVAILABLE, "out_of_memory",
+                               "the server cannot take another stream", NULL);
+    }
+    sinks_attach(r->app->sinks, s, fd, chunked, chunked ? head11 : head10,
+                 chunked ? sizeof(head11) - 1 : sizeof(head10) - 1);
+    return MHD_NO;
+}
+
 int
 api_stream_open(const struct api_request *r)
 {
@@ -144,6 +181,8 @@ api_stream_open(const struct api_request *r)
     }
     log_info("stream %llu user=%s open%s", (unsigned long long)stream_serial(s),
              uid ? uid : "*", has_after ? " (resuming)" : "");
+    if (app->sinks != NULL)
+        return api_stream_handoff(r, s);
     return http_send_stream(r->conn, s);
 }
 

@@ -16,6 +16,7 @@ struct api_request {
     const char *id;
     const char *body;
     size_t body_len;
+    const char *version;        /* "HTTP/1.1", "HTTP/1.0" */
 };
 
 /* Each returns MHD_YES or MHD_NO, as from an access handler. */

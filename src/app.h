@@ -10,6 +10,7 @@ struct config;
 struct hub;
 struct subscriber;
 struct sse_frame;
+struct sinks;
 
 struct app {
     const struct config *cfg;
@@ -17,6 +18,7 @@ struct app {
     struct subscriber *sub;
     struct sse_frame *hello;    /* "retry: N\n: ssegate <id>\n\n", shared by every stream */
     atomic_int stopping;        /* set once shutdown starts; new streams get 503 */
+    struct sinks *sinks;        /* writer loops, when STREAM_HANDOFF=1; else NULL */
 };
 
 #endif

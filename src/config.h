@@ -21,6 +21,8 @@ struct config {
     unsigned sse_retry_ms;      /* SSE_RETRY_MS, default 3000, 0..3600000 */
     unsigned http_threads;      /* HTTP_THREADS, default 8, 1..64 */
     unsigned max_connections;   /* MAX_CONNECTIONS, default 10000, 16..1000000 */
+    unsigned stream_handoff;    /* STREAM_HANDOFF, default 0, 0..1 */
+    unsigned writer_threads;    /* WRITER_THREADS, default 2, 1..64 */
     unsigned stream_queue_kib;  /* STREAM_QUEUE_KIB, default 4096, 16..1048576 */
     unsigned redis_timeout_ms;  /* REDIS_TIMEOUT_MS, default 500, 10..60000 */
     int log_level;              /* LOG_LEVEL: debug|info|warn|error, default info */

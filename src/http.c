@@ -53,6 +53,7 @@ enum route {
 
 struct request {
     enum route route;
+    const char *version;                /* MHD's string, lives as long as the request */
     const struct web_asset *asset;      /* ROUTE_WEB */
     char id[BODY_USER_ID_MAX_DIGITS + 1];
     char *body;             /* owned; NUL-terminated for convenience */
@@ -323,7 +324,7 @@ static enum MHD_Result
 http_dispatch(struct http *h, struct MHD_Connection *conn, struct request *req)
 {
     struct api_request r = {
-        conn, h->app, req->id, req->body ? req->body : "", req->len
+        conn, h->app, req->id, req->body ? req->body : "", req->len, req->version
     };
 
     switch (req->route) {
@@ -363,11 +364,11 @@ http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
     enum MHD_Result ret;
     const char *want;
 
-    (void)version;
     if (req == NULL) {
         if ((req = calloc(1, sizeof(*req))) == NULL)
             return MHD_NO;
         *con_cls = req;
+        req->version = version;
         req->route = http_route_match(url, req);
         if (req->route == ROUTE_NONE)
             return (enum MHD_Result)http_send_error(
@@ -428,6 +429,7 @@ http_on_mhd_log(void *cls, const char *fmt, va_list ap)
     /* A client that went away is routine (it is how dead streams are
      * found); anything else from MHD deserves a warning. */
     if (strstr(line, "Failed to send") != NULL ||
+        strstr(line, "Application reported internal error") != NULL ||
         strstr(line, "no longer available") != NULL ||
         strstr(line, "reset by") != NULL)
         log_debug("http: %s", line);
@@ -460,7 +462,11 @@ http_start(struct app *app, char *err, size_t errlen)
     }
     h->daemon = MHD_start_daemon(
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
-            MHD_USE_ITC | MHD_USE_ERROR_LOG,
+            MHD_USE_ITC | MHD_USE_ERROR_LOG |
+            /* With the hand-off, closing MHD's copy of a stream socket
+             * must not shutdown() it: TURBO skips that (connection.c,
+             * MHD_connection_mark_closed_). */
+            (cfg->stream_handoff ? MHD_USE_TURBO : 0),
         cfg->port, NULL, NULL, http_on_request, h,
         /* First, so MHD's own start-up messages use it too. */
         MHD_OPTION_EXTERNAL_LOGGER, http_on_mhd_log, NULL,

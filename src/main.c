@@ -5,6 +5,7 @@
  * heartbeats, signals); libmicrohttpd runs a pool of HTTP threads. See
  * docs/ARCHITECTURE.md. */
 #include <event2/event.h>
+#include <event2/thread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include "http.h"
 #include "hub.h"
 #include "log.h"
+#include "sink.h"
 #include "sse.h"
 #include "store.h"
 #include "subscriber.h"
@@ -150,6 +152,11 @@ main(int argc, char **argv)
 
     g.app.cfg = &g.cfg;
     atomic_init(&g.app.stopping, 0);
+    /* The writer loops are woken from other threads (event_active). */
+    if (evthread_use_pthreads() != 0) {
+        log_error("start-up failed: libevent threads");
+        return 1;
+    }
     if ((g.base = event_base_new()) == NULL ||
         (g.app.hub = hub_new()) == NULL ||
         (g.app.hello = main_hello_frame(&g.cfg)) == NULL ||
@@ -159,6 +166,11 @@ main(int argc, char **argv)
         (g.drain_ev = event_new(g.base, -1, EV_PERSIST, main_on_drain, &g)) == NULL ||
         event_add(g.sigint_ev, NULL) == -1 || event_add(g.sigterm_ev, NULL) == -1) {
         log_error("start-up failed: out of memory");
+        goto out;
+    }
+    if (g.cfg.stream_handoff &&
+        (g.app.sinks = sinks_start(g.cfg.writer_threads, g.app.hub)) == NULL) {
+        log_error("start-up failed: cannot start the stream writers");
         goto out;
     }
     if ((g.http = http_start(&g.app, err, sizeof(err))) == NULL) {
@@ -176,6 +188,7 @@ out:
     /* Reverse order of creation. http_stop joins the HTTP threads, whose
      * Redis connections close as they exit. */
     http_stop(g.http);
+    sinks_stop(g.app.sinks);
     subscriber_free(g.app.sub);
     store_thread_cleanup();
     hub_free(g.app.hub);

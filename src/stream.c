@@ -2,8 +2,11 @@
  * stream_close(); borrows the MHD connection it resumes. Every field is
  * guarded by s->mu, which is always taken after the hub's shard lock and
  * before libmicrohttpd's own locks (inside suspend/resume). */
+#include <errno.h>
 #include <microhttpd.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <sys/uio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +44,8 @@ struct stream {
     struct event_id last_id;    /* id of the last frame queued */
 
     int suspended;              /* parked by stream_read, not yet resumed */
+    void (*kick)(void *);       /* set after a hand-off: wakes the socket's writer */
+    void *kick_arg;
     int ending;                 /* send what is queued, then end */
     int closed;                 /* the connection is gone */
     const char *end_reason;
@@ -168,6 +173,11 @@ stream_attach(struct stream *s, struct MHD_Connection *conn)
 static void
 stream_wake_locked(struct stream *s)
 {
+    if (s->kick != NULL) {
+        if (!s->closed)
+            s->kick(s->kick_arg);     /* thread-safe, coalesces */
+        return;
+    }
     if (s->suspended && !s->closed && s->conn != NULL) {
         s->suspended = 0;
         MHD_resume_connection(s->conn);
@@ -355,6 +365,97 @@ stream_read(struct stream *s, char *buf, size_t max)
     }
     pthread_mutex_unlock(&s->mu);
     return (ssize_t)n;
+}
+
+/* -------------------------------------------------------------- hand-off */
+
+void
+stream_attach_kick(struct stream *s, void (*kick)(void *), void *arg)
+{
+    pthread_mutex_lock(&s->mu);
+    s->kick = kick;
+    s->kick_arg = arg;
+    pthread_mutex_unlock(&s->mu);
+}
+
+#define STREAM_IOV_FRAMES 64
+
+enum stream_io
+stream_flush_fd(struct stream *s, int fd, int chunked)
+{
+    struct iovec iov[3 * STREAM_IOV_FRAMES];
+    char prefix[STREAM_IOV_FRAMES][20];
+    size_t plen[STREAM_IOV_FRAMES];
+    enum stream_io rc = STREAM_IO_IDLE;
+
+    pthread_mutex_lock(&s->mu);
+    while (s->queue.count > 0 && !s->closed) {
+        size_t nf = s->queue.count < STREAM_IOV_FRAMES ? s->queue.count : STREAM_IOV_FRAMES;
+        size_t total = 0, skip = s->head_off;
+        int cnt = 0;
+        ssize_t n;
+
+        /* Each frame goes out as one HTTP chunk: "<hex len>\r\n" frame
+         * "\r\n", straight from the shared frame (no copy). head_off
+         * counts bytes of the head frame's whole chunk already sent. */
+        for (size_t i = 0; i < nf; i++) {
+            struct sse_frame *f = s->queue.slot[(s->queue.head + i) & (s->queue.cap - 1)];
+            const char *seg[3];
+            size_t len[3];
+
+            plen[i] = chunked ? (size_t)snprintf(prefix[i], sizeof(prefix[i]), "%zx\r\n", f->len) : 0;
+            seg[0] = prefix[i];
+            len[0] = plen[i];
+            seg[1] = f->bytes;
+            len[1] = f->len;
+            seg[2] = "\r\n";
+            len[2] = chunked ? 2 : 0;
+            for (int k = 0; k < 3; k++) {
+                if (skip >= len[k]) {
+                    skip -= len[k];
+                    continue;
+                }
+                iov[cnt].iov_base = (void *)(uintptr_t)(seg[k] + skip);
+                iov[cnt].iov_len = len[k] - skip;
+                total += len[k] - skip;
+                skip = 0;
+                cnt++;
+            }
+        }
+        n = writev(fd, iov, cnt);
+        if (n < 0) {
+            rc = errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR
+                     ? STREAM_IO_BLOCKED : STREAM_IO_ERROR;
+            break;
+        }
+        /* Drop every frame whose whole chunk is now sent. */
+        {
+            size_t left = (size_t)n + s->head_off;
+
+            for (size_t i = 0; i < nf; i++) {
+                struct sse_frame *f = frameq_peek(&s->queue);
+                size_t clen = plen[i] + f->len + (chunked ? 2 : 0);
+
+                if (left < clen) {
+                    s->head_off = left;
+                    break;
+                }
+                left -= clen;
+                frameq_pop(&s->queue);
+                s->bytes -= f->len;
+                s->head_off = 0;
+                sse_frame_unref(f);
+            }
+        }
+        if ((size_t)n < total) {
+            rc = STREAM_IO_BLOCKED;     /* the socket buffer is full */
+            break;
+        }
+    }
+    if (rc == STREAM_IO_IDLE && (s->ending || s->closed))
+        rc = STREAM_IO_END;
+    pthread_mutex_unlock(&s->mu);
+    return rc;
 }
 
 /* ------------------------------------------------------------- accessors */

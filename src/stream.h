@@ -83,6 +83,25 @@ stream_close(struct stream *s);
 ssize_t
 stream_read(struct stream *s, char *buf, size_t max);
 
+/* Hand-off mode (STREAM_HANDOFF=1): the stream's socket is written by a
+ * writer loop (sink.c) instead of libmicrohttpd. kick(arg) is called,
+ * under the stream's lock, whenever there is something new to send or the
+ * stream ends; it must only schedule work (it may run on any thread). */
+void
+stream_attach_kick(struct stream *s, void (*kick)(void *), void *arg);
+
+enum stream_io {
+    STREAM_IO_IDLE,         /* everything queued was written */
+    STREAM_IO_BLOCKED,      /* the socket is full: wait until writable */
+    STREAM_IO_END,          /* ended and flushed: write the terminator, close */
+    STREAM_IO_ERROR         /* the peer is gone */
+};
+
+/* Writes queued frames to the non-blocking socket fd with writev, each as
+ * an HTTP chunk when chunked (HTTP/1.1), else raw (HTTP/1.0). */
+enum stream_io
+stream_flush_fd(struct stream *s, int fd, int chunked);
+
 /* For logs and the hub. The returned pointer lives as long as s. */
 const char *
 stream_user_id(const struct stream *s);
