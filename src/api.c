@@ -160,6 +160,14 @@ api_stream_open(const struct api_request *r)
         return http_send_error(r->conn, MHD_HTTP_SERVICE_UNAVAILABLE,
                                "shutting_down", "this instance is stopping",
                                NULL);
+    /* Handed-off streams leave libmicrohttpd's connection count, so the
+     * limit is kept here; a full instance says so rather than failing on
+     * the file descriptor limit later. */
+    if (app->sinks != NULL && hub_count(app->hub) >= app->cfg->max_connections)
+        return http_send_error(r->conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+                               "too_many_streams",
+                               "this instance holds MAX_CONNECTIONS streams",
+                               NULL);
     s = stream_new(uid, (size_t)app->cfg->stream_queue_kib * 1024, app->hello);
     if (s == NULL)
         return http_send_error(r->conn, MHD_HTTP_SERVICE_UNAVAILABLE,

@@ -1,9 +1,10 @@
 /* sink.c -- the writer loops of hand-off mode. Each loop owns the sinks
  * attached to it: their socket, their events and one stream reference,
- * until sink_close(). Producers never write here: stream_push queues the
- * frame and the stream's kick makes the sink's event active on its loop
- * (libevent coalesces wake-ups), so no libmicrohttpd connection is parked
- * and resumed per event. */
+ * until sink_close(). A loop writes a stream's response head; after that
+ * producers write frames straight to the socket (stream.c) and the loop is
+ * woken through the stream's kick only when the socket is full, broken or
+ * the stream ends (libevent coalesces wake-ups). It also sees a client
+ * disconnect at once (EV_READ). */
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/thread.h>
@@ -91,7 +92,7 @@ sink_flush(struct sink *k)
         }
         k->head_off += (size_t)n;
     }
-    switch (stream_flush_fd(k->s, k->fd, k->chunked)) {
+    switch (stream_flush_sink(k->s)) {
     case STREAM_IO_IDLE:
         return;
     case STREAM_IO_BLOCKED:
@@ -154,7 +155,7 @@ sink_on_attach(evutil_socket_t fd, short what, void *arg)
         w->sinks->prev = k;
     w->sinks = k;
     event_add(k->rev, NULL);
-    stream_attach_kick(k->s, sink_kick, k);
+    stream_attach_sink(k->s, k->fd, k->chunked, sink_kick, k);
     sink_flush(k);
 }
 

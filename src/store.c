@@ -14,6 +14,7 @@
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,7 +53,8 @@ static struct {
 struct store_conn {
     redisContext *c;
     int fresh;                      /* connected for the command now running */
-    int64_t retry_at_ms;            /* no connect attempt before this */
+    int64_t retry_at_ms;            /* no connect attempt before this... */
+    unsigned back_gen;              /* ...unless store_back_gen moved past this */
 };
 
 /* SHA1s of the scripts: the same for every connection and server, set
@@ -62,6 +64,10 @@ static pthread_mutex_t store_sha_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static pthread_key_t store_key;
 static pthread_once_t store_key_once = PTHREAD_ONCE_INIT;
+
+/* Bumped by store_redis_is_back(): a thread waiting out STORE_RETRY_MS
+ * after a failed connect tries at once when it sees a new value. */
+static atomic_uint store_back_gen;
 
 static void
 store_conn_free(void *p)
@@ -124,6 +130,13 @@ store_conn_reset(struct store_conn *sc)
         sc->c = NULL;
     }
     sc->retry_at_ms = clock_mono_ms() + STORE_RETRY_MS;
+    sc->back_gen = atomic_load(&store_back_gen);
+}
+
+void
+store_redis_is_back(void)
+{
+    atomic_fetch_add(&store_back_gen, 1);
 }
 
 /* Returns 0 if cmd's reply is fine, else logs why and returns -1. */
@@ -148,7 +161,8 @@ store_conn_open(struct store_conn *sc)
 {
     redisReply *r;
 
-    if (clock_mono_ms() < sc->retry_at_ms)
+    if (clock_mono_ms() < sc->retry_at_ms &&
+        atomic_load(&store_back_gen) == sc->back_gen)
         return -1;
     sc->c = redisConnectWithTimeout(store_cfg.host, store_cfg.port,
                                     store_cfg.timeout);

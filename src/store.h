@@ -47,6 +47,12 @@ store_setup(const struct config *cfg);
 void
 store_thread_cleanup(void);
 
+/* Tells every thread that Redis answers again (the subscriber just
+ * subscribed): a thread whose last connect failed retries at once
+ * instead of answering 503 for the rest of its back-off. Any thread. */
+void
+store_redis_is_back(void);
+
 /* POST /accounts: allocates an id, stores the account and publishes its
  * account.created and snapshot events, all or nothing. */
 enum store_result

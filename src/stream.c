@@ -1,7 +1,9 @@
 /* stream.c -- one SSE connection. Owns its queue of frame references until
- * stream_close(); borrows the MHD connection it resumes. Every field is
- * guarded by s->mu, which is always taken after the hub's shard lock and
- * before libmicrohttpd's own locks (inside suspend/resume). */
+ * stream_close(); borrows what it writes to: the MHD connection it resumes
+ * (STREAM_HANDOFF=0) or the socket of its sink (hand-off mode), which it
+ * writes directly while the socket takes data. Every field is guarded by
+ * s->mu, which is always taken after the hub's shard lock and before
+ * libmicrohttpd's and libevent's own locks. */
 #include <errno.h>
 #include <microhttpd.h>
 #include <pthread.h>
@@ -46,6 +48,9 @@ struct stream {
     int suspended;              /* parked by stream_read, not yet resumed */
     void (*kick)(void *);       /* set after a hand-off: wakes the socket's writer */
     void *kick_arg;
+    int fd;                     /* after a hand-off: the socket, else -1 */
+    int chunked;                /* frames go out as HTTP chunks */
+    int fd_ready;               /* head sent, socket not full: producers may write */
     int ending;                 /* send what is queued, then end */
     int closed;                 /* the connection is gone */
     const char *end_reason;
@@ -131,6 +136,7 @@ stream_new(const char *user_id, size_t max_bytes, struct sse_frame *hello)
     s->serial = atomic_fetch_add(&stream_next_serial, 1);
     strcpy(s->user_id, user_id);
     s->max_bytes = max_bytes;
+    s->fd = -1;
     s->replays = 1;             /* the opening replay; see stream.h */
     if (hello != NULL && stream_enqueue_locked(s, &s->queue, hello) == -1) {
         stream_unref(s);
@@ -167,15 +173,24 @@ stream_attach(struct stream *s, struct MHD_Connection *conn)
 
 /* ------------------------------------------------------------- producers */
 
-/* Caller holds s->mu. Wakes the MHD worker if the reader parked. MHD
- * documents resume as thread-safe; calling it on a connection that is not
- * suspended is undefined, hence the flag. */
+static enum stream_io stream_flush_locked(struct stream *s);
+
+/* Caller holds s->mu. After a hand-off, writes what is queued straight to
+ * the socket when it can take it (one thread hop less per delivery: the
+ * writer loop is only woken when the socket is full or the stream ends).
+ * Otherwise wakes the MHD worker if the reader parked. MHD documents
+ * resume as thread-safe; calling it on a connection that is not suspended
+ * is undefined, hence the flag. */
 static void
 stream_wake_locked(struct stream *s)
 {
     if (s->kick != NULL) {
-        if (!s->closed)
-            s->kick(s->kick_arg);     /* thread-safe, coalesces */
+        if (s->closed)
+            return;
+        if (s->fd_ready && stream_flush_locked(s) == STREAM_IO_IDLE)
+            return;
+        s->fd_ready = 0;
+        s->kick(s->kick_arg);         /* thread-safe, coalesces */
         return;
     }
     if (s->suspended && !s->closed && s->conn != NULL) {
@@ -370,9 +385,13 @@ stream_read(struct stream *s, char *buf, size_t max)
 /* -------------------------------------------------------------- hand-off */
 
 void
-stream_attach_kick(struct stream *s, void (*kick)(void *), void *arg)
+stream_attach_sink(struct stream *s, int fd, int chunked,
+                   void (*kick)(void *), void *arg)
 {
     pthread_mutex_lock(&s->mu);
+    s->fd = fd;
+    s->chunked = chunked;
+    s->fd_ready = 0;
     s->kick = kick;
     s->kick_arg = arg;
     pthread_mutex_unlock(&s->mu);
@@ -380,15 +399,16 @@ stream_attach_kick(struct stream *s, void (*kick)(void *), void *arg)
 
 #define STREAM_IOV_FRAMES 64
 
-enum stream_io
-stream_flush_fd(struct stream *s, int fd, int chunked)
+/* Caller holds s->mu and s->fd is set. */
+static enum stream_io
+stream_flush_locked(struct stream *s)
 {
     struct iovec iov[3 * STREAM_IOV_FRAMES];
     char prefix[STREAM_IOV_FRAMES][20];
     size_t plen[STREAM_IOV_FRAMES];
     enum stream_io rc = STREAM_IO_IDLE;
+    int fd = s->fd, chunked = s->chunked;
 
-    pthread_mutex_lock(&s->mu);
     while (s->queue.count > 0 && !s->closed) {
         size_t nf = s->queue.count < STREAM_IOV_FRAMES ? s->queue.count : STREAM_IOV_FRAMES;
         size_t total = 0, skip = s->head_off;
@@ -454,6 +474,17 @@ stream_flush_fd(struct stream *s, int fd, int chunked)
     }
     if (rc == STREAM_IO_IDLE && (s->ending || s->closed))
         rc = STREAM_IO_END;
+    return rc;
+}
+
+enum stream_io
+stream_flush_sink(struct stream *s)
+{
+    enum stream_io rc;
+
+    pthread_mutex_lock(&s->mu);
+    rc = s->closed ? STREAM_IO_END : stream_flush_locked(s);
+    s->fd_ready = rc == STREAM_IO_IDLE;
     pthread_mutex_unlock(&s->mu);
     return rc;
 }

@@ -83,12 +83,16 @@ stream_close(struct stream *s);
 ssize_t
 stream_read(struct stream *s, char *buf, size_t max);
 
-/* Hand-off mode (STREAM_HANDOFF=1): the stream's socket is written by a
- * writer loop (sink.c) instead of libmicrohttpd. kick(arg) is called,
- * under the stream's lock, whenever there is something new to send or the
- * stream ends; it must only schedule work (it may run on any thread). */
+/* Hand-off mode (STREAM_HANDOFF=1): the stream's socket fd (borrowed:
+ * the sink owns it and calls stream_close before closing it) is written
+ * by producers directly while it takes data, and otherwise by a writer
+ * loop (sink.c). kick(arg) is called, under the stream's lock, when the
+ * writer is needed: the socket is full, failed, or the stream ends; it
+ * must only schedule work (it may run on any thread). Frames go out as
+ * HTTP chunks when chunked (HTTP/1.1), else raw (HTTP/1.0). */
 void
-stream_attach_kick(struct stream *s, void (*kick)(void *), void *arg);
+stream_attach_sink(struct stream *s, int fd, int chunked,
+                   void (*kick)(void *), void *arg);
 
 enum stream_io {
     STREAM_IO_IDLE,         /* everything queued was written */
@@ -97,10 +101,11 @@ enum stream_io {
     STREAM_IO_ERROR         /* the peer is gone */
 };
 
-/* Writes queued frames to the non-blocking socket fd with writev, each as
- * an HTTP chunk when chunked (HTTP/1.1), else raw (HTTP/1.0). */
+/* The writer loop's side: writes queued frames to the attached socket
+ * with writev. Returns STREAM_IO_IDLE when all went out, after which
+ * producers write directly again until the socket fills. */
 enum stream_io
-stream_flush_fd(struct stream *s, int fd, int chunked);
+stream_flush_sink(struct stream *s);
 
 /* For logs and the hub. The returned pointer lives as long as s. */
 const char *

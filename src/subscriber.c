@@ -19,6 +19,7 @@
 #include "replay.h"
 #include "sse.h"
 #include "stream.h"
+#include "store.h"
 #include "subscriber.h"
 
 #define BACKOFF_MIN_MS 100
@@ -165,6 +166,7 @@ subscriber_on_reply(redisAsyncContext *ac, void *r, void *privdata)
         evtimer_del(sub->deadline_ev);
         sub->backoff_ms = BACKOFF_MIN_MS;
         atomic_store(&sub->up, 1);
+        store_redis_is_back();
         log_info("redis: subscribed to %s at %s:%u", sub->cfg->redis_channel,
                  sub->cfg->redis_host, sub->cfg->redis_port);
         subscriber_recover(sub);

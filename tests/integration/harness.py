@@ -267,6 +267,9 @@ class SSEClient:
         self.chunked = self.headers.get("transfer-encoding") == "chunked"
         if self.status != 200:
             self.error_body = self._read_rest(timeout)
+        else:
+            self._decode()      # body bytes that came with the head
+            self._parse()
 
     def _recv(self, timeout):
         self.sock.settimeout(max(0.01, timeout))

@@ -449,6 +449,24 @@ def test_slow_consumer(env):
     check(g.proc.alive(), "still up")
 
 
+def test_stream_limit(env):
+    if os.environ.get("STREAM_HANDOFF") == "0":
+        return      # parked streams: libmicrohttpd's own connection limit applies
+    g = Gateway(BIN, env.redis, env.work.path, "backend-limit", VALGRIND, MAX_CONNECTIONS=16)
+    env.extra.append(g)
+    streams = [open_stream(g.port) for _ in range(16)]
+    over = SSEClient(g.port, "")
+    eq(over.status, 503, "status of the stream over MAX_CONNECTIONS")
+    eq(json.loads(over.error_body)["error"], "too_many_streams", "error code")
+    over.close()
+    streams.pop().close()
+    wait_until(lambda: get_json(g.port, "/health")[2]["streams"] == 15, 5 * SLOW,
+               "the closed stream to be counted out")
+    streams.append(open_stream(g.port))
+    for s in streams:
+        s.close()
+
+
 def test_shutdown(env):
     g = Gateway(BIN, env.redis, env.work.path, "backend-stop", VALGRIND)
     uid = env.account(port=g.port)["id"]
@@ -470,7 +488,7 @@ TESTS = [
     test_cross_instance, test_account_created_flow, test_firehose_order,
     test_resume, test_resume_during_publishing, test_gap, test_errors,
     test_redis_cli_publish, test_subscriber_loss, test_redis_restart,
-    test_heartbeat, test_slow_consumer, test_shutdown,
+    test_heartbeat, test_slow_consumer, test_stream_limit, test_shutdown,
 ]
 VALGRIND_TESTS = [test_health, test_accounts, test_cross_instance, test_resume,
                   test_errors, test_subscriber_loss, test_shutdown]
