@@ -2,20 +2,21 @@
  * state (route, bounded body buffer) from its first access-handler call
  * to MHD's completion callback. Routes to api.c; builds every response.
  *
- * Threading: MHD_USE_EPOLL_INTERNAL_THREAD with a thread pool. Each worker
- * has its own epoll set and its own list of suspended (idle) streams, so
- * resuming one stream wakes one worker, which walks only its share of the
- * parked connections (libmicrohttpd 0.9.75 walks that whole list). */
-#include <arpa/inet.h>
+ * Threading: HTTP_THREADS daemons, each MHD_USE_EPOLL_INTERNAL_THREAD
+ * with one thread and no listening socket, fed round robin by acceptor.c
+ * on the main loop. Each has its own epoll set; with STREAM_HANDOFF=0
+ * also its own list of suspended (idle) streams, so resuming one stream
+ * wakes one thread, which walks only its share of the parked connections
+ * (libmicrohttpd 0.9.75 walks that whole list). */
 #include <json-c/json.h>
 #include <microhttpd.h>
-#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "acceptor.h"
 #include "api.h"
 #include "app.h"
 #include "body.h"
@@ -36,7 +37,10 @@
 #define HTTP_LISTEN_BACKLOG 4096
 
 struct http {
-    struct MHD_Daemon *daemon;
+    struct MHD_Daemon **daemon;     /* one per HTTP thread */
+    unsigned ndaemons;
+    unsigned next;                  /* round robin; main thread only */
+    struct acceptor *acceptor;      /* NULL once quiesced */
     struct app *app;
 };
 
@@ -439,50 +443,70 @@ http_on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* ---------------------------------------------------------------- daemon */
 
+/* Main thread: one accepted connection for the next HTTP thread, round
+ * robin. libmicrohttpd owns the socket from here, and closes it if it
+ * cannot take it (at its connection limit, or out of memory). */
+static void
+http_on_accept(void *arg, int fd, struct sockaddr *sa, socklen_t salen)
+{
+    struct http *h = arg;
+    struct MHD_Daemon *d = h->daemon[h->next++ % h->ndaemons];
+
+    if (MHD_add_connection(d, fd, sa, salen) != MHD_YES)
+        log_debug("http: connection refused by libmicrohttpd");
+}
+
+/* One HTTP thread: a daemon with its own epoll set and no listening
+ * socket, fed by http_on_accept. */
+static struct MHD_Daemon *
+http_start_daemon(struct http *h, unsigned conn_limit)
+{
+    return MHD_start_daemon(
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+            MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET |
+            /* With the hand-off, closing MHD's copy of a stream socket
+             * must not shutdown() it: TURBO skips that (connection.c,
+             * MHD_connection_mark_closed_). */
+            (h->app->cfg->stream_handoff ? MHD_USE_TURBO : 0),
+        0, NULL, NULL, http_on_request, h,
+        /* First, so MHD's own start-up messages use it too. */
+        MHD_OPTION_EXTERNAL_LOGGER, http_on_mhd_log, NULL,
+        /* The default is FD_SETSIZE - 4 = 1020, even with epoll. */
+        MHD_OPTION_CONNECTION_LIMIT, conn_limit,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTP_CONN_TIMEOUT_S,
+        MHD_OPTION_NOTIFY_COMPLETED, http_on_completed, h,
+        MHD_OPTION_END);
+}
+
 struct http *
-http_start(struct app *app, char *err, size_t errlen)
+http_start(struct app *app, struct event_base *base, char *err, size_t errlen)
 {
     const struct config *cfg = app->cfg;
+    unsigned n = cfg->http_threads;
+    /* Each thread's share of MAX_CONNECTIONS, rounded up. */
+    unsigned limit = (cfg->max_connections + n - 1) / n;
     struct http *h;
-    struct sockaddr_in sin;
 
-    if ((h = calloc(1, sizeof(*h))) == NULL) {
+    if ((h = calloc(1, sizeof(*h))) == NULL ||
+        (h->daemon = calloc(n, sizeof(*h->daemon))) == NULL) {
+        free(h);
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
     h->app = app;
-    memset(&sin, 0, sizeof(sin));
-    sin.sin_family = AF_INET;
-    sin.sin_port = htons(cfg->port);
-    if (inet_pton(AF_INET, cfg->listen_addr, &sin.sin_addr) != 1) {
-        snprintf(err, errlen, "LISTEN_ADDR: '%s' is not an IPv4 address",
-                 cfg->listen_addr);
-        free(h);
-        return NULL;
+    for (h->ndaemons = 0; h->ndaemons < n; h->ndaemons++) {
+        if ((h->daemon[h->ndaemons] = http_start_daemon(h, limit)) == NULL) {
+            snprintf(err, errlen, "cannot start the HTTP threads");
+            http_stop(h);
+            return NULL;
+        }
     }
-    h->daemon = MHD_start_daemon(
-        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
-            MHD_USE_ITC | MHD_USE_ERROR_LOG |
-            /* With the hand-off, closing MHD's copy of a stream socket
-             * must not shutdown() it: TURBO skips that (connection.c,
-             * MHD_connection_mark_closed_). */
-            (cfg->stream_handoff ? MHD_USE_TURBO : 0),
-        cfg->port, NULL, NULL, http_on_request, h,
-        /* First, so MHD's own start-up messages use it too. */
-        MHD_OPTION_EXTERNAL_LOGGER, http_on_mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->http_threads,
-        /* The default is FD_SETSIZE - 4 = 1020, even with epoll. */
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->max_connections,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTP_CONN_TIMEOUT_S,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)HTTP_LISTEN_BACKLOG,
-        MHD_OPTION_NOTIFY_COMPLETED, http_on_completed, h,
-        MHD_OPTION_END);
-    if (h->daemon == NULL) {
-        snprintf(err, errlen, "cannot listen on %s:%u (in use?)",
-                 cfg->listen_addr, cfg->port);
-        free(h);
+    h->acceptor = acceptor_start(base, cfg->listen_addr, cfg->port,
+                                 HTTP_LISTEN_BACKLOG, http_on_accept, h,
+                                 err, errlen);
+    if (h->acceptor == NULL) {
+        http_stop(h);
         return NULL;
     }
     return h;
@@ -491,10 +515,8 @@ http_start(struct app *app, char *err, size_t errlen)
 void
 http_quiesce(struct http *h)
 {
-    MHD_socket fd = MHD_quiesce_daemon(h->daemon);
-
-    if (fd != MHD_INVALID_SOCKET)
-        close(fd);
+    acceptor_stop(h->acceptor);
+    h->acceptor = NULL;
 }
 
 void
@@ -502,6 +524,9 @@ http_stop(struct http *h)
 {
     if (h == NULL)
         return;
-    MHD_stop_daemon(h->daemon);
+    acceptor_stop(h->acceptor);
+    for (unsigned i = 0; i < h->ndaemons; i++)
+        MHD_stop_daemon(h->daemon[i]);
+    free(h->daemon);
     free(h);
 }

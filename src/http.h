@@ -6,16 +6,18 @@
 #include <stddef.h>
 
 struct app;
+struct event_base;
 struct http;
 struct MHD_Connection;
 struct stream;
 
-/* Starts listening on cfg's address and port with a pool of epoll
- * threads. Returns NULL with a reason in err. Borrows app. */
+/* Starts a pool of epoll threads and listens on cfg's address and port,
+ * accepting on base's loop (acceptor.c). Returns NULL with a reason in
+ * err. Borrows app and base. */
 struct http *
-http_start(struct app *app, char *err, size_t errlen);
+http_start(struct app *app, struct event_base *base, char *err, size_t errlen);
 
-/* Stops accepting connections; open ones carry on. */
+/* Stops accepting connections; open ones carry on. base's thread only. */
 void
 http_quiesce(struct http *h);
 
