@@ -22,9 +22,13 @@
  * entry if the counter key was lost. The envelope is completed here
  * because only here is its id known: {"id":"<id>",<rest>.
  *
- * History is capped exactly with XDEL rather than XADD MAXLEN: Redis 7
- * records the largest deleted id (max-deleted-entry-id) for XDEL but not
- * for trimming, and script_read needs it to tell a gap from no gap. */
+ * History is capped with XDEL rather than XADD MAXLEN: Redis 7 records
+ * the largest deleted id (max-deleted-entry-id) for XDEL but not for
+ * trimming, and script_read needs it to tell a gap from no gap. Trimming
+ * one entry per event (XLEN, XRANGE, XDEL) more than doubled the script's
+ * cost in Redis, so a history may run up to its slack (cap / 16, at most
+ * 63; STORE_TRIM_SLACK in store.c) over its cap before it is cut back to
+ * the cap in one go. */
 static const char script_write[] =
     "local function next_id()\n"
     "  local t = redis.call('TIME')\n"
@@ -48,8 +52,9 @@ static const char script_write[] =
     "end\n"
     "local function append(key, cap, id, etype, env)\n"
     "  redis.call('XADD', key, id, 't', etype, 'e', env)\n"
-    "  local over = redis.call('XLEN', key) - tonumber(cap)\n"
-    "  if over > 0 then\n"
+    "  cap = tonumber(cap)\n"
+    "  local over = redis.call('XLEN', key) - cap\n"
+    "  if over > math.min(63, math.floor(cap / 16)) then\n"
     "    local ids = {}\n"
     "    for _, e in ipairs(redis.call('XRANGE', key, '-', '+', 'COUNT', over)) do\n"
     "      ids[#ids + 1] = e[1]\n"

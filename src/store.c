@@ -32,6 +32,9 @@
 /* After a failed connect, a thread waits this long before trying again,
  * so a dead Redis costs each request one check, not one connect. */
 #define STORE_RETRY_MS 100
+/* How far a history may run over its cap before script_write cuts it
+ * back (scripts.h): replay reads cap + slack entries, so none is missed. */
+#define STORE_TRIM_SLACK(cap) ((cap) / 16 < 63 ? (cap) / 16 : 63)
 
 enum { SCRIPT_WRITE, SCRIPT_READ, SCRIPT_COUNT };
 
@@ -105,8 +108,8 @@ store_setup(const struct config *cfg)
              cfg->history_maxlen);
     snprintf(store_cfg.firehose_maxlen, sizeof(store_cfg.firehose_maxlen),
              "%u", cfg->firehose_maxlen);
-    store_cfg.history_count = cfg->history_maxlen;
-    store_cfg.firehose_count = cfg->firehose_maxlen;
+    store_cfg.history_count = cfg->history_maxlen + STORE_TRIM_SLACK(cfg->history_maxlen);
+    store_cfg.firehose_count = cfg->firehose_maxlen + STORE_TRIM_SLACK(cfg->firehose_maxlen);
     store_cfg.timeout.tv_sec = cfg->redis_timeout_ms / 1000;
     store_cfg.timeout.tv_usec = (cfg->redis_timeout_ms % 1000) * 1000;
 }

@@ -282,6 +282,31 @@ def test_gap(env):
     c.close()
 
 
+def test_trim_in_batches(env):
+    """A history runs up to cap/16 over its cap before Redis cuts it back
+    (one XDEL per batch, not per event); gap detection stays exact."""
+    g = Gateway(BIN, env.redis, env.work.path, "backend-trim", VALGRIND, HISTORY_MAXLEN=32)
+    env.extra.append(g)
+    uid = env.account(port=g.port)["id"]        # 2 events
+    c = open_stream(g.port, "userId=" + uid, last_event_id="0-1")
+    ids = ids_of(events_of(c, 2)) + [env.event(g.port, uid, "t%d" % i) for i in range(40)]
+    c.close()
+    held = int(env.redis.cli("XLEN", "ssegate:history:" + uid))
+    check(32 <= held <= 34, "32 to 34 events held (cap 32, slack 2), got %d" % held)
+    first = env.redis.cli("XRANGE", "ssegate:history:" + uid, "-", "+", "COUNT", "1").split()[0]
+    eq(first, ids[-held], "the oldest held event")
+    c = open_stream(g.port, "userId=" + uid, last_event_id=ids[-held - 1])
+    eq(ids_of(events_of(c, held)), ids[-held:], "every held event, no gap before them")
+    c.idle(0.2)
+    eq(len(c.events), held, "nothing else")
+    c.close()
+    c = open_stream(g.port, "userId=" + uid, last_event_id=ids[-held - 2])
+    ev = events_of(c, held + 1)
+    eq(ev[0].event, "gap", "a gap when a trimmed event was missed")
+    eq(ids_of(ev[1:]), ids[-held:], "then every held event")
+    c.close()
+
+
 def test_errors(env):
     p = env.b1.port
     acct_id = int(env.account()["id"])
@@ -486,7 +511,7 @@ def test_shutdown(env):
 TESTS = [
     test_config_errors, test_health, test_accounts, test_stream_headers,
     test_cross_instance, test_account_created_flow, test_firehose_order,
-    test_resume, test_resume_during_publishing, test_gap, test_errors,
+    test_resume, test_resume_during_publishing, test_gap, test_trim_in_batches, test_errors,
     test_redis_cli_publish, test_subscriber_loss, test_redis_restart,
     test_heartbeat, test_slow_consumer, test_stream_limit, test_shutdown,
 ]
