@@ -1,0 +1,326 @@
+/* test_stream.c -- one stream's queue as seen from its socket (hand-off
+ * mode): replay holding and release, deduplication by id, the byte bound,
+ * and the exact bytes written (HTTP chunks, or raw for HTTP/1.0), also
+ * across partial writes to a full socket. The socket is a real
+ * AF_UNIX socketpair; nothing is mocked. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "sse.h"
+#include "stream.h"
+
+struct pair {
+    int w, r;           /* the stream writes w; the test reads r */
+    int kicks;          /* how often the stream asked for its writer */
+};
+
+static void
+on_kick(void *arg)
+{
+    ((struct pair *)arg)->kicks++;
+}
+
+static void
+pair_open(struct pair *p, int sndbuf)
+{
+    int sv[2];
+
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    p->w = sv[0];
+    p->r = sv[1];
+    p->kicks = 0;
+    if (sndbuf > 0)
+        assert_int_equal(setsockopt(p->w, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)), 0);
+    assert_int_equal(fcntl(p->w, F_SETFL, O_NONBLOCK), 0);
+    assert_int_equal(fcntl(p->r, F_SETFL, O_NONBLOCK), 0);
+}
+
+static void
+pair_close(struct pair *p)
+{
+    close(p->w);
+    close(p->r);
+}
+
+/* Everything readable now, NUL-terminated (the caller frees). */
+static char *
+pair_drain(struct pair *p)
+{
+    size_t cap = 1 << 20, len = 0;
+    char *buf = malloc(cap + 1);
+    ssize_t n;
+
+    assert_non_null(buf);
+    while (len < cap && (n = read(p->r, buf + len, cap - len)) > 0)
+        len += (size_t)n;
+    buf[len] = '\0';
+    return buf;
+}
+
+static void
+assert_drained(struct pair *p, const char *want)
+{
+    char *got = pair_drain(p);
+
+    assert_string_equal(got, want);
+    free(got);
+}
+
+/* The wire form of SSE frames as HTTP chunks: "<hex len>\r\n" frame
+ * "\r\n" each; the list ends with NULL. Static buffer. */
+static const char *
+chunks(const char *frame, ...)
+{
+    static char buf[4096];
+    size_t len = 0;
+    va_list ap;
+
+    va_start(ap, frame);
+    for (const char *f = frame; f != NULL; f = va_arg(ap, const char *))
+        len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%zx\r\n%s\r\n", strlen(f), f);
+    va_end(ap);
+    return buf;
+}
+
+static struct sse_frame *
+event(uint64_t ms, const char *data)
+{
+    struct event_id id = { ms, 0 };
+    struct sse_frame *f = sse_frame_new_event(&id, "t", data, strlen(data));
+
+    assert_non_null(f);
+    return f;
+}
+
+/* A stream past its opening replay (no history), attached to p. */
+static struct stream *
+stream_ready(struct pair *p, size_t max_bytes, int chunked)
+{
+    struct stream *s = stream_new("7", max_bytes, NULL);
+
+    assert_non_null(s);
+    stream_finish_replay(s, NULL, NULL, 0, NULL);
+    stream_attach_sink(s, p->w, chunked, on_kick, p);
+    return s;
+}
+
+static void
+push_unref(struct stream *s, struct sse_frame *f)
+{
+    stream_push(s, f);
+    sse_frame_unref(f);
+}
+
+/* Until the writer's first flush, producers only queue and kick; after
+ * it, they write the socket themselves, one chunk per frame. */
+static void
+test_first_flush_then_direct_writes(void **state)
+{
+    struct pair p;
+    struct stream *s;
+
+    (void)state;
+    pair_open(&p, 0);
+    s = stream_ready(&p, 1 << 20, 1);
+    push_unref(s, event(1, "a"));
+    assert_int_equal(p.kicks, 1);
+    assert_drained(&p, "");
+    assert_int_equal(stream_flush_sink(s), STREAM_IO_IDLE);
+    assert_drained(&p, chunks("id: 1-0\nevent: t\ndata: a\n\n", NULL));
+    push_unref(s, event(2, "bc"));
+    assert_int_equal(p.kicks, 1);
+    assert_drained(&p, chunks("id: 2-0\nevent: t\ndata: bc\n\n", NULL));
+    stream_close(s);
+    stream_unref(s);
+    pair_close(&p);
+}
+
+/* Live frames wait while a replay runs; then the replayed frames go
+ * first, and a live frame the replay already had is sent once. */
+static void
+test_replay_holds_and_dedups(void **state)
+{
+    struct pair p;
+    struct stream *s = stream_new("7", 1 << 20, NULL);
+    struct sse_frame *hist[2];
+    struct event_id start = { 3, 0 };
+
+    (void)state;
+    pair_open(&p, 0);
+    assert_non_null(s);
+    stream_attach_sink(s, p.w, 1, on_kick, &p);
+    push_unref(s, event(3, "live3"));       /* also in the replay */
+    push_unref(s, event(4, "live4"));
+    hist[0] = event(2, "old2");
+    hist[1] = event(3, "live3");
+    stream_finish_replay(s, NULL, hist, 2, &start);
+    sse_frame_unref(hist[0]);
+    sse_frame_unref(hist[1]);
+    push_unref(s, event(4, "again4"));      /* a redelivery: dropped */
+    push_unref(s, event(1, "older1"));      /* before the last id: dropped */
+    assert_int_equal(stream_flush_sink(s), STREAM_IO_IDLE);
+    assert_drained(&p, chunks("id: 2-0\nevent: t\ndata: old2\n\n",
+                              "id: 3-0\nevent: t\ndata: live3\n\n",
+                              "id: 4-0\nevent: t\ndata: live4\n\n", NULL));
+    stream_close(s);
+    stream_unref(s);
+    pair_close(&p);
+}
+
+/* A frame without an id (a PUBLISH from outside) cannot be deduplicated
+ * and always goes out; HTTP/1.0 streams get raw frames, no chunks. */
+static void
+test_idless_frames_and_http10(void **state)
+{
+    struct pair p;
+    struct stream *s;
+    struct sse_frame *c = sse_frame_new_raw(": x\n\n", 5);
+
+    (void)state;
+    assert_non_null(c);
+    pair_open(&p, 0);
+    s = stream_ready(&p, 1 << 20, 0);
+    assert_int_equal(stream_flush_sink(s), STREAM_IO_IDLE);
+    push_unref(s, event(5, "a"));
+    stream_push(s, c);
+    stream_push(s, c);
+    sse_frame_unref(c);
+    assert_drained(&p, "id: 5-0\nevent: t\ndata: a\n\n: x\n\n: x\n\n");
+    stream_close(s);
+    stream_unref(s);
+    pair_close(&p);
+}
+
+/* A full socket: the producer stops writing and kicks the writer; later
+ * flushes resume mid-chunk, so the bytes on the wire are exactly the
+ * chunks in order, none cut or repeated. */
+static void
+test_partial_writes_resume_mid_chunk(void **state)
+{
+    struct pair p;
+    struct stream *s;
+    char data[1000], want_frame[1100];
+    size_t want_cap = 200 * 1200, want_len = 0, got_len = 0;
+    char *want = malloc(want_cap), *got = malloc(want_cap + 1);
+    int rounds = 0;
+
+    (void)state;
+    assert_non_null(want);
+    assert_non_null(got);
+    memset(data, 'x', sizeof(data) - 1);
+    data[sizeof(data) - 1] = '\0';
+    pair_open(&p, 4096);
+    s = stream_ready(&p, 1 << 20, 1);
+    assert_int_equal(stream_flush_sink(s), STREAM_IO_IDLE);
+    for (uint64_t i = 1; i <= 200; i++) {
+        struct sse_frame *f = event(i, data);
+        int n = snprintf(want_frame, sizeof(want_frame), "%zx\r\n", f->len);
+
+        memcpy(want + want_len, want_frame, (size_t)n);
+        want_len += (size_t)n;
+        memcpy(want + want_len, f->bytes, f->len);
+        want_len += f->len;
+        memcpy(want + want_len, "\r\n", 2);
+        want_len += 2;
+        push_unref(s, f);
+    }
+    assert_true(p.kicks > 0);               /* the socket filled up */
+    for (;;) {
+        char *part = pair_drain(&p);
+        size_t n = strlen(part);
+
+        memcpy(got + got_len, part, n);
+        got_len += n;
+        free(part);
+        if (stream_flush_sink(s) == STREAM_IO_IDLE && got_len == want_len)
+            break;
+        assert_true(++rounds < 10000);
+    }
+    assert_int_equal(got_len, want_len);
+    assert_memory_equal(got, want, want_len);
+    stream_close(s);
+    stream_unref(s);
+    pair_close(&p);
+    free(want);
+    free(got);
+}
+
+/* A stream whose unsent bytes would pass its bound ends: what it holds
+ * still goes out, then the writer is told to end it. An empty queue
+ * always takes one frame, however large. */
+static void
+test_bound_ends_slow_stream(void **state)
+{
+    struct pair p;
+    struct stream *s;
+    char big[300];
+
+    (void)state;
+    memset(big, 'y', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    pair_open(&p, 0);
+    s = stream_ready(&p, 100, 1);
+    push_unref(s, event(1, big));           /* over the bound, but alone */
+    push_unref(s, event(2, "z"));           /* would pass it: ends */
+    push_unref(s, event(3, "after"));       /* ignored: ending */
+    assert_true(p.kicks > 0);
+    assert_int_equal(stream_flush_sink(s), STREAM_IO_END);
+    {
+        char *out = pair_drain(&p);
+
+        assert_non_null(strstr(out, "id: 1-0\n"));
+        assert_null(strstr(out, "id: 2-0\n"));
+        assert_null(strstr(out, "id: 3-0\n"));
+        free(out);
+    }
+    stream_close(s);
+    stream_unref(s);
+    pair_close(&p);
+}
+
+/* A closed stream takes nothing and never touches its (closed) socket. */
+static void
+test_closed_stream_is_inert(void **state)
+{
+    struct pair p;
+    struct stream *s;
+
+    (void)state;
+    pair_open(&p, 0);
+    s = stream_ready(&p, 1 << 20, 1);
+    assert_int_equal(stream_flush_sink(s), STREAM_IO_IDLE);
+    stream_close(s);
+    push_unref(s, event(1, "a"));
+    assert_int_equal(p.kicks, 0);
+    assert_drained(&p, "");
+    assert_int_equal(stream_flush_sink(s), STREAM_IO_END);
+    stream_unref(s);
+    pair_close(&p);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_first_flush_then_direct_writes),
+        cmocka_unit_test(test_replay_holds_and_dedups),
+        cmocka_unit_test(test_idless_frames_and_http10),
+        cmocka_unit_test(test_partial_writes_resume_mid_chunk),
+        cmocka_unit_test(test_bound_ends_slow_stream),
+        cmocka_unit_test(test_closed_stream_is_inert),
+    };
+
+    log_set_level(LOG_LEVEL_ERROR);   /* "ending: slow consumer" is expected */
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
