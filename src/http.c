@@ -3,20 +3,21 @@
  * to MHD's completion callback. Routes to api.c; builds every response.
  *
  * Threading: HTTP_THREADS daemons, each MHD_USE_EPOLL_INTERNAL_THREAD
- * with one thread and no listening socket, fed round robin by acceptor.c
- * on the main loop. Each has its own epoll set; with STREAM_HANDOFF=0
+ * with one thread and its own listening socket on the shared address
+ * (SO_REUSEPORT). Each has its own epoll set; with STREAM_HANDOFF=0
  * also its own list of suspended (idle) streams, so resuming one stream
  * wakes one thread, which walks only its share of the parked connections
  * (libmicrohttpd 0.9.75 walks that whole list). */
+#include <arpa/inet.h>
 #include <json-c/json.h>
 #include <microhttpd.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "acceptor.h"
 #include "api.h"
 #include "app.h"
 #include "body.h"
@@ -39,8 +40,6 @@
 struct http {
     struct MHD_Daemon **daemon;     /* one per HTTP thread */
     unsigned ndaemons;
-    unsigned next;                  /* round robin; main thread only */
-    struct acceptor *acceptor;      /* NULL once quiesced */
     struct app *app;
 };
 
@@ -443,27 +442,22 @@ http_on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* ---------------------------------------------------------------- daemon */
 
-/* Main thread: one accepted connection for the next HTTP thread, round
- * robin. libmicrohttpd owns the socket from here, and closes it if it
- * cannot take it (at its connection limit, or out of memory). */
-static void
-http_on_accept(void *arg, int fd, struct sockaddr *sa, socklen_t salen)
-{
-    struct http *h = arg;
-    struct MHD_Daemon *d = h->daemon[h->next++ % h->ndaemons];
-
-    if (MHD_add_connection(d, fd, sa, salen) != MHD_YES)
-        log_debug("http: connection refused by libmicrohttpd");
-}
-
-/* One HTTP thread: a daemon with its own epoll set and no listening
- * socket, fed by http_on_accept. */
+/* One HTTP thread: a daemon with its own epoll set and its own listening
+ * socket on the shared address (SO_REUSEPORT), so the kernel spreads new
+ * connections over the threads. (libmicrohttpd's thread pool shares one
+ * listening socket, and whichever worker wakes first accepts up to ten
+ * connections in a row: all eight publisher connections of bench/run
+ * often landed on one worker, capping publishes/s at one thread's Redis
+ * round trips. Accepting on our own loop and handing sockets over with
+ * MHD_add_connection spread them evenly, but with MHD_USE_TURBO 0.9.75
+ * sometimes never read a request added that way: a few hundred of 4,000
+ * streams opened at once waited until their clients gave up.) */
 static struct MHD_Daemon *
-http_start_daemon(struct http *h, unsigned conn_limit)
+http_start_daemon(struct http *h, const struct sockaddr_in *sin, unsigned conn_limit)
 {
     return MHD_start_daemon(
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
-            MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET |
+            MHD_USE_ITC | MHD_USE_ERROR_LOG |
             /* With the hand-off, closing MHD's copy of a stream socket
              * must not shutdown() it: TURBO skips that (connection.c,
              * MHD_connection_mark_closed_). */
@@ -471,6 +465,9 @@ http_start_daemon(struct http *h, unsigned conn_limit)
         0, NULL, NULL, http_on_request, h,
         /* First, so MHD's own start-up messages use it too. */
         MHD_OPTION_EXTERNAL_LOGGER, http_on_mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)sin,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)HTTP_LISTEN_BACKLOG,
         /* The default is FD_SETSIZE - 4 = 1020, even with epoll. */
         MHD_OPTION_CONNECTION_LIMIT, conn_limit,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
@@ -479,15 +476,44 @@ http_start_daemon(struct http *h, unsigned conn_limit)
         MHD_OPTION_END);
 }
 
+/* SO_REUSEPORT would let a second process share the port silently; bind
+ * it once without that first, so a port in use is an error. */
+static int
+http_port_free(const struct sockaddr_in *sin)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, ok;
+
+    if (fd < 0)
+        return 0;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    ok = bind(fd, (const struct sockaddr *)sin, sizeof(*sin)) == 0;
+    close(fd);
+    return ok;
+}
+
 struct http *
-http_start(struct app *app, struct event_base *base, char *err, size_t errlen)
+http_start(struct app *app, char *err, size_t errlen)
 {
     const struct config *cfg = app->cfg;
     unsigned n = cfg->http_threads;
     /* Each thread's share of MAX_CONNECTIONS, rounded up. */
     unsigned limit = (cfg->max_connections + n - 1) / n;
+    struct sockaddr_in sin;
     struct http *h;
 
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons((uint16_t)cfg->port);
+    if (inet_pton(AF_INET, cfg->listen_addr, &sin.sin_addr) != 1) {
+        snprintf(err, errlen, "LISTEN_ADDR: '%s' is not an IPv4 address",
+                 cfg->listen_addr);
+        return NULL;
+    }
+    if (!http_port_free(&sin)) {
+        snprintf(err, errlen, "cannot listen on %s:%u (in use?)",
+                 cfg->listen_addr, cfg->port);
+        return NULL;
+    }
     if ((h = calloc(1, sizeof(*h))) == NULL ||
         (h->daemon = calloc(n, sizeof(*h->daemon))) == NULL) {
         free(h);
@@ -496,18 +522,12 @@ http_start(struct app *app, struct event_base *base, char *err, size_t errlen)
     }
     h->app = app;
     for (h->ndaemons = 0; h->ndaemons < n; h->ndaemons++) {
-        if ((h->daemon[h->ndaemons] = http_start_daemon(h, limit)) == NULL) {
-            snprintf(err, errlen, "cannot start the HTTP threads");
+        if ((h->daemon[h->ndaemons] = http_start_daemon(h, &sin, limit)) == NULL) {
+            snprintf(err, errlen, "cannot listen on %s:%u", cfg->listen_addr,
+                     cfg->port);
             http_stop(h);
             return NULL;
         }
-    }
-    h->acceptor = acceptor_start(base, cfg->listen_addr, cfg->port,
-                                 HTTP_LISTEN_BACKLOG, http_on_accept, h,
-                                 err, errlen);
-    if (h->acceptor == NULL) {
-        http_stop(h);
-        return NULL;
     }
     return h;
 }
@@ -515,8 +535,12 @@ http_start(struct app *app, struct event_base *base, char *err, size_t errlen)
 void
 http_quiesce(struct http *h)
 {
-    acceptor_stop(h->acceptor);
-    h->acceptor = NULL;
+    for (unsigned i = 0; i < h->ndaemons; i++) {
+        MHD_socket fd = MHD_quiesce_daemon(h->daemon[i]);
+
+        if (fd != MHD_INVALID_SOCKET)
+            close(fd);
+    }
 }
 
 void
@@ -524,7 +548,6 @@ http_stop(struct http *h)
 {
     if (h == NULL)
         return;
-    acceptor_stop(h->acceptor);
     for (unsigned i = 0; i < h->ndaemons; i++)
         MHD_stop_daemon(h->daemon[i]);
     free(h->daemon);

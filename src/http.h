@@ -6,18 +6,16 @@
 #include <stddef.h>
 
 struct app;
-struct event_base;
 struct http;
 struct MHD_Connection;
 struct stream;
 
-/* Starts a pool of epoll threads and listens on cfg's address and port,
- * accepting on base's loop (acceptor.c). Returns NULL with a reason in
- * err. Borrows app and base. */
+/* Starts HTTP_THREADS epoll threads, each listening on cfg's address and
+ * port. Returns NULL with a reason in err. Borrows app. */
 struct http *
-http_start(struct app *app, struct event_base *base, char *err, size_t errlen);
+http_start(struct app *app, char *err, size_t errlen);
 
-/* Stops accepting connections; open ones carry on. base's thread only. */
+/* Stops accepting connections; open ones carry on. */
 void
 http_quiesce(struct http *h);
 

@@ -173,7 +173,7 @@ main(int argc, char **argv)
         log_error("start-up failed: cannot start the stream writers");
         goto out;
     }
-    if ((g.http = http_start(&g.app, g.base, err, sizeof(err))) == NULL) {
+    if ((g.http = http_start(&g.app, err, sizeof(err))) == NULL) {
         log_error("start-up failed: %s", err);
         goto out;
     }

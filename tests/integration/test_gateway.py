@@ -428,6 +428,22 @@ def test_redis_restart(env):
         s.close()
 
 
+def test_large_fanout(env):
+    """A fan-out past HUB_PARALLEL_MIN (128) streams is split across the
+    writer loops: every stream still gets every event once, in order,
+    while events are posted back to back."""
+    uid = env.account()["id"]
+    streams = [open_stream(env.b1.port, "userId=" + uid) for _ in range(150)]
+    ids = [env.event(env.b1.port if i % 2 else env.b2.port, uid, "f%d" % i, {"i": i})
+           for i in range(40)]
+    for s in streams:
+        eq(ids_of(events_of(s, 40, 20)), ids, "every event once, in order, on every stream")
+    streams[0].idle(0.2)
+    eq(len(streams[0].events), 40, "nothing more")
+    for s in streams:
+        s.close()
+
+
 def test_heartbeat(env):
     c = open_stream(env.b1.port)
     k = len(c.comments)
@@ -513,7 +529,7 @@ TESTS = [
     test_cross_instance, test_account_created_flow, test_firehose_order,
     test_resume, test_resume_during_publishing, test_gap, test_trim_in_batches, test_errors,
     test_redis_cli_publish, test_subscriber_loss, test_redis_restart,
-    test_heartbeat, test_slow_consumer, test_stream_limit, test_shutdown,
+    test_heartbeat, test_large_fanout, test_slow_consumer, test_stream_limit, test_shutdown,
 ]
 VALGRIND_TESTS = [test_health, test_accounts, test_cross_instance, test_resume,
                   test_errors, test_subscriber_loss, test_shutdown]
