@@ -92,6 +92,13 @@ def test_config_errors(env):
     r = subprocess.run([BIN, "--help"], capture_output=True, text=True, timeout=10)
     eq(r.returncode, 0, "--help exit code")
     check("--port" in r.stdout and "REDIS_HOST" in r.stdout, "--help lists flags and variables")
+    # Every HTTP thread listens with SO_REUSEPORT; a port already taken by
+    # another gateway must still be an error, not a silent share.
+    r = subprocess.run([BIN], env=dict(os.environ, PORT=str(env.b1.port), LISTEN_ADDR="127.0.0.1",
+                                       REDIS_PORT=str(env.redis.port)),
+                       capture_output=True, text=True, timeout=10 * SLOW)
+    eq(r.returncode, 1, "exit code on a port in use")
+    check("in use" in r.stderr, "says the port is in use: %r" % r.stderr[-300:])
     r = subprocess.run([BIN, "--version"], capture_output=True, text=True, timeout=10)
     eq(r.returncode, 0, "--version exit code")
     check(r.stdout.startswith("ssegate "), "--version output %r" % r.stdout)
