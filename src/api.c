@@ -5,9 +5,12 @@
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <microhttpd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -131,6 +134,9 @@ api_stream_handoff(const struct api_request *r, struct stream *s)
         return http_send_error(r->conn, MHD_HTTP_SERVICE_UNAVAILABLE, "out_of_memory",
                                "the server cannot take another stream", NULL);
     }
+    /* An event must not wait behind the client's delayed ACK of the one
+     * before (Nagle): SSE frames are small and each should go at once. */
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
     sinks_attach(r->app->sinks, s, fd, chunked, chunked ? head11 : head10,
                  chunked ? sizeof(head11) - 1 : sizeof(head10) - 1);
     return MHD_NO;
