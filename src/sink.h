@@ -1,6 +1,6 @@
 /* sink.h -- stream sockets after the hand-off from libmicrohttpd
  * (STREAM_HANDOFF=1): a few libevent writer loops that write each
- * stream's shared frames with writev and notice disconnects at once. */
+ * stream's shared frames with sendmsg and notice disconnects at once. */
 #ifndef SSEGATE_SINK_H
 #define SSEGATE_SINK_H
 

@@ -102,7 +102,7 @@ enum stream_io {
 };
 
 /* The writer loop's side: writes queued frames to the attached socket
- * with writev. Returns STREAM_IO_IDLE when all went out, after which
+ * with sendmsg. Returns STREAM_IO_IDLE when all went out, after which
  * producers write directly again until the socket fills. */
 enum stream_io
 stream_flush_sink(struct stream *s);
