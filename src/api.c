@@ -49,6 +49,16 @@ api_send_store_error(struct MHD_Connection *conn, enum store_result rc,
                            "internal_error", "unexpected storage error", NULL);
 }
 
+/* Every write publishes, so every write first waits for room in the
+ * fan-out (subscriber_wait_room); past PUBLISH_WAIT_MS it is refused. */
+static int
+api_send_overloaded(struct MHD_Connection *conn)
+{
+    return http_send_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "overloaded",
+                           "events are published faster than they can be "
+                           "delivered; retry shortly", NULL);
+}
+
 /* A rejected body is the client's fault (400), except when the parser
  * ran out of memory: then the request may be retried (503). */
 static int
@@ -227,9 +237,12 @@ api_account_create(const struct api_request *r)
 
     if (body_parse_account(r->body, r->body_len, &in, &e) == -1)
         return api_send_body_error(r->conn, &e);
+    if (subscriber_wait_room(r->app->sub) == -1)
+        return api_send_overloaded(r->conn);
     rc = store_account_create(in.name, in.balance, &a);
     if (rc != STORE_OK)
         return api_send_store_error(r->conn, rc, "no such account");
+    subscriber_note_published(r->app->sub, 2);  /* account.created, snapshot */
     snprintf(location, sizeof(location), "/accounts/%s", a.id);
     return api_send_object(r->conn, MHD_HTTP_CREATED, api_account_object(&a),
                            location);
@@ -258,10 +271,13 @@ api_snapshot_create(const struct api_request *r)
 
     if (body_parse_snapshot(r->body, r->body_len, &in, &e) == -1)
         return api_send_body_error(r->conn, &e);
+    if (subscriber_wait_room(r->app->sub) == -1)
+        return api_send_overloaded(r->conn);
     rc = store_snapshot_take(r->id, in.has_balance, in.balance, taken_at, id,
                              sizeof(id), &balance);
     if (rc != STORE_OK)
         return api_send_store_error(r->conn, rc, "no account with this id");
+    subscriber_note_published(r->app->sub, 1);
     if ((o = json_object_new_object()) != NULL) {
         json_object_object_add(o, "id", json_object_new_string(id));
         json_object_object_add(o, "accountId", json_object_new_string(r->id));
@@ -284,11 +300,16 @@ api_event_publish(const struct api_request *r)
 
     if (body_parse_event(r->body, r->body_len, &in, &e) == -1)
         return api_send_body_error(r->conn, &e);
+    if (subscriber_wait_room(r->app->sub) == -1) {
+        event_input_clear(&in);
+        return api_send_overloaded(r->conn);
+    }
     rc = store_event_publish(in.user_id, in.type, in.data_json, in.data_len,
                              id, sizeof(id));
     event_input_clear(&in);
     if (rc != STORE_OK)
         return api_send_store_error(r->conn, rc, "no account with this userId");
+    subscriber_note_published(r->app->sub, 1);
     if ((o = json_object_new_object()) != NULL)
         json_object_object_add(o, "id", json_object_new_string(id));
     return api_send_object(r->conn, MHD_HTTP_ACCEPTED, o, NULL);

@@ -23,6 +23,9 @@ struct config {
     unsigned max_connections;   /* MAX_CONNECTIONS, default 10000, 16..1000000 */
     unsigned stream_handoff;    /* STREAM_HANDOFF, default 0, 0..1 */
     unsigned writer_threads;    /* WRITER_THREADS, default 2, 1..64 */
+    unsigned fanout_threads;    /* FANOUT_THREADS, default 1, 0..64 */
+    unsigned publish_backlog;   /* PUBLISH_BACKLOG, default 64, 1..1000000 */
+    unsigned publish_wait_ms;   /* PUBLISH_WAIT_MS, default 1000, 0..60000 */
     unsigned stream_queue_kib;  /* STREAM_QUEUE_KIB, default 4096, 16..1048576 */
     unsigned redis_timeout_ms;  /* REDIS_TIMEOUT_MS, default 500, 10..60000 */
     int log_level;              /* LOG_LEVEL: debug|info|warn|error, default info */

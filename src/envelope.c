@@ -143,6 +143,13 @@ envelope_parse(const char *msg, size_t len, struct envelope_view *out,
         }
         out->has_id = 1;
     }
+    /* Only used to recognise our own events (publish backpressure), so
+     * an odd serverId is ignored rather than rejected. */
+    if (json_object_object_get_ex(o, "serverId", &v) &&
+        json_object_is_type(v, json_type_string) &&
+        (size_t)json_object_get_string_len(v) <= ENVELOPE_SERVER_MAX)
+        memcpy(out->server_id, json_object_get_string(v),
+               (size_t)json_object_get_string_len(v) + 1);
     json_object_put(o);
     return 0;
 err:

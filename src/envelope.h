@@ -12,6 +12,8 @@
 
 /* Longest userId we accept from the channel. */
 #define ENVELOPE_USER_MAX 64
+/* Longest serverId kept; a longer one is read as absent. */
+#define ENVELOPE_SERVER_MAX 127
 
 /* The envelope is {"id":"<id>",<rest>}. The id is only known inside
  * Redis (the publish script allocates it), so C builds <rest>:
@@ -30,14 +32,16 @@ struct envelope_view {
     struct event_id id;
     char type[SSE_EVENT_MAX + 1];       /* "message" when absent */
     char user_id[ENVELOPE_USER_MAX + 1];
+    char server_id[ENVELOPE_SERVER_MAX + 1]; /* "" when absent */
 };
 
 /* Parses one channel message (len bytes, not NUL-terminated): a JSON
  * object with "userId" (a non-empty string of at most ENVELOPE_USER_MAX
  * bytes without control characters, or a non-negative integer, written
  * as its decimal string), optional "type" (1..64 of [A-Za-z0-9._-];
- * default "message") and optional "id" (a string eventid_parse accepts;
- * an id of another form is an error). Returns 0, or -1 with a short
+ * default "message"), optional "id" (a string eventid_parse accepts;
+ * an id of another form is an error) and optional "serverId" (kept when
+ * a string of at most ENVELOPE_SERVER_MAX bytes, else left empty). Returns 0, or -1 with a short
  * reason in err for anything malformed. */
 int
 envelope_parse(const char *msg, size_t len, struct envelope_view *out,

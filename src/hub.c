@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fanout.h"
 #include "hub.h"
 #include "stream.h"
 
@@ -18,6 +19,7 @@
 struct bucket {
     struct bucket *next;        /* chain in the shard's table */
     struct stream *streams;     /* doubly linked through stream_hub_link */
+    size_t count;               /* streams in the list */
     char user_id[];
 };
 
@@ -32,6 +34,7 @@ struct hub {
     struct shard shard[HUB_SHARDS + 1];
     atomic_size_t count;
     atomic_int closed;
+    struct fanout *fanout;      /* borrowed; NULL: every send on the caller */
 };
 
 static uint32_t
@@ -56,7 +59,7 @@ hub_shard_for(struct hub *h, const char *user_id, uint32_t *hash)
 }
 
 struct hub *
-hub_new(void)
+hub_new(struct fanout *fo)
 {
     struct hub *h;
     int i;
@@ -69,6 +72,7 @@ hub_new(void)
     }
     atomic_init(&h->count, 0);
     atomic_init(&h->closed, 0);
+    h->fanout = fo;
     return h;
 err:
     while (--i >= 0)
@@ -158,6 +162,7 @@ shard_get_bucket(struct shard *sh, uint32_t hash, const char *user_id)
         return NULL;
     memcpy(b->user_id, user_id, len + 1);
     b->streams = NULL;
+    b->count = 0;
     bp = shard_find(sh, hash, user_id);
     b->next = NULL;
     *bp = b;
@@ -200,6 +205,7 @@ hub_add(struct hub *h, struct stream *s)
     if (b->streams != NULL)
         stream_hub_link(b->streams)->prev = s;
     b->streams = s;
+    b->count++;
     l->bucket = b;
     l->hub = h;
     atomic_fetch_add(&h->count, 1);
@@ -227,6 +233,7 @@ hub_remove(struct hub *h, struct stream *s)
             stream_hub_link(l->next)->prev = l->prev;
         l->prev = l->next = NULL;
         l->bucket = NULL;
+        b->count--;
         atomic_fetch_sub(&h->count, 1);
         if (b->streams == NULL)
             shard_drop_bucket(sh, hash, b);
@@ -234,10 +241,26 @@ hub_remove(struct hub *h, struct stream *s)
     pthread_mutex_unlock(&sh->mu);
 }
 
-/* Caller holds the bucket's shard lock. */
 static void
-bucket_push(struct bucket *b, struct sse_frame *f)
+bucket_push_one(void *s, void *f)
 {
+    stream_push(s, f);
+}
+
+/* Caller holds the bucket's shard lock, which keeps every stream alive
+ * (hub_remove takes it before a stream dies) until the run returns. */
+static void
+bucket_push(struct hub *h, struct bucket *b, struct sse_frame *f)
+{
+    void **items = NULL;
+    size_t n = 0;
+
+    if (h->fanout != NULL && (items = fanout_scratch(h->fanout, b->count)) != NULL) {
+        for (struct stream *s = b->streams; s != NULL; s = stream_hub_link(s)->next)
+            items[n++] = s;
+        fanout_run(h->fanout, items, n, bucket_push_one, f);
+        return;
+    }
     for (struct stream *s = b->streams; s != NULL; s = stream_hub_link(s)->next)
         stream_push(s, f);
 }
@@ -253,13 +276,13 @@ hub_publish(struct hub *h, const char *user_id, struct sse_frame *f)
         sh = hub_shard_for(h, user_id, &hash);
         pthread_mutex_lock(&sh->mu);
         if ((bp = shard_find(sh, hash, user_id)) != NULL && *bp != NULL)
-            bucket_push(*bp, f);
+            bucket_push(h, *bp, f);
         pthread_mutex_unlock(&sh->mu);
     }
     sh = &h->shard[HUB_FIREHOSE];
     pthread_mutex_lock(&sh->mu);
     if ((bp = shard_find(sh, 0, "")) != NULL && *bp != NULL)
-        bucket_push(*bp, f);
+        bucket_push(h, *bp, f);
     pthread_mutex_unlock(&sh->mu);
 }
 

@@ -9,9 +9,11 @@
 struct hub;
 struct stream;
 struct sse_frame;
+struct fanout;
 
+/* fo (borrowed, may be NULL) spreads large fan-outs over its helpers. */
 struct hub *
-hub_new(void);
+hub_new(struct fanout *fo);
 
 /* Frees the index only; the hub must be empty (streams are owned by
  * their connections). NULL is ignored. */
@@ -28,7 +30,9 @@ hub_add(struct hub *h, struct stream *s);
 void
 hub_remove(struct hub *h, struct stream *s);
 
-/* Pushes f (borrowed) to every stream of user_id and to the firehose. */
+/* Pushes f (borrowed) to every stream of user_id and to the firehose.
+ * One caller thread at a time (the subscriber): the fan-out's helpers and
+ * scratch serve one run at a time. */
 void
 hub_publish(struct hub *h, const char *user_id, struct sse_frame *f);
 

@@ -16,6 +16,7 @@
 
 #include "app.h"
 #include "config.h"
+#include "fanout.h"
 #include "http.h"
 #include "hub.h"
 #include "log.h"
@@ -30,12 +31,16 @@
 #define DRAIN_POLL_MS 10
 /* Descriptors kept for Redis connections, logs and the listener. */
 #define FD_RESERVE 64
+/* Fan-outs smaller than this are sent by the subscriber alone: waking a
+ * helper costs about as much as a few dozen sends. */
+#define MAIN_FANOUT_MIN 128
 
 struct gateway {
     struct config cfg;
     struct app app;
     struct event_base *base;
     struct http *http;
+    struct fanout *fanout;
     struct event *sigint_ev, *sigterm_ev, *drain_ev;
     int drain_ticks;
 };
@@ -158,7 +163,8 @@ main(int argc, char **argv)
         return 1;
     }
     if ((g.base = event_base_new()) == NULL ||
-        (g.app.hub = hub_new()) == NULL ||
+        (g.fanout = fanout_new(g.cfg.fanout_threads, MAIN_FANOUT_MIN)) == NULL ||
+        (g.app.hub = hub_new(g.fanout)) == NULL ||
         (g.app.hello = main_hello_frame(&g.cfg)) == NULL ||
         (g.app.sub = subscriber_new(g.base, &g.cfg, g.app.hub)) == NULL ||
         (g.sigint_ev = evsignal_new(g.base, SIGINT, main_on_signal, &g)) == NULL ||
@@ -192,6 +198,7 @@ out:
     subscriber_free(g.app.sub);
     store_thread_cleanup();
     hub_free(g.app.hub);
+    fanout_free(g.fanout);
     sse_frame_unref(g.app.hello);
     if (g.drain_ev != NULL)
         event_free(g.drain_ev);

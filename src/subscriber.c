@@ -3,14 +3,22 @@
  * it), the reconnect and heartbeat timers and the heartbeat frame. Each
  * channel message is parsed once into one frame that every recipient
  * shares. When Redis comes back it replays history into every open
- * stream, so nothing published while we were away is lost. */
+ * stream, so nothing published while we were away is lost. It also owns
+ * the publish backlog: how many of this instance's accepted events have
+ * not yet come back through the channel and been fanned out. A publish
+ * waits while that is over PUBLISH_BACKLOG, so an overload slows the
+ * publishers down instead of growing Redis's buffer for this subscriber
+ * until Redis drops the subscription (and with it whatever no longer fits
+ * in the capped history). */
 #include <event2/event.h>
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "config.h"
 #include "envelope.h"
@@ -44,9 +52,91 @@ struct subscriber {
     unsigned backoff_ms;
     int freeing;
     atomic_int up;
+    /* Publish backpressure; the count and the waiters are atomics so
+     * the loop takes the mutex only when somebody waits. */
+    atomic_long backlog;
+    atomic_int waiters;
+    pthread_mutex_t room_mu;
+    pthread_cond_t room_cv;         /* CLOCK_MONOTONIC */
 };
 
 static void subscriber_connect(struct subscriber *sub);
+
+/* ------------------------------------------------------- backpressure */
+
+static void
+subscriber_wake_publishers(struct subscriber *sub)
+{
+    if (atomic_load(&sub->waiters) > 0) {
+        pthread_mutex_lock(&sub->room_mu);
+        pthread_cond_broadcast(&sub->room_cv);
+        pthread_mutex_unlock(&sub->room_mu);
+    }
+}
+
+/* A new subscription starts with nothing of ours in flight: whatever was
+ * published before it reaches streams through the replay. */
+static void
+subscriber_reset_backlog(struct subscriber *sub)
+{
+    atomic_store(&sub->backlog, 0);
+    subscriber_wake_publishers(sub);
+}
+
+static int
+subscriber_has_room(struct subscriber *sub)
+{
+    return !atomic_load(&sub->up) ||
+           atomic_load(&sub->backlog) < (long)sub->cfg->publish_backlog;
+}
+
+int
+subscriber_wait_room(struct subscriber *sub)
+{
+    struct timespec deadline;
+    int ok;
+
+    if (subscriber_has_room(sub))
+        return 0;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += sub->cfg->publish_wait_ms / 1000;
+    deadline.tv_nsec += (long)(sub->cfg->publish_wait_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    /* Registered before the test under the mutex, so a fan-out that
+     * frees room after our test sees us and wakes us. */
+    atomic_fetch_add(&sub->waiters, 1);
+    pthread_mutex_lock(&sub->room_mu);
+    while (!(ok = subscriber_has_room(sub)) &&
+           pthread_cond_timedwait(&sub->room_cv, &sub->room_mu, &deadline) == 0)
+        ;
+    if (!ok)
+        ok = subscriber_has_room(sub);
+    pthread_mutex_unlock(&sub->room_mu);
+    atomic_fetch_sub(&sub->waiters, 1);
+    return ok ? 0 : -1;
+}
+
+void
+subscriber_note_published(struct subscriber *sub, unsigned events)
+{
+    if (atomic_load(&sub->up))
+        atomic_fetch_add(&sub->backlog, (long)events);
+}
+
+/* Loop thread: one of our events has been fanned out. The count may dip
+ * below zero for a moment (the message can overtake the publisher's
+ * increment); that only makes room a little early. */
+static void
+subscriber_note_fanned_out(struct subscriber *sub)
+{
+    long left = atomic_fetch_sub(&sub->backlog, 1) - 1;
+
+    if (left < (long)sub->cfg->publish_backlog)
+        subscriber_wake_publishers(sub);
+}
 
 /* ------------------------------------------------------------ back-off */
 
@@ -144,6 +234,8 @@ subscriber_deliver(struct subscriber *sub, const char *msg, size_t len)
     }
     hub_publish(sub->hub, v.user_id, f);
     sse_frame_unref(f);
+    if (strcmp(v.server_id, sub->cfg->server_id) == 0)
+        subscriber_note_fanned_out(sub);
 }
 
 static void
@@ -165,6 +257,7 @@ subscriber_on_reply(redisAsyncContext *ac, void *r, void *privdata)
     } else if (strcmp(kind->str, "subscribe") == 0) {
         evtimer_del(sub->deadline_ev);
         sub->backoff_ms = BACKOFF_MIN_MS;
+        subscriber_reset_backlog(sub);
         atomic_store(&sub->up, 1);
         store_redis_is_back();
         log_info("redis: subscribed to %s at %s:%u", sub->cfg->redis_channel,
@@ -217,6 +310,7 @@ subscriber_on_disconnect(const redisAsyncContext *ac, int status)
     if (atomic_exchange(&sub->up, 0) && !sub->freeing)
         log_warn("redis: subscription lost: %s",
                  status == REDIS_OK ? "closed" : ac->errstr);
+    subscriber_reset_backlog(sub);
     subscriber_schedule_retry(sub);
 }
 
@@ -268,6 +362,27 @@ subscriber_on_heartbeat(evutil_socket_t fd, short what, void *arg)
 
 /* ------------------------------------------------------------ lifetime */
 
+/* The wait has a deadline on the monotonic clock: a wall-clock step must
+ * not turn a one-second wait into an hour. */
+static int
+subscriber_init_room(struct subscriber *sub)
+{
+    pthread_condattr_t ca;
+    int rc = -1;
+
+    if (pthread_condattr_init(&ca) != 0)
+        return -1;
+    if (pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
+        pthread_cond_init(&sub->room_cv, &ca) == 0) {
+        if (pthread_mutex_init(&sub->room_mu, NULL) == 0)
+            rc = 0;
+        else
+            pthread_cond_destroy(&sub->room_cv);
+    }
+    pthread_condattr_destroy(&ca);
+    return rc;
+}
+
 struct subscriber *
 subscriber_new(struct event_base *base, const struct config *cfg,
                struct hub *hub)
@@ -282,6 +397,12 @@ subscriber_new(struct event_base *base, const struct config *cfg,
     sub->hub = hub;
     sub->backoff_ms = BACKOFF_MIN_MS;
     atomic_init(&sub->up, 0);
+    atomic_init(&sub->backlog, 0);
+    atomic_init(&sub->waiters, 0);
+    if (subscriber_init_room(sub) == -1) {
+        free(sub);
+        return NULL;
+    }
     sub->retry_ev = evtimer_new(base, subscriber_on_retry, sub);
     sub->deadline_ev = evtimer_new(base, subscriber_on_deadline, sub);
     sub->heartbeat_ev = event_new(base, -1, EV_PERSIST,
@@ -317,6 +438,8 @@ subscriber_free(struct subscriber *sub)
     if (sub->heartbeat_ev != NULL)
         event_free(sub->heartbeat_ev);
     sse_frame_unref(sub->heartbeat);
+    pthread_cond_destroy(&sub->room_cv);
+    pthread_mutex_destroy(&sub->room_mu);
     free(sub);
 }
 

@@ -24,4 +24,15 @@ subscriber_free(struct subscriber *sub);
 int
 subscriber_is_up(const struct subscriber *sub);
 
+/* Publish backpressure, any thread. Returns 0 at once while fewer than
+ * PUBLISH_BACKLOG of this instance's events are waiting to be fanned out
+ * (or while unsubscribed: the replay covers those); else waits up to
+ * PUBLISH_WAIT_MS for room and returns -1 if none came. */
+int
+subscriber_wait_room(struct subscriber *sub);
+
+/* Counts events of this instance's as accepted, after their write. */
+void
+subscriber_note_published(struct subscriber *sub, unsigned events);
+
 #endif

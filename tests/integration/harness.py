@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 HOST = "127.0.0.1"
@@ -119,6 +120,83 @@ class Redis:
 
     def stop(self):
         return self.proc.stop()
+
+
+class Relay:
+    """A TCP relay in front of Redis (for a gateway's REDIS_PORT) that can
+    hold back what Redis sends to subscribed connections: the gateway's
+    subscriber then falls behind on demand, while its writes still go
+    through. Real Redis on both sides; the relay only forwards bytes."""
+
+    def __init__(self, redis_port):
+        self.redis_port = redis_port
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind((HOST, 0))
+        self.lsock.listen(64)
+        self.port = self.lsock.getsockname()[1]
+        self.cv = threading.Condition()
+        self.frozen = False
+        self.stopping = False
+        self.socks = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            r = socket.create_connection((HOST, self.redis_port))
+            conn = {"sub": False}
+            with self.cv:
+                self.socks += [c, r]
+            threading.Thread(target=self._pump, args=(c, r, conn, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(r, c, conn, False), daemon=True).start()
+
+    def _pump(self, src, dst, conn, upstream):
+        while True:
+            try:
+                d = src.recv(65536)
+            except OSError:
+                d = b""
+            if not d:
+                for s in (src, dst):
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                return
+            if upstream and b"subscribe" in d.lower():
+                conn["sub"] = True
+            if not upstream and conn["sub"]:
+                with self.cv:
+                    self.cv.wait_for(lambda: not self.frozen or self.stopping)
+            try:
+                dst.sendall(d)
+            except OSError:
+                return
+
+    def freeze_subscribers(self):
+        with self.cv:
+            self.frozen = True
+
+    def thaw(self):
+        with self.cv:
+            self.frozen = False
+            self.cv.notify_all()
+
+    def stop(self):
+        with self.cv:
+            self.stopping = True
+            self.cv.notify_all()
+            socks = list(self.socks)
+        self.lsock.close()
+        for s in socks:
+            try:
+                s.close()
+            except OSError:
+                pass
 
 
 class Gateway:

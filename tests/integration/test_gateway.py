@@ -9,15 +9,18 @@ exit 0 on SIGTERM (99 means valgrind found errors or leaks).
 """
 import json
 import os
+import select
 import signal
+import socket
 import sys
 import threading
 import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Gateway, Redis, SSEClient, TestFailure, Workdir, check,  # noqa: E402
-                     eq, get_json, http, id_key, ids_of, post_json, wait_until)
+from harness import (HOST, Gateway, Redis, Relay, SSEClient, TestFailure,  # noqa: E402
+                     Workdir, check, eq, get_json, http, id_key, ids_of, post_json,
+                     wait_until)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.environ.get("SSEGATE_BIN") or os.path.join(HERE, "..", "..", "ssegate")
@@ -436,9 +439,9 @@ def test_redis_restart(env):
 
 
 def test_large_fanout(env):
-    """A fan-out past HUB_PARALLEL_MIN (128) streams is split across the
-    writer loops: every stream still gets every event once, in order,
-    while events are posted back to back."""
+    """A fan-out of 128 streams or more (MAIN_FANOUT_MIN) is shared with the
+    FANOUT_THREADS helper: every stream still gets every event once, in
+    order, while events are posted back to back."""
     uid = env.account()["id"]
     streams = [open_stream(env.b1.port, "userId=" + uid) for _ in range(150)]
     ids = [env.event(env.b1.port if i % 2 else env.b2.port, uid, "f%d" % i, {"i": i})
@@ -449,6 +452,58 @@ def test_large_fanout(env):
     eq(len(streams[0].events), 40, "nothing more")
     for s in streams:
         s.close()
+
+
+def test_publish_backpressure(env):
+    """A publish waits while PUBLISH_BACKLOG of this instance's events have
+    not come back through its subscriber, and gets 503 overloaded after
+    PUBLISH_WAIT_MS; it goes through as soon as the subscriber catches up.
+    Nothing refused is delivered, nothing accepted is lost."""
+    relay = Relay(env.redis.port)
+    try:
+        g = Gateway(BIN, relay, env.work.path, "backend-bp", VALGRIND,
+                    PUBLISH_BACKLOG=2, PUBLISH_WAIT_MS=1500)
+        env.extra.append(g)
+        uid = env.account()["id"]
+        s = open_stream(g.port, "userId=" + uid)
+        relay.freeze_subscribers()
+        ids = [env.event(g.port, uid, "a%d" % i) for i in range(2)]
+        t0 = time.monotonic()
+        st, h, body = post_json(g.port, "/events", {"userId": uid, "type": "refused"})
+        eq((st, body["error"]), (503, "overloaded"), "publish past the backlog")
+        eq(h.get("retry-after"), "1", "Retry-After")
+        check(time.monotonic() - t0 >= 1.4, "refused only after PUBLISH_WAIT_MS")
+        st, _, _ = post_json(env.b1.port, "/events", {"userId": uid, "type": "other"})
+        eq(st, 202, "another instance is not held back")
+        # A publish sent while frozen is held, not answered...
+        req = json.dumps({"userId": uid, "type": "waited"}).encode()
+        w = socket.create_connection((HOST, g.port), timeout=10)
+        w.sendall(b"POST /events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                  b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                  % (len(req), req))
+        r, _, _ = select.select([w], [], [], 0.5)
+        eq(r, [], "no answer while the subscriber is behind")
+        s.idle(0.1)
+        eq(s.events, [], "nothing delivered while the subscriber is behind")
+        # ...and accepted once the subscriber catches up.
+        relay.thaw()
+        resp = b""
+        while True:
+            d = w.recv(65536)
+            if not d:
+                break
+            resp += d
+        w.close()
+        eq(resp.split(b" ")[1], b"202", "the held publish is accepted")
+        ids.append(json.loads(resp.partition(b"\r\n\r\n")[2])["id"])
+        got = events_of(s, 4, 10)
+        eq([e.event for e in got], ["a0", "a1", "other", "waited"], "types in order")
+        eq([got[0].id, got[1].id, got[3].id], ids, "ids")
+        s.idle(0.3)
+        eq(len(s.events), 4, "the refused event was never delivered")
+        s.close()
+    finally:
+        relay.stop()        # backend-bp retries until the suite stops it
 
 
 def test_heartbeat(env):
@@ -536,7 +591,8 @@ TESTS = [
     test_cross_instance, test_account_created_flow, test_firehose_order,
     test_resume, test_resume_during_publishing, test_gap, test_trim_in_batches, test_errors,
     test_redis_cli_publish, test_subscriber_loss, test_redis_restart,
-    test_heartbeat, test_large_fanout, test_slow_consumer, test_stream_limit, test_shutdown,
+    test_heartbeat, test_large_fanout, test_publish_backpressure, test_slow_consumer,
+    test_stream_limit, test_shutdown,
 ]
 VALGRIND_TESTS = [test_health, test_accounts, test_cross_instance, test_resume,
                   test_errors, test_subscriber_loss, test_shutdown]

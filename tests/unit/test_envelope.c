@@ -134,6 +134,32 @@ test_parse_own_envelope(void **state)
     assert_true(v.id.ms == 17 && v.id.seq == 3);
     assert_string_equal(v.type, "snapshot");
     assert_string_equal(v.user_id, "9");
+    assert_string_equal(v.server_id, "b");
+}
+
+/* serverId only tells our own events apart (publish backpressure): an
+ * odd one reads as absent and never rejects the event. */
+static void
+test_parse_server_id(void **state)
+{
+    struct envelope_view v;
+    char err[128], sid[ENVELOPE_SERVER_MAX + 2], msg[300];
+
+    (void)state;
+    assert_int_equal(parse("{\"userId\":\"1\"}", &v, err, sizeof(err)), 0);
+    assert_string_equal(v.server_id, "");
+    assert_int_equal(parse("{\"userId\":\"1\",\"serverId\":7}", &v, err, sizeof(err)), 0);
+    assert_string_equal(v.server_id, "");
+    memset(sid, 's', ENVELOPE_SERVER_MAX);
+    sid[ENVELOPE_SERVER_MAX] = '\0';
+    snprintf(msg, sizeof(msg), "{\"userId\":\"1\",\"serverId\":\"%s\"}", sid);
+    assert_int_equal(parse(msg, &v, err, sizeof(err)), 0);
+    assert_string_equal(v.server_id, sid);
+    sid[ENVELOPE_SERVER_MAX] = 's';
+    sid[ENVELOPE_SERVER_MAX + 1] = '\0';
+    snprintf(msg, sizeof(msg), "{\"userId\":\"1\",\"serverId\":\"%s\"}", sid);
+    assert_int_equal(parse(msg, &v, err, sizeof(err)), 0);
+    assert_string_equal(v.server_id, "");
 }
 
 static void
@@ -276,6 +302,7 @@ main(void)
         cmocka_unit_test(test_build_rest_scalar_data_and_unicode),
         cmocka_unit_test(test_parse_own_envelope),
         cmocka_unit_test(test_parse_foreign_messages),
+        cmocka_unit_test(test_parse_server_id),
         cmocka_unit_test(test_parse_is_length_bounded),
         cmocka_unit_test(test_parse_malformed),
         cmocka_unit_test(test_parse_error_reasons),
