@@ -25,6 +25,10 @@
  * Prints one JSON object with the results: deliveries/s counts every
  * delivery from the first event sent to the last one received, so a
  * server that only queues what it cannot write gets no credit for it. */
+/* For strcasestr (bench/run also passes -D_GNU_SOURCE). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>

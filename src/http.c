@@ -2,20 +2,26 @@
  * state (route, bounded body buffer) from its first access-handler call
  * to MHD's completion callback. Routes to api.c; builds every response.
  *
- * Threading: HTTP_THREADS daemons, each MHD_USE_EPOLL_INTERNAL_THREAD
- * with one thread and its own listening socket on the shared address
- * (SO_REUSEPORT). Each has its own epoll set; with STREAM_HANDOFF=0
+ * Threading: HTTP_THREADS daemons, each with its own listening socket on
+ * the shared address (SO_REUSEPORT), its own epoll set and one thread of
+ * ours that runs it (http_loop_main). Each has its own epoll set; with
+ * STREAM_HANDOFF=0
  * also its own list of suspended (idle) streams, so resuming one stream
  * wakes one thread, which walks only its share of the parked connections
  * (libmicrohttpd 0.9.75 walks that whole list). */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <json-c/json.h>
+#include <limits.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "api.h"
@@ -37,9 +43,19 @@
 #define HTTP_CONN_TIMEOUT_S 60
 #define HTTP_LISTEN_BACKLOG 4096
 
+/* One HTTP thread and the daemon it runs. */
+struct http_loop {
+    struct http *http;
+    struct MHD_Daemon *daemon;
+    int wake_fd;                    /* eventfd: a parked stream was resumed */
+    pthread_t thread;
+    int running;                    /* thread was started: join it */
+};
+
 struct http {
-    struct MHD_Daemon **daemon;     /* one per HTTP thread */
-    unsigned ndaemons;
+    struct http_loop *loop;         /* HTTP_THREADS of them */
+    unsigned nloops;
+    int stop_fd;                    /* eventfd: readable once http_stop begins */
     struct app *app;
 };
 
@@ -173,6 +189,23 @@ http_stream_free(void *cls)
     stream_unref(s);
 }
 
+/* The loop this HTTP thread runs; the access handler (and so
+ * http_send_stream) only ever runs on an HTTP thread. */
+static _Thread_local struct http_loop *http_this_loop;
+
+/* Any thread: a stream of this loop's daemon was resumed. Without an
+ * internal thread, libmicrohttpd has no channel of its own to say so. */
+static void
+http_loop_wake(void *arg)
+{
+    struct http_loop *l = arg;
+    uint64_t one = 1;
+
+    /* Fails only if the counter is full, and then the loop is awake. */
+    if (write(l->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+        log_warn("http: cannot wake an HTTP thread: %s", strerror(errno));
+}
+
 int
 http_send_stream(struct MHD_Connection *conn, struct stream *s)
 {
@@ -190,7 +223,7 @@ http_send_stream(struct MHD_Connection *conn, struct stream *s)
     MHD_add_response_header(resp, "Content-Type", "text/event-stream");
     MHD_add_response_header(resp, "Cache-Control", "no-cache");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");
-    stream_attach(s, conn);
+    stream_attach(s, conn, http_loop_wake, http_this_loop);
     return http_queue(conn, MHD_HTTP_OK, resp);
 }
 
@@ -451,12 +484,14 @@ http_on_mhd_log(void *cls, const char *fmt, va_list ap)
  * round trips. Accepting on our own loop and handing sockets over with
  * MHD_add_connection spread them evenly, but with MHD_USE_TURBO 0.9.75
  * sometimes never read a request added that way: a few hundred of 4,000
- * streams opened at once waited until their clients gave up.) */
+ * streams opened at once waited until their clients gave up.)
+ *
+ * The daemon has no internal thread: http_loop_main runs it. */
 static struct MHD_Daemon *
 http_start_daemon(struct http *h, const struct sockaddr_in *sin, unsigned conn_limit)
 {
     return MHD_start_daemon(
-        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
             MHD_USE_ITC | MHD_USE_ERROR_LOG |
             /* With the hand-off, closing MHD's copy of a stream socket
              * must not shutdown() it: TURBO skips that (connection.c,
@@ -474,6 +509,62 @@ http_start_daemon(struct http *h, const struct sockaddr_in *sin, unsigned conn_l
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTP_CONN_TIMEOUT_S,
         MHD_OPTION_NOTIFY_COMPLETED, http_on_completed, h,
         MHD_OPTION_END);
+}
+
+/* How long the loop may sleep: MHD's next connection timeout, 0 when it
+ * already holds ready connections, forever when it has neither. */
+static int
+http_loop_timeout_ms(struct MHD_Daemon *d)
+{
+    MHD_UNSIGNED_LONG_LONG ms;
+
+    if (MHD_get_timeout(d, &ms) != MHD_YES)
+        return -1;
+    return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+/* The HTTP thread. Why not MHD's own internal thread: in 0.9.75 (and
+ * still upstream) its epoll loop reads events 128 at a time and, when a
+ * call returns exactly 128, calls epoll_wait again with the same, possibly
+ * endless, timeout before it handles the 128 it has. Those connections
+ * are edge-triggered, so nothing wakes it for them: when 2,000 streams
+ * opened at once, 128 of them (one batch) sometimes waited with their
+ * request unread until some other connection stirred that thread. Here
+ * the sleep is ours, on the daemon's epoll fd, and MHD_run never blocks
+ * (its epoll_wait gets a timeout of 0), so every event it reads is
+ * handled in the same call. */
+static void *
+http_loop_main(void *arg)
+{
+    struct http_loop *l = arg;
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info(l->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+    struct pollfd pfd[3];
+    uint64_t n;
+
+    if (info == NULL) {
+        log_error("http: libmicrohttpd has no epoll fd");
+        return NULL;
+    }
+    http_this_loop = l;
+    pfd[0].fd = info->epoll_fd;
+    pfd[1].fd = l->wake_fd;
+    pfd[2].fd = l->http->stop_fd;
+    for (int i = 0; i < 3; i++)
+        pfd[i].events = POLLIN;
+    for (;;) {
+        if (poll(pfd, 3, http_loop_timeout_ms(l->daemon)) < 0 && errno != EINTR) {
+            log_error("http: poll: %s", strerror(errno));
+            break;
+        }
+        if (pfd[2].revents != 0)
+            break;
+        /* Reset before MHD_run: a resume after this wakes the next poll. */
+        if (pfd[1].revents != 0 && read(l->wake_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+            log_warn("http: wake fd: %s", strerror(errno));
+        MHD_run(l->daemon);
+    }
+    return NULL;
 }
 
 /* SO_REUSEPORT would let a second process share the port silently; bind
@@ -515,19 +606,36 @@ http_start(struct app *app, char *err, size_t errlen)
         return NULL;
     }
     if ((h = calloc(1, sizeof(*h))) == NULL ||
-        (h->daemon = calloc(n, sizeof(*h->daemon))) == NULL) {
+        (h->loop = calloc(n, sizeof(*h->loop))) == NULL ||
+        (h->stop_fd = eventfd(0, EFD_CLOEXEC)) < 0) {
+        if (h != NULL)
+            free(h->loop);
         free(h);
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
     h->app = app;
-    for (h->ndaemons = 0; h->ndaemons < n; h->ndaemons++) {
-        if ((h->daemon[h->ndaemons] = http_start_daemon(h, &sin, limit)) == NULL) {
+    for (h->nloops = 0; h->nloops < n; h->nloops++) {
+        struct http_loop *l = &h->loop[h->nloops];
+
+        l->http = h;
+        l->wake_fd = -1;
+        if ((l->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
+            (l->daemon = http_start_daemon(h, &sin, limit)) == NULL) {
             snprintf(err, errlen, "cannot listen on %s:%u", cfg->listen_addr,
                      cfg->port);
+            if (l->wake_fd >= 0)
+                close(l->wake_fd);
             http_stop(h);
             return NULL;
         }
+        if (pthread_create(&l->thread, NULL, http_loop_main, l) != 0) {
+            snprintf(err, errlen, "cannot start an HTTP thread");
+            h->nloops++;        /* so http_stop stops its daemon */
+            http_stop(h);
+            return NULL;
+        }
+        l->running = 1;
     }
     return h;
 }
@@ -535,8 +643,8 @@ http_start(struct app *app, char *err, size_t errlen)
 void
 http_quiesce(struct http *h)
 {
-    for (unsigned i = 0; i < h->ndaemons; i++) {
-        MHD_socket fd = MHD_quiesce_daemon(h->daemon[i]);
+    for (unsigned i = 0; i < h->nloops; i++) {
+        MHD_socket fd = MHD_quiesce_daemon(h->loop[i].daemon);
 
         if (fd != MHD_INVALID_SOCKET)
             close(fd);
@@ -546,10 +654,23 @@ http_quiesce(struct http *h)
 void
 http_stop(struct http *h)
 {
+    uint64_t one = 1;
+
     if (h == NULL)
         return;
-    for (unsigned i = 0; i < h->ndaemons; i++)
-        MHD_stop_daemon(h->daemon[i]);
-    free(h->daemon);
+    /* Never read, so it wakes every loop; each exits at once. */
+    if (write(h->stop_fd, &one, sizeof(one)) != (ssize_t)sizeof(one))
+        log_error("http: cannot stop the HTTP threads: %s", strerror(errno));
+    for (unsigned i = 0; i < h->nloops; i++) {
+        if (h->loop[i].running)
+            pthread_join(h->loop[i].thread, NULL);
+    }
+    /* The threads are gone: MHD_stop_daemon may run on this one. */
+    for (unsigned i = 0; i < h->nloops; i++) {
+        MHD_stop_daemon(h->loop[i].daemon);
+        close(h->loop[i].wake_fd);
+    }
+    close(h->stop_fd);
+    free(h->loop);
     free(h);
 }

@@ -34,6 +34,8 @@ struct stream {
     uint64_t serial;            /* for logs */
     char user_id[72];           /* "" for the firehose */
     struct MHD_Connection *conn;
+    void (*conn_wake)(void *);  /* wakes the thread that runs conn's daemon */
+    void *conn_wake_arg;
     struct stream_hub_link hub_link;
 
     struct frameq queue;        /* frames to send, oldest first */
@@ -165,10 +167,13 @@ stream_unref(struct stream *s)
 }
 
 void
-stream_attach(struct stream *s, struct MHD_Connection *conn)
+stream_attach(struct stream *s, struct MHD_Connection *conn,
+              void (*wake)(void *), void *wake_arg)
 {
     pthread_mutex_lock(&s->mu);
     s->conn = conn;
+    s->conn_wake = wake;
+    s->conn_wake_arg = wake_arg;
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -181,7 +186,9 @@ static enum stream_io stream_flush_locked(struct stream *s);
  * writer loop is only woken when the socket is full or the stream ends).
  * Otherwise wakes the MHD worker if the reader parked. MHD documents
  * resume as thread-safe; calling it on a connection that is not suspended
- * is undefined, hence the flag. */
+ * is undefined, hence the flag. The daemon runs without an internal
+ * thread, so resume only marks the connection: conn_wake tells the
+ * thread that runs it (http.c). */
 static void
 stream_wake_locked(struct stream *s)
 {
@@ -197,6 +204,7 @@ stream_wake_locked(struct stream *s)
     if (s->suspended && !s->closed && s->conn != NULL) {
         s->suspended = 0;
         MHD_resume_connection(s->conn);
+        s->conn_wake(s->conn_wake_arg);
     }
 }
 

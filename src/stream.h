@@ -31,9 +31,12 @@ void
 stream_unref(struct stream *s);
 
 /* Sets the connection this stream writes to; called once, before the
- * response is queued, so a later push may resume it. */
+ * response is queued, so a later push may resume it. wake(wake_arg) is
+ * called, from any thread, after each resume: it must wake the thread
+ * that runs conn's daemon. */
 void
-stream_attach(struct stream *s, struct MHD_Connection *conn);
+stream_attach(struct stream *s, struct MHD_Connection *conn,
+              void (*wake)(void *), void *wake_arg);
 
 /* Producer side, any thread. Queues a reference to f unless the stream
  * is ending or closed, or f carries an id not after the last one this

@@ -570,6 +570,49 @@ def test_stream_limit(env):
         s.close()
 
 
+def test_full_epoll_batch(env):
+    """A burst of requests that fills exactly one of libmicrohttpd's epoll
+    batches (128 events) is served at once. MHD 0.9.75's own thread read
+    such a batch, then slept in epoll_wait again before handling it: the
+    128 requests waited for some other connection to wake that thread
+    (seen as 128 of 2,000 streams never opening in bench/run). The
+    gateway is stopped while the requests arrive, so all 128 are ready in
+    its one HTTP thread's epoll set when it goes on."""
+    g = Gateway(BIN, env.redis, env.work.path, "backend-batch", VALGRIND, HTTP_THREADS=1)
+    env.extra.append(g)
+    socks = [socket.create_connection((HOST, g.port), timeout=10) for _ in range(128)]
+    try:
+        # Accepted in order: once a later connection is answered, MHD has
+        # taken the 128 and is waiting for their requests.
+        eq(http(g.port, "GET", "/health")[0], 200, "health before the burst")
+        os.kill(g.proc.pid, signal.SIGSTOP)
+        try:
+            def stopped():
+                with open("/proc/%d/stat" % g.proc.pid) as f:
+                    return f.read().rsplit(")", 1)[1].split()[0] == "T"
+            wait_until(stopped, 5, "the gateway to stop")
+            for s in socks:
+                s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        finally:
+            os.kill(g.proc.pid, signal.SIGCONT)
+        deadline = time.monotonic() + 10 * SLOW
+        for i, s in enumerate(socks):
+            data = b""
+            while b"\r\n" not in data and time.monotonic() < deadline:
+                s.settimeout(max(0.01, deadline - time.monotonic()))
+                try:
+                    chunk = s.recv(4096)
+                except socket.timeout:
+                    break
+                if not chunk:
+                    break
+                data += chunk
+            eq(data.split(b"\r\n", 1)[0], b"HTTP/1.1 200 OK", "status line of request %d" % i)
+    finally:
+        for s in socks:
+            s.close()
+
+
 def test_shutdown(env):
     g = Gateway(BIN, env.redis, env.work.path, "backend-stop", VALGRIND)
     uid = env.account(port=g.port)["id"]
@@ -592,7 +635,7 @@ TESTS = [
     test_resume, test_resume_during_publishing, test_gap, test_trim_in_batches, test_errors,
     test_redis_cli_publish, test_subscriber_loss, test_redis_restart,
     test_heartbeat, test_large_fanout, test_publish_backpressure, test_slow_consumer,
-    test_stream_limit, test_shutdown,
+    test_stream_limit, test_full_epoll_batch, test_shutdown,
 ]
 VALGRIND_TESTS = [test_health, test_accounts, test_cross_instance, test_resume,
                   test_errors, test_subscriber_loss, test_shutdown]
