@@ -241,16 +241,24 @@ hub_remove(struct hub *h, struct stream *s)
     pthread_mutex_unlock(&sh->mu);
 }
 
+/* A run's frames, for the fan-out's callback. */
+struct push_batch {
+    struct sse_frame *const *f;
+    size_t n;
+};
+
 static void
-bucket_push_one(void *s, void *f)
+bucket_push_one(void *s, void *arg)
 {
-    stream_push(s, f);
+    const struct push_batch *b = arg;
+
+    stream_push_many(s, b->f, b->n);
 }
 
 /* Caller holds the bucket's shard lock, which keeps every stream alive
  * (hub_remove takes it before a stream dies) until the run returns. */
 static void
-bucket_push(struct hub *h, struct bucket *b, struct sse_frame *f)
+bucket_push(struct hub *h, struct bucket *b, struct push_batch *batch)
 {
     void **items = NULL;
     size_t n = 0;
@@ -258,16 +266,17 @@ bucket_push(struct hub *h, struct bucket *b, struct sse_frame *f)
     if (h->fanout != NULL && (items = fanout_scratch(h->fanout, b->count)) != NULL) {
         for (struct stream *s = b->streams; s != NULL; s = stream_hub_link(s)->next)
             items[n++] = s;
-        fanout_run(h->fanout, items, n, bucket_push_one, f);
+        fanout_run(h->fanout, items, n, bucket_push_one, batch);
         return;
     }
     for (struct stream *s = b->streams; s != NULL; s = stream_hub_link(s)->next)
-        stream_push(s, f);
+        stream_push_many(s, batch->f, batch->n);
 }
 
 void
-hub_publish(struct hub *h, const char *user_id, struct sse_frame *f)
+hub_publish(struct hub *h, const char *user_id, struct sse_frame *const *f, size_t n)
 {
+    struct push_batch batch = { f, n };
     uint32_t hash;
     struct shard *sh;
     struct bucket **bp;
@@ -276,13 +285,13 @@ hub_publish(struct hub *h, const char *user_id, struct sse_frame *f)
         sh = hub_shard_for(h, user_id, &hash);
         pthread_mutex_lock(&sh->mu);
         if ((bp = shard_find(sh, hash, user_id)) != NULL && *bp != NULL)
-            bucket_push(h, *bp, f);
+            bucket_push(h, *bp, &batch);
         pthread_mutex_unlock(&sh->mu);
     }
     sh = &h->shard[HUB_FIREHOSE];
     pthread_mutex_lock(&sh->mu);
     if ((bp = shard_find(sh, 0, "")) != NULL && *bp != NULL)
-        bucket_push(h, *bp, f);
+        bucket_push(h, *bp, &batch);
     pthread_mutex_unlock(&sh->mu);
 }
 

@@ -30,11 +30,12 @@ hub_add(struct hub *h, struct stream *s);
 void
 hub_remove(struct hub *h, struct stream *s);
 
-/* Pushes f (borrowed) to every stream of user_id and to the firehose.
- * One caller thread at a time (the subscriber): the fan-out's helpers and
- * scratch serve one run at a time. */
+/* Pushes the n frames f (borrowed), in order, to every stream of user_id
+ * and to the firehose; each stream gets them in one write. One caller
+ * thread at a time (the subscriber): the fan-out's helpers and scratch
+ * serve one run at a time. */
 void
-hub_publish(struct hub *h, const char *user_id, struct sse_frame *f);
+hub_publish(struct hub *h, const char *user_id, struct sse_frame *const *f, size_t n);
 
 /* Pushes a heartbeat frame to every idle stream. */
 void

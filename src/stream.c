@@ -264,17 +264,25 @@ stream_queue_locked(struct stream *s, struct sse_frame *f)
 }
 
 void
-stream_push(struct stream *s, struct sse_frame *f)
+stream_push_many(struct stream *s, struct sse_frame *const *f, size_t n)
 {
     pthread_mutex_lock(&s->mu);
     if (!s->ending && !s->closed) {
-        if (s->replays > 0)
-            stream_enqueue_locked(s, &s->held, f);
-        else
-            stream_queue_locked(s, f);
+        for (size_t i = 0; i < n && !s->ending; i++) {
+            if (s->replays > 0)
+                stream_enqueue_locked(s, &s->held, f[i]);
+            else
+                stream_queue_locked(s, f[i]);
+        }
         stream_wake_locked(s);
     }
     pthread_mutex_unlock(&s->mu);
+}
+
+void
+stream_push(struct stream *s, struct sse_frame *f)
+{
+    stream_push_many(s, &f, 1);
 }
 
 void

@@ -48,6 +48,11 @@ stream_attach(struct stream *s, struct MHD_Connection *conn,
 void
 stream_push(struct stream *s, struct sse_frame *f);
 
+/* stream_push of n frames in order, with one write for all of them: a
+ * burst of events for one user costs each of its sockets one sendmsg. */
+void
+stream_push_many(struct stream *s, struct sse_frame *const *f, size_t n);
+
 /* Like stream_push, but only when nothing is queued: a heartbeat behind
  * real data is pointless. */
 void

@@ -34,11 +34,24 @@
 #define BACKOFF_MAX_MS 5000
 /* hiredis 0.14 has no async connect timeout: we arm our own. */
 #define CONNECT_TIMEOUT_MS 3000
+/* Messages parsed from one read of the subscription wait for the end of
+ * that read, up to this many, and then go out together: a run of events
+ * for one user reaches each of its sockets in one write (one sendmsg for
+ * up to this many events instead of one each, when events come faster
+ * than one fan-out takes). */
+#define SUB_BATCH_MAX 64
 
 /* Heartbeats are SSE comments: EventSource ignores them, so they keep
  * proxies from closing an idle stream without moving Last-Event-ID, and
  * writing them is how a parked stream learns its client is gone. */
 static const char heartbeat_bytes[] = ": ping\n\n";
+
+/* A message taken from Redis, framed, waiting for the end of its read. */
+struct sub_pending {
+    struct sse_frame *f;                    /* owned */
+    char user_id[ENVELOPE_USER_MAX + 1];
+    int own;                                /* published by this instance */
+};
 
 struct subscriber {
     struct event_base *base;
@@ -58,6 +71,11 @@ struct subscriber {
     atomic_int waiters;
     pthread_mutex_t room_mu;
     pthread_cond_t room_cv;         /* CLOCK_MONOTONIC */
+    /* Messages of the read being parsed; flush_ev fans them out once
+     * hiredis has handed over every reply of that read. */
+    struct sub_pending batch[SUB_BATCH_MAX];
+    size_t nbatch;
+    struct event *flush_ev;
 };
 
 static void subscriber_connect(struct subscriber *sub);
@@ -126,13 +144,13 @@ subscriber_note_published(struct subscriber *sub, unsigned events)
         atomic_fetch_add(&sub->backlog, (long)events);
 }
 
-/* Loop thread: one of our events has been fanned out. The count may dip
+/* Loop thread: n of our events have been fanned out. The count may dip
  * below zero for a moment (the message can overtake the publisher's
  * increment); that only makes room a little early. */
 static void
-subscriber_note_fanned_out(struct subscriber *sub)
+subscriber_note_fanned_out(struct subscriber *sub, long n)
 {
-    long left = atomic_fetch_sub(&sub->backlog, 1) - 1;
+    long left = atomic_fetch_sub(&sub->backlog, n) - n;
 
     if (left < (long)sub->cfg->publish_backlog)
         subscriber_wake_publishers(sub);
@@ -212,14 +230,48 @@ subscriber_recover(struct subscriber *sub)
     free(v);
 }
 
+/* Fans out the pending messages in order, each run of consecutive
+ * messages for one user with one hub_publish, and drops our references. */
+static void
+subscriber_flush(struct subscriber *sub)
+{
+    struct sse_frame *run[SUB_BATCH_MAX];
+    size_t i = 0, j, own = 0;
+
+    while (i < sub->nbatch) {
+        const char *user = sub->batch[i].user_id;
+
+        for (j = i; j < sub->nbatch && strcmp(sub->batch[j].user_id, user) == 0; j++)
+            run[j - i] = sub->batch[j].f;
+        hub_publish(sub->hub, user, run, j - i);
+        i = j;
+    }
+    for (i = 0; i < sub->nbatch; i++) {
+        own += (size_t)sub->batch[i].own;
+        sse_frame_unref(sub->batch[i].f);
+    }
+    sub->nbatch = 0;
+    if (own > 0)
+        subscriber_note_fanned_out(sub, (long)own);
+}
+
+static void
+subscriber_on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    subscriber_flush(arg);
+}
+
 /* The reply is borrowed: hiredis frees it when we return. The frame is
- * built from the message bytes once; hub_publish gives each recipient a
- * reference, and ours is dropped here. */
+ * built from the message bytes once and waits in the batch until the end
+ * of this read (flush_ev runs after the read callback, in the same loop
+ * pass); hub_publish then gives each recipient a reference. */
 static void
 subscriber_deliver(struct subscriber *sub, const char *msg, size_t len)
 {
     struct envelope_view v;
-    struct sse_frame *f;
+    struct sub_pending *p;
     char err[128];
 
     if (envelope_parse(msg, len, &v, err, sizeof(err)) == -1) {
@@ -227,15 +279,18 @@ subscriber_deliver(struct subscriber *sub, const char *msg, size_t len)
                  sub->cfg->redis_channel, err, msg);
         return;
     }
-    f = sse_frame_new_event(v.has_id ? &v.id : NULL, v.type, msg, len);
-    if (f == NULL) {
+    if (sub->nbatch == SUB_BATCH_MAX)
+        subscriber_flush(sub);
+    p = &sub->batch[sub->nbatch];
+    p->f = sse_frame_new_event(v.has_id ? &v.id : NULL, v.type, msg, len);
+    if (p->f == NULL) {
         log_error("out of memory framing an event for user %s", v.user_id);
         return;
     }
-    hub_publish(sub->hub, v.user_id, f);
-    sse_frame_unref(f);
-    if (strcmp(v.server_id, sub->cfg->server_id) == 0)
-        subscriber_note_fanned_out(sub);
+    memcpy(p->user_id, v.user_id, sizeof(p->user_id));
+    p->own = strcmp(v.server_id, sub->cfg->server_id) == 0;
+    if (sub->nbatch++ == 0)
+        event_active(sub->flush_ev, EV_TIMEOUT, 1);
 }
 
 static void
@@ -255,6 +310,7 @@ subscriber_on_reply(redisAsyncContext *ac, void *r, void *privdata)
         reply->element[2]->type == REDIS_REPLY_STRING) {
         subscriber_deliver(sub, reply->element[2]->str, reply->element[2]->len);
     } else if (strcmp(kind->str, "subscribe") == 0) {
+        subscriber_flush(sub);
         evtimer_del(sub->deadline_ev);
         sub->backoff_ms = BACKOFF_MIN_MS;
         subscriber_reset_backlog(sub);
@@ -306,6 +362,8 @@ subscriber_on_disconnect(const redisAsyncContext *ac, int status)
 
     if (sub->ac == ac)
         sub->ac = NULL;
+    if (!sub->freeing)
+        subscriber_flush(sub);      /* what was read is delivered */
     evtimer_del(sub->deadline_ev);
     if (atomic_exchange(&sub->up, 0) && !sub->freeing)
         log_warn("redis: subscription lost: %s",
@@ -407,10 +465,11 @@ subscriber_new(struct event_base *base, const struct config *cfg,
     sub->deadline_ev = evtimer_new(base, subscriber_on_deadline, sub);
     sub->heartbeat_ev = event_new(base, -1, EV_PERSIST,
                                   subscriber_on_heartbeat, sub);
+    sub->flush_ev = event_new(base, -1, 0, subscriber_on_flush, sub);
     sub->heartbeat = sse_frame_new_raw(heartbeat_bytes,
                                        sizeof(heartbeat_bytes) - 1);
     if (sub->retry_ev == NULL || sub->deadline_ev == NULL ||
-        sub->heartbeat_ev == NULL || sub->heartbeat == NULL ||
+        sub->heartbeat_ev == NULL || sub->heartbeat == NULL || sub->flush_ev == NULL ||
         event_add(sub->heartbeat_ev, &beat) == -1) {
         subscriber_free(sub);
         return NULL;
@@ -437,6 +496,11 @@ subscriber_free(struct subscriber *sub)
         event_free(sub->deadline_ev);
     if (sub->heartbeat_ev != NULL)
         event_free(sub->heartbeat_ev);
+    if (sub->flush_ev != NULL)
+        event_free(sub->flush_ev);
+    /* Shutting down: what is still pending goes nowhere. */
+    for (size_t i = 0; i < sub->nbatch; i++)
+        sse_frame_unref(sub->batch[i].f);
     sse_frame_unref(sub->heartbeat);
     pthread_cond_destroy(&sub->room_cv);
     pthread_mutex_destroy(&sub->room_mu);

@@ -309,6 +309,45 @@ test_closed_stream_is_inert(void **state)
     pair_close(&p);
 }
 
+/* A burst of events for one user goes out in one write, in order and
+ * deduplicated. SOCK_SEQPACKET keeps each sendmsg one record, so one
+ * read returning both events proves they went in one call. */
+static void
+test_push_many_one_write(void **state)
+{
+    struct pair p = { -1, -1, 0 };
+    struct stream *s;
+    struct sse_frame *f[3];
+    int sv[2];
+    char buf[4096];
+    ssize_t n;
+
+    (void)state;
+    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+    p.w = sv[0];
+    p.r = sv[1];
+    assert_int_equal(fcntl(p.w, F_SETFL, O_NONBLOCK), 0);
+    assert_int_equal(fcntl(p.r, F_SETFL, O_NONBLOCK), 0);
+    s = stream_ready(&p, 1 << 20, 1);
+    assert_int_equal(stream_flush_sink(s), STREAM_IO_IDLE);
+    f[0] = event(3, "a");
+    f[1] = event(2, "older");       /* before the last id: dropped */
+    f[2] = event(4, "b");
+    stream_push_many(s, f, 3);
+    for (int i = 0; i < 3; i++)
+        sse_frame_unref(f[i]);
+    n = read(p.r, buf, sizeof(buf) - 1);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    assert_string_equal(buf, chunks("id: 3-0\nevent: t\ndata: a\n\n",
+                                    "id: 4-0\nevent: t\ndata: b\n\n", NULL));
+    assert_int_equal(read(p.r, buf, sizeof(buf)), -1);     /* nothing more */
+    assert_int_equal(p.kicks, 0);
+    stream_close(s);
+    stream_unref(s);
+    pair_close(&p);
+}
+
 int
 main(void)
 {
@@ -316,6 +355,7 @@ main(void)
         cmocka_unit_test(test_first_flush_then_direct_writes),
         cmocka_unit_test(test_replay_holds_and_dedups),
         cmocka_unit_test(test_idless_frames_and_http10),
+        cmocka_unit_test(test_push_many_one_write),
         cmocka_unit_test(test_partial_writes_resume_mid_chunk),
         cmocka_unit_test(test_bound_ends_slow_stream),
         cmocka_unit_test(test_closed_stream_is_inert),
