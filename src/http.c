@@ -1,11 +1,11 @@
-/* http.c -- the libmicrohttpd daemon. Owns the daemon and each request's
- * state (route, bounded body buffer) from its first access-handler call
- * to MHD's completion callback. Routes to api.c; builds every response.
+/* http.c -- the libmicrohttpd daemons and the threads that run them.
+ * Owns them and each request's state (route, bounded body buffer) from
+ * its first access-handler call to MHD's completion callback. Routes to
+ * api.c; builds every response.
  *
  * Threading: HTTP_THREADS daemons, each with its own listening socket on
  * the shared address (SO_REUSEPORT), its own epoll set and one thread of
- * ours that runs it (http_loop_main). Each has its own epoll set; with
- * STREAM_HANDOFF=0
+ * ours that runs it (http_loop_main). With STREAM_HANDOFF=0 each has
  * also its own list of suspended (idle) streams, so resuming one stream
  * wakes one thread, which walks only its share of the parked connections
  * (libmicrohttpd 0.9.75 walks that whole list). */
@@ -491,8 +491,9 @@ static struct MHD_Daemon *
 http_start_daemon(struct http *h, const struct sockaddr_in *sin, unsigned conn_limit)
 {
     return MHD_start_daemon(
-        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-            MHD_USE_ITC | MHD_USE_ERROR_LOG |
+        /* No MHD_USE_ITC: without an internal thread MHD drops it, and
+         * resumes wake the loop through http_loop_wake instead. */
+        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
             /* With the hand-off, closing MHD's copy of a stream socket
              * must not shutdown() it: TURBO skips that (connection.c,
              * MHD_connection_mark_closed_). */
