@@ -616,23 +616,21 @@ http_start(struct app *app, char *err, size_t errlen)
         return NULL;
     }
     h->app = app;
-    for (h->nloops = 0; h->nloops < n; h->nloops++) {
-        struct http_loop *l = &h->loop[h->nloops];
+    while (h->nloops < n) {
+        /* Counted before it is set up: http_stop cleans up whatever of
+         * it was started. */
+        struct http_loop *l = &h->loop[h->nloops++];
 
         l->http = h;
-        l->wake_fd = -1;
         if ((l->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
             (l->daemon = http_start_daemon(h, &sin, limit)) == NULL) {
             snprintf(err, errlen, "cannot listen on %s:%u", cfg->listen_addr,
                      cfg->port);
-            if (l->wake_fd >= 0)
-                close(l->wake_fd);
             http_stop(h);
             return NULL;
         }
         if (pthread_create(&l->thread, NULL, http_loop_main, l) != 0) {
             snprintf(err, errlen, "cannot start an HTTP thread");
-            h->nloops++;        /* so http_stop stops its daemon */
             http_stop(h);
             return NULL;
         }
@@ -668,8 +666,10 @@ http_stop(struct http *h)
     }
     /* The threads are gone: MHD_stop_daemon may run on this one. */
     for (unsigned i = 0; i < h->nloops; i++) {
-        MHD_stop_daemon(h->loop[i].daemon);
-        close(h->loop[i].wake_fd);
+        if (h->loop[i].daemon != NULL)
+            MHD_stop_daemon(h->loop[i].daemon);
+        if (h->loop[i].wake_fd >= 0)
+            close(h->loop[i].wake_fd);
     }
     close(h->stop_fd);
     free(h->loop);
