@@ -69,6 +69,8 @@ static const struct config_option config_options[] = {
       CONFIG_FIELD(writer_threads), "stream writer threads (with STREAM_HANDOFF=1)" },
     { "FANOUT_THREADS", "--fanout-threads", CONFIG_KIND_UINT, "1", 0, 64,
       CONFIG_FIELD(fanout_threads), "threads that help send a large fan-out (0: none)" },
+    { "FANOUT_URING", "--fanout-uring", CONFIG_KIND_UINT, "1", 0, 1,
+      CONFIG_FIELD(fanout_uring), "1: a fan-out's writes go out through io_uring where the kernel allows it" },
     { "PUBLISH_BACKLOG", "--publish-backlog", CONFIG_KIND_UINT, "64", 1, 1000000,
       CONFIG_FIELD(publish_backlog), "own events not yet fanned out before a publish waits" },
     { "PUBLISH_WAIT_MS", "--publish-wait-ms", CONFIG_KIND_UINT, "1000", 0, 60000,

@@ -13,11 +13,18 @@
 
 #define FANOUT_CHUNK 16         /* items per claim: cheap cursor, fair split */
 
+/* A helper's start argument: its fan-out and its worker number. */
+struct fanout_helper {
+    struct fanout *fo;
+    unsigned worker;
+};
+
 struct fanout {
     pthread_mutex_t mu;
     pthread_cond_t work;        /* a run opened, or stop */
     pthread_cond_t idle;        /* the last helper left the run */
     pthread_t *threads;
+    struct fanout_helper *helper;
     unsigned nthreads;
     size_t min_items;
     /* The open run; under mu, but for the cursor. */
@@ -36,23 +43,23 @@ struct fanout {
 
 /* Claims chunks until none is left. */
 static void
-fanout_work(struct fanout *fo, void *const *items, size_t n, fanout_fn fn, void *arg)
+fanout_work(struct fanout *fo, void *const *items, size_t n, fanout_fn fn,
+            void *arg, unsigned worker)
 {
     for (;;) {
-        size_t i = atomic_fetch_add(&fo->cursor, FANOUT_CHUNK), end;
+        size_t i = atomic_fetch_add(&fo->cursor, FANOUT_CHUNK);
 
         if (i >= n)
             return;
-        end = n - i < FANOUT_CHUNK ? n : i + FANOUT_CHUNK;
-        for (; i < end; i++)
-            fn(items[i], arg);
+        fn(items + i, n - i < FANOUT_CHUNK ? n - i : FANOUT_CHUNK, worker, arg);
     }
 }
 
 static void *
 fanout_helper_main(void *arg)
 {
-    struct fanout *fo = arg;
+    struct fanout_helper *me = arg;
+    struct fanout *fo = me->fo;
     unsigned long seen = 0;
 
     pthread_mutex_lock(&fo->mu);
@@ -73,7 +80,7 @@ fanout_helper_main(void *arg)
         fn = fo->fn;
         fn_arg = fo->arg;
         pthread_mutex_unlock(&fo->mu);
-        fanout_work(fo, items, n, fn, fn_arg);
+        fanout_work(fo, items, n, fn, fn_arg, me->worker);
         pthread_mutex_lock(&fo->mu);
         if (--fo->active == 0)
             pthread_cond_signal(&fo->idle);
@@ -94,12 +101,18 @@ fanout_new(unsigned helpers, size_t min_items)
     pthread_cond_init(&fo->idle, NULL);
     atomic_init(&fo->cursor, 0);
     fo->min_items = min_items;
-    if (helpers > 0 && (fo->threads = calloc(helpers, sizeof(*fo->threads))) == NULL) {
+    if (helpers > 0 &&
+        ((fo->threads = calloc(helpers, sizeof(*fo->threads))) == NULL ||
+         (fo->helper = calloc(helpers, sizeof(*fo->helper))) == NULL)) {
         fanout_free(fo);
         return NULL;
     }
     for (; fo->nthreads < helpers; fo->nthreads++) {
-        if (pthread_create(&fo->threads[fo->nthreads], NULL, fanout_helper_main, fo) != 0) {
+        struct fanout_helper *me = &fo->helper[fo->nthreads];
+
+        me->fo = fo;
+        me->worker = fo->nthreads + 1;
+        if (pthread_create(&fo->threads[fo->nthreads], NULL, fanout_helper_main, me) != 0) {
             fanout_free(fo);
             return NULL;
         }
@@ -119,6 +132,7 @@ fanout_free(struct fanout *fo)
     for (unsigned i = 0; i < fo->nthreads; i++)
         pthread_join(fo->threads[i], NULL);
     free(fo->threads);
+    free(fo->helper);
     free(fo->scratch);
     pthread_cond_destroy(&fo->idle);
     pthread_cond_destroy(&fo->work);
@@ -130,8 +144,8 @@ void
 fanout_run(struct fanout *fo, void *const *items, size_t n, fanout_fn fn, void *arg)
 {
     if (fo->nthreads == 0 || n < fo->min_items) {
-        for (size_t i = 0; i < n; i++)
-            fn(items[i], arg);
+        if (n > 0)
+            fn(items, n, 0, arg);
         return;
     }
     pthread_mutex_lock(&fo->mu);
@@ -145,7 +159,7 @@ fanout_run(struct fanout *fo, void *const *items, size_t n, fanout_fn fn, void *
     pthread_cond_broadcast(&fo->work);
     pthread_mutex_unlock(&fo->mu);
 
-    fanout_work(fo, items, n, fn, arg);
+    fanout_work(fo, items, n, fn, arg, 0);
 
     /* The barrier: a helper still in a chunk may be sending to a stream
      * the next run sends to as well. */
@@ -154,6 +168,12 @@ fanout_run(struct fanout *fo, void *const *items, size_t n, fanout_fn fn, void *
     while (fo->active > 0)
         pthread_cond_wait(&fo->idle, &fo->mu);
     pthread_mutex_unlock(&fo->mu);
+}
+
+unsigned
+fanout_workers(const struct fanout *fo)
+{
+    return fo->nthreads + 1;
 }
 
 void **

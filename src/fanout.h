@@ -9,7 +9,10 @@
 
 struct fanout;
 
-typedef void (*fanout_fn)(void *item, void *arg);
+/* Called with a chunk of consecutive items; worker tells which thread
+ * runs it (0 for the caller, 1..helpers for the helpers), so that a
+ * callback can keep per-thread state without locks. */
+typedef void (*fanout_fn)(void *const *items, size_t n, unsigned worker, void *arg);
 
 /* Starts helpers threads (0: every run is serial on the caller). Runs of
  * fewer than min_items items stay serial. Returns NULL on failure. */
@@ -20,11 +23,16 @@ fanout_new(unsigned helpers, size_t min_items);
 void
 fanout_free(struct fanout *fo);
 
-/* Calls fn(items[i], arg) once for every i < n, spread over the caller
- * and the helpers, and returns when all calls have returned. Calls on one
- * run may happen in any order. One run at a time: callers serialise. */
+/* Calls fn on chunks covering every items[i] once, spread over the
+ * caller and the helpers, and returns when all calls have returned.
+ * Chunks of one run may run in any order. One run at a time: callers
+ * serialise. */
 void
 fanout_run(struct fanout *fo, void *const *items, size_t n, fanout_fn fn, void *arg);
+
+/* The number of threads that may run a run's chunks: helpers + 1. */
+unsigned
+fanout_workers(const struct fanout *fo);
 
 /* Returns a scratch array of at least n pointers owned by fo, valid
  * until the next call, or NULL when out of memory. For building a run's

@@ -3,6 +3,7 @@
  * die). The index is split into shards, each with its own mutex, so
  * opening and closing streams on the HTTP threads rarely contends with
  * the subscriber fanning out. Lock order: shard, then stream. */
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -11,6 +12,8 @@
 
 #include "fanout.h"
 #include "hub.h"
+#include "log.h"
+#include "sender.h"
 #include "stream.h"
 
 #define HUB_SHARDS 64           /* power of two */
@@ -35,6 +38,12 @@ struct hub {
     atomic_size_t count;
     atomic_int closed;
     struct fanout *fanout;      /* borrowed; NULL: every send on the caller */
+    /* One sender per fan-out worker (worker 0 is hub_publish's caller),
+     * made on first use on the thread that uses it; NULL: plain sends. */
+    int uring;
+    unsigned nsenders;
+    struct sender **senders;
+    int *sender_tried;
 };
 
 static uint32_t
@@ -59,13 +68,20 @@ hub_shard_for(struct hub *h, const char *user_id, uint32_t *hash)
 }
 
 struct hub *
-hub_new(struct fanout *fo)
+hub_new(struct fanout *fo, int uring)
 {
     struct hub *h;
     int i;
 
     if ((h = calloc(1, sizeof(*h))) == NULL)
         return NULL;
+    h->nsenders = fo != NULL ? fanout_workers(fo) : 1;
+    if ((h->senders = calloc(h->nsenders, sizeof(*h->senders))) == NULL ||
+        (h->sender_tried = calloc(h->nsenders, sizeof(*h->sender_tried))) == NULL) {
+        free(h->senders);
+        free(h);
+        return NULL;
+    }
     for (i = 0; i <= HUB_SHARDS; i++) {
         if (pthread_mutex_init(&h->shard[i].mu, NULL) != 0)
             goto err;
@@ -73,10 +89,13 @@ hub_new(struct fanout *fo)
     atomic_init(&h->count, 0);
     atomic_init(&h->closed, 0);
     h->fanout = fo;
+    h->uring = uring;
     return h;
 err:
     while (--i >= 0)
         pthread_mutex_destroy(&h->shard[i].mu);
+    free(h->sender_tried);
+    free(h->senders);
     free(h);
     return NULL;
 }
@@ -100,6 +119,10 @@ hub_free(struct hub *h)
         free(sh->table);
         pthread_mutex_destroy(&sh->mu);
     }
+    for (unsigned i = 0; i < h->nsenders; i++)
+        sender_free(h->senders[i]);
+    free(h->senders);
+    free(h->sender_tried);
     free(h);
 }
 
@@ -243,20 +266,52 @@ hub_remove(struct hub *h, struct stream *s)
 
 /* A run's frames, for the fan-out's callback. */
 struct push_batch {
+    struct hub *h;
     struct sse_frame *const *f;
     size_t n;
 };
 
+/* The sender of fan-out worker `worker`, made on its first use, on the
+ * thread that will use it (each worker index has one thread). NULL when
+ * io_uring is off or unavailable. */
+static struct sender *
+hub_sender(struct hub *h, unsigned worker)
+{
+    if (!h->uring || worker >= h->nsenders)
+        return NULL;
+    if (!h->sender_tried[worker]) {
+        h->sender_tried[worker] = 1;
+        h->senders[worker] = sender_new();
+        if (worker == 0 && h->senders[0] == NULL)
+            log_info("io_uring unavailable (%s): fan-outs send with sendmsg",
+                     strerror(errno));
+        else if (worker == 0)
+            log_info("fan-outs send through io_uring");
+    }
+    return h->senders[worker];
+}
+
+/* Pushes to n streams; with a sender, their writes go to the kernel in
+ * batches rather than one system call each. */
 static void
-bucket_push_one(void *s, void *arg)
+bucket_push_streams(void *const *streams, size_t n, unsigned worker, void *arg)
 {
     const struct push_batch *b = arg;
+    struct sender *sd = hub_sender(b->h, worker);
 
-    stream_push_many(s, b->f, b->n);
+    if (sd == NULL) {
+        for (size_t i = 0; i < n; i++)
+            stream_push_many(streams[i], b->f, b->n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        sender_add(sd, streams[i], b->f, b->n);
+    sender_flush(sd);
 }
 
 /* Caller holds the bucket's shard lock, which keeps every stream alive
- * (hub_remove takes it before a stream dies) until the run returns. */
+ * and its socket open (hub_remove takes the lock before either goes)
+ * until the run returns, and so until every batched write is done. */
 static void
 bucket_push(struct hub *h, struct bucket *b, struct push_batch *batch)
 {
@@ -266,17 +321,28 @@ bucket_push(struct hub *h, struct bucket *b, struct push_batch *batch)
     if (h->fanout != NULL && (items = fanout_scratch(h->fanout, b->count)) != NULL) {
         for (struct stream *s = b->streams; s != NULL; s = stream_hub_link(s)->next)
             items[n++] = s;
-        fanout_run(h->fanout, items, n, bucket_push_one, batch);
+        fanout_run(h->fanout, items, n, bucket_push_streams, batch);
         return;
     }
-    for (struct stream *s = b->streams; s != NULL; s = stream_hub_link(s)->next)
-        stream_push_many(s, batch->f, batch->n);
+    /* No fan-out (or no memory for its items): walk the list here. */
+    {
+        struct sender *sd = hub_sender(h, 0);
+
+        for (struct stream *s = b->streams; s != NULL; s = stream_hub_link(s)->next) {
+            if (sd != NULL)
+                sender_add(sd, s, batch->f, batch->n);
+            else
+                stream_push_many(s, batch->f, batch->n);
+        }
+        if (sd != NULL)
+            sender_flush(sd);
+    }
 }
 
 void
 hub_publish(struct hub *h, const char *user_id, struct sse_frame *const *f, size_t n)
 {
-    struct push_batch batch = { f, n };
+    struct push_batch batch = { h, f, n };
     uint32_t hash;
     struct shard *sh;
     struct bucket **bp;

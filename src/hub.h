@@ -11,9 +11,11 @@ struct stream;
 struct sse_frame;
 struct fanout;
 
-/* fo (borrowed, may be NULL) spreads large fan-outs over its helpers. */
+/* fo (borrowed, may be NULL) spreads large fan-outs over its helpers.
+ * uring: batch each fan-out's writes through io_uring (sender.c) where
+ * the kernel allows it. */
 struct hub *
-hub_new(struct fanout *fo);
+hub_new(struct fanout *fo, int uring);
 
 /* Frees the index only; the hub must be empty (streams are owned by
  * their connections). NULL is ignored. */

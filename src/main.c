@@ -164,7 +164,7 @@ main(int argc, char **argv)
     }
     if ((g.base = event_base_new()) == NULL ||
         (g.fanout = fanout_new(g.cfg.fanout_threads, MAIN_FANOUT_MIN)) == NULL ||
-        (g.app.hub = hub_new(g.fanout)) == NULL ||
+        (g.app.hub = hub_new(g.fanout, (int)g.cfg.fanout_uring)) == NULL ||
         (g.app.hello = main_hello_frame(&g.cfg)) == NULL ||
         (g.app.sub = subscriber_new(g.base, &g.cfg, g.app.hub)) == NULL ||
         (g.sigint_ev = evsignal_new(g.base, SIGINT, main_on_signal, &g)) == NULL ||

@@ -1,7 +1,8 @@
 /* stream.c -- one SSE connection. Owns its queue of frame references until
  * stream_close(); borrows what it writes to: the MHD connection it resumes
  * (STREAM_HANDOFF=0) or the socket of its sink (hand-off mode), which it
- * writes directly while the socket takes data. Every field is guarded by
+ * writes directly while the socket takes data, or describes the write for
+ * a fan-out to issue in a batch (stream_push_prepare, sender.c). Every field is guarded by
  * s->mu, which is always taken after the hub's shard lock and before
  * libmicrohttpd's and libevent's own locks. */
 #include <errno.h>
@@ -54,6 +55,7 @@ struct stream {
     int fd;                     /* after a hand-off: the socket, else -1 */
     int chunked;                /* frames go out as HTTP chunks */
     int fd_ready;               /* head sent, socket not full: producers may write */
+    int inflight;               /* a prepared write is pending (stream_send_done) */
     int ending;                 /* send what is queued, then end */
     int closed;                 /* the connection is gone */
     const char *end_reason;
@@ -193,8 +195,8 @@ static void
 stream_wake_locked(struct stream *s)
 {
     if (s->kick != NULL) {
-        if (s->closed)
-            return;
+        if (s->closed || s->inflight)
+            return;             /* inflight: stream_send_done carries on */
         if (s->fd_ready && stream_flush_locked(s) == STREAM_IO_IDLE)
             return;
         s->fd_ready = 0;
@@ -263,17 +265,25 @@ stream_queue_locked(struct stream *s, struct sse_frame *f)
     }
 }
 
+/* Caller holds s->mu. Queues the frames, or holds them while a replay
+ * runs. */
+static void
+stream_queue_many_locked(struct stream *s, struct sse_frame *const *f, size_t n)
+{
+    for (size_t i = 0; i < n && !s->ending; i++) {
+        if (s->replays > 0)
+            stream_enqueue_locked(s, &s->held, f[i]);
+        else
+            stream_queue_locked(s, f[i]);
+    }
+}
+
 void
 stream_push_many(struct stream *s, struct sse_frame *const *f, size_t n)
 {
     pthread_mutex_lock(&s->mu);
     if (!s->ending && !s->closed) {
-        for (size_t i = 0; i < n && !s->ending; i++) {
-            if (s->replays > 0)
-                stream_enqueue_locked(s, &s->held, f[i]);
-            else
-                stream_queue_locked(s, f[i]);
-        }
+        stream_queue_many_locked(s, f, n);
         stream_wake_locked(s);
     }
     pthread_mutex_unlock(&s->mu);
@@ -414,87 +424,98 @@ stream_attach_sink(struct stream *s, int fd, int chunked,
     pthread_mutex_unlock(&s->mu);
 }
 
-#define STREAM_IOV_FRAMES 64
+/* Caller holds s->mu, s->fd is set and the queue is not empty. Describes
+ * one sendmsg of up to STREAM_SEND_FRAMES frames from the head. Each frame
+ * goes out as one HTTP chunk: "<hex len>\r\n" frame "\r\n", straight
+ * from the shared frame (no copy); head_off counts bytes of the head
+ * frame's whole chunk already sent. */
+static void
+stream_send_build_locked(struct stream *s, struct stream_send *w)
+{
+    size_t nf = s->queue.count < STREAM_SEND_FRAMES ? s->queue.count : STREAM_SEND_FRAMES;
+    size_t skip = s->head_off;
+    int chunked = s->chunked;
+    size_t cnt = 0;
+
+    w->s = s;
+    w->fd = s->fd;
+    w->frames = nf;
+    w->total = 0;
+    for (size_t i = 0; i < nf; i++) {
+        struct sse_frame *f = s->queue.slot[(s->queue.head + i) & (s->queue.cap - 1)];
+        const char *seg[3];
+        size_t len[3];
+
+        w->plen[i] = chunked ? (size_t)snprintf(w->prefix[i], sizeof(w->prefix[i]), "%zx\r\n", f->len) : 0;
+        seg[0] = w->prefix[i];
+        len[0] = w->plen[i];
+        seg[1] = f->bytes;
+        len[1] = f->len;
+        seg[2] = "\r\n";
+        len[2] = chunked ? 2 : 0;
+        for (int k = 0; k < 3; k++) {
+            if (skip >= len[k]) {
+                skip -= len[k];
+                continue;
+            }
+            w->iov[cnt].iov_base = (void *)(uintptr_t)(seg[k] + skip);
+            w->iov[cnt].iov_len = len[k] - skip;
+            w->total += len[k] - skip;
+            skip = 0;
+            cnt++;
+        }
+    }
+    memset(&w->mh, 0, sizeof(w->mh));
+    w->mh.msg_iov = w->iov;
+    w->mh.msg_iovlen = cnt;
+}
+
+/* Caller holds s->mu. The write w sent n bytes: drops every frame whose
+ * whole chunk is now sent. Returns 1 if all of w went out. */
+static int
+stream_send_apply_locked(struct stream *s, const struct stream_send *w, size_t n)
+{
+    size_t left = n + s->head_off;
+    size_t extra = s->chunked ? 2 : 0;
+
+    for (size_t i = 0; i < w->frames; i++) {
+        struct sse_frame *f = frameq_peek(&s->queue);
+        size_t clen = w->plen[i] + f->len + extra;
+
+        if (left < clen) {
+            s->head_off = left;
+            break;
+        }
+        left -= clen;
+        frameq_pop(&s->queue);
+        s->bytes -= f->len;
+        s->head_off = 0;
+        sse_frame_unref(f);
+    }
+    return n == w->total;
+}
 
 /* Caller holds s->mu and s->fd is set. */
 static enum stream_io
 stream_flush_locked(struct stream *s)
 {
-    struct iovec iov[3 * STREAM_IOV_FRAMES];
-    char prefix[STREAM_IOV_FRAMES][20];
-    size_t plen[STREAM_IOV_FRAMES];
+    struct stream_send w;
     enum stream_io rc = STREAM_IO_IDLE;
-    int fd = s->fd, chunked = s->chunked;
 
     while (s->queue.count > 0 && !s->closed) {
-        size_t nf = s->queue.count < STREAM_IOV_FRAMES ? s->queue.count : STREAM_IOV_FRAMES;
-        size_t total = 0, skip = s->head_off;
-        int cnt = 0;
         ssize_t n;
 
-        /* Each frame goes out as one HTTP chunk: "<hex len>\r\n" frame
-         * "\r\n", straight from the shared frame (no copy). head_off
-         * counts bytes of the head frame's whole chunk already sent. */
-        for (size_t i = 0; i < nf; i++) {
-            struct sse_frame *f = s->queue.slot[(s->queue.head + i) & (s->queue.cap - 1)];
-            const char *seg[3];
-            size_t len[3];
-
-            plen[i] = chunked ? (size_t)snprintf(prefix[i], sizeof(prefix[i]), "%zx\r\n", f->len) : 0;
-            seg[0] = prefix[i];
-            len[0] = plen[i];
-            seg[1] = f->bytes;
-            len[1] = f->len;
-            seg[2] = "\r\n";
-            len[2] = chunked ? 2 : 0;
-            for (int k = 0; k < 3; k++) {
-                if (skip >= len[k]) {
-                    skip -= len[k];
-                    continue;
-                }
-                iov[cnt].iov_base = (void *)(uintptr_t)(seg[k] + skip);
-                iov[cnt].iov_len = len[k] - skip;
-                total += len[k] - skip;
-                skip = 0;
-                cnt++;
-            }
-        }
+        stream_send_build_locked(s, &w);
         /* sendmsg, not writev: a socket call skips the file layer
          * (vfs_writev, fdget_pos: about 9% of a fan-out's CPU in perf)
          * and MSG_NOSIGNAL makes a gone client an error, not SIGPIPE. */
-        {
-            struct msghdr mh;
-
-            memset(&mh, 0, sizeof(mh));
-            mh.msg_iov = iov;
-            mh.msg_iovlen = (size_t)cnt;
-            n = sendmsg(fd, &mh, MSG_NOSIGNAL);
-        }
+        n = sendmsg(w.fd, &w.mh, MSG_NOSIGNAL);
         if (n < 0) {
             rc = errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR
                      ? STREAM_IO_BLOCKED : STREAM_IO_ERROR;
             break;
         }
-        /* Drop every frame whose whole chunk is now sent. */
-        {
-            size_t left = (size_t)n + s->head_off;
-
-            for (size_t i = 0; i < nf; i++) {
-                struct sse_frame *f = frameq_peek(&s->queue);
-                size_t clen = plen[i] + f->len + (chunked ? 2 : 0);
-
-                if (left < clen) {
-                    s->head_off = left;
-                    break;
-                }
-                left -= clen;
-                frameq_pop(&s->queue);
-                s->bytes -= f->len;
-                s->head_off = 0;
-                sse_frame_unref(f);
-            }
-        }
-        if ((size_t)n < total) {
+        if (!stream_send_apply_locked(s, &w, (size_t)n)) {
             rc = STREAM_IO_BLOCKED;     /* the socket buffer is full */
             break;
         }
@@ -504,12 +525,59 @@ stream_flush_locked(struct stream *s)
     return rc;
 }
 
+int
+stream_push_prepare(struct stream *s, struct sse_frame *const *f, size_t n,
+                    struct stream_send *w)
+{
+    int prepared = 0;
+
+    pthread_mutex_lock(&s->mu);
+    if (!s->ending && !s->closed) {
+        stream_queue_many_locked(s, f, n);
+        if (s->kick != NULL && s->fd_ready && !s->inflight && !s->closed &&
+            s->queue.count > 0) {
+            stream_send_build_locked(s, w);
+            s->inflight = 1;
+            prepared = 1;
+        } else {
+            stream_wake_locked(s);
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return prepared;
+}
+
+void
+stream_send_done(struct stream_send *w, ssize_t res)
+{
+    struct stream *s = w->s;
+
+    pthread_mutex_lock(&s->mu);
+    s->inflight = 0;
+    if (!s->closed) {
+        if (res >= 0 && stream_send_apply_locked(s, w, (size_t)res)) {
+            stream_wake_locked(s);      /* what came meanwhile, or the end */
+        } else {
+            /* Full or failed: the writer loop waits for room, or meets
+             * the error itself and closes. */
+            s->fd_ready = 0;
+            s->kick(s->kick_arg);
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
 enum stream_io
 stream_flush_sink(struct stream *s)
 {
     enum stream_io rc;
 
     pthread_mutex_lock(&s->mu);
+    if (s->inflight) {
+        /* A prepared write is pending; its stream_send_done carries on. */
+        pthread_mutex_unlock(&s->mu);
+        return STREAM_IO_IDLE;
+    }
     rc = s->closed ? STREAM_IO_END : stream_flush_locked(s);
     s->fd_ready = rc == STREAM_IO_IDLE;
     pthread_mutex_unlock(&s->mu);

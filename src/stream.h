@@ -6,7 +6,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "eventid.h"
 
@@ -101,6 +103,41 @@ stream_read(struct stream *s, char *buf, size_t max);
 void
 stream_attach_sink(struct stream *s, int fd, int chunked,
                    void (*kick)(void *), void *arg);
+
+/* One write of a stream's queued frames, described for sendmsg(2) so that
+ * someone else may issue it (sender.c batches a fan-out's writes into one
+ * system call). Its iovecs point into the stream's frames, which stay
+ * queued until stream_send_done. Never copy one: mh points into it. */
+#define STREAM_SEND_FRAMES 64
+struct stream_send {
+    struct stream *s;
+    int fd;
+    struct msghdr mh;
+    struct iovec iov[3 * STREAM_SEND_FRAMES];
+    char prefix[STREAM_SEND_FRAMES][20];    /* "<hex len>\r\n" per chunk */
+    size_t plen[STREAM_SEND_FRAMES];
+    size_t frames;              /* frames it covers, from the head */
+    size_t total;               /* bytes it writes */
+};
+
+/* stream_push_many, except that where the frames would be written to the
+ * socket now, the write is described in *w instead, the stream is marked
+ * in flight and 1 is returned: the caller must then issue
+ * sendmsg(w->fd, &w->mh, MSG_NOSIGNAL | MSG_DONTWAIT) and give its result
+ * to stream_send_done. Until then producers only queue and the writer
+ * loop does not write. Returns 0 when there is nothing to write now.
+ * The caller must keep s in the hub until stream_send_done: the sink
+ * removes a stream from the hub before it closes the socket, so the fd
+ * cannot be closed and reused under the pending write. */
+int
+stream_push_prepare(struct stream *s, struct sse_frame *const *f, size_t n,
+                    struct stream_send *w);
+
+/* Ends a write prepared by stream_push_prepare: res is the byte count
+ * written or -errno. Sends what was queued meanwhile; hands the stream to
+ * its writer loop if the socket was full or failed. */
+void
+stream_send_done(struct stream_send *w, ssize_t res);
 
 enum stream_io {
     STREAM_IO_IDLE,         /* everything queued was written */

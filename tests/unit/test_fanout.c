@@ -27,6 +27,8 @@ struct run {
     pthread_t caller;
     atomic_size_t done;
     atomic_int on_helper;
+    atomic_int bad_worker;        /* worker 0 off the caller, or the reverse */
+    unsigned workers;             /* fanout_workers: every worker is below */
     unsigned spin;                /* busy work per item, so runs overlap */
 };
 
@@ -50,6 +52,17 @@ call_one(void *item, void *arg)
 }
 
 static void
+call_chunk(void *const *chunk, size_t n, unsigned worker, void *arg)
+{
+    struct run *r = arg;
+
+    if ((worker == 0) != pthread_equal(pthread_self(), r->caller) || worker >= r->workers)
+        atomic_store(&r->bad_worker, 1);
+    for (size_t i = 0; i < n; i++)
+        call_one(chunk[i], arg);
+}
+
+static void
 run_reset(struct run *r, size_t n, unsigned spin)
 {
     for (size_t i = 0; i < n; i++) {
@@ -60,6 +73,8 @@ run_reset(struct run *r, size_t n, unsigned spin)
     r->caller = pthread_self();
     atomic_store(&r->done, 0);
     atomic_store(&r->on_helper, 0);
+    atomic_store(&r->bad_worker, 0);
+    r->workers = 1;
     r->spin = spin;
 }
 
@@ -76,7 +91,9 @@ check_runs(unsigned helpers)
         size_t n = (size_t)(round % 7 == 0 ? 1 : ITEMS - (size_t)round);
 
         run_reset(&r, n, round % 2 ? 200 : 0);
-        fanout_run(fo, items, n, call_one, &r);
+        r.workers = fanout_workers(fo);
+        fanout_run(fo, items, n, call_chunk, &r);
+        assert_int_equal(atomic_load(&r.bad_worker), 0);
         assert_int_equal(atomic_load(&r.done), n);
         for (size_t i = 0; i < n; i++)
             assert_int_equal(atomic_load(&slots[i].calls), 1);
@@ -107,7 +124,9 @@ test_no_helpers_is_serial_in_order(void **state)
     (void)state;
     assert_non_null(fo);
     run_reset(&r, ITEMS, 0);
-    fanout_run(fo, items, ITEMS, call_one, &r);
+    r.workers = fanout_workers(fo);
+    fanout_run(fo, items, ITEMS, call_chunk, &r);
+    assert_int_equal(atomic_load(&r.bad_worker), 0);
     for (size_t i = 0; i < ITEMS; i++) {
         assert_int_equal(slots[i].order, i);
         assert_true(pthread_equal(slots[i].by, r.caller));
@@ -127,7 +146,9 @@ test_small_runs_stay_on_the_caller(void **state)
     assert_non_null(fo);
     for (int round = 0; round < 50; round++) {
         run_reset(&r, 127, 2000);
-        fanout_run(fo, items, 127, call_one, &r);
+        r.workers = fanout_workers(fo);
+        fanout_run(fo, items, 127, call_chunk, &r);
+        assert_int_equal(atomic_load(&r.bad_worker), 0);
         assert_int_equal(atomic_load(&r.on_helper), 0);
         for (size_t i = 0; i < 127; i++)
             assert_int_equal(slots[i].order, i);
@@ -149,7 +170,9 @@ test_helpers_take_part(void **state)
     assert_non_null(fo);
     for (int round = 0; round < 50 && !helped; round++) {
         run_reset(&r, ITEMS, 2000);
-        fanout_run(fo, items, ITEMS, call_one, &r);
+        r.workers = fanout_workers(fo);
+        fanout_run(fo, items, ITEMS, call_chunk, &r);
+        assert_int_equal(atomic_load(&r.bad_worker), 0);
         assert_int_equal(atomic_load(&r.done), ITEMS);
         helped = atomic_load(&r.on_helper);
     }

@@ -348,6 +348,107 @@ test_push_many_one_write(void **state)
     pair_close(&p);
 }
 
+/* Writes the first k bytes that w describes, as a send cut short by a
+ * full socket would. */
+static void
+write_prefix(int fd, const struct stream_send *w, size_t k)
+{
+    for (size_t i = 0; i < w->mh.msg_iovlen && k > 0; i++) {
+        size_t take = w->iov[i].iov_len < k ? w->iov[i].iov_len : k;
+
+        assert_int_equal(write(fd, w->iov[i].iov_base, take), (ssize_t)take);
+        k -= take;
+    }
+}
+
+/* A prepared write owns the socket until it is done: frames pushed
+ * meanwhile only queue, the writer loop writes nothing, and an end waits.
+ * When it is done, what came meanwhile follows on the wire, in order. */
+static void
+test_prepared_write_owns_the_socket(void **state)
+{
+    struct pair p;
+    struct stream *s;
+    struct stream_send *w = malloc(sizeof(*w));
+    struct sse_frame *f = event(1, "a");
+    ssize_t n;
+
+    (void)state;
+    assert_non_null(w);
+    pair_open(&p, 0);
+    s = stream_ready(&p, 1 << 20, 1);
+    assert_int_equal(stream_flush_sink(s), STREAM_IO_IDLE);
+    assert_int_equal(stream_push_prepare(s, &f, 1, w), 1);
+    sse_frame_unref(f);
+    assert_int_equal(w->fd, p.w);
+    assert_int_equal(w->frames, 1);
+    push_unref(s, event(2, "b"));
+    f = event(3, "c");
+    assert_int_equal(stream_push_prepare(s, &f, 1, w), 0);  /* in flight: queued only */
+    sse_frame_unref(f);
+    assert_drained(&p, "");
+    assert_int_equal(stream_flush_sink(s), STREAM_IO_IDLE);
+    assert_drained(&p, "");
+    stream_end(s, "test");
+    assert_int_equal(p.kicks, 0);
+    n = sendmsg(w->fd, &w->mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    assert_int_equal(n, (ssize_t)w->total);
+    stream_send_done(w, n);
+    assert_drained(&p, chunks("id: 1-0\nevent: t\ndata: a\n\n",
+                              "id: 2-0\nevent: t\ndata: b\n\n",
+                              "id: 3-0\nevent: t\ndata: c\n\n", NULL));
+    assert_int_equal(p.kicks, 1);               /* the end is the writer's */
+    assert_int_equal(stream_flush_sink(s), STREAM_IO_END);
+    stream_close(s);
+    stream_unref(s);
+    pair_close(&p);
+    free(w);
+}
+
+/* A prepared write cut short, or refused by a full socket, hands the
+ * stream to its writer loop, which sends the rest from the exact byte
+ * where the write stopped. */
+static void
+test_prepared_write_short_or_refused(void **state)
+{
+    struct pair p;
+    struct stream *s;
+    struct stream_send *w = malloc(sizeof(*w));
+    struct sse_frame *f = event(1, "hello");
+
+    (void)state;
+    assert_non_null(w);
+    pair_open(&p, 0);
+    s = stream_ready(&p, 1 << 20, 1);
+    assert_int_equal(stream_flush_sink(s), STREAM_IO_IDLE);
+
+    assert_int_equal(stream_push_prepare(s, &f, 1, w), 1);
+    sse_frame_unref(f);
+    write_prefix(p.w, w, 7);                    /* into the frame's body */
+    stream_send_done(w, 7);
+    assert_int_equal(p.kicks, 1);
+    f = event(2, "more");
+    assert_int_equal(stream_push_prepare(s, &f, 1, w), 0); /* the writer's now */
+    sse_frame_unref(f);
+    assert_int_equal(p.kicks, 2);
+    assert_int_equal(stream_flush_sink(s), STREAM_IO_IDLE);
+    assert_drained(&p, chunks("id: 1-0\nevent: t\ndata: hello\n\n",
+                              "id: 2-0\nevent: t\ndata: more\n\n", NULL));
+
+    f = event(3, "again");
+    assert_int_equal(stream_push_prepare(s, &f, 1, w), 1);
+    sse_frame_unref(f);
+    stream_send_done(w, -EAGAIN);               /* nothing went out */
+    assert_int_equal(p.kicks, 3);
+    assert_drained(&p, "");
+    assert_int_equal(stream_flush_sink(s), STREAM_IO_IDLE);
+    assert_drained(&p, chunks("id: 3-0\nevent: t\ndata: again\n\n", NULL));
+    stream_close(s);
+    stream_unref(s);
+    pair_close(&p);
+    free(w);
+}
+
 int
 main(void)
 {
@@ -359,6 +460,8 @@ main(void)
         cmocka_unit_test(test_partial_writes_resume_mid_chunk),
         cmocka_unit_test(test_bound_ends_slow_stream),
         cmocka_unit_test(test_closed_stream_is_inert),
+        cmocka_unit_test(test_prepared_write_owns_the_socket),
+        cmocka_unit_test(test_prepared_write_short_or_refused),
     };
 
     log_set_level(LOG_LEVEL_ERROR);   /* "ending: slow consumer" is expected */
