@@ -22,6 +22,13 @@
 #include "stream.h"
 
 #define SENDER_SLOTS 32         /* writes per io_uring_enter at most */
+/* A write of more pieces than this goes out with sendmsg at once: the
+ * kernel keeps up to 8 iovecs (UIO_FASTIOV) inline, but io_uring copies a
+ * longer array into memory of its own for every write. Measured: with
+ * every write through the ring, fan-out max (runs of many events per
+ * socket, 3 pieces per event) fell from about 450k to 340k deliveries/s,
+ * while one-event writes (3 pieces) gained. */
+#define SENDER_MAX_IOV 8
 
 struct sender {
     struct io_uring ring;
@@ -74,6 +81,12 @@ sender_add(struct sender *sd, struct stream *s, struct sse_frame *const *f, size
     }
     if (!stream_push_prepare(s, f, n, w))
         return;
+    if (w->mh.msg_iovlen > SENDER_MAX_IOV) {
+        ssize_t sent = sendmsg(w->fd, &w->mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+        stream_send_done(w, sent < 0 ? -errno : sent);
+        return;
+    }
     /* The ring has a slot per entry and is flushed when they run out,
      * so there is always an entry. */
     sqe = io_uring_get_sqe(&sd->ring);
