@@ -289,30 +289,82 @@ api_snapshot_create(const struct api_request *r)
 
 /* ---------------------------------------------------------------- events */
 
-int
-api_event_publish(const struct api_request *r)
+/* The answer to a write: 202 with its id, or the store's error. */
+static int
+api_event_answer(const struct api_request *r, enum store_result rc, const char *id)
 {
-    struct event_input in;
-    struct body_error e;
-    enum store_result rc;
-    char id[EVENTID_STR_MAX];
     json_object *o;
 
-    if (body_parse_event(r->body, r->body_len, &in, &e) == -1)
-        return api_send_body_error(r->conn, &e);
-    if (subscriber_wait_room(r->app->sub) == -1) {
-        event_input_clear(&in);
-        return api_send_overloaded(r->conn);
-    }
-    rc = store_event_publish(in.user_id, in.type, in.data_json, in.data_len,
-                             id, sizeof(id));
-    event_input_clear(&in);
     if (rc != STORE_OK)
         return api_send_store_error(r->conn, rc, "no account with this userId");
     subscriber_note_published(r->app->sub, 1);
     if ((o = json_object_new_object()) != NULL)
         json_object_object_add(o, "id", json_object_new_string(id));
     return api_send_object(r->conn, MHD_HTTP_ACCEPTED, o, NULL);
+}
+
+/* The pipeline answered (same thread, outside MHD_run): keep the outcome
+ * and resume the request, whose handler then sends it. */
+static void
+api_on_event_stored(void *arg, enum store_result rc, const char *id)
+{
+    struct api_pending *pd = arg;
+
+    pd->rc = rc;
+    snprintf(pd->id, sizeof(pd->id), "%s", id);
+    pd->state = API_PENDING_DONE;
+    MHD_resume_connection(pd->conn);
+}
+
+void
+api_pending_clear(struct api_pending *pd)
+{
+    if (pd->state == API_PENDING_WAITING) {
+        /* The pipeline still points at it; the request cannot end while
+         * suspended, so this is a bug, and leaking beats a use after free. */
+        log_error("api: a request ended while its write was in flight");
+        return;
+    }
+    event_input_clear(&pd->in);
+    pd->state = API_PENDING_NONE;
+}
+
+int
+api_event_publish(const struct api_request *r)
+{
+    struct api_pending *pd = r->pending;
+    struct event_input in;
+    struct body_error e;
+    enum store_result rc;
+    char id[EVENTID_STR_MAX];
+
+    if (pd != NULL && pd->state == API_PENDING_DONE)
+        return api_event_answer(r, pd->rc, pd->id);
+    if (pd != NULL && pd->state == API_PENDING_WAITING)
+        return MHD_YES;             /* suspended; not called again until done */
+    if (body_parse_event(r->body, r->body_len, &in, &e) == -1)
+        return api_send_body_error(r->conn, &e);
+    if (subscriber_wait_room(r->app->sub) == -1) {
+        event_input_clear(&in);
+        return api_send_overloaded(r->conn);
+    }
+    if (pd != NULL && r->pipe != NULL) {
+        /* Suspended first: the answer can only come from this thread's
+         * loop, after this returns. */
+        pd->in = in;
+        pd->conn = r->conn;
+        if (pipeline_publish(r->pipe, &pd->q, pd->in.user_id, pd->in.type,
+                             pd->in.data_json, pd->in.data_len,
+                             api_on_event_stored, pd) == -1)
+            return api_send_store_error(r->conn, STORE_UNAVAILABLE, NULL);
+        pd->state = API_PENDING_WAITING;
+        MHD_suspend_connection(r->conn);
+        return MHD_YES;
+    }
+    rc = store_event_publish(in.user_id, in.type, in.data_json, in.data_len,
+                             id, sizeof(id));
+    event_input_clear(&in);
+    return api_event_answer(r, rc, id);
 }
 
 /* ---------------------------------------------------------------- health */

@@ -5,8 +5,30 @@
 
 #include <stddef.h>
 
+#include "body.h"
+#include "eventid.h"
+#include "pipeline.h"
+#include "store.h"
+
 struct app;
 struct MHD_Connection;
+
+/* A POST /events whose write script is in flight on the thread's
+ * pipeline: http.c keeps it with the request, suspended, and calls the
+ * handler again once it is answered. */
+enum api_pending_state { API_PENDING_NONE, API_PENDING_WAITING, API_PENDING_DONE };
+struct api_pending {
+    enum api_pending_state state;
+    struct MHD_Connection *conn;
+    struct event_input in;          /* the parsed body, until answered */
+    struct pipeline_req q;
+    enum store_result rc;
+    char id[EVENTID_STR_MAX];
+};
+
+/* Frees what a request's pending write holds; never while it waits. */
+void
+api_pending_clear(struct api_pending *pd);
 
 /* What a handler gets: the connection, the shared context, the path
  * parameter (account id) if the route has one, and the whole body. */
@@ -17,6 +39,8 @@ struct api_request {
     const char *body;
     size_t body_len;
     const char *version;        /* "HTTP/1.1", "HTTP/1.0" */
+    struct api_pending *pending;    /* this request's pending write */
+    struct pipeline *pipe;          /* the thread's pipeline, or NULL: block */
 };
 
 /* Each returns MHD_YES or MHD_NO, as from an access handler. */

@@ -31,6 +31,7 @@
 #include "hub.h"
 #include "http.h"
 #include "log.h"
+#include "pipeline.h"
 #include "stream.h"
 #include "web.h"
 
@@ -48,6 +49,7 @@ struct http_loop {
     struct http *http;
     struct MHD_Daemon *daemon;
     int wake_fd;                    /* eventfd: a parked stream was resumed */
+    struct pipeline *pipe;          /* this thread's pipelined Redis writes, or NULL */
     pthread_t thread;
     int running;                    /* thread was started: join it */
 };
@@ -79,6 +81,7 @@ struct request {
     size_t len;
     size_t cap;
     int too_large;
+    struct api_pending pending;         /* POST /events: its write in flight */
 };
 
 /* ------------------------------------------------------------ responses */
@@ -360,7 +363,8 @@ static enum MHD_Result
 http_dispatch(struct http *h, struct MHD_Connection *conn, struct request *req)
 {
     struct api_request r = {
-        conn, h->app, req->id, req->body ? req->body : "", req->len, req->version
+        conn, h->app, req->id, req->body ? req->body : "", req->len, req->version,
+        &req->pending, http_this_loop != NULL ? http_this_loop->pipe : NULL
     };
 
     switch (req->route) {
@@ -446,6 +450,7 @@ http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)toe;
     if (req == NULL)
         return;
+    api_pending_clear(&req->pending);
     free(req->body);
     free(req);
     *con_cls = NULL;
@@ -540,7 +545,7 @@ http_loop_main(void *arg)
     struct http_loop *l = arg;
     const union MHD_DaemonInfo *info =
         MHD_get_daemon_info(l->daemon, MHD_DAEMON_INFO_EPOLL_FD);
-    struct pollfd pfd[3];
+    struct pollfd pfd[4];
     uint64_t n;
 
     if (info == NULL) {
@@ -548,13 +553,28 @@ http_loop_main(void *arg)
         return NULL;
     }
     http_this_loop = l;
+    if (l->http->app->cfg->publish_pipeline &&
+        (l->pipe = pipeline_new(l->http->app->cfg)) == NULL)
+        log_warn("http: out of memory for a Redis pipeline; publishes block");
     pfd[0].fd = info->epoll_fd;
     pfd[1].fd = l->wake_fd;
     pfd[2].fd = l->http->stop_fd;
     for (int i = 0; i < 3; i++)
         pfd[i].events = POLLIN;
     for (;;) {
-        if (poll(pfd, 3, http_loop_timeout_ms(l->daemon)) < 0 && errno != EINTR) {
+        int timeout = http_loop_timeout_ms(l->daemon);
+
+        pfd[3].fd = -1;             /* poll skips a negative fd */
+        pfd[3].revents = 0;
+        if (l->pipe != NULL) {
+            int pt = pipeline_timeout_ms(l->pipe);
+
+            pfd[3].fd = pipeline_fd(l->pipe);
+            pfd[3].events = pipeline_events(l->pipe);
+            if (pt >= 0 && (timeout < 0 || pt < timeout))
+                timeout = pt;
+        }
+        if (poll(pfd, 4, timeout) < 0 && errno != EINTR) {
             log_error("http: poll: %s", strerror(errno));
             break;
         }
@@ -563,8 +583,19 @@ http_loop_main(void *arg)
         /* Reset before MHD_run: a resume after this wakes the next poll. */
         if (pfd[1].revents != 0 && read(l->wake_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
             log_warn("http: wake fd: %s", strerror(errno));
+        /* Replies first: their requests resume and answer in this MHD_run. */
+        if (l->pipe != NULL)
+            pipeline_handle(l->pipe, pfd[3].fd >= 0 ? pfd[3].revents : 0);
         MHD_run(l->daemon);
+        /* The scripts of every request this pass took go out in one write. */
+        if (l->pipe != NULL)
+            pipeline_flush(l->pipe);
     }
+    /* Writes still in flight fail (503), and their requests resume, so
+     * that MHD_stop_daemon finds none suspended. */
+    pipeline_free(l->pipe);
+    l->pipe = NULL;
+    MHD_run(l->daemon);
     return NULL;
 }
 

@@ -28,7 +28,7 @@
 #include "sse.h"
 #include "store.h"
 
-#define KEY_MAX 128
+#define KEY_MAX STORE_KEY_MAX
 /* After a failed connect, a thread waits this long before trying again,
  * so a dead Redis costs each request one check, not one connect. */
 #define STORE_RETRY_MS 100
@@ -142,6 +142,12 @@ store_redis_is_back(void)
     atomic_fetch_add(&store_back_gen, 1);
 }
 
+unsigned
+store_back_generation(void)
+{
+    return atomic_load(&store_back_gen);
+}
+
 /* Returns 0 if cmd's reply is fine, else logs why and returns -1. */
 static int
 store_reply_ok(const redisReply *r, int type, const char *what)
@@ -230,7 +236,8 @@ store_error_result(const redisReply *r, const char *what)
 {
     if (strncmp(r->str, "LOADING", 7) == 0 || strncmp(r->str, "BUSY", 4) == 0 ||
         strncmp(r->str, "MASTERDOWN", 10) == 0 ||
-        strncmp(r->str, "READONLY", 8) == 0 || strncmp(r->str, "OOM", 3) == 0) {
+        strncmp(r->str, "READONLY", 8) == 0 || strncmp(r->str, "OOM", 3) == 0 ||
+        strncmp(r->str, "NOAUTH", 6) == 0 || strncmp(r->str, "WRONGPASS", 9) == 0) {
         log_warn("redis: %s: %s", what, r->str);
         return STORE_UNAVAILABLE;
     }
@@ -578,38 +585,74 @@ out:
     return rc;
 }
 
+int
+store_event_command(struct store_event_cmd *c, const char *user_id,
+                    const char *type, const char *data_json, size_t data_len)
+{
+    store_keys(user_id, c->history, c->account);
+    c->rest = envelope_build_rest(type, user_id, data_json, data_len,
+                                  store_cfg.server_id, clock_wall_ms());
+    if (c->rest == NULL)
+        return -1;
+    c->argv[0] = "EVALSHA";
+    c->argv[1] = "";
+    c->argv[2] = "4";
+    c->argv[3] = "ssegate:lastid";
+    c->argv[4] = "ssegate:history";
+    c->argv[5] = c->history;
+    c->argv[6] = c->account;
+    c->argv[7] = "event";
+    c->argv[8] = store_cfg.channel;
+    c->argv[9] = store_cfg.history_maxlen;
+    c->argv[10] = store_cfg.firehose_maxlen;
+    c->argv[11] = type;
+    c->argv[12] = c->rest;
+    for (int i = 0; i < STORE_EVENT_ARGC; i++)
+        c->lens[i] = strlen(c->argv[i]);
+    return 0;
+}
+
+void
+store_event_command_clear(struct store_event_cmd *c)
+{
+    free(c->rest);
+    c->rest = NULL;
+}
+
+const char *
+store_write_script(void)
+{
+    return script_write;
+}
+
+enum store_result
+store_event_result(const struct redisReply *r, char *id_out, size_t id_cap)
+{
+    if (r == NULL)
+        return STORE_UNAVAILABLE;
+    if (r->type == REDIS_REPLY_ERROR)
+        return store_error_result(r, "script");
+    if (r->type == REDIS_REPLY_NIL)
+        return STORE_NOT_FOUND;
+    return store_copy_id(r, id_out, id_cap) == 0 ? STORE_OK : STORE_ERROR;
+}
+
 enum store_result
 store_event_publish(const char *user_id, const char *type,
                     const char *data_json, size_t data_len,
                     char *id_out, size_t id_cap)
 {
-    char history[KEY_MAX], account[KEY_MAX];
-    char *rest;
+    struct store_event_cmd c;
     redisReply *r = NULL;
     enum store_result rc;
 
-    store_keys(user_id, history, account);
-    rest = envelope_build_rest(type, user_id, data_json, data_len,
-                               store_cfg.server_id, clock_wall_ms());
-    if (rest == NULL)
+    if (store_event_command(&c, user_id, type, data_json, data_len) == -1)
         return STORE_ERROR;
-    {
-        const char *args[] = {
-            "ssegate:lastid", "ssegate:history", history, account,
-            "event", store_cfg.channel, store_cfg.history_maxlen,
-            store_cfg.firehose_maxlen, type, rest
-        };
-
-        rc = store_eval(SCRIPT_WRITE, 4, 10, args, NULL, &r);
-    }
-    if (rc == STORE_OK) {
-        if (r->type == REDIS_REPLY_NIL)
-            rc = STORE_NOT_FOUND;
-        else if (store_copy_id(r, id_out, id_cap) == -1)
-            rc = STORE_ERROR;
-    }
+    rc = store_eval(SCRIPT_WRITE, 4, STORE_EVENT_ARGC - 3, c.argv + 3, c.lens + 3, &r);
+    if (rc == STORE_OK)
+        rc = store_event_result(r, id_out, id_cap);
     freeReplyObject(r);
-    free(rest);
+    store_event_command_clear(&c);
     return rc;
 }
 

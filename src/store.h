@@ -11,6 +11,7 @@
 #include "eventid.h"
 
 struct config;
+struct redisReply;
 struct sse_frame;
 
 enum store_result {
@@ -80,6 +81,42 @@ enum store_result
 store_event_publish(const char *user_id, const char *type,
                     const char *data_json, size_t data_len,
                     char *id_out, size_t id_cap);
+
+/* POST /events on a pipelined connection (pipeline.c): the write
+ * script's command for an event, argv[0] and argv[1] left for the caller
+ * ("EVALSHA" and the SHA, or "EVAL" and store_write_script()). */
+#define STORE_EVENT_ARGC 13
+#define STORE_KEY_MAX 128
+struct store_event_cmd {
+    const char *argv[STORE_EVENT_ARGC];
+    size_t lens[STORE_EVENT_ARGC];
+    char history[STORE_KEY_MAX];
+    char account[STORE_KEY_MAX];
+    char *rest;             /* owned: the envelope after its id */
+};
+
+/* Fills c for an event of user_id; type is borrowed and must outlive c.
+ * Returns 0, or -1 when out of memory (nothing to clear). */
+int
+store_event_command(struct store_event_cmd *c, const char *user_id,
+                    const char *type, const char *data_json, size_t data_len);
+
+void
+store_event_command_clear(struct store_event_cmd *c);
+
+const char *
+store_write_script(void);
+
+/* The outcome of a write script's reply (NULL: the connection failed),
+ * as store_event_publish would report it; fills the event id on
+ * STORE_OK. */
+enum store_result
+store_event_result(const struct redisReply *r, char *id_out, size_t id_cap);
+
+/* Bumped by store_redis_is_back: a connection waiting out a back-off
+ * after a failed connect may try again at once when it changes. */
+unsigned
+store_back_generation(void);
 
 /* Opens a stream: for user_id (NULL for the firehose) checks the
  * account exists, and when after != NULL reads every held event after

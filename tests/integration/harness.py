@@ -124,9 +124,10 @@ class Redis:
 
 class Relay:
     """A TCP relay in front of Redis (for a gateway's REDIS_PORT) that can
-    hold back what Redis sends to subscribed connections: the gateway's
+    hold back what Redis sends to subscribed connections (the gateway's
     subscriber then falls behind on demand, while its writes still go
-    through. Real Redis on both sides; the relay only forwards bytes."""
+    through), or to every connection (writes reach Redis, their replies
+    wait). Real Redis on both sides; the relay only forwards bytes."""
 
     def __init__(self, redis_port):
         self.redis_port = redis_port
@@ -137,6 +138,7 @@ class Relay:
         self.port = self.lsock.getsockname()[1]
         self.cv = threading.Condition()
         self.frozen = False
+        self.frozen_all = False
         self.stopping = False
         self.socks = []
         threading.Thread(target=self._accept, daemon=True).start()
@@ -169,9 +171,10 @@ class Relay:
                 return
             if upstream and b"subscribe" in d.lower():
                 conn["sub"] = True
-            if not upstream and conn["sub"]:
+            if not upstream:
                 with self.cv:
-                    self.cv.wait_for(lambda: not self.frozen or self.stopping)
+                    self.cv.wait_for(lambda: not (self.frozen_all or (self.frozen and conn["sub"]))
+                                     or self.stopping)
             try:
                 dst.sendall(d)
             except OSError:
@@ -181,9 +184,14 @@ class Relay:
         with self.cv:
             self.frozen = True
 
+    def freeze_replies(self):
+        with self.cv:
+            self.frozen_all = True
+
     def thaw(self):
         with self.cv:
             self.frozen = False
+            self.frozen_all = False
             self.cv.notify_all()
 
     def stop(self):

@@ -506,6 +506,144 @@ def test_publish_backpressure(env):
         relay.stop()        # backend-bp retries until the suite stops it
 
 
+def raw_post(port, obj):
+    """Sends POST /events on a new connection and returns the socket
+    without reading the answer (read it with read_answer)."""
+    req = json.dumps(obj).encode()
+    w = socket.create_connection((HOST, port), timeout=10 * SLOW)
+    w.sendall(b"POST /events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+              b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+              % (len(req), req))
+    return w
+
+
+def read_answer(w, timeout):
+    """Status and JSON body of a raw_post's answer, or (None, None) if the
+    connection closed without one; waits at most timeout seconds."""
+    w.settimeout(timeout)
+    resp = b""
+    try:
+        while True:
+            d = w.recv(65536)
+            if not d:
+                break
+            resp += d
+    finally:
+        w.close()
+    if not resp:
+        return None, None
+    head, _, body = resp.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), json.loads(body)
+
+
+def test_pipelined_publishes(env):
+    """One HTTP thread keeps several writes in flight (PUBLISH_PIPELINE):
+    with Redis's replies held back, three concurrent publishes all reach
+    Redis; once the replies come, each request gets its own answer (its
+    id, or 404 for an unknown user), and the stream gets every accepted
+    event exactly once, in id order."""
+    relay = Relay(env.redis.port)
+    try:
+        g = Gateway(BIN, relay, env.work.path, "backend-pipe", VALGRIND, HTTP_THREADS=1)
+        env.extra.append(g)
+        uid = env.account()["id"]
+        s = open_stream(g.port, "userId=" + uid)
+        env.event(g.port, uid, "warm-up")            # the pipeline's connection is up
+        events_of(s, 1)
+        hist = "ssegate:history:" + uid
+        base = int(env.redis.cli("XLEN", hist))
+        relay.freeze_replies()
+        ws = [raw_post(g.port, {"userId": uid, "type": "p%d" % i}) for i in range(3)]
+        ws.append(raw_post(g.port, {"userId": "999999999", "type": "nobody"}))
+        wait_until(lambda: int(env.redis.cli("XLEN", hist)) == base + 3, 5 * SLOW,
+                   "three writes in Redis while one HTTP thread waits for their replies")
+        r, _, _ = select.select(ws, [], [], 0.3)
+        eq(r, [], "no answer before Redis's replies")
+        relay.thaw()
+        answers = [read_answer(w, 5 * SLOW) for w in ws]
+        eq([a[0] for a in answers], [202, 202, 202, 404], "each request its own status")
+        ids = [a[1]["id"] for a in answers[:3]]
+        eq(len(set(ids)), 3, "three distinct ids")
+        got = events_of(s, 4, 10)[1:]
+        eq(sorted(ids_of(got), key=id_key), ids_of(got), "delivered in id order")
+        eq(sorted(ids_of(got)), sorted(ids), "the three accepted events")
+        eq(sorted(e.event for e in got), ["p0", "p1", "p2"], "their types")
+        s.idle(0.3)
+        eq(len(s.events), 4, "nothing more")
+        s.close()
+        # Many at once on the one thread: every answer is the right one.
+        results = {}
+
+        def publish(i):
+            st, _, body = post_json(g.port, "/events", {"userId": uid, "type": "m%d" % i})
+            results[i] = (st, body.get("id"))
+        s = open_stream(g.port, "userId=" + uid)
+        threads = [threading.Thread(target=publish, args=(i,)) for i in range(40)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20 * SLOW)
+        eq(sorted(st for st, _ in results.values()), [202] * 40, "40 concurrent publishes accepted")
+        got = events_of(s, 40, 10)
+        eq(sorted(ids_of(got), key=id_key), ids_of(got), "in id order")
+        eq({e.event: e.id for e in got}, {"m%d" % i: results[i][1] for i in range(40)},
+           "each event under the id its publisher was told")
+        s.close()
+    finally:
+        relay.thaw()
+        relay.stop()
+
+
+def test_pipeline_timeout_and_stop(env):
+    """A pipelined write that Redis does not answer within REDIS_TIMEOUT_MS
+    gets 503 redis_unavailable (not a hang); the next one reconnects and
+    goes through. A gateway stopped with a write in flight answers it and
+    exits cleanly (libmicrohttpd aborts if stopped with a suspended
+    request)."""
+    relay = Relay(env.redis.port)
+    try:
+        g = Gateway(BIN, relay, env.work.path, "backend-pto", VALGRIND, HTTP_THREADS=1,
+                    REDIS_TIMEOUT_MS=300 * SLOW)
+        env.extra.append(g)
+        uid = env.account()["id"]
+        env.event(g.port, uid, "warm-up")
+        relay.freeze_replies()
+        t0 = time.monotonic()
+        st, h, body = post_json(g.port, "/events", {"userId": uid, "type": "late"})
+        eq((st, body["error"]), (503, "redis_unavailable"), "unanswered write")
+        eq(h.get("retry-after"), "1", "Retry-After")
+        check(time.monotonic() - t0 < 3 * SLOW, "answered after REDIS_TIMEOUT_MS, not later")
+        relay.thaw()
+        env.event(g.port, uid, "after")
+        relay.freeze_replies()
+        hist = "ssegate:history:" + uid
+        base = int(env.redis.cli("XLEN", hist))
+        w = raw_post(g.port, {"userId": uid, "type": "in-flight"})
+        wait_until(lambda: int(env.redis.cli("XLEN", hist)) == base + 1,
+                   5 * SLOW, "the write reached Redis")
+        code = g.stop(timeout=20 * SLOW)
+        eq(code, 0, "exit code with a write in flight")
+        st, body = read_answer(w, 5 * SLOW)
+        check(st in (None, 503), "the in-flight request got 503 or a close, not %r" % st)
+        rep = g.sanitizer_report()
+        check(rep is None, "sanitizer report: %s" % rep)
+    finally:
+        relay.thaw()
+        relay.stop()
+
+
+def test_script_flush(env):
+    """Redis forgetting its scripts (SCRIPT FLUSH, as after a restart) costs
+    a pipelined write nothing: it is sent again with the script's text."""
+    uid = env.account()["id"]
+    s = open_stream(env.b1.port, "userId=" + uid)
+    a = env.event(env.b1.port, uid, "before")
+    env.redis.cli("SCRIPT", "FLUSH")
+    b = env.event(env.b1.port, uid, "after")
+    eq(ids_of(events_of(s, 2)), [a, b], "both events")
+    s.close()
+
+
 def test_heartbeat(env):
     c = open_stream(env.b1.port)
     k = len(c.comments)
@@ -634,11 +772,13 @@ TESTS = [
     test_cross_instance, test_account_created_flow, test_firehose_order,
     test_resume, test_resume_during_publishing, test_gap, test_trim_in_batches, test_errors,
     test_redis_cli_publish, test_subscriber_loss, test_redis_restart,
-    test_heartbeat, test_large_fanout, test_publish_backpressure, test_slow_consumer,
+    test_heartbeat, test_large_fanout, test_publish_backpressure, test_pipelined_publishes,
+    test_pipeline_timeout_and_stop, test_script_flush, test_slow_consumer,
     test_stream_limit, test_full_epoll_batch, test_shutdown,
 ]
 VALGRIND_TESTS = [test_health, test_accounts, test_cross_instance, test_resume,
-                  test_errors, test_subscriber_loss, test_shutdown]
+                  test_errors, test_subscriber_loss, test_pipelined_publishes,
+                  test_pipeline_timeout_and_stop, test_shutdown]
 
 
 def main():

@@ -77,7 +77,7 @@ test_defaults(void **state)
     assert_int_equal(c.firehose_maxlen, 10000);
     assert_int_equal(c.heartbeat_secs, 15);
     assert_int_equal(c.sse_retry_ms, 3000);
-    assert_int_equal(c.http_threads, 8);
+    assert_int_equal(c.http_threads, 2);
     assert_int_equal(c.max_connections, 10000);
     assert_int_equal(c.stream_queue_kib, 4096);
     assert_int_equal(c.redis_timeout_ms, 500);
