@@ -349,8 +349,8 @@ api_event_publish(const struct api_request *r)
         return api_send_overloaded(r->conn);
     }
     if (pd != NULL && r->pipe != NULL) {
-        /* Suspended first: the answer can only come from this thread's
-         * loop, after this returns. */
+        /* The answer can only come from this thread's loop, after this
+         * returns, so suspending after sending is safe. */
         pd->in = in;
         pd->conn = r->conn;
         if (pipeline_publish(r->pipe, &pd->q, pd->in.user_id, pd->in.type,

@@ -5,10 +5,12 @@
  *
  * Threading: HTTP_THREADS daemons, each with its own listening socket on
  * the shared address (SO_REUSEPORT), its own epoll set and one thread of
- * ours that runs it (http_loop_main). With STREAM_HANDOFF=0 each has
- * also its own list of suspended (idle) streams, so resuming one stream
- * wakes one thread, which walks only its share of the parked connections
- * (libmicrohttpd 0.9.75 walks that whole list). */
+ * ours that runs it (http_loop_main), which also drives the thread's
+ * pipelined Redis connection for POST /events (pipeline.c). With
+ * STREAM_HANDOFF=0 each has also its own list of suspended (idle)
+ * streams, so resuming one stream wakes one thread, which walks only its
+ * share of the parked connections (libmicrohttpd 0.9.75 walks that whole
+ * list). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <json-c/json.h>
