@@ -13,8 +13,9 @@
 
 #define FANOUT_CHUNK 16         /* items per claim: cheap cursor, fair split */
 
-/* A helper's start argument: its fan-out and its worker number. */
+/* A helper thread: its fan-out and its worker number. */
 struct fanout_helper {
+    pthread_t thread;
     struct fanout *fo;
     unsigned worker;
 };
@@ -23,9 +24,8 @@ struct fanout {
     pthread_mutex_t mu;
     pthread_cond_t work;        /* a run opened, or stop */
     pthread_cond_t idle;        /* the last helper left the run */
-    pthread_t *threads;
     struct fanout_helper *helper;
-    unsigned nthreads;
+    unsigned nthreads;          /* helpers started */
     size_t min_items;
     /* The open run; under mu, but for the cursor. */
     void *const *items;
@@ -101,9 +101,7 @@ fanout_new(unsigned helpers, size_t min_items)
     pthread_cond_init(&fo->idle, NULL);
     atomic_init(&fo->cursor, 0);
     fo->min_items = min_items;
-    if (helpers > 0 &&
-        ((fo->threads = calloc(helpers, sizeof(*fo->threads))) == NULL ||
-         (fo->helper = calloc(helpers, sizeof(*fo->helper))) == NULL)) {
+    if (helpers > 0 && (fo->helper = calloc(helpers, sizeof(*fo->helper))) == NULL) {
         fanout_free(fo);
         return NULL;
     }
@@ -112,7 +110,7 @@ fanout_new(unsigned helpers, size_t min_items)
 
         me->fo = fo;
         me->worker = fo->nthreads + 1;
-        if (pthread_create(&fo->threads[fo->nthreads], NULL, fanout_helper_main, me) != 0) {
+        if (pthread_create(&me->thread, NULL, fanout_helper_main, me) != 0) {
             fanout_free(fo);
             return NULL;
         }
@@ -130,8 +128,7 @@ fanout_free(struct fanout *fo)
     pthread_cond_broadcast(&fo->work);
     pthread_mutex_unlock(&fo->mu);
     for (unsigned i = 0; i < fo->nthreads; i++)
-        pthread_join(fo->threads[i], NULL);
-    free(fo->threads);
+        pthread_join(fo->helper[i].thread, NULL);
     free(fo->helper);
     free(fo->scratch);
     pthread_cond_destroy(&fo->idle);

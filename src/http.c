@@ -566,8 +566,7 @@ http_loop_main(void *arg)
     for (;;) {
         int timeout = http_loop_timeout_ms(l->daemon);
 
-        pfd[3].fd = -1;             /* poll skips a negative fd */
-        pfd[3].revents = 0;
+        pfd[3].fd = -1;             /* poll skips it, with revents 0 */
         if (l->pipe != NULL) {
             int pt = pipeline_timeout_ms(l->pipe);
 
@@ -587,7 +586,7 @@ http_loop_main(void *arg)
             log_warn("http: wake fd: %s", strerror(errno));
         /* Replies first: their requests resume and answer in this MHD_run. */
         if (l->pipe != NULL)
-            pipeline_handle(l->pipe, pfd[3].fd >= 0 ? pfd[3].revents : 0);
+            pipeline_handle(l->pipe, pfd[3].revents);
         MHD_run(l->daemon);
         /* The scripts of every request this pass took go out in one write. */
         if (l->pipe != NULL)

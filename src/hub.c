@@ -299,11 +299,6 @@ bucket_push_streams(void *const *streams, size_t n, unsigned worker, void *arg)
     const struct push_batch *b = arg;
     struct sender *sd = hub_sender(b->h, worker);
 
-    if (sd == NULL) {
-        for (size_t i = 0; i < n; i++)
-            stream_push_many(streams[i], b->f, b->n);
-        return;
-    }
     for (size_t i = 0; i < n; i++)
         sender_add(sd, streams[i], b->f, b->n);
     sender_flush(sd);
@@ -315,6 +310,7 @@ bucket_push_streams(void *const *streams, size_t n, unsigned worker, void *arg)
 static void
 bucket_push(struct hub *h, struct bucket *b, struct push_batch *batch)
 {
+    struct sender *sd;
     void **items = NULL;
     size_t n = 0;
 
@@ -325,18 +321,10 @@ bucket_push(struct hub *h, struct bucket *b, struct push_batch *batch)
         return;
     }
     /* No fan-out (or no memory for its items): walk the list here. */
-    {
-        struct sender *sd = hub_sender(h, 0);
-
-        for (struct stream *s = b->streams; s != NULL; s = stream_hub_link(s)->next) {
-            if (sd != NULL)
-                sender_add(sd, s, batch->f, batch->n);
-            else
-                stream_push_many(s, batch->f, batch->n);
-        }
-        if (sd != NULL)
-            sender_flush(sd);
-    }
+    sd = hub_sender(h, 0);
+    for (struct stream *s = b->streams; s != NULL; s = stream_hub_link(s)->next)
+        sender_add(sd, s, batch->f, batch->n);
+    sender_flush(sd);
 }
 
 void

@@ -113,14 +113,21 @@ pipeline_pop(struct pipeline *p, struct pipeline_req *q)
         p->tail = prev;
 }
 
-/* Ends q: it leaves the FIFO and its request hears the outcome. */
+/* Ends q, out of the FIFO already: its request hears the outcome. */
+static void
+pipeline_end(struct pipeline_req *q, enum store_result rc, const char *id)
+{
+    store_event_command_clear(&q->cmd);
+    q->done(q->arg, rc, id);
+}
+
+/* Ends q, the FIFO's head: it leaves the FIFO and its request hears. */
 static void
 pipeline_finish(struct pipeline *p, struct pipeline_req *q, enum store_result rc,
                 const char *id)
 {
     pipeline_pop(p, q);
-    store_event_command_clear(&q->cmd);
-    q->done(q->arg, rc, id);
+    pipeline_end(q, rc, id);
 }
 
 /* ---------------------------------------------------------- connection */
@@ -244,20 +251,19 @@ pipeline_on_reply(redisAsyncContext *ac, void *reply, void *arg)
     char id[EVENTID_STR_MAX];
     enum store_result rc;
 
+    pipeline_pop(p, q);
     /* Redis lost its script cache (SCRIPT FLUSH, a restart): send the
      * text once, which caches it again. */
     if (r != NULL && r->type == REDIS_REPLY_ERROR && !q->as_eval &&
         strncmp(r->str, "NOSCRIPT", 8) == 0) {
-        pipeline_pop(p, q);
         q->as_eval = 1;
         if (pipeline_send(p, q) == 0)
             return;
         r = NULL;
-        pipeline_push(p, q);            /* so that finishing pops it */
     }
     id[0] = '\0';
     rc = store_event_result(r, id, sizeof(id));
-    pipeline_finish(p, q, rc, id);
+    pipeline_end(q, rc, id);
 }
 
 /* Sends q's command on the connection (connecting first if needed) and

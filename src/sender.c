@@ -69,22 +69,30 @@ sender_free(struct sender *sd)
     free(sd);
 }
 
+/* Issues a prepared write with sendmsg, now, and finishes it. */
+static void
+sender_send_now(struct stream_send *w)
+{
+    ssize_t n = sendmsg(w->fd, &w->mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+    stream_send_done(w, n < 0 ? -errno : n);
+}
+
 void
 sender_add(struct sender *sd, struct stream *s, struct sse_frame *const *f, size_t n)
 {
-    struct stream_send *w = &sd->slot[sd->used];
+    struct stream_send *w;
     struct io_uring_sqe *sqe;
 
-    if (sd->broken) {
+    if (sd == NULL || sd->broken) {
         stream_push_many(s, f, n);
         return;
     }
+    w = &sd->slot[sd->used];
     if (!stream_push_prepare(s, f, n, w))
         return;
     if (w->mh.msg_iovlen > SENDER_MAX_IOV) {
-        ssize_t sent = sendmsg(w->fd, &w->mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-
-        stream_send_done(w, sent < 0 ? -errno : sent);
+        sender_send_now(w);
         return;
     }
     /* The ring has a slot per entry and is flushed when they run out,
@@ -105,12 +113,8 @@ sender_fail(struct sender *sd, size_t taken, int err)
     log_error("io_uring submit failed (%s): sending with sendmsg from now on",
               strerror(err));
     sd->broken = 1;
-    for (size_t i = taken; i < sd->used; i++) {
-        struct stream_send *w = &sd->slot[i];
-        ssize_t n = sendmsg(w->fd, &w->mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-
-        stream_send_done(w, n < 0 ? -errno : n);
-    }
+    for (size_t i = taken; i < sd->used; i++)
+        sender_send_now(&sd->slot[i]);
 }
 
 void
@@ -119,6 +123,8 @@ sender_flush(struct sender *sd)
     size_t taken = 0;
     int err = 0;
 
+    if (sd == NULL)
+        return;
     /* Entries are taken in order, so the first `taken` slots are in. */
     while (taken < sd->used) {
         int rc = io_uring_submit(&sd->ring);

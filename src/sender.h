@@ -22,12 +22,13 @@ sender_free(struct sender *sd);
 
 /* stream_push_many(s, f, n), except that the write it would do now is
  * queued in sd and issued, with the others, by sender_flush (or when sd
- * is full). s must stay in the hub until then. */
+ * is full). s must stay in the hub until then. With sd NULL (no
+ * io_uring) it is stream_push_many. */
 void
 sender_add(struct sender *sd, struct stream *s, struct sse_frame *const *f, size_t n);
 
 /* Issues every queued write in one io_uring_enter and finishes each
- * (stream_send_done). */
+ * (stream_send_done). NULL is ignored. */
 void
 sender_flush(struct sender *sd);
 

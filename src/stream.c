@@ -2,9 +2,9 @@
  * stream_close(); borrows what it writes to: the MHD connection it resumes
  * (STREAM_HANDOFF=0) or the socket of its sink (hand-off mode), which it
  * writes directly while the socket takes data, or describes the write for
- * a fan-out to issue in a batch (stream_push_prepare, sender.c). Every field is guarded by
- * s->mu, which is always taken after the hub's shard lock and before
- * libmicrohttpd's and libevent's own locks. */
+ * a fan-out to issue in a batch (stream_push_prepare, sender.c). Every
+ * field is guarded by s->mu, which is always taken after the hub's shard
+ * lock and before libmicrohttpd's and libevent's own locks. */
 #include <errno.h>
 #include <microhttpd.h>
 #include <pthread.h>
@@ -534,8 +534,7 @@ stream_push_prepare(struct stream *s, struct sse_frame *const *f, size_t n,
     pthread_mutex_lock(&s->mu);
     if (!s->ending && !s->closed) {
         stream_queue_many_locked(s, f, n);
-        if (s->kick != NULL && s->fd_ready && !s->inflight && !s->closed &&
-            s->queue.count > 0) {
+        if (s->kick != NULL && s->fd_ready && !s->inflight && s->queue.count > 0) {
             stream_send_build_locked(s, w);
             s->inflight = 1;
             prepared = 1;
