@@ -148,6 +148,7 @@ static long *user_accepted;     /* accepted events per user */
 static uint8_t *accepted_bit;   /* per sequence number */
 static int *event_user;         /* per sequence number */
 static long long *event_sent;   /* ns, per sequence number */
+static long long *event_first;  /* ns of the first delivery, per sequence */
 static long long *event_last;   /* ns of the last delivery, per sequence */
 static int *event_recv;         /* deliveries, per sequence */
 static long max_events;         /* capacity of the per-event arrays */
@@ -233,6 +234,8 @@ stream_event_done(struct stream *s)
     s->delivered++;
     hist_add(&lat, now > s->ev_t ? (double)(now - s->ev_t) : 0);
     event_recv[q]++;
+    if (event_first[q] == 0 || now < event_first[q])
+        event_first[q] = now;
     if (now > event_last[q])
         event_last[q] = now;
     if (now > t_last_rx)
@@ -773,7 +776,7 @@ main(int argc, char **argv)
     struct event *tick_ev;
     struct timeval ms = { 0, 1000 };
     long delivered = 0, dups = 0, lost = 0;
-    struct hist last = { { 0 }, 0, 0 };
+    struct hist first = { { 0 }, 0, 0 }, last = { { 0 }, 0, 0 };
     FILE *out = stdout;
     double pub_secs;
 
@@ -792,10 +795,11 @@ main(int argc, char **argv)
     accepted_bit = calloc((size_t)max_events / 8 + 1, 1);
     event_user = calloc((size_t)max_events, sizeof(int));
     event_sent = calloc((size_t)max_events, sizeof(long long));
+    event_first = calloc((size_t)max_events, sizeof(long long));
     event_last = calloc((size_t)max_events, sizeof(long long));
     event_recv = calloc((size_t)max_events, sizeof(int));
     if (!base || !users || !user_accepted || !streams || !pubs || !accepted_bit ||
-        !event_user || !event_sent || !event_last || !event_recv)
+        !event_user || !event_sent || !event_first || !event_last || !event_recv)
         die("out of memory");
     for (int u = 0; u < o.users; u++)
         snprintf(users[u], sizeof(users[u]), "%d", u + 1);
@@ -862,10 +866,13 @@ main(int argc, char **argv)
         dups += streams[i].dups;
     }
     lost = expected_total - delivered;
-    /* Time until the last recipient had each event (fan-out). */
+    /* Time until the first and the last recipient had each event: the
+     * first is the publish path, the gap to the last is the fan-out. */
     for (long q = 0; q < next_seq; q++) {
-        if (event_recv[q] > 0)
+        if (event_recv[q] > 0) {
+            hist_add(&first, (double)(event_first[q] - event_sent[q]));
             hist_add(&last, (double)(event_last[q] - event_sent[q]));
+        }
     }
     if (o.json != NULL && (out = fopen(o.json, "w")) == NULL)
         die("cannot write the JSON file");
@@ -874,12 +881,14 @@ main(int argc, char **argv)
             "\"expected_deliveries\":%ld,\"delivered\":%ld,\"lost\":%ld,\"duplicates\":%ld,"
             "\"deliveries_per_sec\":%.1f,"
             "\"latency_ms\":{\"p50\":%.3f,\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f},"
+            "\"first_recipient_ms\":{\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f},"
             "\"last_recipient_ms\":{\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f}}\n",
             o.streams, streams_closed, o.users, next_seq, accepted, rejected, reconnects, pub_secs,
             pub_secs > 0 ? (double)accepted / pub_secs : 0, expected_total, delivered, lost, dups,
             t_last_rx > t_first_sent ? (double)delivered * 1e9 / (double)(t_last_rx - t_first_sent) : 0,
             hist_quantile_ms(&lat, 0.5), hist_quantile_ms(&lat, 0.99), hist_quantile_ms(&lat, 0.999),
-            lat.max_ns / 1e6, hist_quantile_ms(&last, 0.5), hist_quantile_ms(&last, 0.99),
+            lat.max_ns / 1e6, hist_quantile_ms(&first, 0.5), hist_quantile_ms(&first, 0.99),
+            first.max_ns / 1e6, hist_quantile_ms(&last, 0.5), hist_quantile_ms(&last, 0.99),
             last.max_ns / 1e6);
     if (out != stdout)
         fclose(out);

@@ -10,12 +10,12 @@
  *   none   -- nobody waits; the data is drained after the round;
  *   epoll  -- one thread sleeps in epoll_wait on all N sockets, like the
  *             benchmark's client: every send may have to wake it.
- * Two more modes send each round with io_uring instead: every send is
- * prepared first and the kernel takes all of them in one io_uring_enter,
- * so a round costs one system call instead of N (on a VM the entry and
- * exit of each call is a large part of a small send). They are left out
- * where io_uring is not available.
- * Prints one JSON object: per mode, the median and p90 round in ms, and
+ * The io_uring modes send each round through a ring instead (each sender
+ * its own): every send is prepared first and the kernel takes them in one
+ * io_uring_enter, so a round costs one system call instead of N (on a VM
+ * the entry and exit of each call is a large part of a small send). They
+ * are left out where io_uring is not available.
+ * Prints one JSON object: per mode, the median, p90 and p99 round in ms, and
  * the senders' CPU time per send in us (the kernel charges the sender for
  * the loopback receive path and for waking the reader).
  *
@@ -47,7 +47,7 @@
 static int nsock = 1000, rounds = 100;
 static int tx_fd[MAX_SOCKETS], rx_fd[MAX_SOCKETS];
 static char event[EVENT_BYTES];
-static struct io_uring ring;
+static struct io_uring ring, ring2;     /* the first and the second sender's */
 
 static long long
 now_ns(void)
@@ -107,31 +107,32 @@ drain(int fd)
         ;
 }
 
-/* One round through io_uring: all sends submitted together, then every
- * completion checked. A full submission queue is submitted and refilled. */
+/* Sockets [from, to) through ring r: all sends submitted together, then
+ * every completion checked. A full submission queue is submitted and
+ * refilled. */
 static void
-send_ring(void)
+send_ring(struct io_uring *r, int from, int to)
 {
     struct io_uring_cqe *cqe;
 
-    for (int i = 0; i < nsock; i++) {
-        struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+    for (int i = from; i < to; i++) {
+        struct io_uring_sqe *sqe = io_uring_get_sqe(r);
 
         if (sqe == NULL) {
-            if (io_uring_submit(&ring) < 0 || (sqe = io_uring_get_sqe(&ring)) == NULL)
+            if (io_uring_submit(r) < 0 || (sqe = io_uring_get_sqe(r)) == NULL)
                 die("io_uring_submit");
         }
         io_uring_prep_send(sqe, tx_fd[i], event, sizeof(event), MSG_NOSIGNAL);
     }
-    if (io_uring_submit(&ring) < 0)
+    if (io_uring_submit(r) < 0)
         die("io_uring_submit");
-    for (int i = 0; i < nsock; i++) {
+    for (int i = from; i < to; i++) {
         int res;
 
-        if (io_uring_wait_cqe(&ring, &cqe) != 0)
+        if (io_uring_wait_cqe(r, &cqe) != 0)
             die("io_uring_wait_cqe");
         res = cqe->res;
-        io_uring_cqe_seen(&ring, cqe);
+        io_uring_cqe_seen(r, cqe);
         if (res != (int)sizeof(event)) {
             errno = res < 0 ? -res : EIO;
             die("io_uring send");
@@ -181,6 +182,7 @@ reader_main(void *arg)
 
 static pthread_barrier_t go, done;
 static atomic_int helper_stop;
+static int helper_uring;            /* the second sender sends through ring2 */
 static long long helper_cpu_ns;
 
 static long long
@@ -203,7 +205,10 @@ helper_main(void *arg)
         if (atomic_load(&helper_stop))
             return NULL;
         c0 = thread_cpu_ns();
-        send_range(nsock / 2, nsock);
+        if (helper_uring)
+            send_ring(&ring2, nsock / 2, nsock);
+        else
+            send_range(nsock / 2, nsock);
         helper_cpu_ns += thread_cpu_ns() - c0;
         pthread_barrier_wait(&done);
     }
@@ -229,6 +234,7 @@ mode_run(const char *name, int reader, int senders, int uring, int first)
     atomic_store(&reader_stop, 0);
     atomic_store(&helper_stop, 0);
     helper_cpu_ns = 0;
+    helper_uring = uring;
     if (reader && pthread_create(&rt, NULL, reader_main, NULL) != 0)
         die("pthread_create");
     if (senders == 2) {
@@ -243,12 +249,15 @@ mode_run(const char *name, int reader, int senders, int uring, int first)
         pause_ms(50);
         t0 = now_ns();
         c0 = thread_cpu_ns();
-        if (uring) {
-            send_ring();
-        } else if (senders == 2) {
+        if (senders == 2) {
             pthread_barrier_wait(&go);
-            send_range(0, nsock / 2);
+            if (uring)
+                send_ring(&ring, 0, nsock / 2);
+            else
+                send_range(0, nsock / 2);
             pthread_barrier_wait(&done);
+        } else if (uring) {
+            send_ring(&ring, 0, nsock);
         } else {
             send_range(0, nsock);
         }
@@ -274,9 +283,11 @@ mode_run(const char *name, int reader, int senders, int uring, int first)
     for (int i = 0; i < nsock; i++)
         drain(rx_fd[i]);
     qsort(t, (size_t)rounds, sizeof(t[0]), cmp_ll);
-    printf("%s\"%s\":{\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"cpu_us_per_send\":%.2f}",
+    printf("%s\"%s\":{\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,"
+           "\"cpu_us_per_send\":%.2f}",
            first ? "" : ",", name, (double)t[rounds / 2] / 1e6,
-           (double)t[rounds * 9 / 10] / 1e6, (double)cpu / 1e3 / ((double)rounds * nsock));
+           (double)t[rounds * 9 / 10] / 1e6, (double)t[rounds * 99 / 100] / 1e6,
+           (double)cpu / 1e3 / ((double)rounds * nsock));
 }
 
 int
@@ -315,6 +326,11 @@ main(int argc, char **argv)
     if (io_uring_queue_init(4096, &ring, 0) == 0) {
         mode_run("1 sender, io_uring, no reader", 0, 1, 1, 0);
         mode_run("1 sender, io_uring, epoll reader", 1, 1, 1, 0);
+        if (io_uring_queue_init(4096, &ring2, 0) == 0) {
+            mode_run("2 senders, io_uring, no reader", 0, 2, 1, 0);
+            mode_run("2 senders, io_uring, epoll reader", 1, 2, 1, 0);
+            io_uring_queue_exit(&ring2);
+        }
         io_uring_queue_exit(&ring);
     }
     printf("}}\n");
