@@ -1,5 +1,5 @@
 /* fanout.c -- spreads one event's sends over more than one core. Owns its
- * helper threads and its scratch array. Why: over TCP every send runs the
+ * helper threads. Why: over TCP every send runs the
  * kernel's whole transmit path (and on loopback the receiver's too), about
  * 5 us, so one thread sending an event to 1,000 streams makes the last
  * recipient wait 5 ms. Items are claimed in chunks from one atomic cursor:
@@ -37,8 +37,6 @@ struct fanout {
     int open;                   /* helpers may still join */
     unsigned active;            /* helpers inside the run */
     int stopping;
-    void **scratch;
-    size_t scratch_cap;
 };
 
 /* Claims chunks until none is left. */
@@ -130,7 +128,6 @@ fanout_free(struct fanout *fo)
     for (unsigned i = 0; i < fo->nthreads; i++)
         pthread_join(fo->helper[i].thread, NULL);
     free(fo->helper);
-    free(fo->scratch);
     pthread_cond_destroy(&fo->idle);
     pthread_cond_destroy(&fo->work);
     pthread_mutex_destroy(&fo->mu);
@@ -171,24 +168,4 @@ unsigned
 fanout_workers(const struct fanout *fo)
 {
     return fo->nthreads + 1;
-}
-
-void **
-fanout_scratch(struct fanout *fo, size_t n)
-{
-    if (n > fo->scratch_cap) {
-        size_t cap = fo->scratch_cap ? fo->scratch_cap : 256;
-        void **p;
-
-        while (cap < n) {
-            if (cap > ((size_t)-1) / 2 / sizeof(*p))
-                return NULL;
-            cap *= 2;
-        }
-        if ((p = realloc(fo->scratch, cap * sizeof(*p))) == NULL)
-            return NULL;
-        fo->scratch = p;
-        fo->scratch_cap = cap;
-    }
-    return fo->scratch;
 }

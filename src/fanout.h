@@ -34,10 +34,4 @@ fanout_run(struct fanout *fo, void *const *items, size_t n, fanout_fn fn, void *
 unsigned
 fanout_workers(const struct fanout *fo);
 
-/* Returns a scratch array of at least n pointers owned by fo, valid
- * until the next call, or NULL when out of memory. For building a run's
- * items without an allocation per event; caller serialised. */
-void **
-fanout_scratch(struct fanout *fo, size_t n);
-
 #endif

@@ -34,8 +34,8 @@ hub_remove(struct hub *h, struct stream *s);
 
 /* Pushes the n frames f (borrowed), in order, to every stream of user_id
  * and to the firehose; each stream gets them in one write. One caller
- * thread at a time (the subscriber): the fan-out's helpers and scratch
- * serve one run at a time. */
+ * thread at a time (the subscriber): the fan-out's helpers serve one run
+ * at a time. */
 void
 hub_publish(struct hub *h, const char *user_id, struct sse_frame *const *f, size_t n);
 

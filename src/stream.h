@@ -158,9 +158,9 @@ stream_user_id(const struct stream *s);
 uint64_t
 stream_serial(const struct stream *s);
 
-/* The hub's intrusive links; only hub.c touches them, under its locks. */
+/* The hub's bookkeeping; only hub.c touches it, under its locks. */
 struct stream_hub_link {
-    struct stream *prev, *next;
+    size_t index;           /* this stream's slot in its bucket's array */
     void *bucket;           /* the hub's bucket holding this stream, NULL if none */
     struct hub *hub;        /* the hub that indexed it, for the free callback */
 };

@@ -1,7 +1,7 @@
 /* test_fanout.c -- the parallel fan-out: every item exactly once, runs
  * that end only when every item is done (the barrier that keeps one
  * event's sends from overtaking the previous one's), serial runs below
- * the threshold, helpers that really take part, and the scratch array.
+ * the threshold, and helpers that really take part.
  * Real threads; nothing is mocked. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -180,24 +180,6 @@ test_helpers_take_part(void **state)
     fanout_free(fo);
 }
 
-static void
-test_scratch_grows(void **state)
-{
-    struct fanout *fo = fanout_new(0, 0);
-    void **p;
-
-    (void)state;
-    assert_non_null(fo);
-    assert_non_null(p = fanout_scratch(fo, 1));
-    p[0] = fo;
-    assert_non_null(p = fanout_scratch(fo, 100000));
-    p[99999] = fo;                /* ASan would catch a short array */
-    assert_null(fanout_scratch(fo, (size_t)-1 / 4));
-    assert_non_null(fanout_scratch(fo, 10));
-    fanout_free(fo);
-    fanout_free(NULL);
-}
-
 int
 main(void)
 {
@@ -207,7 +189,6 @@ main(void)
         cmocka_unit_test(test_no_helpers_is_serial_in_order),
         cmocka_unit_test(test_small_runs_stay_on_the_caller),
         cmocka_unit_test(test_helpers_take_part),
-        cmocka_unit_test(test_scratch_grows),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
