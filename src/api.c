@@ -152,16 +152,59 @@ api_stream_handoff(const struct api_request *r, struct stream *s)
     return MHD_NO;
 }
 
+/* The history read is done (rc): start the stream, or drop it and say
+ * why. Takes the caller's reference to s. */
+static int
+api_stream_start(const struct api_request *r, struct stream *s, enum store_result rc,
+                 int has_after)
+{
+    const char *uid = stream_user_id(s);
+
+    if (rc != STORE_OK) {
+        hub_remove(r->app->hub, s);
+        stream_unref(s);
+        return api_send_store_error(r->conn, rc, "no account with this userId");
+    }
+    log_info("stream %llu user=%s open%s", (unsigned long long)stream_serial(s),
+             uid[0] ? uid : "*", has_after ? " (resuming)" : "");
+    if (r->app->sinks != NULL)
+        return api_stream_handoff(r, s);
+    return http_send_stream(r->conn, s);
+}
+
+/* The pipeline answered the history read (same thread, outside MHD_run):
+ * finish the replay and resume the request, whose handler then starts
+ * the stream. */
+static void
+api_on_history_read(void *arg, const struct redisReply *reply)
+{
+    struct api_pending *pd = arg;
+    struct store_replay rp;
+
+    pd->rc = store_stream_result(reply, &pd->cmd, &rp);
+    if (pd->rc == STORE_OK)
+        pd->rc = replay_finish(pd->stream, pd->has_after ? &pd->after : NULL, &rp);
+    pd->state = API_PENDING_DONE;
+    MHD_resume_connection(pd->conn);
+}
+
 int
 api_stream_open(const struct api_request *r)
 {
     struct app *app = r->app;
+    struct api_pending *pd = r->pending;
     const char *uid;
     struct event_id after;
     struct stream *s;
-    enum store_result rc;
     int has_after;
 
+    if (pd != NULL && pd->state == API_PENDING_DONE) {
+        s = pd->stream;
+        pd->stream = NULL;
+        return api_stream_start(r, s, pd->rc, pd->has_after);
+    }
+    if (pd != NULL && pd->state == API_PENDING_WAITING)
+        return MHD_YES;             /* suspended; not called again until done */
     uid = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "userId");
     if (uid != NULL && !body_user_id_valid(uid, strlen(uid)))
         return http_send_error(r->conn, MHD_HTTP_BAD_REQUEST,
@@ -197,17 +240,23 @@ api_stream_open(const struct api_request *r)
                                "shutting_down", "this instance is stopping",
                                NULL);
     }
-    rc = replay_open(s, has_after ? &after : NULL);
-    if (rc != STORE_OK) {
-        hub_remove(app->hub, s);
-        stream_unref(s);
-        return api_send_store_error(r->conn, rc, "no account with this userId");
+    if (pd != NULL && r->pipe != NULL) {
+        /* As for a publish: the answer comes from this thread's loop,
+         * after this returns. A reconnect storm's reads then share
+         * round trips instead of holding the thread one by one. */
+        pd->conn = r->conn;
+        pd->after = after;
+        pd->has_after = has_after;
+        store_read_command(&pd->cmd, uid, has_after ? &pd->after : NULL);
+        if (pipeline_send(r->pipe, &pd->q, &pd->cmd, api_on_history_read, pd) == -1)
+            return api_stream_start(r, s, STORE_UNAVAILABLE, has_after);
+        pd->stream = s;
+        pd->hub = app->hub;
+        pd->state = API_PENDING_WAITING;
+        MHD_suspend_connection(r->conn);
+        return MHD_YES;
     }
-    log_info("stream %llu user=%s open%s", (unsigned long long)stream_serial(s),
-             uid ? uid : "*", has_after ? " (resuming)" : "");
-    if (app->sinks != NULL)
-        return api_stream_handoff(r, s);
-    return http_send_stream(r->conn, s);
+    return api_stream_start(r, s, replay_open(s, has_after ? &after : NULL), has_after);
 }
 
 /* ---------------------------------------------------------------- accounts */
@@ -306,12 +355,13 @@ api_event_answer(const struct api_request *r, enum store_result rc, const char *
 /* The pipeline answered (same thread, outside MHD_run): keep the outcome
  * and resume the request, whose handler then sends it. */
 static void
-api_on_event_stored(void *arg, enum store_result rc, const char *id)
+api_on_event_stored(void *arg, const struct redisReply *reply)
 {
     struct api_pending *pd = arg;
 
-    pd->rc = rc;
-    snprintf(pd->id, sizeof(pd->id), "%s", id);
+    pd->id[0] = '\0';
+    pd->rc = store_event_result(reply, pd->id, sizeof(pd->id));
+    store_command_clear(&pd->cmd);
     pd->state = API_PENDING_DONE;
     MHD_resume_connection(pd->conn);
 }
@@ -322,9 +372,17 @@ api_pending_clear(struct api_pending *pd)
     if (pd->state == API_PENDING_WAITING) {
         /* The pipeline still points at it; the request cannot end while
          * suspended, so this is a bug, and leaking beats a use after free. */
-        log_error("api: a request ended while its write was in flight");
+        log_error("api: a request ended while its script was in flight");
         return;
     }
+    /* A stream whose open was answered but whose client left before the
+     * handler ran again. */
+    if (pd->stream != NULL) {
+        hub_remove(pd->hub, pd->stream);
+        stream_unref(pd->stream);
+        pd->stream = NULL;
+    }
+    store_command_clear(&pd->cmd);
     event_input_clear(&pd->in);
     pd->state = API_PENDING_NONE;
 }
@@ -353,10 +411,13 @@ api_event_publish(const struct api_request *r)
          * returns, so suspending after sending is safe. */
         pd->in = in;
         pd->conn = r->conn;
-        if (pipeline_publish(r->pipe, &pd->q, pd->in.user_id, pd->in.type,
-                             pd->in.data_json, pd->in.data_len,
-                             api_on_event_stored, pd) == -1)
+        if (store_event_command(&pd->cmd, pd->in.user_id, pd->in.type,
+                                pd->in.data_json, pd->in.data_len) == -1)
             return api_send_store_error(r->conn, STORE_UNAVAILABLE, NULL);
+        if (pipeline_send(r->pipe, &pd->q, &pd->cmd, api_on_event_stored, pd) == -1) {
+            store_command_clear(&pd->cmd);
+            return api_send_store_error(r->conn, STORE_UNAVAILABLE, NULL);
+        }
         pd->state = API_PENDING_WAITING;
         MHD_suspend_connection(r->conn);
         return MHD_YES;

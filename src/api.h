@@ -11,22 +11,32 @@
 #include "store.h"
 
 struct app;
+struct hub;
+struct stream;
 struct MHD_Connection;
 
-/* A POST /events whose write script is in flight on the thread's
- * pipeline: http.c keeps it with the request, suspended, and calls the
- * handler again once it is answered. */
+/* A POST /events or a stream open whose script (the write, or the history
+ * read) is in flight on the thread's pipeline: http.c keeps it with the
+ * request, suspended, and calls the handler again once it is answered. */
 enum api_pending_state { API_PENDING_NONE, API_PENDING_WAITING, API_PENDING_DONE };
 struct api_pending {
     enum api_pending_state state;
     struct MHD_Connection *conn;
-    struct event_input in;          /* the parsed body, until answered */
+    struct store_cmd cmd;           /* the script in flight */
     struct pipeline_req q;
     enum store_result rc;
-    char id[EVENTID_STR_MAX];
+    /* POST /events */
+    struct event_input in;          /* the parsed body, until answered */
+    char id[EVENTID_STR_MAX];       /* the event's id, once stored */
+    /* GET /events/sse: the stream, indexed in hub and still in replay
+     * mode until the read is answered; owned here until it is started. */
+    struct stream *stream;
+    struct hub *hub;
+    struct event_id after;
+    int has_after;
 };
 
-/* Frees what a request's pending write holds; never while it waits. */
+/* Frees what a request's pending script holds; never while it waits. */
 void
 api_pending_clear(struct api_pending *pd);
 

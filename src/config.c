@@ -72,7 +72,7 @@ static const struct config_option config_options[] = {
     { "FANOUT_URING", "--fanout-uring", CONFIG_KIND_UINT, "1", 0, 1,
       CONFIG_FIELD(fanout_uring), "1: a fan-out's writes go out through io_uring where the kernel allows it" },
     { "PUBLISH_PIPELINE", "--publish-pipeline", CONFIG_KIND_UINT, "1", 0, 1,
-      CONFIG_FIELD(publish_pipeline), "1: POST /events waits for Redis without holding its HTTP thread" },
+      CONFIG_FIELD(publish_pipeline), "1: POST /events and stream opens wait for Redis without holding their HTTP thread" },
     { "PUBLISH_BACKLOG", "--publish-backlog", CONFIG_KIND_UINT, "64", 1, 1000000,
       CONFIG_FIELD(publish_backlog), "own events not yet fanned out before a publish waits" },
     { "PUBLISH_WAIT_MS", "--publish-wait-ms", CONFIG_KIND_UINT, "1000", 0, 60000,

@@ -6,7 +6,8 @@
  * Threading: HTTP_THREADS daemons, each with its own listening socket on
  * the shared address (SO_REUSEPORT), its own epoll set and one thread of
  * ours that runs it (http_loop_main), which also drives the thread's
- * pipelined Redis connection for POST /events (pipeline.c). With
+ * pipelined Redis connection for POST /events and stream opens
+ * (pipeline.c). With
  * STREAM_HANDOFF=0 each has also its own list of suspended (idle)
  * streams, so resuming one stream wakes one thread, which walks only its
  * share of the parked connections (libmicrohttpd 0.9.75 walks that whole
@@ -51,7 +52,7 @@ struct http_loop {
     struct http *http;
     struct MHD_Daemon *daemon;
     int wake_fd;                    /* eventfd: a parked stream was resumed */
-    struct pipeline *pipe;          /* this thread's pipelined Redis writes, or NULL */
+    struct pipeline *pipe;          /* this thread's pipelined Redis scripts, or NULL */
     pthread_t thread;
     int running;                    /* thread was started: join it */
 };
@@ -83,7 +84,7 @@ struct request {
     size_t len;
     size_t cap;
     int too_large;
-    struct api_pending pending;         /* POST /events: its write in flight */
+    struct api_pending pending;         /* its script in flight (POST /events, stream open) */
 };
 
 /* ------------------------------------------------------------ responses */

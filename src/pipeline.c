@@ -1,5 +1,5 @@
 /* pipeline.c -- one HTTP thread's pipelined Redis connection for
- * POST /events. Owns the hiredis async context (none of hiredis's event
+ * POST /events and stream opens. Owns the hiredis async context (none of hiredis's event
  * adapters: the thread's own poll loop drives it, see http.c) and the
  * FIFO of writes in flight; borrows each pipeline_req from its request
  * until its done callback.
@@ -23,7 +23,6 @@
 
 #include "clock.h"
 #include "config.h"
-#include "eventid.h"
 #include "log.h"
 #include "pipeline.h"
 
@@ -36,9 +35,9 @@ struct pipeline {
     redisAsyncContext *ac;          /* NULL while not connected */
     short events;                   /* what hiredis asked to wait for */
     struct pipeline_req *head, *tail;   /* in flight, oldest first */
-    char sha[41];                   /* the write script's SHA, once loaded; the
-                                     * same on every server, so kept across
-                                     * reconnects (NOSCRIPT resends the text) */
+    char sha[STORE_SCRIPT_COUNT][41];   /* each script's SHA, once loaded; the
+                                         * same on every server, so kept across
+                                         * reconnects (NOSCRIPT resends the text) */
     int64_t retry_at_ms;
     unsigned back_gen;
 };
@@ -113,21 +112,13 @@ pipeline_pop(struct pipeline *p, struct pipeline_req *q)
         p->tail = prev;
 }
 
-/* Ends q, out of the FIFO already: its request hears the outcome. */
+/* Fails q, the FIFO's head: it leaves the FIFO and its request hears
+ * that no answer came. */
 static void
-pipeline_end(struct pipeline_req *q, enum store_result rc, const char *id)
-{
-    store_event_command_clear(&q->cmd);
-    q->done(q->arg, rc, id);
-}
-
-/* Ends q, the FIFO's head: it leaves the FIFO and its request hears. */
-static void
-pipeline_finish(struct pipeline *p, struct pipeline_req *q, enum store_result rc,
-                const char *id)
+pipeline_fail(struct pipeline *p, struct pipeline_req *q)
 {
     pipeline_pop(p, q);
-    pipeline_end(q, rc, id);
+    q->done(q->arg, NULL);
 }
 
 /* ---------------------------------------------------------- connection */
@@ -152,7 +143,7 @@ pipeline_on_disconnect(const redisAsyncContext *ac, int status)
     struct pipeline *p = ac->data;
 
     if (status != REDIS_OK)
-        log_warn("redis: publish connection lost: %s", ac->errstr);
+        log_warn("redis: pipelined connection lost: %s", ac->errstr);
     p->ac = NULL;
 }
 
@@ -161,10 +152,11 @@ pipeline_on_script_load(redisAsyncContext *ac, void *reply, void *arg)
 {
     struct pipeline *p = ac->data;
     const redisReply *r = reply;
+    char *sha = arg;
 
-    (void)arg;
+    (void)p;
     if (r != NULL && r->type == REDIS_REPLY_STRING && r->len == 40)
-        memcpy(p->sha, r->str, 41);
+        memcpy(sha, r->str, 41);
     else if (r != NULL)
         log_warn("redis: SCRIPT LOAD: %s",
                  r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
@@ -205,8 +197,9 @@ pipeline_connect(struct pipeline *p)
     p->events = POLLOUT;
     if (p->cfg->redis_password[0] != '\0')
         redisAsyncCommand(ac, NULL, NULL, "AUTH %s", p->cfg->redis_password);
-    redisAsyncCommand(ac, pipeline_on_script_load, NULL, "SCRIPT LOAD %s",
-                      store_write_script());
+    for (int i = 0; i < STORE_SCRIPT_COUNT; i++)
+        redisAsyncCommand(ac, pipeline_on_script_load, p->sha[i], "SCRIPT LOAD %s",
+                          store_script_text((enum store_script)i));
     return 0;
 }
 
@@ -234,13 +227,13 @@ pipeline_free(struct pipeline *p)
         redisAsyncFree(ac);
     }
     while (p->head != NULL)
-        pipeline_finish(p, p->head, STORE_UNAVAILABLE, "");
+        pipeline_fail(p, p->head);
     free(p);
 }
 
-/* ------------------------------------------------------------- writes */
+/* ----------------------------------------------------------- scripts */
 
-static int pipeline_send(struct pipeline *p, struct pipeline_req *q);
+static int pipeline_issue(struct pipeline *p, struct pipeline_req *q);
 
 static void
 pipeline_on_reply(redisAsyncContext *ac, void *reply, void *arg)
@@ -248,8 +241,6 @@ pipeline_on_reply(redisAsyncContext *ac, void *reply, void *arg)
     struct pipeline *p = ac->data;
     struct pipeline_req *q = arg;
     const redisReply *r = reply;
-    char id[EVENTID_STR_MAX];
-    enum store_result rc;
 
     pipeline_pop(p, q);
     /* Redis lost its script cache (SCRIPT FLUSH, a restart): send the
@@ -257,34 +248,35 @@ pipeline_on_reply(redisAsyncContext *ac, void *reply, void *arg)
     if (r != NULL && r->type == REDIS_REPLY_ERROR && !q->as_eval &&
         strncmp(r->str, "NOSCRIPT", 8) == 0) {
         q->as_eval = 1;
-        if (pipeline_send(p, q) == 0)
+        if (pipeline_issue(p, q) == 0)
             return;
         r = NULL;
     }
-    id[0] = '\0';
-    rc = store_event_result(r, id, sizeof(id));
-    pipeline_end(q, rc, id);
+    q->done(q->arg, r);
 }
 
 /* Sends q's command on the connection (connecting first if needed) and
  * queues q in the FIFO. */
 static int
-pipeline_send(struct pipeline *p, struct pipeline_req *q)
+pipeline_issue(struct pipeline *p, struct pipeline_req *q)
 {
+    struct store_cmd *c = q->cmd;
+    const char *sha = p->sha[c->script];
+
     if (p->ac == NULL && pipeline_connect(p) == -1)
         return -1;
-    if (q->as_eval || p->sha[0] == '\0') {
+    if (q->as_eval || sha[0] == '\0') {
         q->as_eval = 1;
-        q->cmd.argv[0] = "EVAL";
-        q->cmd.argv[1] = store_write_script();
+        c->argv[0] = "EVAL";
+        c->argv[1] = store_script_text(c->script);
     } else {
-        q->cmd.argv[0] = "EVALSHA";
-        q->cmd.argv[1] = p->sha;
+        c->argv[0] = "EVALSHA";
+        c->argv[1] = sha;
     }
-    q->cmd.lens[0] = strlen(q->cmd.argv[0]);
-    q->cmd.lens[1] = strlen(q->cmd.argv[1]);
-    if (redisAsyncCommandArgv(p->ac, pipeline_on_reply, q, STORE_EVENT_ARGC,
-                              q->cmd.argv, q->cmd.lens) != REDIS_OK)
+    c->lens[0] = strlen(c->argv[0]);
+    c->lens[1] = strlen(c->argv[1]);
+    if (redisAsyncCommandArgv(p->ac, pipeline_on_reply, q, c->argc, c->argv,
+                              c->lens) != REDIS_OK)
         return -1;
     q->deadline_ms = clock_mono_ms() + (int64_t)p->cfg->redis_timeout_ms;
     pipeline_push(p, q);
@@ -292,21 +284,14 @@ pipeline_send(struct pipeline *p, struct pipeline_req *q)
 }
 
 int
-pipeline_publish(struct pipeline *p, struct pipeline_req *q,
-                 const char *user_id, const char *type,
-                 const char *data_json, size_t data_len,
-                 pipeline_done_fn done, void *arg)
+pipeline_send(struct pipeline *p, struct pipeline_req *q, struct store_cmd *cmd,
+              pipeline_done_fn done, void *arg)
 {
     memset(q, 0, sizeof(*q));
+    q->cmd = cmd;
     q->done = done;
     q->arg = arg;
-    if (store_event_command(&q->cmd, user_id, type, data_json, data_len) == -1)
-        return -1;
-    if (pipeline_send(p, q) == -1) {
-        store_event_command_clear(&q->cmd);
-        return -1;
-    }
-    return 0;
+    return pipeline_issue(p, q);
 }
 
 /* ---------------------------------------------------------------- loop */
@@ -345,7 +330,7 @@ pipeline_handle(struct pipeline *p, short revents)
         redisAsyncHandleWrite(p->ac);
     if (p->head != NULL && clock_mono_ms() >= p->head->deadline_ms) {
         /* Slow, not known down: the next publish connects afresh. */
-        log_warn("redis: no answer to a publish within %u ms",
+        log_warn("redis: no answer to a pipelined script within %u ms",
                  p->cfg->redis_timeout_ms);
         if (p->ac != NULL) {
             redisAsyncContext *ac = p->ac;
@@ -355,7 +340,7 @@ pipeline_handle(struct pipeline *p, short revents)
         }
         /* Anything hiredis no longer knew of fails here. */
         while (p->head != NULL)
-            pipeline_finish(p, p->head, STORE_UNAVAILABLE, "");
+            pipeline_fail(p, p->head);
     }
 }
 

@@ -1,8 +1,9 @@
 /* pipeline.h -- one HTTP thread's pipelined Redis connection, for
- * POST /events: the request waits suspended while its write script is in
- * flight, so the thread serves other requests meanwhile and the scripts
- * of concurrent requests share writes and reads. Not thread-safe: one per
- * HTTP thread, driven by that thread's poll loop (http.c). */
+ * POST /events and stream opens: the request waits suspended while its
+ * script is in flight, so the thread serves other requests meanwhile and
+ * the scripts of concurrent requests share writes and reads. Not
+ * thread-safe: one per HTTP thread, driven by that thread's poll loop
+ * (http.c). */
 #ifndef SSEGATE_PIPELINE_H
 #define SSEGATE_PIPELINE_H
 
@@ -13,19 +14,20 @@
 
 struct config;
 struct pipeline;
+struct redisReply;
 
-/* Called once per pipeline_publish that returned 0, on the pipeline's
- * thread: rc as store_event_publish would return it; id (the event id on
- * STORE_OK) lives only during the call. */
-typedef void (*pipeline_done_fn)(void *arg, enum store_result rc, const char *id);
+/* Called once per pipeline_send that returned 0, on the pipeline's
+ * thread, with Redis's reply (NULL: no answer, the connection failed or
+ * timed out); the reply lives only during the call. */
+typedef void (*pipeline_done_fn)(void *arg, const struct redisReply *r);
 
-/* One write in flight; the caller provides it (inside its request) and
- * keeps it, untouched, until done is called. */
+/* One script in flight; the caller provides it (inside its request) and
+ * keeps it, and the command it names, untouched until done is called. */
 struct pipeline_req {
     struct pipeline_req *next;      /* sent after this one */
     int64_t deadline_ms;            /* monotonic: fail if not answered by then */
     int as_eval;                    /* sent with the script's text */
-    struct store_event_cmd cmd;
+    struct store_cmd *cmd;          /* borrowed; argv[0..1] are ours */
     pipeline_done_fn done;
     void *arg;
 };
@@ -40,15 +42,13 @@ pipeline_new(const struct config *cfg);
 void
 pipeline_free(struct pipeline *p);
 
-/* Sends the write script for an event of user_id (type borrowed until
- * done). Returns 0: done will be called later, from pipeline_handle or
- * pipeline_free; or -1: nothing was sent (Redis is known to be down, or
- * out of memory), and done will not be called. */
+/* Sends cmd's script (store_event_command, store_read_command). Returns
+ * 0: done will be called later, from pipeline_handle or pipeline_free;
+ * or -1: nothing was sent (Redis is known to be down, or out of memory),
+ * and done will not be called. */
 int
-pipeline_publish(struct pipeline *p, struct pipeline_req *q,
-                 const char *user_id, const char *type,
-                 const char *data_json, size_t data_len,
-                 pipeline_done_fn done, void *arg);
+pipeline_send(struct pipeline *p, struct pipeline_req *q, struct store_cmd *cmd,
+              pipeline_done_fn done, void *arg);
 
 /* For the thread's poll(): the socket (-1: none), the events to wait
  * for, and how long the loop may sleep (-1: no deadline). */

@@ -28,26 +28,33 @@ replay_gap_frame(const struct event_id *after)
     return sse_frame_new_event(NULL, "gap", data, (size_t)n);
 }
 
+enum store_result
+replay_finish(struct stream *s, const struct event_id *after, struct store_replay *r)
+{
+    struct sse_frame *gap = NULL;
+
+    if (r->gap && (gap = replay_gap_frame(after)) == NULL) {
+        store_replay_clear(r);
+        return STORE_ERROR;
+    }
+    stream_finish_replay(s, gap, r->frames, r->n, r->has_start ? &r->start : NULL);
+    sse_frame_unref(gap);
+    store_replay_clear(r);
+    return STORE_OK;
+}
+
 /* Reads history after `after` for s and finishes one replay with it. */
 static enum store_result
 replay_run(struct stream *s, const struct event_id *after)
 {
     const char *uid = stream_user_id(s);
     struct store_replay r;
-    struct sse_frame *gap = NULL;
     enum store_result rc;
 
     rc = store_stream_open(uid[0] ? uid : NULL, after, &r);
     if (rc != STORE_OK)
         return rc;
-    if (r.gap && (gap = replay_gap_frame(after)) == NULL) {
-        store_replay_clear(&r);
-        return STORE_ERROR;
-    }
-    stream_finish_replay(s, gap, r.frames, r.n, r.has_start ? &r.start : NULL);
-    sse_frame_unref(gap);
-    store_replay_clear(&r);
-    return STORE_OK;
+    return replay_finish(s, after, &r);
 }
 
 enum store_result

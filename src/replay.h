@@ -18,6 +18,12 @@ struct stream;
 enum store_result
 replay_open(struct stream *s, const struct event_id *after);
 
+/* replay_open's second half, for a history read made elsewhere (a
+ * pipelined stream open): queues the gap event if r says so and r's
+ * frames. Takes r's frames either way. */
+enum store_result
+replay_finish(struct stream *s, const struct event_id *after, struct store_replay *r);
+
 /* After a lost subscription: queues every event after the last one the
  * stream queued. A stream whose history cannot be read is ended, so its
  * client resumes with Last-Event-ID instead of silently missing events. */

@@ -36,7 +36,9 @@
  * back (scripts.h): replay reads cap + slack entries, so none is missed. */
 #define STORE_TRIM_SLACK(cap) ((cap) / 16 < 63 ? (cap) / 16 : 63)
 
-enum { SCRIPT_WRITE, SCRIPT_READ, SCRIPT_COUNT };
+#define SCRIPT_WRITE STORE_SCRIPT_WRITE
+#define SCRIPT_READ STORE_SCRIPT_READ
+#define SCRIPT_COUNT STORE_SCRIPT_COUNT
 
 static const char *const script_text[SCRIPT_COUNT] = { script_write, script_read };
 
@@ -586,9 +588,11 @@ out:
 }
 
 int
-store_event_command(struct store_event_cmd *c, const char *user_id,
+store_event_command(struct store_cmd *c, const char *user_id,
                     const char *type, const char *data_json, size_t data_len)
 {
+    c->script = SCRIPT_WRITE;
+    c->argc = 13;
     store_keys(user_id, c->history, c->account);
     c->rest = envelope_build_rest(type, user_id, data_json, data_len,
                                   store_cfg.server_id, clock_wall_ms());
@@ -607,22 +611,52 @@ store_event_command(struct store_event_cmd *c, const char *user_id,
     c->argv[10] = store_cfg.firehose_maxlen;
     c->argv[11] = type;
     c->argv[12] = c->rest;
-    for (int i = 0; i < STORE_EVENT_ARGC; i++)
+    for (int i = 0; i < c->argc; i++)
         c->lens[i] = strlen(c->argv[i]);
     return 0;
 }
 
 void
-store_event_command_clear(struct store_event_cmd *c)
+store_read_command(struct store_cmd *c, const char *user_id,
+                   const struct event_id *after)
+{
+    c->script = SCRIPT_READ;
+    c->argc = 9;
+    c->rest = NULL;
+    snprintf(c->history, sizeof(c->history), "ssegate:history");
+    c->account[0] = '\0';
+    c->after[0] = '\0';
+    if (user_id != NULL)
+        store_keys(user_id, c->history, c->account);
+    snprintf(c->count, sizeof(c->count), "%u",
+             user_id ? store_cfg.history_count : store_cfg.firehose_count);
+    /* Nothing can follow the largest id, and Redis rejects "(" on it. */
+    if (after != NULL && !(after->ms == UINT64_MAX && after->seq == UINT64_MAX))
+        eventid_format(after, c->after, sizeof(c->after));
+    c->argv[0] = "EVALSHA";
+    c->argv[1] = "";
+    c->argv[2] = "3";
+    c->argv[3] = c->history;
+    c->argv[4] = "ssegate:lastid";
+    c->argv[5] = user_id ? c->account : "ssegate:none";
+    c->argv[6] = user_id ? "1" : "0";
+    c->argv[7] = c->after;
+    c->argv[8] = c->count;
+    for (int i = 0; i < c->argc; i++)
+        c->lens[i] = strlen(c->argv[i]);
+}
+
+void
+store_command_clear(struct store_cmd *c)
 {
     free(c->rest);
     c->rest = NULL;
 }
 
 const char *
-store_write_script(void)
+store_script_text(enum store_script script)
 {
-    return script_write;
+    return script_text[script];
 }
 
 enum store_result
@@ -642,17 +676,17 @@ store_event_publish(const char *user_id, const char *type,
                     const char *data_json, size_t data_len,
                     char *id_out, size_t id_cap)
 {
-    struct store_event_cmd c;
+    struct store_cmd c;
     redisReply *r = NULL;
     enum store_result rc;
 
     if (store_event_command(&c, user_id, type, data_json, data_len) == -1)
         return STORE_ERROR;
-    rc = store_eval(SCRIPT_WRITE, 4, STORE_EVENT_ARGC - 3, c.argv + 3, c.lens + 3, &r);
+    rc = store_eval(c.script, 4, c.argc - 3, c.argv + 3, c.lens + 3, &r);
     if (rc == STORE_OK)
         rc = store_event_result(r, id_out, id_cap);
     freeReplyObject(r);
-    store_event_command_clear(&c);
+    store_command_clear(&c);
     return rc;
 }
 
@@ -700,37 +734,18 @@ store_replay_clear(struct store_replay *r)
 }
 
 enum store_result
-store_stream_open(const char *user_id, const struct event_id *after,
-                  struct store_replay *out)
+store_stream_result(const struct redisReply *r, const struct store_cmd *c,
+                    struct store_replay *out)
 {
-    char history[KEY_MAX] = "ssegate:history", account[KEY_MAX] = "";
-    char after_s[EVENTID_STR_MAX] = "", count[16];
     const redisReply *entries;
-    redisReply *r = NULL;
-    enum store_result rc;
 
     memset(out, 0, sizeof(*out));
-    if (user_id != NULL)
-        store_keys(user_id, history, account);
-    snprintf(count, sizeof(count), "%u",
-             user_id ? store_cfg.history_count : store_cfg.firehose_count);
-    /* Nothing can follow the largest id, and Redis rejects "(" on it. */
-    if (after != NULL && !(after->ms == UINT64_MAX && after->seq == UINT64_MAX))
-        eventid_format(after, after_s, sizeof(after_s));
-    {
-        const char *args[] = {
-            history, "ssegate:lastid", user_id ? account : "ssegate:none",
-            user_id ? "1" : "0", after_s, count
-        };
-
-        rc = store_eval(SCRIPT_READ, 3, 6, args, NULL, &r);
-    }
-    if (rc != STORE_OK)
-        return rc;
-    if (r->type == REDIS_REPLY_NIL) {
-        freeReplyObject(r);
+    if (r == NULL)
+        return STORE_UNAVAILABLE;
+    if (r->type == REDIS_REPLY_ERROR)
+        return store_error_result(r, "script");
+    if (r->type == REDIS_REPLY_NIL)
         return STORE_NOT_FOUND;
-    }
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
         r->element[0]->type != REDIS_REPLY_STRING ||
         r->element[1]->type != REDIS_REPLY_INTEGER ||
@@ -746,26 +761,39 @@ store_stream_open(const char *user_id, const struct event_id *after,
     entries = r->element[2];
     if (entries->elements > 0) {
         out->frames = calloc(entries->elements, sizeof(*out->frames));
-        if (out->frames == NULL) {
-            freeReplyObject(r);
+        if (out->frames == NULL)
             return STORE_ERROR;
-        }
         for (size_t i = 0; i < entries->elements; i++) {
             struct sse_frame *f = store_entry_frame(entries->element[i]);
 
             if (f == NULL) {
                 log_warn("redis: skipping a malformed history entry in %s",
-                         history);
+                         c->history);
                 continue;
             }
             out->frames[out->n++] = f;
         }
     }
-    freeReplyObject(r);
     return STORE_OK;
 malformed:
-    log_error("redis: unexpected reply to the history read of %s", history);
-    freeReplyObject(r);
+    log_error("redis: unexpected reply to the history read of %s", c->history);
     store_replay_clear(out);
     return STORE_ERROR;
+}
+
+enum store_result
+store_stream_open(const char *user_id, const struct event_id *after,
+                  struct store_replay *out)
+{
+    struct store_cmd c;
+    redisReply *r = NULL;
+    enum store_result rc;
+
+    memset(out, 0, sizeof(*out));
+    store_read_command(&c, user_id, after);
+    rc = store_eval(c.script, 3, c.argc - 3, c.argv + 3, c.lens + 3, &r);
+    if (rc == STORE_OK)
+        rc = store_stream_result(r, &c, out);
+    freeReplyObject(r);
+    return rc;
 }

@@ -82,30 +82,43 @@ store_event_publish(const char *user_id, const char *type,
                     const char *data_json, size_t data_len,
                     char *id_out, size_t id_cap);
 
-/* POST /events on a pipelined connection (pipeline.c): the write
- * script's command for an event, argv[0] and argv[1] left for the caller
- * ("EVALSHA" and the SHA, or "EVAL" and store_write_script()). */
-#define STORE_EVENT_ARGC 13
+/* The Lua scripts every write and every history read run (scripts.h). */
+enum store_script { STORE_SCRIPT_WRITE, STORE_SCRIPT_READ, STORE_SCRIPT_COUNT };
+
+const char *
+store_script_text(enum store_script script);
+
+/* One script's command, for a pipelined connection (pipeline.c): argv[0]
+ * and argv[1] are left for the sender ("EVALSHA" and the SHA, or "EVAL"
+ * and store_script_text(script)). Built by store_event_command or
+ * store_read_command; freed with store_command_clear. */
+#define STORE_CMD_ARGC_MAX 13
 #define STORE_KEY_MAX 128
-struct store_event_cmd {
-    const char *argv[STORE_EVENT_ARGC];
-    size_t lens[STORE_EVENT_ARGC];
+struct store_cmd {
+    enum store_script script;
+    int argc;
+    const char *argv[STORE_CMD_ARGC_MAX];
+    size_t lens[STORE_CMD_ARGC_MAX];
     char history[STORE_KEY_MAX];
     char account[STORE_KEY_MAX];
+    char after[EVENTID_STR_MAX];
+    char count[16];
     char *rest;             /* owned: the envelope after its id */
 };
 
 /* Fills c for an event of user_id; type is borrowed and must outlive c.
  * Returns 0, or -1 when out of memory (nothing to clear). */
 int
-store_event_command(struct store_event_cmd *c, const char *user_id,
+store_event_command(struct store_cmd *c, const char *user_id,
                     const char *type, const char *data_json, size_t data_len);
 
+/* Fills c for opening a stream, as store_stream_open reads. */
 void
-store_event_command_clear(struct store_event_cmd *c);
+store_read_command(struct store_cmd *c, const char *user_id,
+                   const struct event_id *after);
 
-const char *
-store_write_script(void);
+void
+store_command_clear(struct store_cmd *c);
 
 /* The outcome of a write script's reply (NULL: the connection failed),
  * as store_event_publish would report it; fills the event id on
@@ -125,6 +138,12 @@ store_back_generation(void);
 enum store_result
 store_stream_open(const char *user_id, const struct event_id *after,
                   struct store_replay *out);
+
+/* The outcome of a history read's reply (NULL: the connection failed),
+ * as store_stream_open would report it; c is the command that read. */
+enum store_result
+store_stream_result(const struct redisReply *r, const struct store_cmd *c,
+                    struct store_replay *out);
 
 void
 store_replay_clear(struct store_replay *r);

@@ -594,6 +594,69 @@ def test_pipelined_publishes(env):
         relay.stop()
 
 
+def test_pipelined_stream_opens(env):
+    """A stream open does not hold its HTTP thread while Redis reads its
+    history (PUBLISH_PIPELINE): with Redis's replies held back, one HTTP
+    thread has three stream opens in flight and still sends a publish to
+    Redis. Once the replies come, the resuming stream gets the events after
+    its Last-Event-ID and then the publish, once each, in order; the
+    unknown user gets 404; the client that left meanwhile leaves nothing
+    indexed."""
+    relay = Relay(env.redis.port)
+    try:
+        g = Gateway(BIN, relay, env.work.path, "backend-pipe-open", VALGRIND, HTTP_THREADS=1,
+                    REDIS_TIMEOUT_MS=10000)
+        env.extra.append(g)
+        uid = env.account()["id"]
+        ids = [env.event(g.port, uid, "h%d" % i) for i in range(3)]   # the pipeline is up
+        hist = "ssegate:history:" + uid
+
+        def scripts_run():
+            stats = env.redis.cli("INFO", "commandstats")
+            return sum(int(line.split("calls=")[1].split(",")[0]) for line in stats.splitlines()
+                       if line.startswith(("cmdstat_evalsha:", "cmdstat_eval:")))
+        before, base = scripts_run(), int(env.redis.cli("XLEN", hist))
+        relay.freeze_replies()
+        opened = {}
+
+        def open_one(key, query, last_id):
+            opened[key] = SSEClient(g.port, query, last_id, timeout=10 * SLOW)
+        ts = [threading.Thread(target=open_one, args=("resume", "userId=" + uid, ids[0])),
+              threading.Thread(target=open_one, args=("nobody", "userId=999999999", None))]
+        for t in ts:
+            t.start()
+        # A third client gives up while its open is in flight.
+        gone = socket.create_connection((HOST, g.port), timeout=10 * SLOW)
+        gone.sendall(("GET /events/sse?userId=%s HTTP/1.1\r\nHost: x\r\n\r\n" % uid).encode())
+        wait_until(lambda: scripts_run() >= before + 3, 5 * SLOW,
+                   "the three history reads ran in Redis")
+        gone.close()
+        # The one HTTP thread is free while both wait for their replies.
+        w = raw_post(g.port, {"userId": uid, "type": "live"})
+        wait_until(lambda: int(env.redis.cli("XLEN", hist)) == base + 1, 5 * SLOW,
+                   "a publish reaches Redis while three stream opens wait on the one thread")
+        eq(sorted(opened), [], "no stream answered before Redis's replies")
+        relay.thaw()
+        for t in ts:
+            t.join(10 * SLOW)
+        st, body = read_answer(w, 5 * SLOW)
+        eq(st, 202, "the publish")
+        eq(opened["nobody"].status, 404, "unknown user")
+        c = opened["resume"]
+        eq(c.status, 200, "resuming stream")
+        got = c.wait_events(3, 5 * SLOW)
+        eq([(e.event, e.id) for e in got], [("h1", ids[1]), ("h2", ids[2]), ("live", body["id"])],
+           "history after Last-Event-ID, then the live event, once each")
+        c.idle(0.3)
+        eq(len(c.events), 3, "nothing more")
+        c.close()
+        wait_until(lambda: get_json(g.port, "/health")[2]["streams"] == 0, 5 * SLOW,
+                   "no stream left indexed")
+    finally:
+        relay.thaw()
+        relay.stop()
+
+
 def test_pipeline_timeout_and_stop(env):
     """A pipelined write that Redis does not answer within REDIS_TIMEOUT_MS
     gets 503 redis_unavailable (not a hang); the next one reconnects and
@@ -773,12 +836,12 @@ TESTS = [
     test_resume, test_resume_during_publishing, test_gap, test_trim_in_batches, test_errors,
     test_redis_cli_publish, test_subscriber_loss, test_redis_restart,
     test_heartbeat, test_large_fanout, test_publish_backpressure, test_pipelined_publishes,
-    test_pipeline_timeout_and_stop, test_script_flush, test_slow_consumer,
+    test_pipelined_stream_opens, test_pipeline_timeout_and_stop, test_script_flush, test_slow_consumer,
     test_stream_limit, test_full_epoll_batch, test_shutdown,
 ]
 VALGRIND_TESTS = [test_health, test_accounts, test_cross_instance, test_resume,
                   test_errors, test_subscriber_loss, test_pipelined_publishes,
-                  test_pipeline_timeout_and_stop, test_shutdown]
+                  test_pipelined_stream_opens, test_pipeline_timeout_and_stop, test_shutdown]
 
 
 def main():
