@@ -147,14 +147,14 @@ pipeline_on_disconnect(const redisAsyncContext *ac, int status)
     p->ac = NULL;
 }
 
+/* arg: where this script's SHA goes (a slot of p->sha). */
 static void
 pipeline_on_script_load(redisAsyncContext *ac, void *reply, void *arg)
 {
-    struct pipeline *p = ac->data;
     const redisReply *r = reply;
     char *sha = arg;
 
-    (void)p;
+    (void)ac;
     if (r != NULL && r->type == REDIS_REPLY_STRING && r->len == 40)
         memcpy(sha, r->str, 41);
     else if (r != NULL)
@@ -163,8 +163,8 @@ pipeline_on_script_load(redisAsyncContext *ac, void *reply, void *arg)
 }
 
 /* Starts connecting: commands sent now wait in hiredis's buffer until the
- * socket is up. Authenticates and loads the script first (pipelined, so
- * Redis runs them before any write). Returns -1 if Redis is known to be
+ * socket is up. Authenticates and loads both scripts first (pipelined,
+ * so Redis runs them before any request's script). Returns -1 if Redis is known to be
  * down or cannot be reached. */
 static int
 pipeline_connect(struct pipeline *p)
