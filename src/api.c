@@ -172,6 +172,23 @@ api_stream_start(const struct api_request *r, struct stream *s, enum store_resul
     return http_send_stream(r->conn, s);
 }
 
+/* Sends the request's pending script on the thread's pipeline and
+ * suspends the request until done runs. done can only run from this
+ * thread's loop, after the handler returns, so suspending after sending
+ * is safe. Returns -1 if nothing was sent. */
+static int
+api_pending_send(const struct api_request *r, pipeline_done_fn done)
+{
+    struct api_pending *pd = r->pending;
+
+    if (pipeline_send(r->pipe, &pd->q, &pd->cmd, done, pd) == -1)
+        return -1;
+    pd->conn = r->conn;
+    pd->state = API_PENDING_WAITING;
+    MHD_suspend_connection(r->conn);
+    return 0;
+}
+
 /* The pipeline answered the history read (same thread, outside MHD_run):
  * finish the replay and resume the request, whose handler then starts
  * the stream. */
@@ -241,19 +258,14 @@ api_stream_open(const struct api_request *r)
                                NULL);
     }
     if (pd != NULL && r->pipe != NULL) {
-        /* As for a publish: the answer comes from this thread's loop,
-         * after this returns. A reconnect storm's reads then share
-         * round trips instead of holding the thread one by one. */
-        pd->conn = r->conn;
+        /* A reconnect storm's reads then share round trips instead of
+         * holding the thread one by one. */
         pd->after = after;
         pd->has_after = has_after;
         store_read_command(&pd->cmd, uid, has_after ? &pd->after : NULL);
-        if (pipeline_send(r->pipe, &pd->q, &pd->cmd, api_on_history_read, pd) == -1)
+        if (api_pending_send(r, api_on_history_read) == -1)
             return api_stream_start(r, s, STORE_UNAVAILABLE, has_after);
         pd->stream = s;
-        pd->hub = app->hub;
-        pd->state = API_PENDING_WAITING;
-        MHD_suspend_connection(r->conn);
         return MHD_YES;
     }
     return api_stream_start(r, s, replay_open(s, has_after ? &after : NULL), has_after);
@@ -378,7 +390,7 @@ api_pending_clear(struct api_pending *pd)
     /* A stream whose open was answered but whose client left before the
      * handler ran again. */
     if (pd->stream != NULL) {
-        hub_remove(pd->hub, pd->stream);
+        hub_remove(stream_hub_link(pd->stream)->hub, pd->stream);
         stream_unref(pd->stream);
         pd->stream = NULL;
     }
@@ -407,19 +419,14 @@ api_event_publish(const struct api_request *r)
         return api_send_overloaded(r->conn);
     }
     if (pd != NULL && r->pipe != NULL) {
-        /* The answer can only come from this thread's loop, after this
-         * returns, so suspending after sending is safe. */
         pd->in = in;
-        pd->conn = r->conn;
         if (store_event_command(&pd->cmd, pd->in.user_id, pd->in.type,
                                 pd->in.data_json, pd->in.data_len) == -1)
             return api_send_store_error(r->conn, STORE_UNAVAILABLE, NULL);
-        if (pipeline_send(r->pipe, &pd->q, &pd->cmd, api_on_event_stored, pd) == -1) {
+        if (api_pending_send(r, api_on_event_stored) == -1) {
             store_command_clear(&pd->cmd);
             return api_send_store_error(r->conn, STORE_UNAVAILABLE, NULL);
         }
-        pd->state = API_PENDING_WAITING;
-        MHD_suspend_connection(r->conn);
         return MHD_YES;
     }
     rc = store_event_publish(in.user_id, in.type, in.data_json, in.data_len,

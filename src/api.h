@@ -11,7 +11,6 @@
 #include "store.h"
 
 struct app;
-struct hub;
 struct stream;
 struct MHD_Connection;
 
@@ -28,10 +27,10 @@ struct api_pending {
     /* POST /events */
     struct event_input in;          /* the parsed body, until answered */
     char id[EVENTID_STR_MAX];       /* the event's id, once stored */
-    /* GET /events/sse: the stream, indexed in hub and still in replay
-     * mode until the read is answered; owned here until it is started. */
+    /* GET /events/sse: the stream, indexed in its hub and still in
+     * replay mode until the read is answered; owned here until it is
+     * started. */
     struct stream *stream;
-    struct hub *hub;
     struct event_id after;
     int has_after;
 };

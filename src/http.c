@@ -7,11 +7,10 @@
  * the shared address (SO_REUSEPORT), its own epoll set and one thread of
  * ours that runs it (http_loop_main), which also drives the thread's
  * pipelined Redis connection for POST /events and stream opens
- * (pipeline.c). With
- * STREAM_HANDOFF=0 each has also its own list of suspended (idle)
- * streams, so resuming one stream wakes one thread, which walks only its
- * share of the parked connections (libmicrohttpd 0.9.75 walks that whole
- * list). */
+ * (pipeline.c). With STREAM_HANDOFF=0 each has also its own list of
+ * suspended (idle) streams, so resuming one stream wakes one thread,
+ * which walks only its share of the parked connections (libmicrohttpd
+ * 0.9.75 walks that whole list). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <json-c/json.h>
@@ -558,7 +557,7 @@ http_loop_main(void *arg)
     http_this_loop = l;
     if (l->http->app->cfg->publish_pipeline &&
         (l->pipe = pipeline_new(l->http->app->cfg)) == NULL)
-        log_warn("http: out of memory for a Redis pipeline; publishes block");
+        log_warn("http: out of memory for a Redis pipeline; publishes and stream opens block");
     pfd[0].fd = info->epoll_fd;
     pfd[1].fd = l->wake_fd;
     pfd[2].fd = l->http->stop_fd;
@@ -593,7 +592,7 @@ http_loop_main(void *arg)
         if (l->pipe != NULL)
             pipeline_flush(l->pipe);
     }
-    /* Writes still in flight fail (503), and their requests resume, so
+    /* Scripts still in flight fail (503), and their requests resume, so
      * that MHD_stop_daemon finds none suspended. */
     pipeline_free(l->pipe);
     l->pipe = NULL;

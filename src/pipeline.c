@@ -1,8 +1,8 @@
 /* pipeline.c -- one HTTP thread's pipelined Redis connection for
- * POST /events and stream opens. Owns the hiredis async context (none of hiredis's event
- * adapters: the thread's own poll loop drives it, see http.c) and the
- * FIFO of writes in flight; borrows each pipeline_req from its request
- * until its done callback.
+ * POST /events and stream opens. Owns the hiredis async context (none of
+ * hiredis's event adapters: the thread's own poll loop drives it, see
+ * http.c) and the FIFO of scripts in flight; borrows each pipeline_req
+ * (and its command) from its request until its done callback.
  *
  * Why: with a blocking round trip per POST, each event cost its HTTP
  * thread two sleeps (for the request, then for Redis's reply), and on a
@@ -12,7 +12,7 @@
  * one write and come back in one read.
  *
  * Replies come back in the order the commands went out, so the FIFO's
- * head is always the oldest write: its deadline is the only one to watch
+ * head is always the oldest script: its deadline is the only one to watch
  * (REDIS_TIMEOUT_MS, as for the blocking connections). */
 #include <errno.h>
 #include <hiredis/async.h>

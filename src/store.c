@@ -36,11 +36,7 @@
  * back (scripts.h): replay reads cap + slack entries, so none is missed. */
 #define STORE_TRIM_SLACK(cap) ((cap) / 16 < 63 ? (cap) / 16 : 63)
 
-#define SCRIPT_WRITE STORE_SCRIPT_WRITE
-#define SCRIPT_READ STORE_SCRIPT_READ
-#define SCRIPT_COUNT STORE_SCRIPT_COUNT
-
-static const char *const script_text[SCRIPT_COUNT] = { script_write, script_read };
+static const char *const script_text[STORE_SCRIPT_COUNT] = { script_write, script_read };
 
 static struct {
     char host[256];
@@ -64,7 +60,7 @@ struct store_conn {
 
 /* SHA1s of the scripts: the same for every connection and server, set
  * by the first SCRIPT LOAD (under store_sha_mu). */
-static char store_sha[SCRIPT_COUNT][41];
+static char store_sha[STORE_SCRIPT_COUNT][41];
 static pthread_mutex_t store_sha_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static pthread_key_t store_key;
@@ -193,7 +189,7 @@ store_conn_open(struct store_conn *sc)
         }
         freeReplyObject(r);
     }
-    for (int i = 0; i < SCRIPT_COUNT; i++) {
+    for (int i = 0; i < STORE_SCRIPT_COUNT; i++) {
         r = redisCommand(sc->c, "SCRIPT LOAD %s", script_text[i]);
         if (store_reply_ok(r, REDIS_REPLY_STRING, "SCRIPT LOAD") == -1 ||
             r->len != 40) {
@@ -483,7 +479,7 @@ store_account_create(const char *name, int64_t balance, struct account *out)
             store_cfg.firehose_maxlen, name, bal, created, rest1, rest2
         };
 
-        rc = store_eval(SCRIPT_WRITE, 4, 13, args, NULL, &r);
+        rc = store_eval(STORE_SCRIPT_WRITE, 4, 13, args, NULL, &r);
     }
     if (rc == STORE_OK &&
         (r->type != REDIS_REPLY_ARRAY || r->elements != 2))
@@ -569,7 +565,7 @@ store_snapshot_take(const char *user_id, int has_balance, int64_t balance,
             store_cfg.firehose_maxlen, bal, rest, mark + 1
         };
 
-        rc = store_eval(SCRIPT_WRITE, 4, 11, args, NULL, &r);
+        rc = store_eval(STORE_SCRIPT_WRITE, 4, 11, args, NULL, &r);
     }
     if (rc != STORE_OK)
         goto out;
@@ -591,7 +587,7 @@ int
 store_event_command(struct store_cmd *c, const char *user_id,
                     const char *type, const char *data_json, size_t data_len)
 {
-    c->script = SCRIPT_WRITE;
+    c->script = STORE_SCRIPT_WRITE;
     c->argc = 13;
     store_keys(user_id, c->history, c->account);
     c->rest = envelope_build_rest(type, user_id, data_json, data_len,
@@ -620,7 +616,7 @@ void
 store_read_command(struct store_cmd *c, const char *user_id,
                    const struct event_id *after)
 {
-    c->script = SCRIPT_READ;
+    c->script = STORE_SCRIPT_READ;
     c->argc = 9;
     c->rest = NULL;
     snprintf(c->history, sizeof(c->history), "ssegate:history");
@@ -659,8 +655,11 @@ store_script_text(enum store_script script)
     return script_text[script];
 }
 
-enum store_result
-store_event_result(const struct redisReply *r, char *id_out, size_t id_cap)
+/* What a script's reply says before its value is read: no reply (the
+ * connection failed), an error, or nil (no such account); STORE_OK when
+ * there is a value to read. */
+static enum store_result
+store_script_status(const redisReply *r)
 {
     if (r == NULL)
         return STORE_UNAVAILABLE;
@@ -668,6 +667,16 @@ store_event_result(const struct redisReply *r, char *id_out, size_t id_cap)
         return store_error_result(r, "script");
     if (r->type == REDIS_REPLY_NIL)
         return STORE_NOT_FOUND;
+    return STORE_OK;
+}
+
+enum store_result
+store_event_result(const struct redisReply *r, char *id_out, size_t id_cap)
+{
+    enum store_result rc = store_script_status(r);
+
+    if (rc != STORE_OK)
+        return rc;
     return store_copy_id(r, id_out, id_cap) == 0 ? STORE_OK : STORE_ERROR;
 }
 
@@ -738,14 +747,11 @@ store_stream_result(const struct redisReply *r, const struct store_cmd *c,
                     struct store_replay *out)
 {
     const redisReply *entries;
+    enum store_result rc = store_script_status(r);
 
     memset(out, 0, sizeof(*out));
-    if (r == NULL)
-        return STORE_UNAVAILABLE;
-    if (r->type == REDIS_REPLY_ERROR)
-        return store_error_result(r, "script");
-    if (r->type == REDIS_REPLY_NIL)
-        return STORE_NOT_FOUND;
+    if (rc != STORE_OK)
+        return rc;
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
         r->element[0]->type != REDIS_REPLY_STRING ||
         r->element[1]->type != REDIS_REPLY_INTEGER ||
