@@ -1,6 +1,7 @@
 /* app.h -- the read-mostly context every request handler borrows: the
- * configuration, the hub of streams, the subscriber's health and the
- * shutdown flag. main.c owns it and everything it points to. */
+ * configuration, the hub of streams, the writer loops, the subscriber's
+ * health and the shutdown flag. main.c owns it and everything it points
+ * to. */
 #ifndef SSEGATE_APP_H
 #define SSEGATE_APP_H
 
@@ -10,15 +11,15 @@ struct config;
 struct hub;
 struct subscriber;
 struct sse_frame;
-struct sinks;
+struct writers;
 
 struct app {
     const struct config *cfg;
     struct hub *hub;
+    struct writers *writers;    /* own every stream once it has started */
     struct subscriber *sub;
     struct sse_frame *hello;    /* "retry: N\n: ssegate <id>\n\n", shared by every stream */
     atomic_int stopping;        /* set once shutdown starts; new streams get 503 */
-    struct sinks *sinks;        /* writer loops, when STREAM_HANDOFF=1; else NULL */
 };
 
 #endif

@@ -1,57 +1,59 @@
-/* http.c -- the libmicrohttpd daemons and the threads that run them.
- * Owns them and each request's state (route, bounded body buffer) from
- * its first access-handler call to MHD's completion callback. Routes to
- * api.c; builds every response.
+/* http.c -- the HTTP server. Owns the libmicrohttpd daemons, the threads
+ * that run them, each thread's pipelined Redis connection, and each
+ * request (struct http_req: route, bounded body buffer, the handler's
+ * state) from its first access-handler call to MHD's completion callback.
+ * Routes by the caller's table and builds every response, the event
+ * stream's head included; knows nothing of the endpoints.
  *
  * Threading: HTTP_THREADS daemons, each with its own listening socket on
  * the shared address (SO_REUSEPORT), its own epoll set and one thread of
  * ours that runs it (http_loop_main), which also drives the thread's
- * pipelined Redis connection for POST /events and stream opens
- * (pipeline.c). With STREAM_HANDOFF=0 each has also its own list of
- * suspended (idle) streams, so resuming one stream wakes one thread,
- * which walks only its share of the parked connections (libmicrohttpd
- * 0.9.75 walks that whole list). */
+ * pipelined Redis connection (pipeline.c): a handler that waits on Redis
+ * suspends its request, and the reply, read on the same thread, resumes
+ * it. Every call on a request happens on that request's own thread. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <json-c/json.h>
 #include <limits.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
-#include "api.h"
-#include "app.h"
 #include "body.h"
 #include "config.h"
-#include "hub.h"
 #include "http.h"
 #include "log.h"
 #include "pipeline.h"
-#include "stream.h"
-#include "web.h"
 
 /* Per-connection memory: request headers plus MHD's read and write
  * buffers. 8 KiB fits a browser's headers and cookies; bodies are
  * buffered outside it (up to BODY_MAX_BYTES). */
 #define HTTP_CONN_MEMORY 8192
-/* Suspended streams never time out (MHD restarts the timer on resume);
- * this only reaps slowloris requests and clients that stopped reading. */
+/* Reaps slowloris requests and keep-alive clients that went quiet;
+ * a stream leaves libmicrohttpd once its socket is taken over. */
 #define HTTP_CONN_TIMEOUT_S 60
 #define HTTP_LISTEN_BACKLOG 4096
+/* Longest path segment a route's {id} may match. */
+#define HTTP_PARAM_MAX 64
+/* "GET, HEAD, POST" and the like. */
+#define HTTP_ALLOW_MAX 64
 
 /* One HTTP thread and the daemon it runs. */
 struct http_loop {
     struct http *http;
     struct MHD_Daemon *daemon;
-    int wake_fd;                    /* eventfd: a parked stream was resumed */
-    struct pipeline *pipe;          /* this thread's pipelined Redis scripts, or NULL */
+    struct pipeline *pipe;          /* this thread's pipelined Redis scripts */
     pthread_t thread;
     int running;                    /* thread was started: join it */
 };
@@ -60,59 +62,50 @@ struct http {
     struct http_loop *loop;         /* HTTP_THREADS of them */
     unsigned nloops;
     int stop_fd;                    /* eventfd: readable once http_stop begins */
-    struct app *app;
+    const struct config *cfg;
+    const struct http_routes *routes;
 };
 
-enum route {
-    ROUTE_NONE,
-    ROUTE_STREAM,           /* /events/sse */
-    ROUTE_EVENTS,           /* /events */
-    ROUTE_ACCOUNTS,         /* /accounts */
-    ROUTE_ACCOUNT,          /* /accounts/ID */
-    ROUTE_SNAPSHOTS,        /* /accounts/ID/snapshots */
-    ROUTE_HEALTH,           /* /health */
-    ROUTE_WEB               /* the demo page: /, /app.js, /style.css */
-};
-
-struct request {
-    enum route route;
-    const char *version;                /* MHD's string, lives as long as the request */
-    const struct web_asset *asset;      /* ROUTE_WEB */
-    char id[BODY_USER_ID_MAX_DIGITS + 1];
+struct http_req {
+    struct MHD_Connection *conn;
+    struct http_loop *loop;
+    const struct http_route *route;
+    const char *path;               /* MHD's strings, live as long as the request */
+    const char *version;
+    char param[HTTP_PARAM_MAX + 1];
     char *body;             /* owned; NUL-terminated for convenience */
     size_t len;
     size_t cap;
     int too_large;
-    struct api_pending pending;         /* its script in flight (POST /events, stream open) */
+    void *state;            /* the handler's, freed by state_free */
+    void (*state_free)(void *);
 };
 
 /* ------------------------------------------------------------ responses */
 
-static enum MHD_Result
-http_queue(struct MHD_Connection *conn, unsigned status,
-           struct MHD_Response *resp)
+static enum http_ret
+http_queue(struct http_req *r, unsigned status, struct MHD_Response *resp)
 {
     enum MHD_Result ret;
 
     if (resp == NULL)
-        return MHD_NO;      /* out of memory: MHD closes the connection */
-    ret = MHD_queue_response(conn, status, resp);
+        return HTTP_CLOSE;  /* out of memory: MHD closes the connection */
+    ret = MHD_queue_response(r->conn, status, resp);
     MHD_destroy_response(resp);
-    return ret;
+    return ret == MHD_YES ? HTTP_DONE : HTTP_CLOSE;
 }
 
 /* Every JSON answer goes through here: one place for its headers. */
-static int
-http_json_response(struct MHD_Connection *conn, unsigned status,
-                   const char *body, size_t len, const char *location,
-                   const char *allow)
+static enum http_ret
+http_json_response(struct http_req *r, unsigned status, const char *body,
+                   size_t len, const char *location, const char *allow)
 {
     struct MHD_Response *resp;
 
     resp = MHD_create_response_from_buffer(len, (void *)(uintptr_t)body,
                                            MHD_RESPMEM_MUST_COPY);
     if (resp == NULL)
-        return MHD_NO;
+        return HTTP_CLOSE;
     MHD_add_response_header(resp, "Content-Type",
                             "application/json; charset=utf-8");
     MHD_add_response_header(resp, "Cache-Control", "no-store");
@@ -122,214 +115,250 @@ http_json_response(struct MHD_Connection *conn, unsigned status,
         MHD_add_response_header(resp, "Allow", allow);
     if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
         MHD_add_response_header(resp, "Retry-After", "1");
-    return http_queue(conn, status, resp);
+    return http_queue(r, status, resp);
 }
 
-int
-http_send_json(struct MHD_Connection *conn, unsigned status,
-               const char *body, size_t len, const char *location)
+enum http_ret
+http_send_json(struct http_req *r, unsigned status, const char *body,
+               size_t len, const char *location)
 {
-    return http_json_response(conn, status, body, len, location, NULL);
+    return http_json_response(r, status, body, len, location, NULL);
 }
 
-int
-http_send_error(struct MHD_Connection *conn, unsigned status,
-                const char *code, const char *message, const char *allow)
+enum http_ret
+http_send_error(struct http_req *r, unsigned status, const char *code,
+                const char *message, const char *allow)
 {
     json_object *o = json_object_new_object();
     const char *s = NULL;
     size_t len = 0;
-    int ret = MHD_NO;
+    enum http_ret ret = HTTP_CLOSE;
 
     if (o == NULL)
-        return MHD_NO;
+        return HTTP_CLOSE;
     if (json_object_object_add(o, "error", json_object_new_string(code)) == 0 &&
         json_object_object_add(o, "message", json_object_new_string(message)) == 0)
         s = json_object_to_json_string_length(
             o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
     if (s != NULL)
-        ret = http_json_response(conn, status, s, len, NULL, allow);
+        ret = http_json_response(r, status, s, len, NULL, allow);
     json_object_put(o);
     return ret;
 }
 
-/* The page's files are static arrays: MHD sends them without a copy. */
-static int
-http_send_asset(struct MHD_Connection *conn, const struct web_asset *a)
+enum http_ret
+http_send_static(struct http_req *r, const char *content_type,
+                 const void *data, size_t len)
 {
     struct MHD_Response *resp;
 
-    resp = MHD_create_response_from_buffer(a->len, (void *)(uintptr_t)a->data,
+    /* Static arrays: MHD sends them without a copy. */
+    resp = MHD_create_response_from_buffer(len, (void *)(uintptr_t)data,
                                            MHD_RESPMEM_PERSISTENT);
     if (resp == NULL)
-        return MHD_NO;
-    MHD_add_response_header(resp, "Content-Type", a->content_type);
+        return HTTP_CLOSE;
+    MHD_add_response_header(resp, "Content-Type", content_type);
     MHD_add_response_header(resp, "Cache-Control", "no-cache");
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-    return http_queue(conn, MHD_HTTP_OK, resp);
+    return http_queue(r, MHD_HTTP_OK, resp);
 }
 
-/* ---------------------------------------------------------------- streams */
+/* ------------------------------------------------------------- requests */
 
-static ssize_t
-http_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+const char *
+http_req_path(struct http_req *r)
 {
-    (void)pos;
-    return stream_read(cls, buf, max);
+    return r->path;
 }
 
-/* MHD is done with the response, so with the stream: unindex it, then
- * drop the response's reference. */
-static void
-http_stream_free(void *cls)
+const char *
+http_req_param(struct http_req *r)
 {
-    struct stream *s = cls;
-    struct hub *h = stream_hub_link(s)->hub;
-
-    if (h != NULL)
-        hub_remove(h, s);
-    stream_close(s);
-    log_info("stream %llu user=%s closed", (unsigned long long)stream_serial(s),
-             stream_user_id(s)[0] ? stream_user_id(s) : "*");
-    stream_unref(s);
+    return r->param;
 }
 
-/* The loop this HTTP thread runs; the access handler (and so
- * http_send_stream) only ever runs on an HTTP thread. */
-static _Thread_local struct http_loop *http_this_loop;
-
-/* Any thread: a stream of this loop's daemon was resumed. Without an
- * internal thread, libmicrohttpd has no channel of its own to say so. */
-static void
-http_loop_wake(void *arg)
+const char *
+http_req_query(struct http_req *r, const char *name)
 {
-    struct http_loop *l = arg;
-    uint64_t one = 1;
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
 
-    /* Fails only if the counter is full, and then the loop is awake. */
-    if (write(l->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-        log_warn("http: cannot wake an HTTP thread: %s", strerror(errno));
+const char *
+http_req_header(struct http_req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+const char *
+http_req_body(struct http_req *r, size_t *len)
+{
+    *len = r->len;
+    return r->body != NULL ? r->body : "";
 }
 
 int
-http_send_stream(struct MHD_Connection *conn, struct stream *s)
+http_req_is_http10(struct http_req *r)
 {
-    struct MHD_Response *resp;
+    return r->version != NULL && strcmp(r->version, MHD_HTTP_VERSION_1_0) == 0;
+}
 
-    /* MHD_SIZE_UNKNOWN: chunked on HTTP/1.1, close-delimited on 1.0. The
-     * block size only sizes the HTTP/1.0 buffer; keep it small. */
-    resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 256,
-                                             http_stream_read, s,
-                                             http_stream_free);
-    if (resp == NULL) {
-        http_stream_free(s);
-        return MHD_NO;
+void *
+http_req_state(struct http_req *r)
+{
+    return r->state;
+}
+
+void
+http_req_set_state(struct http_req *r, void *state, void (*free_fn)(void *))
+{
+    r->state = state;
+    r->state_free = free_fn;
+}
+
+struct pipeline *
+http_req_pipeline(struct http_req *r)
+{
+    return r->loop->pipe;
+}
+
+void
+http_req_suspend(struct http_req *r)
+{
+    MHD_suspend_connection(r->conn);
+}
+
+void
+http_req_resume(struct http_req *r)
+{
+    /* Same thread: the loop's next MHD_run, right after the pipeline's
+     * replies, runs the handler again (http_loop_main). */
+    MHD_resume_connection(r->conn);
+}
+
+int
+http_req_take_over(struct http_req *r, int *fd, char *head, size_t *head_len,
+                   int *chunked)
+{
+    static const char head11[] =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+        "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n";
+    static const char head10[] =
+        "HTTP/1.0 200 OK\r\nContent-Type: text/event-stream\r\n"
+        "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"
+        "Connection: close\r\n\r\n";
+    _Static_assert(sizeof(head11) <= HTTP_STREAM_HEAD_MAX, "head11 fits");
+    _Static_assert(sizeof(head10) <= HTTP_STREAM_HEAD_MAX, "head10 fits");
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    int d;
+
+    /* MHD closes its own copy when the handler returns MHD_NO, without
+     * shutdown() (MHD_USE_TURBO): the duplicate keeps the connection. */
+    if (ci == NULL || (d = fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 0)) < 0)
+        return -1;
+    if (fcntl(d, F_SETFL, fcntl(d, F_GETFL) | O_NONBLOCK) == -1) {
+        close(d);
+        return -1;
     }
-    MHD_add_response_header(resp, "Content-Type", "text/event-stream");
-    MHD_add_response_header(resp, "Cache-Control", "no-cache");
-    MHD_add_response_header(resp, "X-Accel-Buffering", "no");
-    stream_attach(s, conn, http_loop_wake, http_this_loop);
-    return http_queue(conn, MHD_HTTP_OK, resp);
+    /* An event must not wait behind the client's delayed ACK of the one
+     * before (Nagle): SSE frames are small and each should go at once. */
+    (void)setsockopt(d, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
+    *chunked = !http_req_is_http10(r);
+    if (*chunked) {
+        memcpy(head, head11, sizeof(head11) - 1);
+        *head_len = sizeof(head11) - 1;
+    } else {
+        memcpy(head, head10, sizeof(head10) - 1);
+        *head_len = sizeof(head10) - 1;
+    }
+    *fd = d;
+    return 0;
 }
 
 /* ---------------------------------------------------------------- routing */
 
-/* Matches url to a route; fills req's id for routes with an account id
- * (an id that is not 1..18 digits makes the path unknown) and its asset
- * for the demo page. */
-static enum route
-http_route_match(const char *url, struct request *req)
+/* Does url match the route's path? Fills r->param from a "{id}" segment. */
+static int
+http_path_match(const struct http_routes *rt, const struct http_route *ro,
+                const char *url, struct http_req *r)
 {
-    char *id = req->id;
-    const char *p, *slash;
+    const char *p = ro->path, *brace;
     size_t n;
 
-    if ((req->asset = web_find(url)) != NULL)
-        return ROUTE_WEB;
-    if (strcmp(url, "/events/sse") == 0)
-        return ROUTE_STREAM;
-    if (strcmp(url, "/events") == 0)
-        return ROUTE_EVENTS;
-    if (strcmp(url, "/accounts") == 0)
-        return ROUTE_ACCOUNTS;
-    if (strcmp(url, "/health") == 0)
-        return ROUTE_HEALTH;
-    if (strncmp(url, "/accounts/", 10) != 0)
-        return ROUTE_NONE;
-    p = url + 10;
-    slash = strchr(p, '/');
-    n = slash ? (size_t)(slash - p) : strlen(p);
-    if (!body_user_id_valid(p, n))
-        return ROUTE_NONE;
-    memcpy(id, p, n);
-    id[n] = '\0';
-    if (slash == NULL)
-        return ROUTE_ACCOUNT;
-    if (strcmp(slash, "/snapshots") == 0)
-        return ROUTE_SNAPSHOTS;
-    return ROUTE_NONE;
-}
-
-/* The one method each route accepts. */
-static const char *
-http_route_method(enum route r)
-{
-    switch (r) {
-    case ROUTE_STREAM:
-    case ROUTE_ACCOUNT:
-    case ROUTE_HEALTH:
-    case ROUTE_WEB:
-        return MHD_HTTP_METHOD_GET;
-    case ROUTE_EVENTS:
-    case ROUTE_ACCOUNTS:
-    case ROUTE_SNAPSHOTS:
-        return MHD_HTTP_METHOD_POST;
-    case ROUTE_NONE:
-        break;
-    }
-    return NULL;
+    if (p == NULL)
+        return ro->match(url);
+    if ((brace = strstr(p, "{id}")) == NULL)
+        return strcmp(p, url) == 0;
+    if (strncmp(p, url, (size_t)(brace - p)) != 0)
+        return 0;
+    url += brace - p;
+    n = strcspn(url, "/");
+    if (n > HTTP_PARAM_MAX || !rt->id_ok(url, n))
+        return 0;
+    if (strcmp(brace + 4, url + n) != 0)
+        return 0;
+    memcpy(r->param, url, n);
+    r->param[n] = '\0';
+    return 1;
 }
 
 static int
-http_method_ok(enum route r, const char *want, const char *method)
+http_method_ok(const struct http_route *ro, const char *method)
 {
-    /* HEAD is GET without a body (MHD drops the body itself), except for
-     * a stream, which has no end to describe. */
-    return strcmp(want, method) == 0 ||
-           (r != ROUTE_STREAM && strcmp(want, MHD_HTTP_METHOD_GET) == 0 &&
+    /* HEAD is GET without a body (MHD drops the body itself). */
+    return strcmp(ro->method, method) == 0 ||
+           (!(ro->flags & HTTP_ROUTE_NO_HEAD) &&
+            strcmp(ro->method, MHD_HTTP_METHOD_GET) == 0 &&
             strcmp(method, MHD_HTTP_METHOD_HEAD) == 0);
 }
 
-/* The Allow header for a route. */
-static const char *
-http_route_allow(enum route r, const char *want)
+/* Finds r's route: returns it, or NULL with *status 404, or 405 with the
+ * methods the path allows in allow. */
+static const struct http_route *
+http_route_find(const struct http_routes *rt, const char *url, const char *method,
+                struct http_req *r, char *allow, size_t cap, unsigned *status)
 {
-    if (strcmp(want, MHD_HTTP_METHOD_GET) == 0)
-        return r == ROUTE_STREAM ? "GET" : "GET, HEAD";
-    return want;
+    size_t used = 0;
+
+    allow[0] = '\0';
+    *status = MHD_HTTP_NOT_FOUND;
+    for (size_t i = 0; i < rt->n; i++) {
+        const struct http_route *ro = &rt->v[i];
+        int n;
+
+        if (!http_path_match(rt, ro, url, r))
+            continue;
+        if (http_method_ok(ro, method))
+            return ro;
+        *status = MHD_HTTP_METHOD_NOT_ALLOWED;
+        n = snprintf(allow + used, cap - used, "%s%s%s", used ? ", " : "", ro->method,
+                     strcmp(ro->method, MHD_HTTP_METHOD_GET) == 0 &&
+                             !(ro->flags & HTTP_ROUTE_NO_HEAD) ? ", HEAD" : "");
+        if (n > 0 && (size_t)n < cap - used)
+            used += (size_t)n;
+    }
+    return NULL;
 }
 
 /* First call of a POST: reject by headers alone, before reading the body.
  * Returns 0 to go on, or 1 when a response was queued (*ret set). */
 static int
-http_check_upload(struct MHD_Connection *conn, enum MHD_Result *ret)
+http_check_upload(struct http_req *r, enum http_ret *ret)
 {
-    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
-    const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_CONTENT_TYPE);
+    const char *cl = http_req_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *ct = http_req_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
 
     if (cl != NULL && strtoull(cl, NULL, 10) > BODY_MAX_BYTES) {
-        *ret = (enum MHD_Result)http_send_error(
-            conn, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large",
-            "the body is larger than 65536 bytes", NULL);
+        *ret = http_send_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large",
+                               "the body is larger than 65536 bytes", NULL);
         return 1;
     }
     /* No Content-Type is read as JSON; any other type is refused. */
     if (ct != NULL && !body_content_type_is_json(ct)) {
-        *ret = (enum MHD_Result)http_send_error(
-            conn, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
-            "send the body as Content-Type: application/json", NULL);
+        *ret = http_send_error(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                               "unsupported_media_type",
+                               "send the body as Content-Type: application/json", NULL);
         return 1;
     }
     return 0;
@@ -338,123 +367,105 @@ http_check_upload(struct MHD_Connection *conn, enum MHD_Result *ret)
 /* Appends an upload chunk within BODY_MAX_BYTES; past it, remembers the
  * overflow and discards the rest (MHD must still be told it was read). */
 static int
-http_body_append(struct request *req, const char *data, size_t n)
+http_body_append(struct http_req *r, const char *data, size_t n)
 {
-    if (req->too_large || req->len + n > BODY_MAX_BYTES) {
-        req->too_large = 1;
+    if (r->too_large || r->len + n > BODY_MAX_BYTES) {
+        r->too_large = 1;
         return 0;
     }
-    if (req->len + n + 1 > req->cap) {
-        size_t ncap = req->cap ? req->cap : 1024;
+    if (r->len + n + 1 > r->cap) {
+        size_t ncap = r->cap ? r->cap : 1024;
         char *nb;
 
-        while (ncap < req->len + n + 1)
+        while (ncap < r->len + n + 1)
             ncap *= 2;
-        if ((nb = realloc(req->body, ncap)) == NULL)
+        if ((nb = realloc(r->body, ncap)) == NULL)
             return -1;
-        req->body = nb;
-        req->cap = ncap;
+        r->body = nb;
+        r->cap = ncap;
     }
-    memcpy(req->body + req->len, data, n);
-    req->len += n;
-    req->body[req->len] = '\0';
+    memcpy(r->body + r->len, data, n);
+    r->len += n;
+    r->body[r->len] = '\0';
     return 0;
 }
 
-static enum MHD_Result
-http_dispatch(struct http *h, struct MHD_Connection *conn, struct request *req)
+/* The first call: the request's head. Finds its route, or answers. */
+static enum http_ret
+http_on_head(struct http_loop *l, struct http_req *r, const char *url,
+             const char *method)
 {
-    struct api_request r = {
-        conn, h->app, req->id, req->body ? req->body : "", req->len, req->version,
-        &req->pending, http_this_loop != NULL ? http_this_loop->pipe : NULL
-    };
+    const struct http_routes *rt = l->http->routes;
+    char allow[HTTP_ALLOW_MAX];
+    unsigned status;
+    enum http_ret ret;
 
-    switch (req->route) {
-    case ROUTE_STREAM:
-        return (enum MHD_Result)api_stream_open(&r);
-    case ROUTE_EVENTS:
-        return (enum MHD_Result)api_event_publish(&r);
-    case ROUTE_ACCOUNTS:
-        return (enum MHD_Result)api_account_create(&r);
-    case ROUTE_ACCOUNT:
-        return (enum MHD_Result)api_account_get(&r);
-    case ROUTE_SNAPSHOTS:
-        return (enum MHD_Result)api_snapshot_create(&r);
-    case ROUTE_HEALTH:
-        return (enum MHD_Result)api_health(&r);
-    case ROUTE_WEB:
-        return (enum MHD_Result)http_send_asset(conn, req->asset);
-    case ROUTE_NONE:
-        break;
-    }
-    return MHD_NO;
+    r->route = http_route_find(rt, url, method, r, allow, sizeof(allow), &status);
+    if (r->route == NULL && status == MHD_HTTP_METHOD_NOT_ALLOWED)
+        return http_send_error(r, status, "method_not_allowed",
+                               "this resource does not support that method", allow);
+    if (r->route == NULL)
+        return http_send_error(r, status, "not_found", "no such resource", NULL);
+    if (strcmp(r->route->method, MHD_HTTP_METHOD_POST) == 0 &&
+        http_check_upload(r, &ret))
+        return ret;
+    return HTTP_DONE;
 }
 
 /* MHD calls this once with the headers, then once per body chunk, then
- * once more with no data. Answers go out on the last call, except
- * rejections decided from the headers: a response queued on the first
- * call makes MHD close the connection, which is what an unread body
- * needs anyway. */
+ * once more with no data (and again after each resume). Answers go out
+ * on the last call, except rejections decided from the headers: a
+ * response queued on the first call makes MHD close the connection,
+ * which is what an unread body needs anyway. */
 static enum MHD_Result
 http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
                 const char *method, const char *version,
                 const char *upload_data, size_t *upload_data_size,
                 void **con_cls)
 {
-    struct http *h = cls;
-    struct request *req = *con_cls;
-    enum MHD_Result ret;
-    const char *want;
+    struct http_loop *l = cls;
+    struct http_req *r = *con_cls;
 
-    if (req == NULL) {
-        if ((req = calloc(1, sizeof(*req))) == NULL)
+    if (r == NULL) {
+        if ((r = calloc(1, sizeof(*r))) == NULL)
             return MHD_NO;
-        *con_cls = req;
-        req->version = version;
-        req->route = http_route_match(url, req);
-        if (req->route == ROUTE_NONE)
-            return (enum MHD_Result)http_send_error(
-                conn, MHD_HTTP_NOT_FOUND, "not_found", "no such resource", NULL);
-        want = http_route_method(req->route);
-        if (!http_method_ok(req->route, want, method))
-            return (enum MHD_Result)http_send_error(
-                conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
-                "this resource does not support that method",
-                http_route_allow(req->route, want));
-        if (strcmp(want, MHD_HTTP_METHOD_POST) == 0 &&
-            http_check_upload(conn, &ret))
-            return ret;
-        return MHD_YES;
+        *con_cls = r;
+        r->conn = conn;
+        r->loop = l;
+        r->path = url;
+        r->version = version;
+        return (enum MHD_Result)http_on_head(l, r, url, method);
     }
     if (*upload_data_size > 0) {
-        if (http_body_append(req, upload_data, *upload_data_size) == -1)
+        if (http_body_append(r, upload_data, *upload_data_size) == -1)
             return (enum MHD_Result)http_send_error(
-                conn, MHD_HTTP_SERVICE_UNAVAILABLE, "out_of_memory",
+                r, MHD_HTTP_SERVICE_UNAVAILABLE, "out_of_memory",
                 "the server is out of memory", NULL);
         *upload_data_size = 0;
         return MHD_YES;
     }
-    if (req->too_large)
+    if (r->too_large)
         return (enum MHD_Result)http_send_error(
-            conn, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large",
+            r, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large",
             "the body is larger than 65536 bytes", NULL);
-    return http_dispatch(h, conn, req);
+    return (enum MHD_Result)r->route->handler(r, l->http->routes->arg);
 }
 
 static void
 http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                   enum MHD_RequestTerminationCode toe)
 {
-    struct request *req = *con_cls;
+    struct http_req *r = *con_cls;
 
     (void)cls;
     (void)conn;
     (void)toe;
-    if (req == NULL)
+    if (r == NULL)
         return;
-    api_pending_clear(&req->pending);
-    free(req->body);
-    free(req);
+    if (r->state_free != NULL)
+        r->state_free(r->state);
+    free(r->body);
+    free(r);
     *con_cls = NULL;
 }
 
@@ -495,17 +506,15 @@ http_on_mhd_log(void *cls, const char *fmt, va_list ap)
  *
  * The daemon has no internal thread: http_loop_main runs it. */
 static struct MHD_Daemon *
-http_start_daemon(struct http *h, const struct sockaddr_in *sin, unsigned conn_limit)
+http_start_daemon(struct http_loop *l, const struct sockaddr_in *sin, unsigned conn_limit)
 {
     return MHD_start_daemon(
-        /* No MHD_USE_ITC: without an internal thread MHD drops it, and
-         * resumes wake the loop through http_loop_wake instead. */
-        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
-            /* With the hand-off, closing MHD's copy of a stream socket
-             * must not shutdown() it: TURBO skips that (connection.c,
-             * MHD_connection_mark_closed_). */
-            (h->app->cfg->stream_handoff ? MHD_USE_TURBO : 0),
-        0, NULL, NULL, http_on_request, h,
+        /* No MHD_USE_ITC: without an internal thread MHD drops it; every
+         * resume happens on the loop's own thread. TURBO: closing MHD's
+         * copy of a taken-over socket must not shutdown() it
+         * (connection.c, MHD_connection_mark_closed_). */
+        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_TURBO,
+        0, NULL, NULL, http_on_request, l,
         /* First, so MHD's own start-up messages use it too. */
         MHD_OPTION_EXTERNAL_LOGGER, http_on_mhd_log, NULL,
         MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)sin,
@@ -515,7 +524,7 @@ http_start_daemon(struct http *h, const struct sockaddr_in *sin, unsigned conn_l
         MHD_OPTION_CONNECTION_LIMIT, conn_limit,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTP_CONN_TIMEOUT_S,
-        MHD_OPTION_NOTIFY_COMPLETED, http_on_completed, h,
+        MHD_OPTION_NOTIFY_COMPLETED, http_on_completed, l,
         MHD_OPTION_END);
 }
 
@@ -541,59 +550,55 @@ http_loop_timeout_ms(struct MHD_Daemon *d)
  * the sleep is ours, on the daemon's epoll fd, and MHD_run never blocks
  * (its epoll_wait gets a timeout of 0), so every event it reads is
  * handled in the same call. */
+/* The HTTP thread. Why not MHD's own internal thread: in 0.9.75 (and
+ * still upstream) its epoll loop reads events 128 at a time and, when a
+ * call returns exactly 128, calls epoll_wait again with the same, possibly
+ * endless, timeout before it handles the 128 it has. Those connections
+ * are edge-triggered, so nothing wakes it for them: when 2,000 streams
+ * opened at once, 128 of them (one batch) sometimes waited with their
+ * request unread until some other connection stirred that thread. Here
+ * the sleep is ours, on the daemon's epoll fd, and MHD_run never blocks
+ * (its epoll_wait gets a timeout of 0), so every event it reads is
+ * handled in the same call. */
 static void *
 http_loop_main(void *arg)
 {
     struct http_loop *l = arg;
     const union MHD_DaemonInfo *info =
         MHD_get_daemon_info(l->daemon, MHD_DAEMON_INFO_EPOLL_FD);
-    struct pollfd pfd[4];
-    uint64_t n;
+    struct pollfd pfd[3];
 
     if (info == NULL) {
         log_error("http: libmicrohttpd has no epoll fd");
         return NULL;
     }
-    http_this_loop = l;
-    if (l->http->app->cfg->publish_pipeline &&
-        (l->pipe = pipeline_new(l->http->app->cfg)) == NULL)
-        log_warn("http: out of memory for a Redis pipeline; publishes and stream opens block");
     pfd[0].fd = info->epoll_fd;
-    pfd[1].fd = l->wake_fd;
-    pfd[2].fd = l->http->stop_fd;
-    for (int i = 0; i < 3; i++)
-        pfd[i].events = POLLIN;
+    pfd[0].events = POLLIN;
+    pfd[1].fd = l->http->stop_fd;
+    pfd[1].events = POLLIN;
     for (;;) {
         int timeout = http_loop_timeout_ms(l->daemon);
+        int pt = pipeline_timeout_ms(l->pipe);
 
-        pfd[3].fd = -1;             /* poll skips it, with revents 0 */
-        if (l->pipe != NULL) {
-            int pt = pipeline_timeout_ms(l->pipe);
-
-            pfd[3].fd = pipeline_fd(l->pipe);
-            pfd[3].events = pipeline_events(l->pipe);
-            if (pt >= 0 && (timeout < 0 || pt < timeout))
-                timeout = pt;
-        }
-        if (poll(pfd, 4, timeout) < 0 && errno != EINTR) {
+        pfd[2].fd = pipeline_fd(l->pipe);       /* -1: poll skips it */
+        pfd[2].events = pipeline_events(l->pipe);
+        pfd[2].revents = 0;
+        if (pt >= 0 && (timeout < 0 || pt < timeout))
+            timeout = pt;
+        if (poll(pfd, 3, timeout) < 0 && errno != EINTR) {
             log_error("http: poll: %s", strerror(errno));
             break;
         }
-        if (pfd[2].revents != 0)
+        if (pfd[1].revents != 0)
             break;
-        /* Reset before MHD_run: a resume after this wakes the next poll. */
-        if (pfd[1].revents != 0 && read(l->wake_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
-            log_warn("http: wake fd: %s", strerror(errno));
         /* Replies first: their requests resume and answer in this MHD_run. */
-        if (l->pipe != NULL)
-            pipeline_handle(l->pipe, pfd[3].revents);
+        pipeline_handle(l->pipe, pfd[2].revents);
         MHD_run(l->daemon);
         /* The scripts of every request this pass took go out in one write. */
-        if (l->pipe != NULL)
-            pipeline_flush(l->pipe);
+        pipeline_flush(l->pipe);
     }
-    /* Scripts still in flight fail (503), and their requests resume, so
-     * that MHD_stop_daemon finds none suspended. */
+    /* Scripts still in flight fail (503), and their requests resume and
+     * answer, so that MHD_stop_daemon finds none suspended. */
     pipeline_free(l->pipe);
     l->pipe = NULL;
     MHD_run(l->daemon);
@@ -616,9 +621,9 @@ http_port_free(const struct sockaddr_in *sin)
 }
 
 struct http *
-http_start(struct app *app, char *err, size_t errlen)
+http_start(const struct config *cfg, const struct http_routes *routes,
+           char *err, size_t errlen)
 {
-    const struct config *cfg = app->cfg;
     unsigned n = cfg->http_threads;
     /* Each thread's share of MAX_CONNECTIONS, rounded up. */
     unsigned limit = (cfg->max_connections + n - 1) / n;
@@ -647,15 +652,20 @@ http_start(struct app *app, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    h->app = app;
+    h->cfg = cfg;
+    h->routes = routes;
     while (h->nloops < n) {
         /* Counted before it is set up: http_stop cleans up whatever of
          * it was started. */
         struct http_loop *l = &h->loop[h->nloops++];
 
         l->http = h;
-        if ((l->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
-            (l->daemon = http_start_daemon(h, &sin, limit)) == NULL) {
+        if ((l->pipe = pipeline_new(cfg)) == NULL) {
+            snprintf(err, errlen, "out of memory");
+            http_stop(h);
+            return NULL;
+        }
+        if ((l->daemon = http_start_daemon(l, &sin, limit)) == NULL) {
             snprintf(err, errlen, "cannot listen on %s:%u", cfg->listen_addr,
                      cfg->port);
             http_stop(h);
@@ -698,10 +708,9 @@ http_stop(struct http *h)
     }
     /* The threads are gone: MHD_stop_daemon may run on this one. */
     for (unsigned i = 0; i < h->nloops; i++) {
+        pipeline_free(h->loop[i].pipe);     /* a thread that never ran */
         if (h->loop[i].daemon != NULL)
             MHD_stop_daemon(h->loop[i].daemon);
-        if (h->loop[i].wake_fd >= 0)
-            close(h->loop[i].wake_fd);
     }
     close(h->stop_fd);
     free(h->loop);

@@ -1,45 +1,132 @@
-/* http.h -- the libmicrohttpd daemon: listening, routing, request bodies
- * and responses. Handlers live in api.c. */
+/* http.h -- the HTTP server: libmicrohttpd daemons on threads of ours,
+ * routing by a table the caller gives, bounded request bodies, responses,
+ * and the narrow interface a handler needs to wait on Redis (suspend,
+ * resume) or to take a stream's socket over. Knows nothing of the
+ * endpoints; no other module calls libmicrohttpd. */
 #ifndef SSEGATE_HTTP_H
 #define SSEGATE_HTTP_H
 
 #include <stddef.h>
 
-struct app;
+struct config;
 struct http;
-struct MHD_Connection;
-struct stream;
+struct http_req;
+struct pipeline;
 
-/* Starts HTTP_THREADS epoll threads, each listening on cfg's address and
- * port. Returns NULL with a reason in err. Borrows app. */
+/* What a handler (and every http_send_*) returns. */
+enum http_ret {
+    HTTP_CLOSE = 0,         /* close the connection (or it was taken over) */
+    HTTP_DONE = 1           /* answered, or suspended to answer later */
+};
+
+typedef enum http_ret (*http_handler_fn)(struct http_req *r, void *arg);
+
+/* One route. A request's path matches when it equals path, where a "{id}"
+ * segment in path matches one segment that the table's id_ok accepts
+ * (http_req_param gives it); or, when path is NULL, when match accepts
+ * it. A path no route matches is 404; a matched path asked with another
+ * method is 405 with Allow. A GET route also answers HEAD (libmicrohttpd
+ * drops the body), except with HTTP_ROUTE_NO_HEAD. A POST's body is read
+ * whole (at most BODY_MAX_BYTES) before the handler runs. */
+#define HTTP_ROUTE_NO_HEAD 1u
+struct http_route {
+    const char *path;
+    int (*match)(const char *path);
+    const char *method;         /* "GET" or "POST" */
+    unsigned flags;
+    http_handler_fn handler;
+};
+
+struct http_routes {
+    const struct http_route *v;
+    size_t n;
+    int (*id_ok)(const char *seg, size_t len);
+    void *arg;                  /* every handler's arg */
+};
+
+/* Starts cfg's HTTP_THREADS threads, each listening on cfg's address and
+ * port and each with its pipelined Redis connection. Borrows cfg and
+ * routes. Returns NULL with a reason in err. */
 struct http *
-http_start(struct app *app, char *err, size_t errlen);
+http_start(const struct config *cfg, const struct http_routes *routes,
+           char *err, size_t errlen);
 
 /* Stops accepting connections; open ones carry on. */
 void
 http_quiesce(struct http *h);
 
-/* Stops the daemon and frees h. Every stream must have ended first:
- * libmicrohttpd aborts on a connection still suspended. NULL is ignored. */
+/* Stops the threads and the daemons and frees h: scripts in flight fail,
+ * their requests are answered, and every request's state is freed. NULL
+ * is ignored. */
 void
 http_stop(struct http *h);
 
-/* Response helpers for api.c; each returns MHD_YES or MHD_NO (as int so
- * this header needs no libmicrohttpd include). body is copied. */
+/* ------------------------------------------------------------ requests */
+
+/* The path, the {id} segment ("" when the route has none), a query
+ * parameter or a header (NULL when absent), the body (NUL-terminated,
+ * "" when none), the protocol ("HTTP/1.1"). Valid for the request's
+ * life. */
+const char *
+http_req_path(struct http_req *r);
+const char *
+http_req_param(struct http_req *r);
+const char *
+http_req_query(struct http_req *r, const char *name);
+const char *
+http_req_header(struct http_req *r, const char *name);
+const char *
+http_req_body(struct http_req *r, size_t *len);
 int
-http_send_json(struct MHD_Connection *conn, unsigned status,
-               const char *body, size_t len, const char *location);
+http_req_is_http10(struct http_req *r);
+
+/* The request's own state, for a handler that answers later: set once;
+ * free_fn(state) runs when the request ends, however it ends. */
+void *
+http_req_state(struct http_req *r);
+void
+http_req_set_state(struct http_req *r, void *state, void (*free_fn)(void *));
+
+/* The pipelined Redis connection of the thread running the handler. */
+struct pipeline *
+http_req_pipeline(struct http_req *r);
+
+/* Parks the request (call from its handler, then return HTTP_DONE): it
+ * holds no thread until http_req_resume, after which the handler runs
+ * again. Resume on the request's own thread (a pipeline callback). */
+void
+http_req_suspend(struct http_req *r);
+void
+http_req_resume(struct http_req *r);
+
+/* Takes the connection over for an event stream ssegate writes itself:
+ * *fd gets a non-blocking duplicate of the socket (TCP_NODELAY set),
+ * head the response head (200, the event-stream headers; chunked on
+ * HTTP/1.1, close-delimited on 1.0), *chunked which of the two. Returns
+ * 0, after which the handler must return HTTP_CLOSE (libmicrohttpd then
+ * forgets the connection without shutting the socket down), or -1 when
+ * no descriptor is left. */
+#define HTTP_STREAM_HEAD_MAX 256
+int
+http_req_take_over(struct http_req *r, int *fd, char *head, size_t *head_len,
+                   int *chunked);
+
+/* ----------------------------------------------------------- responses */
+
+/* A JSON body (copied), with Location when location is not NULL. */
+enum http_ret
+http_send_json(struct http_req *r, unsigned status, const char *body,
+               size_t len, const char *location);
 
 /* {"error":code,"message":message}; a 405 also gets Allow: allow, a 503
  * Retry-After: 1. */
-int
-http_send_error(struct MHD_Connection *conn, unsigned status,
-                const char *code, const char *message, const char *allow);
+enum http_ret
+http_send_error(struct http_req *r, unsigned status, const char *code,
+                const char *message, const char *allow);
 
-/* Answers with the event stream s: 200 and the SSE headers, the body read
- * from s. Always takes the caller's reference to s: the response releases
- * it (unindexing s from its hub) when MHD is done, or at once on failure. */
-int
-http_send_stream(struct MHD_Connection *conn, struct stream *s);
+/* A static file (not copied: data must outlive the server). */
+enum http_ret
+http_send_static(struct http_req *r, const char *content_type,
+                 const void *data, size_t len);
 
 #endif

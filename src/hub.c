@@ -1,8 +1,11 @@
-/* hub.c -- userId -> streams, and the firehose. Owns the buckets; borrows
- * the streams (their connections own them, and remove them before they
- * die). The index is split into shards, each with its own mutex, so
- * opening and closing streams on the HTTP threads rarely contends with
- * the subscriber fanning out. Lock order: shard, then stream. */
+/* hub.c -- userId -> streams, and the firehose; and the one teardown of a
+ * stream. Owns the buckets and the per-worker senders; borrows the
+ * streams (their owners drop them through hub_drop_stream, which
+ * unindexes them first). The index is split into shards, each with its
+ * own mutex, so opening and closing streams on the HTTP threads rarely
+ * contends with the subscriber fanning out. Lock order: shard, then
+ * stream; the fan-out's helpers work under the caller's shard lock (see
+ * bucket_push). */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -15,6 +18,7 @@
 #include "log.h"
 #include "sender.h"
 #include "stream.h"
+#include "wire.h"
 
 #define HUB_SHARDS 64           /* power of two */
 #define HUB_FIREHOSE HUB_SHARDS /* the extra shard holding the firehose */
@@ -48,6 +52,7 @@ struct hub {
     unsigned nsenders;
     struct sender **senders;
     int *sender_tried;
+    atomic_ulong ended[STREAM_END_COUNT];   /* streams dropped, by reason */
 };
 
 static uint32_t
@@ -92,6 +97,8 @@ hub_new(struct fanout *fo, int uring)
     }
     atomic_init(&h->count, 0);
     atomic_init(&h->closed, 0);
+    for (int r = 0; r < STREAM_END_COUNT; r++)
+        atomic_init(&h->ended[r], 0);
     h->fanout = fo;
     h->uring = uring;
     return h;
@@ -254,7 +261,6 @@ hub_add(struct hub *h, struct stream *s)
     l->index = b->count;
     b->v[b->count++] = s;
     l->bucket = b;
-    l->hub = h;
     atomic_fetch_add(&h->count, 1);
     rc = 0;
 out:
@@ -262,7 +268,8 @@ out:
     return rc;
 }
 
-void
+/* Takes s out of the index if it is in; safe to call more than once. */
+static void
 hub_remove(struct hub *h, struct stream *s)
 {
     uint32_t hash;
@@ -282,6 +289,25 @@ hub_remove(struct hub *h, struct stream *s)
             shard_drop_bucket(sh, hash, b);
     }
     pthread_mutex_unlock(&sh->mu);
+}
+
+void
+hub_drop_stream(struct hub *h, struct stream *s, enum stream_end why)
+{
+    const char *uid = stream_user_id(s);
+
+    hub_remove(h, s);
+    stream_close(s);
+    atomic_fetch_add(&h->ended[why], 1);
+    log_info("stream %llu user=%s closed: %s", (unsigned long long)stream_serial(s),
+             uid[0] ? uid : "*", stream_end_name(why));
+    stream_unref(s);
+}
+
+unsigned long
+hub_ended(struct hub *h, enum stream_end why)
+{
+    return atomic_load(&h->ended[why]);
 }
 
 /* A run's frames, for the fan-out's callback. */
@@ -311,22 +337,43 @@ hub_sender(struct hub *h, unsigned worker)
     return h->senders[worker];
 }
 
-/* Pushes to n streams; with a sender, their writes go to the kernel in
- * batches rather than one system call each. */
+/* Issues the writes queued in sd and hands each outcome back to the
+ * stream that prepared it. */
+static void
+hub_flush_sender(struct sender *sd)
+{
+    size_t n = sender_flush(sd);
+
+    for (size_t i = 0; i < n; i++)
+        stream_push_complete(sender_written(sd, i));
+    sender_reset(sd);
+}
+
+/* Pushes to n streams; with a sender, the writes each stream would make
+ * now go to the kernel in batches rather than one system call each. */
 static void
 bucket_push_streams(void *const *streams, size_t n, unsigned worker, void *arg)
 {
     const struct push_batch *b = arg;
     struct sender *sd = hub_sender(b->h, worker);
 
-    for (size_t i = 0; i < n; i++)
-        sender_add(sd, streams[i], b->f, b->n);
-    sender_flush(sd);
+    if (sd == NULL) {
+        for (size_t i = 0; i < n; i++)
+            stream_push_many(streams[i], b->f, b->n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (stream_push_prepare(streams[i], b->f, b->n, sender_slot(sd)) &&
+            sender_queue(sd))
+            hub_flush_sender(sd);
+    }
+    hub_flush_sender(sd);
 }
 
-/* Caller holds the bucket's shard lock, which keeps every stream alive
- * and its socket open (hub_remove takes the lock before either goes)
- * until the run returns, and so until every batched write is done. */
+/* Caller holds the bucket's shard lock, which keeps the bucket's array
+ * as it is (no stream joins or leaves it) until the run returns. Each
+ * prepared write holds a reference to its stream, which keeps the
+ * stream's socket open until the write is done. */
 static void
 bucket_push(struct hub *h, struct bucket *b, struct push_batch *batch)
 {
@@ -359,7 +406,7 @@ hub_publish(struct hub *h, const char *user_id, struct sse_frame *const *f, size
 }
 
 /* Calls fn on every stream, one shard at a time, under that shard's lock:
- * the HTTP threads start writing while later shards are still walked. */
+ * streams start writing while later shards are still walked. */
 static void
 hub_each(struct hub *h, void (*fn)(struct stream *, void *), void *arg)
 {
@@ -436,14 +483,14 @@ hub_snapshot(struct hub *h, size_t *n)
 static void
 hub_close_one(struct stream *s, void *arg)
 {
-    stream_end(s, arg);
+    stream_end(s, *(const enum stream_end *)arg);
 }
 
 void
-hub_close(struct hub *h, const char *reason)
+hub_close(struct hub *h, enum stream_end why)
 {
     atomic_store(&h->closed, 1);
-    hub_each(h, hub_close_one, (void *)(uintptr_t)reason);
+    hub_each(h, hub_close_one, &why);
 }
 
 size_t

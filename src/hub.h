@@ -1,10 +1,13 @@
-/* hub.h -- the index of open streams: userId -> streams, plus the
- * firehose list. Borrows every stream it holds; fans each shared frame
- * out to the matching streams. Thread-safe (sharded locks). */
+/* hub.h -- the index of open streams (userId -> streams, plus the
+ * firehose) and their one teardown. Borrows every stream it holds; fans
+ * each shared frame out to the matching streams. Thread-safe (sharded
+ * locks). */
 #ifndef SSEGATE_HUB_H
 #define SSEGATE_HUB_H
 
 #include <stddef.h>
+
+#include "stream.h"
 
 struct hub;
 struct stream;
@@ -27,10 +30,16 @@ hub_free(struct hub *h);
 int
 hub_add(struct hub *h, struct stream *s);
 
-/* Removes s if indexed; safe to call more than once. After it returns
- * no producer can reach s through the hub. */
+/* The one way a stream ends, whatever the reason: unindexes it (no
+ * producer reaches it after this), closes it (no more writes or wakes),
+ * logs one line with the reason, counts it, and drops the caller's
+ * reference, which is the stream's owner's. Any thread. */
 void
-hub_remove(struct hub *h, struct stream *s);
+hub_drop_stream(struct hub *h, struct stream *s, enum stream_end why);
+
+/* How many streams ended for each reason since start. */
+unsigned long
+hub_ended(struct hub *h, enum stream_end why);
 
 /* Pushes the n frames f (borrowed), in order, to every stream of user_id
  * and to the firehose; each stream gets them in one write. One caller
@@ -50,9 +59,10 @@ hub_heartbeat(struct hub *h, struct sse_frame *f);
 struct stream **
 hub_snapshot(struct hub *h, size_t *n);
 
-/* Refuses further hub_add() calls and ends every stream with reason. */
+/* Refuses further hub_add() calls and ends every stream (each flushes
+ * what it holds, then its writer loop drops it). */
 void
-hub_close(struct hub *h, const char *reason);
+hub_close(struct hub *h, enum stream_end why);
 
 /* Number of indexed streams (approximate under concurrent change). */
 size_t

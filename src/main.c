@@ -1,9 +1,11 @@
 /* main.c -- wiring, signals and the shutdown order. Owns the event base,
- * the hub, the subscriber, the HTTP daemon and the shared hello frame.
+ * the fan-out helpers, the hub, the writer loops, the subscriber, the
+ * HTTP server and the shared hello frame.
  *
- * Threads: this one runs the libevent loop (the Redis subscription,
- * heartbeats, signals); libmicrohttpd runs a pool of HTTP threads. See
- * docs/ARCHITECTURE.md. */
+ * Threads: this one runs the libevent loop (the Redis subscription and
+ * the fan-out, heartbeats, signals); http.c runs HTTP_THREADS HTTP
+ * threads, writer.c WRITER_THREADS writer loops, fanout.c FANOUT_THREADS
+ * helpers. See docs/ARCHITECTURE.md. */
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <signal.h>
@@ -14,17 +16,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "app.h"
 #include "config.h"
 #include "fanout.h"
 #include "http.h"
 #include "hub.h"
 #include "log.h"
-#include "sink.h"
 #include "sse.h"
 #include "store.h"
 #include "subscriber.h"
 #include "version.h"
+#include "writer.h"
 
 /* How long shutdown waits for streams to flush before closing them. */
 #define DRAIN_DEADLINE_MS 5000
@@ -40,6 +43,7 @@ struct gateway {
     struct app app;
     struct event_base *base;
     struct http *http;
+    struct http_routes routes;
     struct fanout *fanout;
     struct event *sigint_ev, *sigterm_ev, *drain_ev;
     int drain_ticks;
@@ -110,7 +114,7 @@ main_on_signal(evutil_socket_t sig, short what, void *arg)
     log_info("%s: shutting down, ending %zu streams",
              sig == SIGINT ? "SIGINT" : "SIGTERM", hub_count(g->app.hub));
     http_quiesce(g->http);
-    hub_close(g->app.hub, "server shutting down");
+    hub_close(g->app.hub, STREAM_END_SHUTDOWN);
     event_add(g->drain_ev, &poll);
 }
 
@@ -174,12 +178,12 @@ main(int argc, char **argv)
         log_error("start-up failed: out of memory");
         goto out;
     }
-    if (g.cfg.stream_handoff &&
-        (g.app.sinks = sinks_start(g.cfg.writer_threads, g.app.hub)) == NULL) {
+    if ((g.app.writers = writers_start(g.cfg.writer_threads, g.app.hub)) == NULL) {
         log_error("start-up failed: cannot start the stream writers");
         goto out;
     }
-    if ((g.http = http_start(&g.app, err, sizeof(err))) == NULL) {
+    api_routes(&g.app, &g.routes);
+    if ((g.http = http_start(&g.cfg, &g.routes, err, sizeof(err))) == NULL) {
         log_error("start-up failed: %s", err);
         goto out;
     }
@@ -194,7 +198,7 @@ out:
     /* Reverse order of creation. http_stop joins the HTTP threads, whose
      * Redis connections close as they exit. */
     http_stop(g.http);
-    sinks_stop(g.app.sinks);
+    writers_stop(g.app.writers);
     subscriber_free(g.app.sub);
     store_thread_cleanup();
     hub_free(g.app.hub);

@@ -57,12 +57,6 @@ replay_run(struct stream *s, const struct event_id *after)
     return replay_finish(s, after, &r);
 }
 
-enum store_result
-replay_open(struct stream *s, const struct event_id *after)
-{
-    return replay_run(s, after);
-}
-
 void
 replay_recover(struct stream *s)
 {
@@ -75,7 +69,6 @@ replay_recover(struct stream *s)
         /* Release the held frames, then end: the client reconnects with
          * its Last-Event-ID and the replay is retried on its open. */
         stream_finish_replay(s, NULL, NULL, 0, NULL);
-        stream_end(s, rc == STORE_NOT_FOUND ? "account deleted"
-                                            : "history replay failed");
+        stream_end(s, STREAM_END_REPLAY_FAILED);
     }
 }

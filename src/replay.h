@@ -10,17 +10,11 @@
 struct stream;
 
 /* Finishes the opening replay of a new stream (stream_new starts in
- * replay mode): checks the account exists and queues, in order, a "gap"
- * event if history lost events after *after, then every held event after
- * *after (after == NULL: start at the deployment's current last id, no
- * replay). On failure the stream is left as it was (replay still open)
- * and the caller drops it. Runs on the calling thread's Redis connection. */
-enum store_result
-replay_open(struct stream *s, const struct event_id *after);
-
-/* replay_open's second half, for a history read made elsewhere (a
- * pipelined stream open): queues the gap event if r says so and r's
- * frames. Takes r's frames either way. */
+ * replay mode) with the history read r made for it (store_read_command
+ * on the HTTP thread's pipeline): queues, in order, a "gap" event if
+ * history lost events after *after, then r's events, then what arrived
+ * live meanwhile (after == NULL: the stream starts at the deployment's
+ * current last id, no replay). Takes r's frames either way. */
 enum store_result
 replay_finish(struct stream *s, const struct event_id *after, struct store_replay *r);
 

@@ -1,6 +1,7 @@
-/* sender.c -- a fan-out's socket writes in one system call. Owns one
- * io_uring and its slots of prepared writes; borrows each stream from
- * sender_add to sender_flush, while the caller keeps it in the hub.
+/* sender.c -- a batch of socket writes in one system call. Owns one
+ * io_uring and its slots of prepared writes (struct wire_write); what a
+ * write points to (frames, the socket) is kept alive by whoever prepared
+ * it until it has handled the result.
  *
  * Why: on a paravirtualised VM a system call's entry and exit cost about
  * 2 us, a third of a small loopback send, and a fan-out to 1,000 streams
@@ -9,8 +10,8 @@
  *
  * Every write carries MSG_DONTWAIT, so the kernel issues it inline
  * during io_uring_enter and never parks it: a full socket completes at
- * once with -EAGAIN and its stream goes to its writer loop, as after a
- * plain send. So sender_flush never waits for a slow client. */
+ * once with -EAGAIN, as after a plain send. So sender_flush never waits
+ * for a slow client. */
 #include <errno.h>
 #include <liburing.h>
 #include <stdlib.h>
@@ -19,7 +20,7 @@
 
 #include "log.h"
 #include "sender.h"
-#include "stream.h"
+#include "wire.h"
 
 #define SENDER_SLOTS 32         /* writes per io_uring_enter at most */
 /* A write of more pieces than this goes out with sendmsg at once: the
@@ -32,9 +33,11 @@
 
 struct sender {
     struct io_uring ring;
-    size_t used;                /* slots prepared since the last flush */
+    size_t used;                /* slots queued since the last reset */
+    size_t in_ring;             /* of which went into the ring, in order */
     int broken;                 /* submission failed: plain sends from now on */
-    struct stream_send slot[SENDER_SLOTS];
+    struct wire_write slot[SENDER_SLOTS];
+    unsigned char ringed[SENDER_SLOTS];     /* slot i waits for a completion */
 };
 
 struct sender *
@@ -46,6 +49,7 @@ sender_new(void)
     if (sd == NULL)
         return NULL;
     sd->used = 0;
+    sd->in_ring = 0;
     sd->broken = 0;
     /* SUBMIT_ALL: one bad entry must not hold back the rest of a batch
      * (kernel 5.18); older kernels refuse the flag, so retry without. */
@@ -69,64 +73,60 @@ sender_free(struct sender *sd)
     free(sd);
 }
 
-/* Issues a prepared write with sendmsg, now, and finishes it. */
-static void
-sender_send_now(struct stream_send *w)
+struct wire_write *
+sender_slot(struct sender *sd)
 {
-    ssize_t n = sendmsg(w->fd, &w->mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-
-    stream_send_done(w, n < 0 ? -errno : n);
+    return &sd->slot[sd->used];
 }
 
-void
-sender_add(struct sender *sd, struct stream *s, struct sse_frame *const *f, size_t n)
+int
+sender_queue(struct sender *sd)
 {
-    struct stream_send *w;
+    struct wire_write *w = &sd->slot[sd->used];
     struct io_uring_sqe *sqe;
 
-    if (sd == NULL || sd->broken) {
-        stream_push_many(s, f, n);
-        return;
+    sd->ringed[sd->used] = 0;
+    if (sd->broken || w->mh.msg_iovlen > SENDER_MAX_IOV) {
+        wire_issue(w);
+    } else {
+        /* The ring has an entry per slot and is flushed when they run
+         * out, so there is always an entry. */
+        sqe = io_uring_get_sqe(&sd->ring);
+        io_uring_prep_sendmsg(sqe, w->fd, &w->mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        io_uring_sqe_set_data(sqe, w);
+        sd->ringed[sd->used] = 1;
+        sd->in_ring++;
     }
-    w = &sd->slot[sd->used];
-    if (!stream_push_prepare(s, f, n, w))
-        return;
-    if (w->mh.msg_iovlen > SENDER_MAX_IOV) {
-        sender_send_now(w);
-        return;
-    }
-    /* The ring has a slot per entry and is flushed when they run out,
-     * so there is always an entry. */
-    sqe = io_uring_get_sqe(&sd->ring);
-    io_uring_prep_sendmsg(sqe, w->fd, &w->mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-    io_uring_sqe_set_data(sqe, w);
-    if (++sd->used == SENDER_SLOTS)
-        sender_flush(sd);
+    return ++sd->used == SENDER_SLOTS;
 }
 
-/* io_uring_enter took only the first `taken` writes (in practice none:
- * the ring is out of kernel memory). Issues the others one by one and
- * stops using the ring: its untaken entries are dropped with it. */
+/* io_uring_enter took only the first `taken` ring entries (in practice
+ * none: the ring is out of kernel memory). Issues the others one by one
+ * and stops using the ring: its untaken entries are dropped with it. */
 static void
 sender_fail(struct sender *sd, size_t taken, int err)
 {
+    size_t seen = 0;
+
     log_error("io_uring submit failed (%s): sending with sendmsg from now on",
               strerror(err));
     sd->broken = 1;
-    for (size_t i = taken; i < sd->used; i++)
-        sender_send_now(&sd->slot[i]);
+    for (size_t i = 0; i < sd->used; i++) {
+        if (sd->ringed[i] && seen++ >= taken) {
+            sd->ringed[i] = 0;
+            wire_issue(&sd->slot[i]);
+        }
+    }
 }
 
-void
+size_t
 sender_flush(struct sender *sd)
 {
     size_t taken = 0;
     int err = 0;
 
-    if (sd == NULL)
-        return;
-    /* Entries are taken in order, so the first `taken` slots are in. */
-    while (taken < sd->used) {
+    /* Entries are taken in order, so the first `taken` are in. */
+    while (taken < sd->in_ring) {
         int rc = io_uring_submit(&sd->ring);
 
         if (rc == -EINTR)
@@ -139,8 +139,8 @@ sender_flush(struct sender *sd)
     }
     for (size_t i = 0; i < taken; i++) {
         struct io_uring_cqe *cqe;
-        struct stream_send *w;
-        int res, rc;
+        struct wire_write *w;
+        int rc;
 
         while ((rc = io_uring_wait_cqe(&sd->ring, &cqe)) == -EINTR)
             ;
@@ -152,11 +152,24 @@ sender_flush(struct sender *sd)
             abort();
         }
         w = io_uring_cqe_get_data(cqe);
-        res = cqe->res;
+        w->res = cqe->res;
         io_uring_cqe_seen(&sd->ring, cqe);
-        stream_send_done(w, res);
     }
     if (err != 0)
         sender_fail(sd, taken, err);
+    sd->in_ring = 0;
+    return sd->used;
+}
+
+struct wire_write *
+sender_written(struct sender *sd, size_t i)
+{
+    return &sd->slot[i];
+}
+
+void
+sender_reset(struct sender *sd)
+{
     sd->used = 0;
+    sd->in_ring = 0;
 }

@@ -1,35 +1,46 @@
-/* sender.h -- a fan-out's socket writes, many in one system call
- * (io_uring). One sender per thread: it is not thread-safe. */
+/* sender.h -- many prepared socket writes in one system call (io_uring).
+ * It issues wire_writes and reports each one's outcome in its res; it
+ * knows nothing of the streams that prepared them. One sender per
+ * thread: it is not thread-safe. */
 #ifndef SSEGATE_SENDER_H
 #define SSEGATE_SENDER_H
 
 #include <stddef.h>
 
 struct sender;
-struct sse_frame;
-struct stream;
+struct wire_write;
 
 /* Returns a sender, or NULL with errno set when io_uring is not
  * available (an old kernel, a seccomp filter, kernel.io_uring_disabled):
- * the caller then pushes with stream_push_many. */
+ * the caller then issues each write itself (wire_issue). */
 struct sender *
 sender_new(void);
 
-/* Frees sd; nothing may be pending (sender_flush first). NULL is
- * ignored. */
+/* Frees sd; nothing may be queued (sender_flush first). NULL is ignored. */
 void
 sender_free(struct sender *sd);
 
-/* stream_push_many(s, f, n), except that the write it would do now is
- * queued in sd and issued, with the others, by sender_flush (or when sd
- * is full). s must stay in the hub until then. With sd NULL (no
- * io_uring) it is stream_push_many. */
-void
-sender_add(struct sender *sd, struct stream *s, struct sse_frame *const *f, size_t n);
+/* The slot to prepare the next write in; valid until sender_queue or
+ * sender_reset. */
+struct wire_write *
+sender_slot(struct sender *sd);
 
-/* Issues every queued write in one io_uring_enter and finishes each
- * (stream_send_done). NULL is ignored. */
-void
+/* Queues the write prepared in sender_slot's slot. Returns 1 when every
+ * slot is taken: sender_flush, handle the results, sender_reset. */
+int
+sender_queue(struct sender *sd);
+
+/* Issues every queued write (one io_uring_enter) and waits for all their
+ * outcomes, which it stores in each write's res. Returns how many writes
+ * there are; sender_written(sd, i) gives each, in queue order. */
+size_t
 sender_flush(struct sender *sd);
+
+struct wire_write *
+sender_written(struct sender *sd, size_t i);
+
+/* Empties the queue, once every flushed write was handled. */
+void
+sender_reset(struct sender *sd);
 
 #endif

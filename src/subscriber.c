@@ -218,7 +218,7 @@ subscriber_recover(struct subscriber *sub)
     if (v == NULL) {
         if (n == (size_t)-1) {
             log_error("out of memory listing streams; closing them all");
-            hub_close(sub->hub, "out of memory");
+            hub_close(sub->hub, STREAM_END_OUT_OF_MEMORY);
         }
         return;
     }

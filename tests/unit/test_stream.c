@@ -1,14 +1,16 @@
-/* test_stream.c -- one stream's queue as seen from its socket (hand-off
- * mode): replay holding and release, deduplication by id, the byte bound,
- * and the exact bytes written (HTTP chunks, or raw for HTTP/1.0), also
- * across partial writes to a full socket. The socket is a real
- * AF_UNIX socketpair; nothing is mocked. */
+/* test_stream.c -- one stream's queue as seen from its socket: the
+ * response head first, replay holding and release, deduplication by id,
+ * the byte bound, and the exact bytes written (HTTP chunks, or raw for
+ * HTTP/1.0), also across partial writes to a full socket. The socket is a
+ * real AF_UNIX socketpair and the writer's wake-up a real libevent event;
+ * nothing is mocked. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <event2/event.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,16 +21,38 @@
 #include "log.h"
 #include "sse.h"
 #include "stream.h"
+#include "wire.h"
 
 struct pair {
-    int w, r;           /* the stream writes w; the test reads r */
-    int kicks;          /* how often the stream asked for its writer */
+    int w, r;           /* the stream writes w (and closes it); the test reads r */
+    int kicks;          /* how often the stream's wake-up ran */
+    struct event_base *base;
+    struct event *wake;
 };
 
 static void
-on_kick(void *arg)
+on_wake(evutil_socket_t fd, short what, void *arg)
 {
+    (void)fd;
+    (void)what;
     ((struct pair *)arg)->kicks++;
+}
+
+/* Runs the wake-ups pending (libevent coalesces them until it runs) and
+ * returns how many ran so far. */
+static int
+kicks(struct pair *p)
+{
+    event_base_loop(p->base, EVLOOP_NONBLOCK);
+    return p->kicks;
+}
+
+static void
+pair_events(struct pair *p)
+{
+    assert_non_null(p->base = event_base_new());
+    assert_non_null(p->wake = event_new(p->base, -1, 0, on_wake, p));
+    p->kicks = 0;
 }
 
 static void
@@ -39,18 +63,20 @@ pair_open(struct pair *p, int sndbuf)
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     p->w = sv[0];
     p->r = sv[1];
-    p->kicks = 0;
+    pair_events(p);
     if (sndbuf > 0)
         assert_int_equal(setsockopt(p->w, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)), 0);
     assert_int_equal(fcntl(p->w, F_SETFL, O_NONBLOCK), 0);
     assert_int_equal(fcntl(p->r, F_SETFL, O_NONBLOCK), 0);
 }
 
+/* The stream closed p->w with its last reference. */
 static void
 pair_close(struct pair *p)
 {
-    close(p->w);
     close(p->r);
+    event_free(p->wake);
+    event_base_free(p->base);
 }
 
 /* Everything readable now, NUL-terminated (the caller frees). */
@@ -111,14 +137,14 @@ stream_ready(struct pair *p, size_t max_bytes, int chunked)
 
     assert_non_null(s);
     stream_finish_replay(s, NULL, NULL, 0, NULL);
-    stream_attach_sink(s, p->w, chunked, on_kick, p);
+    assert_int_equal(stream_attach(s, p->w, chunked, "", 0, p->wake), 0);
     return s;
 }
 
 static void
 push_unref(struct stream *s, struct sse_frame *f)
 {
-    stream_push(s, f);
+    stream_push_many(s, &f, 1);
     sse_frame_unref(f);
 }
 
@@ -134,12 +160,12 @@ test_first_flush_then_direct_writes(void **state)
     pair_open(&p, 0);
     s = stream_ready(&p, 1 << 20, 1);
     push_unref(s, event(1, "a"));
-    assert_int_equal(p.kicks, 1);
+    assert_int_equal(kicks(&p), 1);
     assert_drained(&p, "");
-    assert_int_equal(stream_flush_sink(s), STREAM_IO_IDLE);
+    assert_int_equal(stream_flush(s), STREAM_IO_IDLE);
     assert_drained(&p, chunks("id: 1-0\nevent: t\ndata: a\n\n", NULL));
     push_unref(s, event(2, "bc"));
-    assert_int_equal(p.kicks, 1);
+    assert_int_equal(kicks(&p), 1);
     assert_drained(&p, chunks("id: 2-0\nevent: t\ndata: bc\n\n", NULL));
     stream_close(s);
     stream_unref(s);
@@ -159,7 +185,7 @@ test_replay_holds_and_dedups(void **state)
     (void)state;
     pair_open(&p, 0);
     assert_non_null(s);
-    stream_attach_sink(s, p.w, 1, on_kick, &p);
+    assert_int_equal(stream_attach(s, p.w, 1, "", 0, p.wake), 0);
     push_unref(s, event(3, "live3"));       /* also in the replay */
     push_unref(s, event(4, "live4"));
     hist[0] = event(2, "old2");
@@ -169,7 +195,7 @@ test_replay_holds_and_dedups(void **state)
     sse_frame_unref(hist[1]);
     push_unref(s, event(4, "again4"));      /* a redelivery: dropped */
     push_unref(s, event(1, "older1"));      /* before the last id: dropped */
-    assert_int_equal(stream_flush_sink(s), STREAM_IO_IDLE);
+    assert_int_equal(stream_flush(s), STREAM_IO_IDLE);
     assert_drained(&p, chunks("id: 2-0\nevent: t\ndata: old2\n\n",
                               "id: 3-0\nevent: t\ndata: live3\n\n",
                               "id: 4-0\nevent: t\ndata: live4\n\n", NULL));
@@ -191,10 +217,10 @@ test_idless_frames_and_http10(void **state)
     assert_non_null(c);
     pair_open(&p, 0);
     s = stream_ready(&p, 1 << 20, 0);
-    assert_int_equal(stream_flush_sink(s), STREAM_IO_IDLE);
+    assert_int_equal(stream_flush(s), STREAM_IO_IDLE);
     push_unref(s, event(5, "a"));
-    stream_push(s, c);
-    stream_push(s, c);
+    stream_push_many(s, &c, 1);
+    stream_push_many(s, &c, 1);
     sse_frame_unref(c);
     assert_drained(&p, "id: 5-0\nevent: t\ndata: a\n\n: x\n\n: x\n\n");
     stream_close(s);
@@ -222,7 +248,7 @@ test_partial_writes_resume_mid_chunk(void **state)
     data[sizeof(data) - 1] = '\0';
     pair_open(&p, 4096);
     s = stream_ready(&p, 1 << 20, 1);
-    assert_int_equal(stream_flush_sink(s), STREAM_IO_IDLE);
+    assert_int_equal(stream_flush(s), STREAM_IO_IDLE);
     for (uint64_t i = 1; i <= 200; i++) {
         struct sse_frame *f = event(i, data);
         int n = snprintf(want_frame, sizeof(want_frame), "%zx\r\n", f->len);
@@ -235,7 +261,7 @@ test_partial_writes_resume_mid_chunk(void **state)
         want_len += 2;
         push_unref(s, f);
     }
-    assert_true(p.kicks > 0);               /* the socket filled up */
+    assert_true(kicks(&p) > 0);               /* the socket filled up */
     for (;;) {
         char *part = pair_drain(&p);
         size_t n = strlen(part);
@@ -243,7 +269,7 @@ test_partial_writes_resume_mid_chunk(void **state)
         memcpy(got + got_len, part, n);
         got_len += n;
         free(part);
-        if (stream_flush_sink(s) == STREAM_IO_IDLE && got_len == want_len)
+        if (stream_flush(s) == STREAM_IO_IDLE && got_len == want_len)
             break;
         assert_true(++rounds < 10000);
     }
@@ -274,14 +300,17 @@ test_bound_ends_slow_stream(void **state)
     push_unref(s, event(1, big));           /* over the bound, but alone */
     push_unref(s, event(2, "z"));           /* would pass it: ends */
     push_unref(s, event(3, "after"));       /* ignored: ending */
-    assert_true(p.kicks > 0);
-    assert_int_equal(stream_flush_sink(s), STREAM_IO_END);
+    assert_true(kicks(&p) > 0);
+    assert_int_equal(stream_flush(s), STREAM_IO_END);
+    assert_int_equal(stream_end_reason(s), STREAM_END_SLOW_CONSUMER);
     {
         char *out = pair_drain(&p);
 
         assert_non_null(strstr(out, "id: 1-0\n"));
         assert_null(strstr(out, "id: 2-0\n"));
         assert_null(strstr(out, "id: 3-0\n"));
+        /* the body's end: the chunked terminator */
+        assert_non_null(strstr(out, "\r\n0\r\n\r\n"));
         free(out);
     }
     stream_close(s);
@@ -299,12 +328,12 @@ test_closed_stream_is_inert(void **state)
     (void)state;
     pair_open(&p, 0);
     s = stream_ready(&p, 1 << 20, 1);
-    assert_int_equal(stream_flush_sink(s), STREAM_IO_IDLE);
+    assert_int_equal(stream_flush(s), STREAM_IO_IDLE);
     stream_close(s);
     push_unref(s, event(1, "a"));
-    assert_int_equal(p.kicks, 0);
+    assert_int_equal(kicks(&p), 0);
     assert_drained(&p, "");
-    assert_int_equal(stream_flush_sink(s), STREAM_IO_END);
+    assert_int_equal(stream_flush(s), STREAM_IO_END);
     stream_unref(s);
     pair_close(&p);
 }
@@ -315,7 +344,7 @@ test_closed_stream_is_inert(void **state)
 static void
 test_push_many_one_write(void **state)
 {
-    struct pair p = { -1, -1, 0 };
+    struct pair p = { -1, -1, 0, NULL, NULL };
     struct stream *s;
     struct sse_frame *f[3];
     int sv[2];
@@ -326,10 +355,11 @@ test_push_many_one_write(void **state)
     assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
     p.w = sv[0];
     p.r = sv[1];
+    pair_events(&p);
     assert_int_equal(fcntl(p.w, F_SETFL, O_NONBLOCK), 0);
     assert_int_equal(fcntl(p.r, F_SETFL, O_NONBLOCK), 0);
     s = stream_ready(&p, 1 << 20, 1);
-    assert_int_equal(stream_flush_sink(s), STREAM_IO_IDLE);
+    assert_int_equal(stream_flush(s), STREAM_IO_IDLE);
     f[0] = event(3, "a");
     f[1] = event(2, "older");       /* before the last id: dropped */
     f[2] = event(4, "b");
@@ -342,7 +372,7 @@ test_push_many_one_write(void **state)
     assert_string_equal(buf, chunks("id: 3-0\nevent: t\ndata: a\n\n",
                                     "id: 4-0\nevent: t\ndata: b\n\n", NULL));
     assert_int_equal(read(p.r, buf, sizeof(buf)), -1);     /* nothing more */
-    assert_int_equal(p.kicks, 0);
+    assert_int_equal(kicks(&p), 0);
     stream_close(s);
     stream_unref(s);
     pair_close(&p);
@@ -351,7 +381,7 @@ test_push_many_one_write(void **state)
 /* Writes the first k bytes that w describes, as a send cut short by a
  * full socket would. */
 static void
-write_prefix(int fd, const struct stream_send *w, size_t k)
+write_prefix(int fd, const struct wire_write *w, size_t k)
 {
     for (size_t i = 0; i < w->mh.msg_iovlen && k > 0; i++) {
         size_t take = w->iov[i].iov_len < k ? w->iov[i].iov_len : k;
@@ -369,7 +399,7 @@ test_prepared_write_owns_the_socket(void **state)
 {
     struct pair p;
     struct stream *s;
-    struct stream_send *w = malloc(sizeof(*w));
+    struct wire_write *w = malloc(sizeof(*w));
     struct sse_frame *f = event(1, "a");
     ssize_t n;
 
@@ -377,7 +407,7 @@ test_prepared_write_owns_the_socket(void **state)
     assert_non_null(w);
     pair_open(&p, 0);
     s = stream_ready(&p, 1 << 20, 1);
-    assert_int_equal(stream_flush_sink(s), STREAM_IO_IDLE);
+    assert_int_equal(stream_flush(s), STREAM_IO_IDLE);
     assert_int_equal(stream_push_prepare(s, &f, 1, w), 1);
     sse_frame_unref(f);
     assert_int_equal(w->fd, p.w);
@@ -387,18 +417,26 @@ test_prepared_write_owns_the_socket(void **state)
     assert_int_equal(stream_push_prepare(s, &f, 1, w), 0);  /* in flight: queued only */
     sse_frame_unref(f);
     assert_drained(&p, "");
-    assert_int_equal(stream_flush_sink(s), STREAM_IO_IDLE);
+    assert_int_equal(stream_flush(s), STREAM_IO_IDLE);
     assert_drained(&p, "");
-    stream_end(s, "test");
-    assert_int_equal(p.kicks, 0);
+    stream_end(s, STREAM_END_SHUTDOWN);
+    assert_int_equal(kicks(&p), 0);
     n = sendmsg(w->fd, &w->mh, MSG_NOSIGNAL | MSG_DONTWAIT);
     assert_int_equal(n, (ssize_t)w->total);
-    stream_send_done(w, n);
-    assert_drained(&p, chunks("id: 1-0\nevent: t\ndata: a\n\n",
-                              "id: 2-0\nevent: t\ndata: b\n\n",
-                              "id: 3-0\nevent: t\ndata: c\n\n", NULL));
-    assert_int_equal(p.kicks, 1);               /* the end is the writer's */
-    assert_int_equal(stream_flush_sink(s), STREAM_IO_END);
+    w->res = n;
+    stream_push_complete(w);
+    {
+        char want[512];
+
+        /* Then the end: it was due, so the body's terminator follows. */
+        snprintf(want, sizeof(want), "%s0\r\n\r\n",
+                 chunks("id: 1-0\nevent: t\ndata: a\n\n",
+                        "id: 2-0\nevent: t\ndata: b\n\n",
+                        "id: 3-0\nevent: t\ndata: c\n\n", NULL));
+        assert_drained(&p, want);
+    }
+    assert_int_equal(kicks(&p), 1);               /* the teardown is the writer's */
+    assert_int_equal(stream_flush(s), STREAM_IO_END);
     stream_close(s);
     stream_unref(s);
     pair_close(&p);
@@ -413,40 +451,97 @@ test_prepared_write_short_or_refused(void **state)
 {
     struct pair p;
     struct stream *s;
-    struct stream_send *w = malloc(sizeof(*w));
+    struct wire_write *w = malloc(sizeof(*w));
     struct sse_frame *f = event(1, "hello");
 
     (void)state;
     assert_non_null(w);
     pair_open(&p, 0);
     s = stream_ready(&p, 1 << 20, 1);
-    assert_int_equal(stream_flush_sink(s), STREAM_IO_IDLE);
+    assert_int_equal(stream_flush(s), STREAM_IO_IDLE);
 
     assert_int_equal(stream_push_prepare(s, &f, 1, w), 1);
     sse_frame_unref(f);
     write_prefix(p.w, w, 7);                    /* into the frame's body */
-    stream_send_done(w, 7);
-    assert_int_equal(p.kicks, 1);
+    w->res = 7;
+    stream_push_complete(w);
+    assert_int_equal(kicks(&p), 1);
     f = event(2, "more");
     assert_int_equal(stream_push_prepare(s, &f, 1, w), 0); /* the writer's now */
     sse_frame_unref(f);
-    assert_int_equal(p.kicks, 2);
-    assert_int_equal(stream_flush_sink(s), STREAM_IO_IDLE);
+    assert_int_equal(kicks(&p), 2);
+    assert_int_equal(stream_flush(s), STREAM_IO_IDLE);
     assert_drained(&p, chunks("id: 1-0\nevent: t\ndata: hello\n\n",
                               "id: 2-0\nevent: t\ndata: more\n\n", NULL));
 
     f = event(3, "again");
     assert_int_equal(stream_push_prepare(s, &f, 1, w), 1);
     sse_frame_unref(f);
-    stream_send_done(w, -EAGAIN);               /* nothing went out */
-    assert_int_equal(p.kicks, 3);
+    w->res = -EAGAIN;
+    stream_push_complete(w);               /* nothing went out */
+    assert_int_equal(kicks(&p), 3);
     assert_drained(&p, "");
-    assert_int_equal(stream_flush_sink(s), STREAM_IO_IDLE);
+    assert_int_equal(stream_flush(s), STREAM_IO_IDLE);
     assert_drained(&p, chunks("id: 3-0\nevent: t\ndata: again\n\n", NULL));
     stream_close(s);
     stream_unref(s);
     pair_close(&p);
     free(w);
+}
+
+/* The response head goes out first, on the writer's first flush, also
+ * when the socket takes it in pieces; the frames queued before the
+ * hand-off follow it, chunked. */
+static void
+test_head_then_frames(void **state)
+{
+    static const char head[] = "HTTP/1.1 200 OK\r\nX: y\r\n\r\n";
+    struct pair p;
+    struct stream *s = stream_new("7", 1 << 20, NULL);
+    struct sse_frame *hello = sse_frame_new_raw(": hi\n\n", 6);
+    char want[256];
+
+    (void)state;
+    assert_non_null(s);
+    assert_non_null(hello);
+    pair_open(&p, 0);
+    stream_finish_replay(s, NULL, &hello, 1, NULL);
+    sse_frame_unref(hello);
+    assert_int_equal(stream_attach(s, p.w, 1, head, sizeof(head) - 1, p.wake), 0);
+    push_unref(s, event(1, "a"));               /* not ready yet: queued */
+    assert_drained(&p, "");
+    assert_int_equal(stream_flush(s), STREAM_IO_IDLE);
+    snprintf(want, sizeof(want), "%s%s", head,
+             chunks(": hi\n\n", "id: 1-0\nevent: t\ndata: a\n\n", NULL));
+    assert_drained(&p, want);
+    stream_close(s);
+    stream_unref(s);
+    pair_close(&p);
+}
+
+/* A replay that does not fit the bound ends the stream with "limit",
+ * not "slow consumer": its client resumes from the last id it got. */
+static void
+test_replay_over_bound_is_limit(void **state)
+{
+    struct pair p;
+    struct stream *s = stream_new("7", 100, NULL);
+    struct sse_frame *hist[3];
+
+    (void)state;
+    assert_non_null(s);
+    pair_open(&p, 0);
+    for (int i = 0; i < 3; i++)
+        hist[i] = event((uint64_t)i + 1, "0123456789012345678901234567890123456789");
+    stream_finish_replay(s, NULL, hist, 3, NULL);
+    for (int i = 0; i < 3; i++)
+        sse_frame_unref(hist[i]);
+    assert_int_equal(stream_end_reason(s), STREAM_END_LIMIT);
+    assert_int_equal(stream_attach(s, p.w, 1, "", 0, p.wake), 0);
+    assert_int_equal(stream_flush(s), STREAM_IO_END);
+    stream_close(s);
+    stream_unref(s);
+    pair_close(&p);
 }
 
 int
@@ -462,8 +557,11 @@ main(void)
         cmocka_unit_test(test_closed_stream_is_inert),
         cmocka_unit_test(test_prepared_write_owns_the_socket),
         cmocka_unit_test(test_prepared_write_short_or_refused),
+        cmocka_unit_test(test_head_then_frames),
+        cmocka_unit_test(test_replay_over_bound_is_limit),
     };
 
-    log_set_level(LOG_LEVEL_ERROR);   /* "ending: slow consumer" is expected */
+    alarm(60);                        /* a hang fails the test, not CI */
+    log_set_level(LOG_LEVEL_ERROR);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
