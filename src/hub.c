@@ -101,6 +101,8 @@ hub_new(struct fanout *fo, int uring)
         atomic_init(&h->ended[r], 0);
     h->fanout = fo;
     h->uring = uring;
+    if (!uring)
+        log_info("fan-outs send with sendmsg (FANOUT_URING=0)");
     return h;
 err:
     while (--i >= 0)

@@ -454,6 +454,25 @@ def test_large_fanout(env):
         s.close()
 
 
+def test_fanout_without_uring(env):
+    """FANOUT_URING=0, the other way a fan-out's writes go out (one
+    sendmsg per stream, as where the kernel refuses io_uring): the same
+    150-stream fan-out, every event once, in order, on every stream."""
+    g = Gateway(BIN, env.redis, env.work.path, "backend-sendmsg", VALGRIND, FANOUT_URING=0)
+    env.extra.append(g)
+    uid = env.account(port=g.port)["id"]
+    streams = [open_stream(g.port, "userId=" + uid) for _ in range(150)]
+    ids = [env.event(g.port if i % 2 else env.b1.port, uid, "s%d" % i, {"i": i})
+           for i in range(40)]
+    for s in streams:
+        eq(ids_of(events_of(s, 40, 20)), ids, "every event once, in order, on every stream")
+    check("fan-outs send with sendmsg" in g.proc.output(), "the gateway says how it sends")
+    check("fan-outs send through io_uring" in env.b1.proc.output(),
+          "the default gateway sends through io_uring")
+    for s in streams:
+        s.close()
+
+
 def test_publish_backpressure(env):
     """A publish waits while PUBLISH_BACKLOG of this instance's events have
     not come back through its subscriber, and gets 503 overloaded after
@@ -835,7 +854,7 @@ TESTS = [
     test_cross_instance, test_account_created_flow, test_firehose_order,
     test_resume, test_resume_during_publishing, test_gap, test_trim_in_batches, test_errors,
     test_redis_cli_publish, test_subscriber_loss, test_redis_restart,
-    test_heartbeat, test_large_fanout, test_publish_backpressure, test_pipelined_publishes,
+    test_heartbeat, test_large_fanout, test_fanout_without_uring, test_publish_backpressure, test_pipelined_publishes,
     test_pipelined_stream_opens, test_pipeline_timeout_and_stop, test_script_flush, test_slow_consumer,
     test_stream_limit, test_full_epoll_batch, test_shutdown,
 ]
