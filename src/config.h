@@ -21,11 +21,9 @@ struct config {
     unsigned sse_retry_ms;      /* SSE_RETRY_MS, default 3000, 0..3600000 */
     unsigned http_threads;      /* HTTP_THREADS, default 2, 1..64 */
     unsigned max_connections;   /* MAX_CONNECTIONS, default 10000, 16..1000000 */
-    unsigned stream_handoff;    /* STREAM_HANDOFF, default 0, 0..1 */
     unsigned writer_threads;    /* WRITER_THREADS, default 2, 1..64 */
     unsigned fanout_threads;    /* FANOUT_THREADS, default 1, 0..64 */
     unsigned fanout_uring;      /* FANOUT_URING, default 1, 0..1 */
-    unsigned publish_pipeline;  /* PUBLISH_PIPELINE, default 1, 0..1 */
     unsigned publish_backlog;   /* PUBLISH_BACKLOG, default 64, 1..1000000 */
     unsigned publish_wait_ms;   /* PUBLISH_WAIT_MS, default 1000, 0..60000 */
     unsigned stream_queue_kib;  /* STREAM_QUEUE_KIB, default 4096, 16..1048576 */

@@ -504,7 +504,7 @@ http_start_daemon(struct http *h, const struct sockaddr_in *sin, unsigned conn_l
             /* With the hand-off, closing MHD's copy of a stream socket
              * must not shutdown() it: TURBO skips that (connection.c,
              * MHD_connection_mark_closed_). */
-            (h->app->cfg->stream_handoff ? MHD_USE_TURBO : 0),
+            MHD_USE_TURBO,
         0, NULL, NULL, http_on_request, h,
         /* First, so MHD's own start-up messages use it too. */
         MHD_OPTION_EXTERNAL_LOGGER, http_on_mhd_log, NULL,
@@ -555,8 +555,7 @@ http_loop_main(void *arg)
         return NULL;
     }
     http_this_loop = l;
-    if (l->http->app->cfg->publish_pipeline &&
-        (l->pipe = pipeline_new(l->http->app->cfg)) == NULL)
+    if ((l->pipe = pipeline_new(l->http->app->cfg)) == NULL)
         log_warn("http: out of memory for a Redis pipeline; publishes and stream opens block");
     pfd[0].fd = info->epoll_fd;
     pfd[1].fd = l->wake_fd;

@@ -174,8 +174,7 @@ main(int argc, char **argv)
         log_error("start-up failed: out of memory");
         goto out;
     }
-    if (g.cfg.stream_handoff &&
-        (g.app.sinks = sinks_start(g.cfg.writer_threads, g.app.hub)) == NULL) {
+    if ((g.app.sinks = sinks_start(g.cfg.writer_threads, g.app.hub)) == NULL) {
         log_error("start-up failed: cannot start the stream writers");
         goto out;
     }

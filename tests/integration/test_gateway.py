@@ -537,7 +537,7 @@ def read_answer(w, timeout):
 
 
 def test_pipelined_publishes(env):
-    """One HTTP thread keeps several writes in flight (PUBLISH_PIPELINE):
+    """One HTTP thread keeps several writes in flight (its pipelined Redis connection):
     with Redis's replies held back, three concurrent publishes all reach
     Redis; once the replies come, each request gets its own answer (its
     id, or 404 for an unknown user), and the stream gets every accepted
@@ -596,7 +596,7 @@ def test_pipelined_publishes(env):
 
 def test_pipelined_stream_opens(env):
     """A stream open does not hold its HTTP thread while Redis reads its
-    history (PUBLISH_PIPELINE): with Redis's replies held back, one HTTP
+    history (its pipelined Redis connection): with Redis's replies held back, one HTTP
     thread has three stream opens in flight and still sends a publish to
     Redis. Once the replies come, the resuming stream gets the events after
     its Last-Event-ID and then the publish, once each, in order; the
@@ -754,8 +754,6 @@ def test_slow_consumer(env):
 
 
 def test_stream_limit(env):
-    if os.environ.get("STREAM_HANDOFF") == "0":
-        return      # parked streams: libmicrohttpd's own connection limit applies
     g = Gateway(BIN, env.redis, env.work.path, "backend-limit", VALGRIND, MAX_CONNECTIONS=16)
     env.extra.append(g)
     streams = [open_stream(g.port) for _ in range(16)]
