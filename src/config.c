@@ -1,8 +1,10 @@
 /* config.c -- every setting from its environment variable or its flag,
  * validated once at start-up into struct config. One table row per
  * setting drives the default, the parsing, the error message and the
- * --help line, so they cannot drift apart. Pure: reads the environment
- * only through the caller's getenv function and allocates nothing. */
+ * --help line, so they cannot drift apart, and
+ * tests/integration/test_config_docs.py holds env.example and the
+ * README's table to --help. Pure: reads the environment only through the
+ * caller's getenv function and allocates nothing. */
 #include <arpa/inet.h>
 #include <limits.h>
 #include <string.h>
