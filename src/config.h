@@ -7,17 +7,25 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* Longest SERVER_ID. Every instance's id travels in its events, so the
+ * envelope keeps ids this long (ENVELOPE_SERVER_MAX). */
+#define CONFIG_SERVER_ID_MAX 127
+/* Longest REDIS_CHANNEL. */
+#define CONFIG_CHANNEL_MAX 127
+
 /* Each field's variable, flag, default and range live in one place:
  * the config_options[] table in config.c, which --help prints. The
  * comments here say only what a field means. */
 struct config {
     char listen_addr[64];       /* LISTEN_ADDR: IPv4 literal to listen on */
     uint16_t port;              /* PORT: HTTP port */
-    char server_id[128];        /* SERVER_ID: this instance's name in events, /health */
+    /* SERVER_ID: this instance's name in events and /health */
+    char server_id[CONFIG_SERVER_ID_MAX + 1];
     char redis_host[256];       /* REDIS_HOST */
     uint16_t redis_port;        /* REDIS_PORT */
     char redis_password[256];   /* REDIS_PASSWORD: "" sends no AUTH */
-    char redis_channel[128];    /* REDIS_CHANNEL: pub/sub channel all instances share */
+    /* REDIS_CHANNEL: the pub/sub channel all instances share */
+    char redis_channel[CONFIG_CHANNEL_MAX + 1];
     unsigned history_maxlen;    /* HISTORY_MAXLEN: events kept per user */
     unsigned firehose_maxlen;   /* FIREHOSE_MAXLEN: events kept for the firehose */
     unsigned heartbeat_secs;    /* HEARTBEAT_SECS: between ": ping" comments */
