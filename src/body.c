@@ -16,12 +16,16 @@
 #include "envelope.h"
 #include "strictjson.h"
 
-/* The largest userId given as a JSON integer: 18 digits. */
+/* The largest userId given as a JSON integer: BODY_USER_ID_MAX_DIGITS
+ * (18) nines. */
 #define BODY_USER_ID_INT_MAX INT64_C(999999999999999999)
 
 /* How data is written back out: one line (an SSE data line must not
  * break) and "/" left alone. */
 #define BODY_JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+
+/* Most bytes of an unknown field's name quoted back in the error. */
+#define BODY_SHOWN_KEY_MAX 40
 
 static int
 body_fail(struct body_error *e, const char *code, const char *fmt, ...)
@@ -66,7 +70,7 @@ body_check_fields(json_object *o, const char *const *allowed,
 {
     json_object_object_foreach(o, key, val) {
         const char *const *a = allowed;
-        char shown[41];
+        char shown[BODY_SHOWN_KEY_MAX + 1];
         size_t n = 0;
 
         (void)val;
@@ -74,8 +78,9 @@ body_check_fields(json_object *o, const char *const *allowed,
             a++;
         if (*a != NULL)
             continue;
-        /* Echo at most 40 printable ASCII bytes of the key, so the
-         * message stays short and valid UTF-8 whatever was sent. */
+        /* Echo at most BODY_SHOWN_KEY_MAX printable ASCII bytes of the
+         * key, so the message stays short and valid UTF-8 whatever was
+         * sent. */
         for (const char *k = key; *k != '\0' && n < sizeof(shown) - 1; k++)
             shown[n++] = *k >= 0x20 && *k < 0x7f ? *k : '?';
         shown[n] = '\0';

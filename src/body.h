@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sse.h"
+
 #define BODY_MAX_BYTES (64 * 1024)
 #define BODY_NAME_MAX_CHARS 100
 /* Balances must stay exact in JavaScript clients: at most 2^53 - 1. */
@@ -32,7 +34,7 @@ struct snapshot_input {
 
 struct event_input {
     char user_id[BODY_USER_ID_MAX_DIGITS + 1];
-    char type[65];
+    char type[SSE_EVENT_MAX + 1];
     char *data_json;        /* owned: one-line JSON ("null" if absent); free with event_input_clear */
     size_t data_len;
 };
@@ -57,9 +59,9 @@ int
 body_parse_snapshot(const char *buf, size_t len, struct snapshot_input *out,
                     struct body_error *err);
 
-/* {"userId": string of 1..18 digits or an integer >= 1, "type": 1..64 of
- * [A-Za-z0-9._-], "data": optional, any JSON value}. data is
- * re-serialised as one line (JSON_C_TO_STRING_PLAIN |
+/* {"userId": string of 1..18 digits or an integer >= 1, "type":
+ * 1..SSE_EVENT_MAX of [A-Za-z0-9._-], "data": optional, any JSON value}.
+ * data is re-serialised as one line (JSON_C_TO_STRING_PLAIN |
  * JSON_C_TO_STRING_NOSLASHESCAPE). On success out->data_json is owned by
  * out; on failure nothing is left to free. */
 int

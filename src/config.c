@@ -1,8 +1,10 @@
 /* config.c -- every setting from its environment variable or its flag,
  * validated once at start-up into struct config. One table row per
  * setting drives the default, the parsing, the error message and the
- * --help line, so they cannot drift apart. Pure: reads the environment
- * only through the caller's getenv function and allocates nothing. */
+ * --help line, so they cannot drift apart, and
+ * tests/integration/test_config_docs.py holds env.example and the
+ * README's table to --help. Pure: reads the environment only through the
+ * caller's getenv function and allocates nothing. */
 #include <arpa/inet.h>
 #include <limits.h>
 #include <string.h>
@@ -63,16 +65,12 @@ static const struct config_option config_options[] = {
       CONFIG_FIELD(max_connections), "most simultaneous connections" },
     { "STREAM_QUEUE_KIB", "--stream-queue-kib", CONFIG_KIND_UINT, "4096", 16, 1048576,
       CONFIG_FIELD(stream_queue_kib), "unsent KiB before a slow stream is closed" },
-    { "STREAM_HANDOFF", "--stream-handoff", CONFIG_KIND_UINT, "1", 0, 1,
-      CONFIG_FIELD(stream_handoff), "1: write streams ourselves; 0: through libmicrohttpd" },
     { "WRITER_THREADS", "--writer-threads", CONFIG_KIND_UINT, "2", 1, 64,
-      CONFIG_FIELD(writer_threads), "stream writer threads (with STREAM_HANDOFF=1)" },
+      CONFIG_FIELD(writer_threads), "stream writer loops" },
     { "FANOUT_THREADS", "--fanout-threads", CONFIG_KIND_UINT, "1", 0, 64,
       CONFIG_FIELD(fanout_threads), "threads that help send a large fan-out (0: none)" },
     { "FANOUT_URING", "--fanout-uring", CONFIG_KIND_UINT, "1", 0, 1,
       CONFIG_FIELD(fanout_uring), "1: a fan-out's writes go out through io_uring where the kernel allows it" },
-    { "PUBLISH_PIPELINE", "--publish-pipeline", CONFIG_KIND_UINT, "1", 0, 1,
-      CONFIG_FIELD(publish_pipeline), "1: POST /events and stream opens wait for Redis without holding their HTTP thread" },
     { "PUBLISH_BACKLOG", "--publish-backlog", CONFIG_KIND_UINT, "64", 1, 1000000,
       CONFIG_FIELD(publish_backlog), "own events not yet fanned out before a publish waits" },
     { "PUBLISH_WAIT_MS", "--publish-wait-ms", CONFIG_KIND_UINT, "1000", 0, 60000,

@@ -7,30 +7,39 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* Longest SERVER_ID. Every instance's id travels in its events, so the
+ * envelope keeps ids this long (ENVELOPE_SERVER_MAX). */
+#define CONFIG_SERVER_ID_MAX 127
+/* Longest REDIS_CHANNEL. */
+#define CONFIG_CHANNEL_MAX 127
+
+/* Each field's variable, flag, default and range live in one place:
+ * the config_options[] table in config.c, which --help prints. The
+ * comments here say only what a field means. */
 struct config {
-    char listen_addr[64];       /* LISTEN_ADDR, default "0.0.0.0" (IPv4 literal) */
-    uint16_t port;              /* PORT, default 3000, 1..65535 */
-    char server_id[128];        /* SERVER_ID, default: gethostname() */
-    char redis_host[256];       /* REDIS_HOST, default "127.0.0.1" */
-    uint16_t redis_port;        /* REDIS_PORT, default 6379 */
-    char redis_password[256];   /* REDIS_PASSWORD, default unset ("") */
-    char redis_channel[128];    /* REDIS_CHANNEL, default "user-events" */
-    unsigned history_maxlen;    /* HISTORY_MAXLEN, default 1000, 1..1000000 */
-    unsigned firehose_maxlen;   /* FIREHOSE_MAXLEN, default 10000, 1..1000000 */
-    unsigned heartbeat_secs;    /* HEARTBEAT_SECS, default 15, 1..3600 */
-    unsigned sse_retry_ms;      /* SSE_RETRY_MS, default 3000, 0..3600000 */
-    unsigned http_threads;      /* HTTP_THREADS, default 2, 1..64 */
-    unsigned max_connections;   /* MAX_CONNECTIONS, default 10000, 16..1000000 */
-    unsigned stream_handoff;    /* STREAM_HANDOFF, default 0, 0..1 */
-    unsigned writer_threads;    /* WRITER_THREADS, default 2, 1..64 */
-    unsigned fanout_threads;    /* FANOUT_THREADS, default 1, 0..64 */
-    unsigned fanout_uring;      /* FANOUT_URING, default 1, 0..1 */
-    unsigned publish_pipeline;  /* PUBLISH_PIPELINE, default 1, 0..1 */
-    unsigned publish_backlog;   /* PUBLISH_BACKLOG, default 64, 1..1000000 */
-    unsigned publish_wait_ms;   /* PUBLISH_WAIT_MS, default 1000, 0..60000 */
-    unsigned stream_queue_kib;  /* STREAM_QUEUE_KIB, default 4096, 16..1048576 */
-    unsigned redis_timeout_ms;  /* REDIS_TIMEOUT_MS, default 500, 10..60000 */
-    int log_level;              /* LOG_LEVEL: debug|info|warn|error, default info */
+    char listen_addr[64];       /* LISTEN_ADDR: IPv4 literal to listen on */
+    uint16_t port;              /* PORT: HTTP port */
+    /* SERVER_ID: this instance's name in events and /health */
+    char server_id[CONFIG_SERVER_ID_MAX + 1];
+    char redis_host[256];       /* REDIS_HOST */
+    uint16_t redis_port;        /* REDIS_PORT */
+    char redis_password[256];   /* REDIS_PASSWORD: "" sends no AUTH */
+    /* REDIS_CHANNEL: the pub/sub channel all instances share */
+    char redis_channel[CONFIG_CHANNEL_MAX + 1];
+    unsigned history_maxlen;    /* HISTORY_MAXLEN: events kept per user */
+    unsigned firehose_maxlen;   /* FIREHOSE_MAXLEN: events kept for the firehose */
+    unsigned heartbeat_secs;    /* HEARTBEAT_SECS: between ": ping" comments */
+    unsigned sse_retry_ms;      /* SSE_RETRY_MS: sent to clients as "retry:" */
+    unsigned http_threads;      /* HTTP_THREADS */
+    unsigned max_connections;   /* MAX_CONNECTIONS: streams and HTTP connections */
+    unsigned writer_threads;    /* WRITER_THREADS: stream writer loops */
+    unsigned fanout_threads;    /* FANOUT_THREADS: fan-out helpers; 0 none */
+    unsigned fanout_uring;      /* FANOUT_URING: 1 batches fan-out writes via io_uring */
+    unsigned publish_backlog;   /* PUBLISH_BACKLOG: own events unsent before a write waits */
+    unsigned publish_wait_ms;   /* PUBLISH_WAIT_MS: longest wait before 503 overloaded */
+    unsigned stream_queue_kib;  /* STREAM_QUEUE_KIB: unsent KiB before a slow stream closes */
+    unsigned redis_timeout_ms;  /* REDIS_TIMEOUT_MS: per-command timeout before a 503 */
+    int log_level;              /* LOG_LEVEL: a LOG_LEVEL_* from log.h */
 };
 
 enum config_result {

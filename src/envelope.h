@@ -7,13 +7,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "eventid.h"
 #include "sse.h"
 
 /* Longest userId we accept from the channel. */
 #define ENVELOPE_USER_MAX 64
-/* Longest serverId kept; a longer one is read as absent. */
-#define ENVELOPE_SERVER_MAX 127
+/* Longest serverId kept; a longer one is read as absent. The longest
+ * SERVER_ID, so an instance always recognises its own events. */
+#define ENVELOPE_SERVER_MAX CONFIG_SERVER_ID_MAX
 
 /* The envelope is {"id":"<id>",<rest>}. The id is only known inside
  * Redis (the publish script allocates it), so C builds <rest>:
@@ -38,17 +40,18 @@ struct envelope_view {
 /* Parses one channel message (len bytes, not NUL-terminated): a JSON
  * object with "userId" (a non-empty string of at most ENVELOPE_USER_MAX
  * bytes without control characters, or a non-negative integer, written
- * as its decimal string), optional "type" (1..64 of [A-Za-z0-9._-];
- * default "message"), optional "id" (a string eventid_parse accepts;
- * an id of another form is an error) and optional "serverId" (kept when
- * a string of at most ENVELOPE_SERVER_MAX bytes, else left empty). Returns 0, or -1 with a short
- * reason in err for anything malformed. */
+ * as its decimal string), optional "type" (1..SSE_EVENT_MAX of
+ * [A-Za-z0-9._-]; default "message"), optional "id" (a string
+ * eventid_parse accepts; an id of another form is an error) and optional
+ * "serverId" (kept when a string of at most ENVELOPE_SERVER_MAX bytes,
+ * else left empty). Returns 0, or -1 with a short reason in err for
+ * anything malformed. */
 int
 envelope_parse(const char *msg, size_t len, struct envelope_view *out,
                char *err, size_t errlen);
 
-/* Returns 1 if s (len bytes) is a valid event type: 1..64 characters
- * of [A-Za-z0-9._-]. */
+/* Returns 1 if s (len bytes) is a valid event type: 1..SSE_EVENT_MAX
+ * characters of [A-Za-z0-9._-]. */
 int
 envelope_type_valid(const char *s, size_t len);
 

@@ -5,9 +5,6 @@
 
 #include "eventid.h"
 
-/* At most 20 digits: UINT64_MAX has 20. */
-#define EVENTID_PART_MAX_DIGITS 20
-
 /* Exactly len decimal digits, no sign or space, and no overflow. */
 static int
 eventid_parse_u64(const char *s, size_t len, uint64_t *out)

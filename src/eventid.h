@@ -6,8 +6,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* "18446744073709551615-18446744073709551615" plus the NUL. */
-#define EVENTID_STR_MAX 42
+/* Most digits in either part: UINT64_MAX has 20. */
+#define EVENTID_PART_MAX_DIGITS 20
+/* The longest id, "18446744073709551615-18446744073709551615", plus the
+ * NUL: the buffer eventid_format() always fits. */
+#define EVENTID_STR_MAX (2 * EVENTID_PART_MAX_DIGITS + 2)
 
 struct event_id {
     uint64_t ms;
@@ -15,8 +18,9 @@ struct event_id {
 };
 
 /* Parses exactly len bytes of "<ms>-<seq>" or "<ms>" (seq 0), decimal
- * digits only, no sign, no spaces, each part at most 20 digits and in
- * range. Returns 0, or -1 (out untouched) for anything else. */
+ * digits only, no sign, no spaces, each part at most
+ * EVENTID_PART_MAX_DIGITS digits and in range. Returns 0, or -1 (out
+ * untouched) for anything else. */
 int
 eventid_parse(const char *s, size_t len, struct event_id *out);
 

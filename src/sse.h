@@ -8,7 +8,8 @@
 
 #include "eventid.h"
 
-/* Longest "event:" type we frame; the API allows 64. */
+/* Longest "event:" type we frame, and so the longest event type the API
+ * accepts (body.c, envelope.c). */
 #define SSE_EVENT_MAX 64
 
 struct sse_frame {

@@ -7,6 +7,7 @@
 #include <cmocka.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "body.h"
 
@@ -445,5 +446,9 @@ main(void)
         cmocka_unit_test(test_user_id_valid),
     };
 
+    /* A hang (a deadlock, an endless loop) must fail the test, not stall
+     * CI: nothing here catches SIGALRM, so it kills the process and the
+     * TAP driver reports it. The run takes under a second, even with ASan. */
+    alarm(60);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

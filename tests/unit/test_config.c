@@ -80,6 +80,11 @@ test_defaults(void **state)
     assert_int_equal(c.http_threads, 2);
     assert_int_equal(c.max_connections, 10000);
     assert_int_equal(c.stream_queue_kib, 4096);
+    assert_int_equal(c.writer_threads, 2);
+    assert_int_equal(c.fanout_threads, 1);
+    assert_int_equal(c.fanout_uring, 1);
+    assert_int_equal(c.publish_backlog, 64);
+    assert_int_equal(c.publish_wait_ms, 1000);
     assert_int_equal(c.redis_timeout_ms, 500);
     assert_int_equal(c.log_level, LOG_LEVEL_INFO);
     /* SERVER_ID defaults to the host name. */
@@ -251,7 +256,9 @@ test_bad_flags(void **state)
                *positional[] = { "extra", NULL }, *single[] = { "-p", "80", NULL },
                *novalue[] = { "--port", NULL }, *novalue2[] = { "--port=1", "--redis-host", NULL },
                *env_name[] = { "--PORT=1", NULL }, *prefix[] = { "--por=1", NULL },
-               *longer[] = { "--portx", "1", NULL };
+               *longer[] = { "--portx", "1", NULL },
+               *handoff[] = { "--stream-handoff=1", NULL },
+               *pipeline[] = { "--publish-pipeline", "1", NULL };
 
     (void)state;
     expect_error(NULL, unknown, "--frobnicate: unknown option (see --help)");
@@ -264,6 +271,10 @@ test_bad_flags(void **state)
     /* No abbreviations: a new flag must not change what an old one meant. */
     expect_error(NULL, prefix, "--por=1: unknown option (see --help)");
     expect_error(NULL, longer, "--portx: unknown option (see --help)");
+    /* Removed settings: streams are always handed off, publishes always
+     * pipelined. Their flags are refused, not silently ignored. */
+    expect_error(NULL, handoff, "--stream-handoff=1: unknown option (see --help)");
+    expect_error(NULL, pipeline, "--publish-pipeline: unknown option (see --help)");
 }
 
 static void
@@ -327,7 +338,8 @@ test_usage(void **state)
         "LISTEN_ADDR", "PORT", "SERVER_ID", "REDIS_HOST", "REDIS_PORT",
         "REDIS_PASSWORD", "REDIS_CHANNEL", "HISTORY_MAXLEN", "FIREHOSE_MAXLEN",
         "HEARTBEAT_SECS", "SSE_RETRY_MS", "HTTP_THREADS", "MAX_CONNECTIONS",
-        "STREAM_QUEUE_KIB", "REDIS_TIMEOUT_MS", "LOG_LEVEL",
+        "STREAM_QUEUE_KIB", "WRITER_THREADS", "FANOUT_THREADS", "FANOUT_URING",
+        "PUBLISH_BACKLOG", "PUBLISH_WAIT_MS", "REDIS_TIMEOUT_MS", "LOG_LEVEL",
     };
     char buf[8192];
     const char *line;
@@ -341,6 +353,8 @@ test_usage(void **state)
     assert_non_null(strstr(buf, "(default host name)\n"));
     assert_non_null(strstr(buf, "-h, --help"));
     assert_non_null(strstr(buf, "-V, --version"));
+    assert_null(strstr(buf, "STREAM_HANDOFF"));
+    assert_null(strstr(buf, "PUBLISH_PIPELINE"));
     /* Every variable appears, on its flag's line, in one aligned column. */
     for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
         char needle[64];
@@ -373,5 +387,9 @@ main(void)
         cmocka_unit_test(test_usage),
     };
 
+    /* A hang (a deadlock, an endless loop) must fail the test, not stall
+     * CI: nothing here catches SIGALRM, so it kills the process and the
+     * TAP driver reports it. The run takes under a second, even with ASan. */
+    alarm(60);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "eventid.h"
 
@@ -138,5 +139,9 @@ main(void)
         cmocka_unit_test(test_round_trip),
     };
 
+    /* A hang (a deadlock, an endless loop) must fail the test, not stall
+     * CI: nothing here catches SIGALRM, so it kills the process and the
+     * TAP driver reports it. The run takes under a second, even with ASan. */
+    alarm(60);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fanout.h"
 
@@ -191,5 +192,9 @@ main(void)
         cmocka_unit_test(test_helpers_take_part),
     };
 
+    /* A hang (a deadlock, an endless loop) must fail the test, not stall
+     * CI: nothing here catches SIGALRM, so it kills the process and the
+     * TAP driver reports it. The run takes under a second, even with ASan. */
+    alarm(60);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

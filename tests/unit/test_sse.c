@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sse.h"
 
@@ -238,5 +239,9 @@ main(void)
         cmocka_unit_test(test_refcount_across_threads),
     };
 
+    /* A hang (a deadlock, an endless loop) must fail the test, not stall
+     * CI: nothing here catches SIGALRM, so it kills the process and the
+     * TAP driver reports it. The run takes under a second, even with ASan. */
+    alarm(60);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
