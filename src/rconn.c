@@ -59,12 +59,6 @@ rconn_port(void)
     return rconn_cfg.port;
 }
 
-unsigned
-rconn_timeout_ms(void)
-{
-    return rconn_cfg.timeout_ms;
-}
-
 /* ------------------------------------------------------------ scripts */
 
 const char *

@@ -29,13 +29,11 @@ struct redisReply;
 void
 rconn_setup(const struct config *cfg);
 
-/* The target's settings, as copied by rconn_setup; any thread. */
+/* Where Redis is, as copied by rconn_setup, for log lines; any thread. */
 const char *
 rconn_host(void);
 uint16_t
 rconn_port(void);
-unsigned
-rconn_timeout_ms(void);
 
 /* ------------------------------------------------------------ scripts */
 

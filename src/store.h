@@ -58,9 +58,11 @@ store_setup(const struct config *cfg);
 void
 store_thread_cleanup(void);
 
-/* Tells every thread that Redis answers again (the subscriber just
- * subscribed): a thread whose last connect failed retries at once
- * instead of answering 503 for the rest of its back-off. Any thread. */
+/* Tells every connection that Redis answers again (the subscriber just
+ * subscribed): a thread's or a pipeline's connection whose last connect
+ * failed retries at once instead of answering 503 for the rest of its
+ * back-off. The same as rconn_redis_is_back, kept for callers outside the
+ * Redis layer. Any thread. */
 void
 store_redis_is_back(void);
 
