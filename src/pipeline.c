@@ -13,7 +13,11 @@
  *
  * Replies come back in the order the commands went out, so the FIFO's
  * head is always the oldest script: its deadline is the only one to watch
- * (REDIS_TIMEOUT_MS, as for the blocking connections). */
+ * (REDIS_TIMEOUT_MS, as for the blocking connections).
+ *
+ * Connecting, AUTH, the scripts' SHAs, the NOSCRIPT retry and the
+ * back-off after a failed connect are rconn.c's, as for every other
+ * Redis connection. */
 #include <errno.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -25,21 +29,18 @@
 #include "config.h"
 #include "log.h"
 #include "pipeline.h"
+#include "rconn.h"
 
-/* After a failed connect, wait this long before trying again (unless the
- * subscriber says Redis is back), as store.c does. */
-#define PIPELINE_RETRY_MS 100
+/* The longest poll() sleep we ask for, so a clock oddity cannot park the
+ * loop for long. */
+#define PIPELINE_MAX_SLEEP_MS 60000
 
 struct pipeline {
     const struct config *cfg;
     redisAsyncContext *ac;          /* NULL while not connected */
     short events;                   /* what hiredis asked to wait for */
     struct pipeline_req *head, *tail;   /* in flight, oldest first */
-    char sha[STORE_SCRIPT_COUNT][41];   /* each script's SHA, once loaded; the
-                                         * same on every server, so kept across
-                                         * reconnects (NOSCRIPT resends the text) */
-    int64_t retry_at_ms;
-    unsigned back_gen;
+    struct rconn_backoff backoff;   /* after a failed connect */
 };
 
 /* ------------------------------------------------------ hiredis adapter */
@@ -130,11 +131,13 @@ pipeline_on_connect(const redisAsyncContext *ac, int status)
 
     if (status != REDIS_OK) {
         /* hiredis frees the context after this and fails what was sent. */
-        log_debug("redis connect %s:%u: %s", p->cfg->redis_host,
-                  p->cfg->redis_port, ac->errstr);
+        log_debug("redis connect %s:%u: %s", rconn_host(), rconn_port(),
+                  ac->errstr);
         p->ac = NULL;
-        p->retry_at_ms = clock_mono_ms() + PIPELINE_RETRY_MS;
+        rconn_backoff_fail(&p->backoff);
+        return;
     }
+    rconn_backoff_reset(&p->backoff);
 }
 
 static void
@@ -147,21 +150,6 @@ pipeline_on_disconnect(const redisAsyncContext *ac, int status)
     p->ac = NULL;
 }
 
-/* arg: where this script's SHA goes (a slot of p->sha). */
-static void
-pipeline_on_script_load(redisAsyncContext *ac, void *reply, void *arg)
-{
-    const redisReply *r = reply;
-    char *sha = arg;
-
-    (void)ac;
-    if (r != NULL && r->type == REDIS_REPLY_STRING && r->len == 40)
-        memcpy(sha, r->str, 41);
-    else if (r != NULL)
-        log_warn("redis: SCRIPT LOAD: %s",
-                 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-}
-
 /* Starts connecting: commands sent now wait in hiredis's buffer until the
  * socket is up. Authenticates and loads both scripts first (pipelined,
  * so Redis runs them before any request's script). Returns -1 if Redis is known to be
@@ -170,20 +158,15 @@ static int
 pipeline_connect(struct pipeline *p)
 {
     redisAsyncContext *ac;
+    char err[RCONN_ERR_MAX];
 
-    if (clock_mono_ms() < p->retry_at_ms && store_back_generation() == p->back_gen)
+    if (!rconn_backoff_ready(&p->backoff))
         return -1;
-    p->back_gen = store_back_generation();
-    ac = redisAsyncConnect(p->cfg->redis_host, p->cfg->redis_port);
-    if (ac == NULL || ac->err) {
-        log_debug("redis connect %s:%u: %s", p->cfg->redis_host,
-                  p->cfg->redis_port, ac ? ac->errstr : "out of memory");
-        if (ac != NULL)
-            redisAsyncFree(ac);
-        p->retry_at_ms = clock_mono_ms() + PIPELINE_RETRY_MS;
+    if ((ac = rconn_async_connect(p, err, sizeof(err))) == NULL) {
+        log_debug("redis connect %s", err);
+        rconn_backoff_fail(&p->backoff);
         return -1;
     }
-    ac->data = p;
     ac->ev.data = p;
     ac->ev.addRead = pipeline_add_read;
     ac->ev.delRead = pipeline_del_read;
@@ -195,11 +178,10 @@ pipeline_connect(struct pipeline *p)
     p->ac = ac;
     /* Until the connect completes, wait for the socket to be writable. */
     p->events = POLLOUT;
-    if (p->cfg->redis_password[0] != '\0')
-        redisAsyncCommand(ac, NULL, NULL, "AUTH %s", p->cfg->redis_password);
-    for (int i = 0; i < STORE_SCRIPT_COUNT; i++)
-        redisAsyncCommand(ac, pipeline_on_script_load, p->sha[i], "SCRIPT LOAD %s",
-                          store_script_text((enum store_script)i));
+    /* Queued only in hiredis's buffer, so these cannot fail but for
+     * memory; a request's script sent after them then fails too. */
+    rconn_async_auth(ac, NULL, NULL);
+    rconn_async_load_scripts(ac);
     return 0;
 }
 
@@ -208,8 +190,10 @@ pipeline_new(const struct config *cfg)
 {
     struct pipeline *p = calloc(1, sizeof(*p));
 
-    if (p != NULL)
+    if (p != NULL) {
         p->cfg = cfg;
+        rconn_backoff_init(&p->backoff);
+    }
     return p;
 }
 
@@ -245,8 +229,7 @@ pipeline_on_reply(redisAsyncContext *ac, void *reply, void *arg)
     pipeline_pop(p, q);
     /* Redis lost its script cache (SCRIPT FLUSH, a restart): send the
      * text once, which caches it again. */
-    if (r != NULL && r->type == REDIS_REPLY_ERROR && !q->as_eval &&
-        strncmp(r->str, "NOSCRIPT", 8) == 0) {
+    if (!q->as_eval && rconn_is_noscript(r)) {
         q->as_eval = 1;
         if (pipeline_issue(p, q) == 0)
             return;
@@ -261,20 +244,11 @@ static int
 pipeline_issue(struct pipeline *p, struct pipeline_req *q)
 {
     struct store_cmd *c = q->cmd;
-    const char *sha = p->sha[c->script];
 
     if (p->ac == NULL && pipeline_connect(p) == -1)
         return -1;
-    if (q->as_eval || sha[0] == '\0') {
-        q->as_eval = 1;
-        c->argv[0] = "EVAL";
-        c->argv[1] = store_script_text(c->script);
-    } else {
-        c->argv[0] = "EVALSHA";
-        c->argv[1] = sha;
-    }
-    c->lens[0] = strlen(c->argv[0]);
-    c->lens[1] = strlen(c->argv[1]);
+    /* Until a SCRIPT LOAD has answered, the SHA is unknown: EVAL. */
+    q->as_eval = rconn_script_argv(c->script, q->as_eval, c->argv, c->lens);
     if (redisAsyncCommandArgv(p->ac, pipeline_on_reply, q, c->argc, c->argv,
                               c->lens) != REDIS_OK)
         return -1;
@@ -318,7 +292,8 @@ pipeline_timeout_ms(const struct pipeline *p)
     if (p->head == NULL)
         return -1;
     left = p->head->deadline_ms - clock_mono_ms();
-    return left < 0 ? 0 : left > 60000 ? 60000 : (int)left;
+    return left < 0 ? 0 : left > PIPELINE_MAX_SLEEP_MS ? PIPELINE_MAX_SLEEP_MS
+                                                      : (int)left;
 }
 
 void

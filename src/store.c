@@ -1,7 +1,9 @@
 /* store.c -- accounts and event history in Redis. Owns one synchronous
- * hiredis connection per calling thread (created on first use, dropped on
- * any I/O error, closed when the thread exits), so a slow Redis only
- * blocks the thread that asked. Every write is one Lua script (scripts.h).
+ * hiredis connection per calling thread (created on first use through
+ * rconn_connect, dropped on any I/O error, closed when the thread exits),
+ * so a slow Redis only blocks the thread that asked, and builds every
+ * script command (src/lua/, slot by slot as the enums below name them).
+ * Connecting, the scripts' SHAs, error classes and back-off are rconn.c's.
  *
  * Keys:  ssegate:account:seq       account id counter (INCR)
  *        ssegate:account:<id>      hash: name, balance, createdAt
@@ -14,61 +16,107 @@
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "clock.h"
 #include "config.h"
 #include "envelope.h"
 #include "log.h"
-#include "scripts.h"
+#include "rconn.h"
 #include "sse.h"
 #include "store.h"
 
 #define KEY_MAX STORE_KEY_MAX
-/* After a failed connect, a thread waits this long before trying again,
- * so a dead Redis costs each request one check, not one connect. */
-#define STORE_RETRY_MS 100
-/* How far a history may run over its cap before script_write cuts it
- * back (scripts.h): replay reads cap + slack entries, so none is missed. */
+/* How far a history may run over its cap before the write script cuts it
+ * back (src/lua/write.lua): cap / 16, at most 63. Passed to the script,
+ * and replay reads cap + slack entries, so none is missed. */
 #define STORE_TRIM_SLACK(cap) ((cap) / 16 < 63 ? (cap) / 16 : 63)
+/* Room for the channel and server id copied from struct config. */
+#define STORE_NAME_CFG_MAX 128
+/* A snapshot's data: {"accountId","balance","takenAt"}, two int64s and an id. */
+#define STORE_SNAPSHOT_DATA_MAX 160
 
-static const char *const script_text[STORE_SCRIPT_COUNT] = { script_write, script_read };
+/* The write script's argv, slot by slot; src/lua/write.lua names the same
+ * slots in the same order: its KEYS, the ARGV every op takes, then the
+ * op's own. */
+enum store_write_argv {
+    WRITE_KEY_LAST_ID = RCONN_ARGV_FIRST,
+    WRITE_KEY_FIREHOSE,
+    WRITE_KEY_HISTORY,
+    WRITE_KEY_ACCOUNT,
+    WRITE_OP,                       /* ARGV[1] */
+    WRITE_CHANNEL,
+    WRITE_HISTORY_CAP,
+    WRITE_FIREHOSE_CAP,
+    WRITE_HISTORY_SLACK,
+    WRITE_FIREHOSE_SLACK,
+    WRITE_OP_ARGS                   /* the op's own arguments start here */
+};
+#define WRITE_NKEYS "4"
+_Static_assert(WRITE_OP - WRITE_KEY_LAST_ID == 4, "WRITE_NKEYS");
+
+enum store_create_argv {
+    CREATE_NAME = WRITE_OP_ARGS,
+    CREATE_BALANCE,
+    CREATE_AT,
+    CREATE_CREATED_REST,            /* account.created envelope after its id */
+    CREATE_SNAPSHOT_REST,           /* snapshot envelope after its id */
+    CREATE_ARGC
+};
+
+enum store_event_argv {
+    EVENT_TYPE = WRITE_OP_ARGS,
+    EVENT_REST,                     /* the envelope after its id */
+    EVENT_ARGC
+};
+
+enum store_snapshot_argv {
+    SNAPSHOT_BALANCE = WRITE_OP_ARGS,   /* "" keeps the stored balance */
+    SNAPSHOT_REST_BEFORE,           /* the envelope up to the balance */
+    SNAPSHOT_REST_AFTER,            /* and after it */
+    SNAPSHOT_ARGC
+};
+
+/* The read script's argv (src/lua/read.lua). */
+enum store_read_argv {
+    READ_KEY_HISTORY = RCONN_ARGV_FIRST,
+    READ_KEY_LAST_ID,
+    READ_KEY_ACCOUNT,
+    READ_MUST_EXIST,                /* ARGV[1]: "1" if the account must exist */
+    READ_AFTER,                     /* the id to read after, or "" */
+    READ_COUNT,                     /* the most entries to return */
+    READ_ARGC
+};
+/* The read script's reply: {last id or "", gap, entries}. */
+enum store_read_reply { READ_REPLY_LAST_ID, READ_REPLY_GAP, READ_REPLY_ENTRIES, READ_REPLY_LEN };
+#define READ_NKEYS "3"
+_Static_assert(READ_MUST_EXIST - READ_KEY_HISTORY == 3, "READ_NKEYS");
+
+_Static_assert(CREATE_ARGC <= STORE_CMD_ARGC_MAX && EVENT_ARGC <= STORE_CMD_ARGC_MAX &&
+               SNAPSHOT_ARGC <= STORE_CMD_ARGC_MAX && READ_ARGC <= STORE_CMD_ARGC_MAX,
+               "STORE_CMD_ARGC_MAX");
 
 static struct {
-    char host[256];
-    int port;
-    char password[256];
-    char channel[128];
-    char server_id[128];
-    char history_maxlen[16];
-    char firehose_maxlen[16];
+    char channel[STORE_NAME_CFG_MAX];
+    char server_id[STORE_NAME_CFG_MAX];
+    char history_maxlen[STORE_NUM_MAX];
+    char firehose_maxlen[STORE_NUM_MAX];
+    char history_slack[STORE_NUM_MAX];
+    char firehose_slack[STORE_NUM_MAX];
     unsigned history_count;
     unsigned firehose_count;
-    struct timeval timeout;
 } store_cfg;
 
 struct store_conn {
     redisContext *c;
     int fresh;                      /* connected for the command now running */
-    int64_t retry_at_ms;            /* no connect attempt before this... */
-    unsigned back_gen;              /* ...unless store_back_gen moved past this */
+    struct rconn_backoff backoff;   /* after a failed connect or I/O error */
 };
-
-/* SHA1s of the scripts: the same for every connection and server, set
- * by the first SCRIPT LOAD (under store_sha_mu). */
-static char store_sha[STORE_SCRIPT_COUNT][41];
-static pthread_mutex_t store_sha_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static pthread_key_t store_key;
 static pthread_once_t store_key_once = PTHREAD_ONCE_INIT;
-
-/* Bumped by store_redis_is_back(): a thread waiting out STORE_RETRY_MS
- * after a failed connect tries at once when it sees a new value. */
-static atomic_uint store_back_gen;
 
 static void
 store_conn_free(void *p)
@@ -94,10 +142,7 @@ void
 store_setup(const struct config *cfg)
 {
     pthread_once(&store_key_once, store_key_create);
-    snprintf(store_cfg.host, sizeof(store_cfg.host), "%s", cfg->redis_host);
-    store_cfg.port = cfg->redis_port;
-    snprintf(store_cfg.password, sizeof(store_cfg.password), "%s",
-             cfg->redis_password);
+    rconn_setup(cfg);
     snprintf(store_cfg.channel, sizeof(store_cfg.channel), "%s",
              cfg->redis_channel);
     snprintf(store_cfg.server_id, sizeof(store_cfg.server_id), "%s",
@@ -106,10 +151,12 @@ store_setup(const struct config *cfg)
              cfg->history_maxlen);
     snprintf(store_cfg.firehose_maxlen, sizeof(store_cfg.firehose_maxlen),
              "%u", cfg->firehose_maxlen);
+    snprintf(store_cfg.history_slack, sizeof(store_cfg.history_slack), "%u",
+             STORE_TRIM_SLACK(cfg->history_maxlen));
+    snprintf(store_cfg.firehose_slack, sizeof(store_cfg.firehose_slack), "%u",
+             STORE_TRIM_SLACK(cfg->firehose_maxlen));
     store_cfg.history_count = cfg->history_maxlen + STORE_TRIM_SLACK(cfg->history_maxlen);
     store_cfg.firehose_count = cfg->firehose_maxlen + STORE_TRIM_SLACK(cfg->firehose_maxlen);
-    store_cfg.timeout.tv_sec = cfg->redis_timeout_ms / 1000;
-    store_cfg.timeout.tv_usec = (cfg->redis_timeout_ms % 1000) * 1000;
 }
 
 void
@@ -121,94 +168,46 @@ store_thread_cleanup(void)
 
 /* ----------------------------------------------------------- connection */
 
-/* Drops the connection after an I/O error or timeout: hiredis leaves a
- * failed context unusable. */
+/* Drops the connection: hiredis leaves a failed context unusable. */
 static void
-store_conn_reset(struct store_conn *sc)
+store_conn_drop(struct store_conn *sc)
 {
     if (sc->c != NULL) {
         redisFree(sc->c);
         sc->c = NULL;
     }
-    sc->retry_at_ms = clock_mono_ms() + STORE_RETRY_MS;
-    sc->back_gen = atomic_load(&store_back_gen);
+}
+
+/* Drops the connection after a failure and waits out the back-off, so a
+ * dead Redis costs each request one check, not one connect. */
+static void
+store_conn_reset(struct store_conn *sc)
+{
+    store_conn_drop(sc);
+    rconn_backoff_fail(&sc->backoff);
 }
 
 void
 store_redis_is_back(void)
 {
-    atomic_fetch_add(&store_back_gen, 1);
+    rconn_redis_is_back();
 }
 
-unsigned
-store_back_generation(void)
-{
-    return atomic_load(&store_back_gen);
-}
-
-/* Returns 0 if cmd's reply is fine, else logs why and returns -1. */
-static int
-store_reply_ok(const redisReply *r, int type, const char *what)
-{
-    if (r == NULL)
-        return -1;
-    if (r->type == type)
-        return 0;
-    if (r->type == REDIS_REPLY_ERROR)
-        log_warn("redis: %s: %s", what, r->str);
-    else
-        log_warn("redis: %s: unexpected reply type %d", what, r->type);
-    return -1;
-}
-
-/* Connects, authenticates and loads the scripts. Returns -1 (and
- * schedules the next attempt) when Redis cannot be used. */
+/* Connects (authenticated, scripts loaded) now, back-off or not. */
 static int
 store_conn_open(struct store_conn *sc)
 {
-    redisReply *r;
-
-    if (clock_mono_ms() < sc->retry_at_ms &&
-        atomic_load(&store_back_gen) == sc->back_gen)
+    if ((sc->c = rconn_connect()) == NULL) {
+        rconn_backoff_fail(&sc->backoff);
         return -1;
-    sc->c = redisConnectWithTimeout(store_cfg.host, store_cfg.port,
-                                    store_cfg.timeout);
-    if (sc->c == NULL || sc->c->err) {
-        log_debug("redis connect %s:%d: %s", store_cfg.host, store_cfg.port,
-                  sc->c ? sc->c->errstr : "out of memory");
-        goto err;
     }
-    /* The connect timeout does not cover commands; this does. */
-    if (redisSetTimeout(sc->c, store_cfg.timeout) != REDIS_OK)
-        goto err;
-    if (store_cfg.password[0] != '\0') {
-        r = redisCommand(sc->c, "AUTH %s", store_cfg.password);
-        if (store_reply_ok(r, REDIS_REPLY_STATUS, "AUTH") == -1) {
-            freeReplyObject(r);
-            goto err;
-        }
-        freeReplyObject(r);
-    }
-    for (int i = 0; i < STORE_SCRIPT_COUNT; i++) {
-        r = redisCommand(sc->c, "SCRIPT LOAD %s", script_text[i]);
-        if (store_reply_ok(r, REDIS_REPLY_STRING, "SCRIPT LOAD") == -1 ||
-            r->len != 40) {
-            freeReplyObject(r);
-            goto err;
-        }
-        pthread_mutex_lock(&store_sha_mu);
-        memcpy(store_sha[i], r->str, 41);
-        pthread_mutex_unlock(&store_sha_mu);
-        freeReplyObject(r);
-    }
+    rconn_backoff_reset(&sc->backoff);
     sc->fresh = 1;
     return 0;
-err:
-    store_conn_reset(sc);
-    return -1;
 }
 
-/* The calling thread's connection, opened if needed, or NULL. */
+/* The calling thread's connection, opened if needed and its back-off is
+ * over, or NULL. */
 static struct store_conn *
 store_conn_get(void)
 {
@@ -217,12 +216,14 @@ store_conn_get(void)
     if (sc == NULL) {
         if ((sc = calloc(1, sizeof(*sc))) == NULL)
             return NULL;
+        rconn_backoff_init(&sc->backoff);
         if (pthread_setspecific(store_key, sc) != 0) {
             free(sc);
             return NULL;
         }
     }
-    if (sc->c == NULL && store_conn_open(sc) == -1)
+    if (sc->c == NULL &&
+        (!rconn_backoff_ready(&sc->backoff) || store_conn_open(sc) == -1))
         return NULL;
     return sc;
 }
@@ -232,10 +233,7 @@ store_conn_get(void)
 static enum store_result
 store_error_result(const redisReply *r, const char *what)
 {
-    if (strncmp(r->str, "LOADING", 7) == 0 || strncmp(r->str, "BUSY", 4) == 0 ||
-        strncmp(r->str, "MASTERDOWN", 10) == 0 ||
-        strncmp(r->str, "READONLY", 8) == 0 || strncmp(r->str, "OOM", 3) == 0 ||
-        strncmp(r->str, "NOAUTH", 6) == 0 || strncmp(r->str, "WRONGPASS", 9) == 0) {
+    if (rconn_is_unavailable(r)) {
         log_warn("redis: %s: %s", what, r->str);
         return STORE_UNAVAILABLE;
     }
@@ -265,11 +263,12 @@ store_command(int argc, const char **argv, const size_t *lens,
         return r;
     err = sc->c->err;
     log_warn("redis: %s: %s", what, sc->c->errstr);
-    store_conn_reset(sc);
-    if (fresh || !(err == REDIS_ERR_EOF || err == REDIS_ERR_IO))
+    if (fresh || !(err == REDIS_ERR_EOF || err == REDIS_ERR_IO)) {
+        store_conn_reset(sc);
         return NULL;
-    sc->retry_at_ms = 0;
-    if ((sc = store_conn_get()) == NULL)
+    }
+    store_conn_drop(sc);
+    if (store_conn_open(sc) == -1)
         return NULL;
     sc->fresh = 0;
     if ((r = redisCommandArgv(sc->c, argc, argv, lens)) == NULL) {
@@ -279,14 +278,12 @@ store_command(int argc, const char **argv, const size_t *lens,
     return r;
 }
 
-/* Runs one command given as argv. On success returns STORE_OK with the
- * reply in *out (the caller frees it); an error reply is mapped and
+/* What became of a command: STORE_OK with the reply in *out (the caller
+ * frees it), or no reply (unavailable) or an error reply, mapped and
  * freed. */
 static enum store_result
-store_run(int argc, const char **argv, const size_t *lens, const char *what,
-          redisReply **out)
+store_reply_take(redisReply *r, const char *what, redisReply **out)
 {
-    redisReply *r = store_command(argc, argv, lens, what);
     enum store_result rc;
 
     *out = NULL;
@@ -301,61 +298,34 @@ store_run(int argc, const char **argv, const size_t *lens, const char *what,
     return STORE_OK;
 }
 
-#define STORE_EVAL_MAX_ARGS 16
-
-/* Runs a script by its SHA; if Redis lost its script cache (SCRIPT FLUSH,
- * or a restart), sends the text with EVAL, which caches it again. */
+/* Runs one plain command given as argv (NULL lens: C strings). */
 static enum store_result
-store_eval(int script, int nkeys, int nargs, const char **args,
-           const size_t *lens, redisReply **out)
+store_run(int argc, const char **argv, const size_t *lens, const char *what,
+          redisReply **out)
 {
-    const char *argv[STORE_EVAL_MAX_ARGS + 3];
-    size_t argl[STORE_EVAL_MAX_ARGS + 3];
-    char nk[8], sha[41];
+    return store_reply_take(store_command(argc, argv, lens, what), what, out);
+}
+
+/* Runs c's script by its SHA; if Redis lost its script cache (SCRIPT
+ * FLUSH, or a restart), sends the text with EVAL, which caches it again. */
+static enum store_result
+store_eval(struct store_cmd *c, redisReply **out)
+{
+    redisReply *r;
+    int as_eval;
 
     *out = NULL;
-    if (nargs > STORE_EVAL_MAX_ARGS)
-        return STORE_ERROR;
     /* Connecting loads the scripts, so the SHA is known after this. */
     if (store_conn_get() == NULL)
         return STORE_UNAVAILABLE;
-    pthread_mutex_lock(&store_sha_mu);
-    memcpy(sha, store_sha[script], sizeof(sha));
-    pthread_mutex_unlock(&store_sha_mu);
-    snprintf(nk, sizeof(nk), "%d", nkeys);
-    argv[0] = "EVALSHA";
-    argv[1] = sha;
-    argv[2] = nk;
-    for (int i = 0; i < 3; i++)
-        argl[i] = strlen(argv[i]);
-    for (int i = 0; i < nargs; i++) {
-        argv[3 + i] = args[i];
-        argl[3 + i] = lens ? lens[i] : strlen(args[i]);
+    as_eval = rconn_script_argv(c->script, 0, c->argv, c->lens);
+    r = store_command(c->argc, c->argv, c->lens, "script");
+    if (!as_eval && rconn_is_noscript(r)) {
+        freeReplyObject(r);
+        rconn_script_argv(c->script, 1, c->argv, c->lens);
+        r = store_command(c->argc, c->argv, c->lens, "script");
     }
-    {
-        redisReply *r = store_command(nargs + 3, argv, argl, "script");
-
-        if (r != NULL && r->type == REDIS_REPLY_ERROR &&
-            strncmp(r->str, "NOSCRIPT", 8) == 0) {
-            freeReplyObject(r);
-            argv[0] = "EVAL";
-            argv[1] = script_text[script];
-            argl[0] = 4;
-            argl[1] = strlen(script_text[script]);
-            r = store_command(nargs + 3, argv, argl, "script");
-        }
-        *out = NULL;
-        if (r == NULL)
-            return STORE_UNAVAILABLE;
-        if (r->type == REDIS_REPLY_ERROR) {
-            enum store_result rc = store_error_result(r, "script");
-
-            freeReplyObject(r);
-            return rc;
-        }
-        *out = r;
-    }
-    return STORE_OK;
+    return store_reply_take(r, "script", out);
 }
 
 /* ------------------------------------------------------------- helpers */
@@ -417,7 +387,7 @@ static char *
 store_snapshot_rest(const char *user_id, const char *balance, int64_t taken_at,
                     int64_t ts)
 {
-    char data[160];
+    char data[STORE_SNAPSHOT_DATA_MAX];
     int n;
 
     n = snprintf(data, sizeof(data),
@@ -436,14 +406,49 @@ store_keys(const char *user_id, char *history, char *account)
     snprintf(account, KEY_MAX, "ssegate:account:%s", user_id);
 }
 
+/* Fills the slots every write takes (keys, op, channel, caps, slacks);
+ * the caller fills the op's own from WRITE_OP_ARGS, then calls
+ * store_cmd_finish. */
+static void
+store_write_command(struct store_cmd *c, const char *user_id, const char *op)
+{
+    memset(c, 0, sizeof(*c));
+    c->script = RCONN_SCRIPT_WRITE;
+    store_keys(user_id, c->history, c->account);
+    c->argv[RCONN_ARGV_NKEYS] = WRITE_NKEYS;
+    c->argv[WRITE_KEY_LAST_ID] = "ssegate:lastid";
+    c->argv[WRITE_KEY_FIREHOSE] = "ssegate:history";
+    c->argv[WRITE_KEY_HISTORY] = c->history;
+    c->argv[WRITE_KEY_ACCOUNT] = c->account;
+    c->argv[WRITE_OP] = op;
+    c->argv[WRITE_CHANNEL] = store_cfg.channel;
+    c->argv[WRITE_HISTORY_CAP] = store_cfg.history_maxlen;
+    c->argv[WRITE_FIREHOSE_CAP] = store_cfg.firehose_maxlen;
+    c->argv[WRITE_HISTORY_SLACK] = store_cfg.history_slack;
+    c->argv[WRITE_FIREHOSE_SLACK] = store_cfg.firehose_slack;
+}
+
+/* Sets c's length from argc, and the lengths of its C strings; argv[0..1]
+ * stay for the sender (rconn_script_argv). */
+static void
+store_cmd_finish(struct store_cmd *c, int argc)
+{
+    c->argc = argc;
+    c->argv[RCONN_ARGV_CMD] = "EVALSHA";
+    c->argv[RCONN_ARGV_SCRIPT] = "";
+    for (int i = 0; i < argc; i++)
+        c->lens[i] = strlen(c->argv[i]);
+}
+
 /* ------------------------------------------------------------- accounts */
 
 enum store_result
 store_account_create(const char *name, int64_t balance, struct account *out)
 {
     const char *argv[3] = { "INCR", "ssegate:account:seq", NULL };
-    char history[KEY_MAX], account[KEY_MAX], bal[24], created[24];
+    char bal[STORE_NUM_MAX], created[STORE_NUM_MAX];
     char *acct_json = NULL, *rest1 = NULL, *rest2 = NULL;
+    struct store_cmd c;
     redisReply *r = NULL;
     enum store_result rc;
 
@@ -463,7 +468,6 @@ store_account_create(const char *name, int64_t balance, struct account *out)
 
     snprintf(bal, sizeof(bal), "%" PRId64, balance);
     snprintf(created, sizeof(created), "%" PRId64, out->created_at);
-    store_keys(out->id, history, account);
     rc = STORE_ERROR;
     if ((acct_json = store_account_json(out)) == NULL ||
         (rest1 = envelope_build_rest("account.created", out->id, acct_json,
@@ -472,15 +476,14 @@ store_account_create(const char *name, int64_t balance, struct account *out)
         (rest2 = store_snapshot_rest(out->id, bal, out->created_at,
                                      out->created_at)) == NULL)
         goto out;
-    {
-        const char *args[] = {
-            "ssegate:lastid", "ssegate:history", history, account,
-            "create", store_cfg.channel, store_cfg.history_maxlen,
-            store_cfg.firehose_maxlen, name, bal, created, rest1, rest2
-        };
-
-        rc = store_eval(STORE_SCRIPT_WRITE, 4, 13, args, NULL, &r);
-    }
+    store_write_command(&c, out->id, "create");
+    c.argv[CREATE_NAME] = name;
+    c.argv[CREATE_BALANCE] = bal;
+    c.argv[CREATE_AT] = created;
+    c.argv[CREATE_CREATED_REST] = rest1;
+    c.argv[CREATE_SNAPSHOT_REST] = rest2;
+    store_cmd_finish(&c, CREATE_ARGC);
+    rc = store_eval(&c, &r);
     if (rc == STORE_OK &&
         (r->type != REDIS_REPLY_ARRAY || r->elements != 2))
         rc = STORE_ERROR;
@@ -545,12 +548,12 @@ store_snapshot_take(const char *user_id, int has_balance, int64_t balance,
                     int64_t taken_at, char *id_out, size_t id_cap,
                     int64_t *balance_out)
 {
-    char history[KEY_MAX], account[KEY_MAX], bal[24] = "";
+    char bal[STORE_NUM_MAX] = "";
     char *rest = NULL, *mark;
+    struct store_cmd c;
     redisReply *r = NULL;
     enum store_result rc = STORE_ERROR;
 
-    store_keys(user_id, history, account);
     if (has_balance)
         snprintf(bal, sizeof(bal), "%" PRId64, balance);
     if ((rest = store_snapshot_rest(user_id, BALANCE_MARK, taken_at,
@@ -558,16 +561,12 @@ store_snapshot_take(const char *user_id, int has_balance, int64_t balance,
         (mark = strstr(rest, BALANCE_MARK)) == NULL)
         goto out;
     *mark = '\0';
-    {
-        const char *args[] = {
-            "ssegate:lastid", "ssegate:history", history, account,
-            "snapshot", store_cfg.channel, store_cfg.history_maxlen,
-            store_cfg.firehose_maxlen, bal, rest, mark + 1
-        };
-
-        rc = store_eval(STORE_SCRIPT_WRITE, 4, 11, args, NULL, &r);
-    }
-    if (rc != STORE_OK)
+    store_write_command(&c, user_id, "snapshot");
+    c.argv[SNAPSHOT_BALANCE] = bal;
+    c.argv[SNAPSHOT_REST_BEFORE] = rest;
+    c.argv[SNAPSHOT_REST_AFTER] = mark + 1;
+    store_cmd_finish(&c, SNAPSHOT_ARGC);
+    if ((rc = store_eval(&c, &r)) != STORE_OK)
         goto out;
     if (r->type == REDIS_REPLY_NIL) {
         rc = STORE_NOT_FOUND;
@@ -587,28 +586,14 @@ int
 store_event_command(struct store_cmd *c, const char *user_id,
                     const char *type, const char *data_json, size_t data_len)
 {
-    c->script = STORE_SCRIPT_WRITE;
-    c->argc = 13;
-    store_keys(user_id, c->history, c->account);
+    store_write_command(c, user_id, "event");
     c->rest = envelope_build_rest(type, user_id, data_json, data_len,
                                   store_cfg.server_id, clock_wall_ms());
     if (c->rest == NULL)
         return -1;
-    c->argv[0] = "EVALSHA";
-    c->argv[1] = "";
-    c->argv[2] = "4";
-    c->argv[3] = "ssegate:lastid";
-    c->argv[4] = "ssegate:history";
-    c->argv[5] = c->history;
-    c->argv[6] = c->account;
-    c->argv[7] = "event";
-    c->argv[8] = store_cfg.channel;
-    c->argv[9] = store_cfg.history_maxlen;
-    c->argv[10] = store_cfg.firehose_maxlen;
-    c->argv[11] = type;
-    c->argv[12] = c->rest;
-    for (int i = 0; i < c->argc; i++)
-        c->lens[i] = strlen(c->argv[i]);
+    c->argv[EVENT_TYPE] = type;
+    c->argv[EVENT_REST] = c->rest;
+    store_cmd_finish(c, EVENT_ARGC);
     return 0;
 }
 
@@ -616,12 +601,9 @@ void
 store_read_command(struct store_cmd *c, const char *user_id,
                    const struct event_id *after)
 {
-    c->script = STORE_SCRIPT_READ;
-    c->argc = 9;
-    c->rest = NULL;
+    memset(c, 0, sizeof(*c));
+    c->script = RCONN_SCRIPT_READ;
     snprintf(c->history, sizeof(c->history), "ssegate:history");
-    c->account[0] = '\0';
-    c->after[0] = '\0';
     if (user_id != NULL)
         store_keys(user_id, c->history, c->account);
     snprintf(c->count, sizeof(c->count), "%u",
@@ -629,17 +611,14 @@ store_read_command(struct store_cmd *c, const char *user_id,
     /* Nothing can follow the largest id, and Redis rejects "(" on it. */
     if (after != NULL && !(after->ms == UINT64_MAX && after->seq == UINT64_MAX))
         eventid_format(after, c->after, sizeof(c->after));
-    c->argv[0] = "EVALSHA";
-    c->argv[1] = "";
-    c->argv[2] = "3";
-    c->argv[3] = c->history;
-    c->argv[4] = "ssegate:lastid";
-    c->argv[5] = user_id ? c->account : "ssegate:none";
-    c->argv[6] = user_id ? "1" : "0";
-    c->argv[7] = c->after;
-    c->argv[8] = c->count;
-    for (int i = 0; i < c->argc; i++)
-        c->lens[i] = strlen(c->argv[i]);
+    c->argv[RCONN_ARGV_NKEYS] = READ_NKEYS;
+    c->argv[READ_KEY_HISTORY] = c->history;
+    c->argv[READ_KEY_LAST_ID] = "ssegate:lastid";
+    c->argv[READ_KEY_ACCOUNT] = user_id ? c->account : "ssegate:none";
+    c->argv[READ_MUST_EXIST] = user_id ? "1" : "0";
+    c->argv[READ_AFTER] = c->after;
+    c->argv[READ_COUNT] = c->count;
+    store_cmd_finish(c, READ_ARGC);
 }
 
 void
@@ -647,12 +626,6 @@ store_command_clear(struct store_cmd *c)
 {
     free(c->rest);
     c->rest = NULL;
-}
-
-const char *
-store_script_text(enum store_script script)
-{
-    return script_text[script];
 }
 
 /* What a script's reply says before its value is read: no reply (the
@@ -691,7 +664,7 @@ store_event_publish(const char *user_id, const char *type,
 
     if (store_event_command(&c, user_id, type, data_json, data_len) == -1)
         return STORE_ERROR;
-    rc = store_eval(c.script, 4, c.argc - 3, c.argv + 3, c.lens + 3, &r);
+    rc = store_eval(&c, &r);
     if (rc == STORE_OK)
         rc = store_event_result(r, id_out, id_cap);
     freeReplyObject(r);
@@ -746,25 +719,25 @@ enum store_result
 store_stream_result(const struct redisReply *r, const struct store_cmd *c,
                     struct store_replay *out)
 {
-    const redisReply *entries;
+    const redisReply *entries, *last;
     enum store_result rc = store_script_status(r);
 
     memset(out, 0, sizeof(*out));
     if (rc != STORE_OK)
         return rc;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
-        r->element[0]->type != REDIS_REPLY_STRING ||
-        r->element[1]->type != REDIS_REPLY_INTEGER ||
-        r->element[2]->type != REDIS_REPLY_ARRAY)
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != READ_REPLY_LEN ||
+        r->element[READ_REPLY_LAST_ID]->type != REDIS_REPLY_STRING ||
+        r->element[READ_REPLY_GAP]->type != REDIS_REPLY_INTEGER ||
+        r->element[READ_REPLY_ENTRIES]->type != REDIS_REPLY_ARRAY)
         goto malformed;
-    if (r->element[0]->len > 0) {
-        if (eventid_parse(r->element[0]->str, r->element[0]->len,
-                          &out->start) == -1)
+    last = r->element[READ_REPLY_LAST_ID];
+    if (last->len > 0) {
+        if (eventid_parse(last->str, last->len, &out->start) == -1)
             goto malformed;
         out->has_start = 1;
     }
-    out->gap = r->element[1]->integer != 0;
-    entries = r->element[2];
+    out->gap = r->element[READ_REPLY_GAP]->integer != 0;
+    entries = r->element[READ_REPLY_ENTRIES];
     if (entries->elements > 0) {
         out->frames = calloc(entries->elements, sizeof(*out->frames));
         if (out->frames == NULL)
@@ -797,7 +770,7 @@ store_stream_open(const char *user_id, const struct event_id *after,
 
     memset(out, 0, sizeof(*out));
     store_read_command(&c, user_id, after);
-    rc = store_eval(c.script, 3, c.argc - 3, c.argv + 3, c.lens + 3, &r);
+    rc = store_eval(&c, &r);
     if (rc == STORE_OK)
         rc = store_stream_result(r, &c, out);
     freeReplyObject(r);

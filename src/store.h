@@ -1,7 +1,8 @@
 /* store.h -- everything ssegate keeps in Redis: accounts, the event
  * history streams, and the one script that appends an event to history
  * and publishes it atomically. Synchronous hiredis, one connection per
- * calling thread (hiredis contexts are not thread-safe). */
+ * calling thread (hiredis contexts are not thread-safe), made through
+ * rconn.h like every other connection. */
 #ifndef SSEGATE_STORE_H
 #define SSEGATE_STORE_H
 
@@ -9,6 +10,7 @@
 #include <stdint.h>
 
 #include "eventid.h"
+#include "rconn.h"
 
 struct config;
 struct redisReply;
@@ -21,9 +23,17 @@ enum store_result {
     STORE_ERROR             /* Redis answered something unexpected (logged) */
 };
 
+/* An account id is an INCR value: up to 20 digits, and the NUL. */
+#define STORE_ACCOUNT_ID_MAX 24
+/* A name's UTF-8 bytes (body.h: 4 * BODY_NAME_MAX_CHARS), its NUL, and
+ * rounding. */
+#define STORE_ACCOUNT_NAME_MAX 404
+/* A decimal int64 or unsigned, with its sign and NUL. */
+#define STORE_NUM_MAX 24
+
 struct account {
-    char id[24];
-    char name[404];
+    char id[STORE_ACCOUNT_ID_MAX];
+    char name[STORE_ACCOUNT_NAME_MAX];
     int64_t balance;
     int64_t created_at;     /* ms since the epoch */
 };
@@ -48,9 +58,11 @@ store_setup(const struct config *cfg);
 void
 store_thread_cleanup(void);
 
-/* Tells every thread that Redis answers again (the subscriber just
- * subscribed): a thread whose last connect failed retries at once
- * instead of answering 503 for the rest of its back-off. Any thread. */
+/* Tells every connection that Redis answers again (the subscriber just
+ * subscribed): a thread's or a pipeline's connection whose last connect
+ * failed retries at once instead of answering 503 for the rest of its
+ * back-off. The same as rconn_redis_is_back, kept for callers outside the
+ * Redis layer. Any thread. */
 void
 store_redis_is_back(void);
 
@@ -82,27 +94,22 @@ store_event_publish(const char *user_id, const char *type,
                     const char *data_json, size_t data_len,
                     char *id_out, size_t id_cap);
 
-/* The Lua scripts every write and every history read run (scripts.h). */
-enum store_script { STORE_SCRIPT_WRITE, STORE_SCRIPT_READ, STORE_SCRIPT_COUNT };
-
-const char *
-store_script_text(enum store_script script);
-
 /* One script's command, for a pipelined connection (pipeline.c): argv[0]
- * and argv[1] are left for the sender ("EVALSHA" and the SHA, or "EVAL"
- * and store_script_text(script)). Built by store_event_command or
- * store_read_command; freed with store_command_clear. */
-#define STORE_CMD_ARGC_MAX 13
+ * and argv[1] are left for the sender, who fills them with
+ * rconn_script_argv ("EVALSHA" and the SHA, or "EVAL" and the text).
+ * Built by store_event_command or store_read_command; freed with
+ * store_command_clear. */
+#define STORE_CMD_ARGC_MAX 18   /* the longest: creating an account */
 #define STORE_KEY_MAX 128
 struct store_cmd {
-    enum store_script script;
+    enum rconn_script script;
     int argc;
     const char *argv[STORE_CMD_ARGC_MAX];
     size_t lens[STORE_CMD_ARGC_MAX];
     char history[STORE_KEY_MAX];
     char account[STORE_KEY_MAX];
     char after[EVENTID_STR_MAX];
-    char count[16];
+    char count[STORE_NUM_MAX];
     char *rest;             /* owned: the envelope after its id */
 };
 
@@ -125,11 +132,6 @@ store_command_clear(struct store_cmd *c);
  * STORE_OK. */
 enum store_result
 store_event_result(const struct redisReply *r, char *id_out, size_t id_cap);
-
-/* Bumped by store_redis_is_back: a connection waiting out a back-off
- * after a failed connect may try again at once when it changes. */
-unsigned
-store_back_generation(void);
 
 /* Opens a stream: for user_id (NULL for the firehose) checks the
  * account exists, and when after != NULL reads every held event after

@@ -9,7 +9,8 @@
  * waits while that is over PUBLISH_BACKLOG, so an overload slows the
  * publishers down instead of growing Redis's buffer for this subscriber
  * until Redis drops the subscription (and with it whatever no longer fits
- * in the capped history). */
+ * in the capped history). Connecting, AUTH and the back-off between
+ * attempts are rconn.c's, shared with every other Redis connection. */
 #include <event2/event.h>
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
@@ -24,14 +25,12 @@
 #include "envelope.h"
 #include "hub.h"
 #include "log.h"
+#include "rconn.h"
 #include "replay.h"
 #include "sse.h"
 #include "stream.h"
-#include "store.h"
 #include "subscriber.h"
 
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
 /* hiredis 0.14 has no async connect timeout: we arm our own. */
 #define CONNECT_TIMEOUT_MS 3000
 /* Messages parsed from one read of the subscription wait for the end of
@@ -40,6 +39,8 @@
  * up to this many events instead of one each, when events come faster
  * than one fan-out takes). */
 #define SUB_BATCH_MAX 64
+/* Room for why a channel message was refused (envelope_parse). */
+#define SUB_ERR_MAX 128
 
 /* Heartbeats are SSE comments: EventSource ignores them, so they keep
  * proxies from closing an idle stream without moving Last-Event-ID, and
@@ -62,7 +63,7 @@ struct subscriber {
     struct event *deadline_ev;      /* connect + subscribe must finish by then */
     struct event *heartbeat_ev;
     struct sse_frame *heartbeat;
-    unsigned backoff_ms;
+    struct rconn_backoff backoff;   /* between connect attempts */
     int freeing;
     atomic_int up;
     /* Publish backpressure; the count and the waiters are atomics so
@@ -158,18 +159,17 @@ subscriber_note_fanned_out(struct subscriber *sub, long n)
 
 /* ------------------------------------------------------------ back-off */
 
-/* Doubles up to BACKOFF_MAX_MS and waits a random time in [b/2, b]: many
+/* Arms the next attempt after rconn's jittered, capped back-off: many
  * instances restarting together must not hit a loading Redis in step. */
 static void
 subscriber_schedule_retry(struct subscriber *sub)
 {
-    unsigned b = sub->backoff_ms, delay;
+    unsigned delay;
     struct timeval tv;
 
     if (sub->freeing || evtimer_pending(sub->retry_ev, NULL))
         return;
-    delay = b / 2 + (unsigned)(random() % (b / 2 + 1));
-    sub->backoff_ms = b * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : b * 2;
+    delay = rconn_backoff_fail(&sub->backoff);
     tv.tv_sec = delay / 1000;
     tv.tv_usec = (delay % 1000) * 1000;
     evtimer_add(sub->retry_ev, &tv);
@@ -272,7 +272,7 @@ subscriber_deliver(struct subscriber *sub, const char *msg, size_t len)
 {
     struct envelope_view v;
     struct sub_pending *p;
-    char err[128];
+    char err[SUB_ERR_MAX];
 
     if (envelope_parse(msg, len, &v, err, sizeof(err)) == -1) {
         log_warn("channel %s: skipping a malformed message (%s): %.80s",
@@ -312,10 +312,10 @@ subscriber_on_reply(redisAsyncContext *ac, void *r, void *privdata)
     } else if (strcmp(kind->str, "subscribe") == 0) {
         subscriber_flush(sub);
         evtimer_del(sub->deadline_ev);
-        sub->backoff_ms = BACKOFF_MIN_MS;
+        rconn_backoff_reset(&sub->backoff);
         subscriber_reset_backlog(sub);
         atomic_store(&sub->up, 1);
-        store_redis_is_back();
+        rconn_redis_is_back();
         log_info("redis: subscribed to %s at %s:%u", sub->cfg->redis_channel,
                  sub->cfg->redis_host, sub->cfg->redis_port);
         subscriber_recover(sub);
@@ -378,17 +378,13 @@ subscriber_connect(struct subscriber *sub)
     redisAsyncContext *ac;
     struct timeval deadline = { CONNECT_TIMEOUT_MS / 1000,
                                 (CONNECT_TIMEOUT_MS % 1000) * 1000 };
+    char err[RCONN_ERR_MAX];
 
-    ac = redisAsyncConnect(sub->cfg->redis_host, sub->cfg->redis_port);
-    if (ac == NULL || ac->err) {
-        log_warn("redis: cannot connect to %s:%u: %s", sub->cfg->redis_host,
-                 sub->cfg->redis_port, ac ? ac->errstr : "out of memory");
-        if (ac != NULL)
-            redisAsyncFree(ac);
+    if ((ac = rconn_async_connect(sub, err, sizeof(err))) == NULL) {
+        log_warn("redis: cannot connect to %s", err);
         subscriber_schedule_retry(sub);
         return;
     }
-    ac->data = sub;
     if (redisLibeventAttach(ac, sub->base) != REDIS_OK) {
         redisAsyncFree(ac);
         subscriber_schedule_retry(sub);
@@ -396,10 +392,9 @@ subscriber_connect(struct subscriber *sub)
     }
     redisAsyncSetConnectCallback(ac, subscriber_on_connect);
     redisAsyncSetDisconnectCallback(ac, subscriber_on_disconnect);
-    /* Commands queue until the connection is up. */
-    if (sub->cfg->redis_password[0] != '\0')
-        redisAsyncCommand(ac, subscriber_on_auth, sub, "AUTH %s",
-                          sub->cfg->redis_password);
+    /* Commands queue until the connection is up; failing to queue them
+     * (out of memory) shows as no subscription by the deadline. */
+    rconn_async_auth(ac, subscriber_on_auth, sub);
     redisAsyncCommand(ac, subscriber_on_reply, sub, "SUBSCRIBE %s",
                       sub->cfg->redis_channel);
     sub->ac = ac;
@@ -453,7 +448,7 @@ subscriber_new(struct event_base *base, const struct config *cfg,
     sub->base = base;
     sub->cfg = cfg;
     sub->hub = hub;
-    sub->backoff_ms = BACKOFF_MIN_MS;
+    rconn_backoff_init(&sub->backoff);
     atomic_init(&sub->up, 0);
     atomic_init(&sub->backlog, 0);
     atomic_init(&sub->waiters, 0);

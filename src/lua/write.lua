@@ -1,0 +1,116 @@
+-- write.lua -- every write ssegate makes to Redis: creating an account,
+-- publishing an event, taking a snapshot. Each write is this one script
+-- so an event is in history if and only if it was published, and an
+-- account never exists without its first events. Run by store.c, whose
+-- enum store_write_argv names the same slots in the same order.
+--
+-- Event ids come from one counter (last_id_key) rather than from XADD "*"
+-- on each history stream: the firehose and every user's history then
+-- share one increasing id space, so a firehose client and a user client
+-- can both resume from the same ids, and pub/sub order equals id order.
+-- The id follows Redis's own rule (ms time, then a sequence within the
+-- same ms, never going back), and falls back to the firehose's newest
+-- entry if the counter key was lost. The envelope is completed here
+-- because only here is its id known: {"id":"<id>",<rest>.
+--
+-- History is capped with XDEL rather than XADD MAXLEN: Redis 7 records
+-- the largest deleted id (max-deleted-entry-id) for XDEL but not for
+-- trimming, and read.lua needs it to tell a gap from no gap. Trimming one
+-- entry per event (XLEN, XRANGE, XDEL) more than doubled the script's
+-- cost in Redis, so a history may run up to its slack over its cap before
+-- it is cut back to the cap in one go. The slack is computed in C
+-- (STORE_TRIM_SLACK in store.c), which also reads cap + slack entries on
+-- replay so none is missed.
+--
+-- Returns, by op:
+--   create:   {id of account.created, id of snapshot}
+--   event:    the event's id
+--   snapshot: {id, balance recorded}
+-- event and snapshot return nil when the account does not exist.
+
+local last_id_key = KEYS[1]     -- the last event id handed out
+local firehose_key = KEYS[2]    -- firehose history (stream)
+local history_key = KEYS[3]     -- the user's history (stream)
+local account_key = KEYS[4]     -- the account (hash)
+
+local op = ARGV[1]              -- 'create', 'event' or 'snapshot'
+local channel = ARGV[2]         -- pub/sub channel
+local history_cap = ARGV[3]     -- user history cap
+local firehose_cap = ARGV[4]    -- firehose history cap
+local history_slack = ARGV[5]   -- how far the user history may run over
+local firehose_slack = ARGV[6]  -- how far the firehose may run over
+-- ARGV[7] on belong to the op; each branch below names them.
+
+local function next_id()
+  local t = redis.call('TIME')
+  local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local seq = 0
+  local last = redis.call('GET', last_id_key)
+  if not last then
+    local top = redis.call('XREVRANGE', firehose_key, '+', '-', 'COUNT', 1)
+    if top[1] then last = top[1][1] end
+  end
+  if last then
+    local lms, lseq = string.match(last, '^(%d+)-(%d+)$')
+    if lms and ms <= tonumber(lms) then
+      ms = tonumber(lms)
+      seq = tonumber(lseq) + 1
+    end
+  end
+  local id = string.format('%.0f-%.0f', ms, seq)
+  redis.call('SET', last_id_key, id)
+  return id
+end
+
+local function append(key, cap, slack, id, etype, env)
+  redis.call('XADD', key, id, 't', etype, 'e', env)
+  cap = tonumber(cap)
+  local over = redis.call('XLEN', key) - cap
+  if over > tonumber(slack) then
+    local ids = {}
+    for _, e in ipairs(redis.call('XRANGE', key, '-', '+', 'COUNT', over)) do
+      ids[#ids + 1] = e[1]
+    end
+    redis.call('XDEL', key, unpack(ids))
+  end
+end
+
+local function emit(etype, rest)
+  local id = next_id()
+  local env = '{"id":"' .. id .. '",' .. rest
+  append(firehose_key, firehose_cap, firehose_slack, id, etype, env)
+  append(history_key, history_cap, history_slack, id, etype, env)
+  redis.call('PUBLISH', channel, env)
+  return id
+end
+
+if op == 'create' then
+  local name = ARGV[7]
+  local balance = ARGV[8]
+  local created_at = ARGV[9]
+  local created_rest = ARGV[10]   -- account.created envelope after its id
+  local snapshot_rest = ARGV[11]  -- snapshot envelope after its id
+  if redis.call('EXISTS', account_key) == 1 then
+    return redis.error_reply('ERR account exists')
+  end
+  redis.call('HSET', account_key, 'name', name, 'balance', balance,
+             'createdAt', created_at)
+  return {emit('account.created', created_rest), emit('snapshot', snapshot_rest)}
+end
+if redis.call('EXISTS', account_key) == 0 then return false end
+if op == 'event' then
+  local etype = ARGV[7]
+  local rest = ARGV[8]            -- the envelope after its id
+  return emit(etype, rest)
+elseif op == 'snapshot' then
+  local balance = ARGV[7]         -- the new balance, or '' to keep it
+  local rest_before = ARGV[8]     -- the envelope up to the balance
+  local rest_after = ARGV[9]      -- the envelope after the balance
+  if balance == '' then
+    balance = redis.call('HGET', account_key, 'balance') or '0'
+  else
+    redis.call('HSET', account_key, 'balance', balance)
+  end
+  return {emit('snapshot', rest_before .. balance .. rest_after), balance}
+end
+return redis.error_reply('ERR unknown op')

@@ -1,0 +1,303 @@
+/* rconn.c -- the Redis connection layer shared by store.c, pipeline.c and
+ * subscriber.c. Owns the copy of the Redis target, the script registry
+ * (texts generated from src/lua/, SHAs learnt from SCRIPT LOAD), the
+ * "Redis is back" generation, and the rules written once: which error
+ * replies mean "unavailable", when to resend a script as EVAL, and how
+ * long to wait after a failure. Owns no connection: each caller owns its
+ * contexts and frees them. */
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "clock.h"
+#include "config.h"
+#include "log.h"
+#include "rconn.h"
+
+static struct {
+    char host[RCONN_HOST_MAX];
+    uint16_t port;
+    char password[RCONN_PASSWORD_MAX];
+    unsigned timeout_ms;
+} rconn_cfg;
+
+/* Each script's SHA1: the same on every connection and server (it is the
+ * hash of the text), so it is learnt once, from whichever SCRIPT LOAD
+ * answers first, and never changes after. Written under rconn_sha_mu;
+ * read without it once rconn_sha_known says so (release/acquire). */
+static char rconn_sha[RCONN_SCRIPT_COUNT][RCONN_SHA_LEN + 1];
+static atomic_int rconn_sha_known[RCONN_SCRIPT_COUNT];
+static pthread_mutex_t rconn_sha_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* Bumped by rconn_redis_is_back(): a connection waiting out its back-off
+ * tries at once when it sees a new value. */
+static atomic_uint rconn_back_gen;
+
+void
+rconn_setup(const struct config *cfg)
+{
+    snprintf(rconn_cfg.host, sizeof(rconn_cfg.host), "%s", cfg->redis_host);
+    rconn_cfg.port = cfg->redis_port;
+    snprintf(rconn_cfg.password, sizeof(rconn_cfg.password), "%s",
+             cfg->redis_password);
+    rconn_cfg.timeout_ms = cfg->redis_timeout_ms;
+}
+
+const char *
+rconn_host(void)
+{
+    return rconn_cfg.host;
+}
+
+uint16_t
+rconn_port(void)
+{
+    return rconn_cfg.port;
+}
+
+/* ------------------------------------------------------------ scripts */
+
+const char *
+rconn_script_text(enum rconn_script script)
+{
+    return script == RCONN_SCRIPT_WRITE ? (const char *)rconn_lua_write
+                                        : (const char *)rconn_lua_read;
+}
+
+/* Remembers the SHA a SCRIPT LOAD answered; -1 if r is not one. */
+static int
+rconn_script_learn(enum rconn_script script, const redisReply *r)
+{
+    if (r == NULL || r->type != REDIS_REPLY_STRING || r->len != RCONN_SHA_LEN)
+        return -1;
+    pthread_mutex_lock(&rconn_sha_mu);
+    if (!atomic_load_explicit(&rconn_sha_known[script], memory_order_relaxed)) {
+        memcpy(rconn_sha[script], r->str, RCONN_SHA_LEN);
+        rconn_sha[script][RCONN_SHA_LEN] = '\0';
+        atomic_store_explicit(&rconn_sha_known[script], 1, memory_order_release);
+    }
+    pthread_mutex_unlock(&rconn_sha_mu);
+    return 0;
+}
+
+int
+rconn_script_argv(enum rconn_script script, int as_eval, const char **argv,
+                  size_t *lens)
+{
+    if (!as_eval &&
+        atomic_load_explicit(&rconn_sha_known[script], memory_order_acquire)) {
+        argv[RCONN_ARGV_CMD] = "EVALSHA";
+        argv[RCONN_ARGV_SCRIPT] = rconn_sha[script];
+        lens[RCONN_ARGV_CMD] = strlen("EVALSHA");
+        lens[RCONN_ARGV_SCRIPT] = RCONN_SHA_LEN;
+        return 0;
+    }
+    argv[RCONN_ARGV_CMD] = "EVAL";
+    argv[RCONN_ARGV_SCRIPT] = rconn_script_text(script);
+    lens[RCONN_ARGV_CMD] = strlen("EVAL");
+    lens[RCONN_ARGV_SCRIPT] = strlen(argv[RCONN_ARGV_SCRIPT]);
+    return 1;
+}
+
+/* Whether r is an error reply starting with the error code prefix. */
+static int
+rconn_is_error(const redisReply *r, const char *prefix)
+{
+    return r != NULL && r->type == REDIS_REPLY_ERROR &&
+           strncmp(r->str, prefix, strlen(prefix)) == 0;
+}
+
+int
+rconn_is_noscript(const struct redisReply *r)
+{
+    return rconn_is_error(r, "NOSCRIPT");
+}
+
+int
+rconn_is_unavailable(const struct redisReply *r)
+{
+    /* Redis is starting, running a long script, has lost its master, is
+     * a replica, is full, or wants (other) credentials: all pass. */
+    static const char *const codes[] = {
+        "LOADING", "BUSY", "MASTERDOWN", "READONLY", "OOM", "NOAUTH",
+        "WRONGPASS"
+    };
+
+    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
+        if (rconn_is_error(r, codes[i]))
+            return 1;
+    return 0;
+}
+
+/* ---------------------------------------------------------- connecting */
+
+/* Returns 0 if r has the type expected, else logs why and returns -1. */
+static int
+rconn_reply_ok(const redisReply *r, int type, const char *what)
+{
+    if (r == NULL)
+        return -1;
+    if (r->type == type)
+        return 0;
+    if (r->type == REDIS_REPLY_ERROR)
+        log_warn("redis: %s: %s", what, r->str);
+    else
+        log_warn("redis: %s: unexpected reply type %d", what, r->type);
+    return -1;
+}
+
+struct redisContext *
+rconn_connect(void)
+{
+    struct timeval tv = { (time_t)(rconn_cfg.timeout_ms / 1000),
+                          (suseconds_t)(rconn_cfg.timeout_ms % 1000) * 1000 };
+    redisContext *c;
+    redisReply *r;
+
+    c = redisConnectWithTimeout(rconn_cfg.host, rconn_cfg.port, tv);
+    if (c == NULL || c->err) {
+        log_debug("redis connect %s:%u: %s", rconn_cfg.host, rconn_cfg.port,
+                  c ? c->errstr : "out of memory");
+        goto err;
+    }
+    /* The connect timeout does not cover commands; this does. */
+    if (redisSetTimeout(c, tv) != REDIS_OK)
+        goto err;
+    if (rconn_cfg.password[0] != '\0') {
+        r = redisCommand(c, "AUTH %s", rconn_cfg.password);
+        if (rconn_reply_ok(r, REDIS_REPLY_STATUS, "AUTH") == -1) {
+            freeReplyObject(r);
+            goto err;
+        }
+        freeReplyObject(r);
+    }
+    for (int i = 0; i < RCONN_SCRIPT_COUNT; i++) {
+        r = redisCommand(c, "SCRIPT LOAD %s",
+                         rconn_script_text((enum rconn_script)i));
+        if (rconn_reply_ok(r, REDIS_REPLY_STRING, "SCRIPT LOAD") == -1 ||
+            rconn_script_learn((enum rconn_script)i, r) == -1) {
+            freeReplyObject(r);
+            goto err;
+        }
+        freeReplyObject(r);
+    }
+    return c;
+err:
+    if (c != NULL)
+        redisFree(c);
+    return NULL;
+}
+
+struct redisAsyncContext *
+rconn_async_connect(void *data, char *err, size_t err_cap)
+{
+    redisAsyncContext *ac = redisAsyncConnect(rconn_cfg.host, rconn_cfg.port);
+
+    if (ac == NULL || ac->err) {
+        snprintf(err, err_cap, "%s:%u: %s", rconn_cfg.host, rconn_cfg.port,
+                 ac ? ac->errstr : "out of memory");
+        if (ac != NULL)
+            redisAsyncFree(ac);
+        return NULL;
+    }
+    ac->data = data;
+    return ac;
+}
+
+int
+rconn_async_auth(struct redisAsyncContext *ac,
+                 void (*fn)(struct redisAsyncContext *, void *, void *),
+                 void *privdata)
+{
+    if (rconn_cfg.password[0] == '\0')
+        return 0;
+    return redisAsyncCommand(ac, fn, privdata, "AUTH %s",
+                             rconn_cfg.password) == REDIS_OK ? 0 : -1;
+}
+
+/* privdata: the script, as an enum value in the pointer. */
+static void
+rconn_on_script_load(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    const redisReply *r = reply;
+    enum rconn_script script = (enum rconn_script)(uintptr_t)privdata;
+
+    (void)ac;
+    /* NULL: the context is going away; its owner hears of that. */
+    if (r != NULL && rconn_script_learn(script, r) == -1)
+        log_warn("redis: SCRIPT LOAD: %s",
+                 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+}
+
+int
+rconn_async_load_scripts(struct redisAsyncContext *ac)
+{
+    for (int i = 0; i < RCONN_SCRIPT_COUNT; i++)
+        if (redisAsyncCommand(ac, rconn_on_script_load, (void *)(uintptr_t)i,
+                              "SCRIPT LOAD %s",
+                              rconn_script_text((enum rconn_script)i)) != REDIS_OK)
+            return -1;
+    return 0;
+}
+
+/* ------------------------------------------------------------ back-off */
+
+/* xorshift32: cheap, per back-off (no shared state, no lock), and good
+ * enough to spread retries. */
+static uint32_t
+rconn_backoff_random(struct rconn_backoff *b)
+{
+    uint32_t x = b->seed;
+
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return b->seed = x;
+}
+
+void
+rconn_backoff_init(struct rconn_backoff *b)
+{
+    memset(b, 0, sizeof(*b));
+    b->next_ms = RCONN_BACKOFF_MIN_MS;
+    /* Different per connection and per process, never zero. */
+    b->seed = (uint32_t)clock_wall_ms() ^ (uint32_t)(uintptr_t)b ^ 0x9e3779b9u;
+    if (b->seed == 0)
+        b->seed = 1;
+}
+
+unsigned
+rconn_backoff_fail(struct rconn_backoff *b)
+{
+    unsigned cap = b->next_ms, delay;
+
+    delay = cap / 2 + rconn_backoff_random(b) % (cap / 2 + 1);
+    b->next_ms = cap * 2 > RCONN_BACKOFF_MAX_MS ? RCONN_BACKOFF_MAX_MS : cap * 2;
+    b->retry_at_ms = clock_mono_ms() + delay;
+    b->back_gen = atomic_load(&rconn_back_gen);
+    return delay;
+}
+
+void
+rconn_backoff_reset(struct rconn_backoff *b)
+{
+    b->next_ms = RCONN_BACKOFF_MIN_MS;
+    b->retry_at_ms = 0;
+}
+
+int
+rconn_backoff_ready(const struct rconn_backoff *b)
+{
+    return clock_mono_ms() >= b->retry_at_ms ||
+           atomic_load(&rconn_back_gen) != b->back_gen;
+}
+
+void
+rconn_redis_is_back(void)
+{
+    atomic_fetch_add(&rconn_back_gen, 1);
+}
