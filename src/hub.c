@@ -489,10 +489,16 @@ hub_close_one(struct stream *s, void *arg)
 }
 
 void
+hub_end_all(struct hub *h, enum stream_end why)
+{
+    hub_each(h, hub_close_one, &why);
+}
+
+void
 hub_close(struct hub *h, enum stream_end why)
 {
     atomic_store(&h->closed, 1);
-    hub_each(h, hub_close_one, &why);
+    hub_end_all(h, why);
 }
 
 size_t

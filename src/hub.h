@@ -59,8 +59,12 @@ hub_heartbeat(struct hub *h, struct sse_frame *f);
 struct stream **
 hub_snapshot(struct hub *h, size_t *n);
 
-/* Refuses further hub_add() calls and ends every stream (each flushes
- * what it holds, then its writer loop drops it). */
+/* Ends every stream (each flushes what it holds, then its writer loop
+ * drops it). */
+void
+hub_end_all(struct hub *h, enum stream_end why);
+
+/* Refuses further hub_add() calls, then hub_end_all. */
 void
 hub_close(struct hub *h, enum stream_end why);
 

@@ -2,6 +2,7 @@
  * is encoded once into one allocation that every recipient shares by
  * reference, and the last sse_frame_unref(), on whichever thread, frees
  * it. Pure: no I/O. */
+#include <assert.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,12 +128,16 @@ sse_frame_ref(struct sse_frame *f)
 void
 sse_frame_unref(struct sse_frame *f)
 {
+    unsigned old;
+
     if (f == NULL)
         return;
     /* Release orders this thread's reads of the frame before the drop;
      * the acquire fence makes every other thread's reads happen before
      * the free (the pattern of C++ shared_ptr). */
-    if (atomic_fetch_sub_explicit(&f->refcount, 1, memory_order_release) == 1) {
+    old = atomic_fetch_sub_explicit(&f->refcount, 1, memory_order_release);
+    assert(old > 0 && "frame reference count went below zero");
+    if (old == 1) {
         atomic_thread_fence(memory_order_acquire);
         free(f);
     }

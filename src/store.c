@@ -133,8 +133,8 @@ store_conn_free(void *p)
 static void
 store_key_create(void)
 {
-    /* The destructor closes the connection of a libmicrohttpd worker
-     * thread when the daemon stops it. */
+    /* The destructor closes a thread's connection when the thread exits
+     * (the HTTP threads, at http_stop). */
     pthread_key_create(&store_key, store_conn_free);
 }
 
@@ -651,25 +651,6 @@ store_event_result(const struct redisReply *r, char *id_out, size_t id_cap)
     if (rc != STORE_OK)
         return rc;
     return store_copy_id(r, id_out, id_cap) == 0 ? STORE_OK : STORE_ERROR;
-}
-
-enum store_result
-store_event_publish(const char *user_id, const char *type,
-                    const char *data_json, size_t data_len,
-                    char *id_out, size_t id_cap)
-{
-    struct store_cmd c;
-    redisReply *r = NULL;
-    enum store_result rc;
-
-    if (store_event_command(&c, user_id, type, data_json, data_len) == -1)
-        return STORE_ERROR;
-    rc = store_eval(&c, &r);
-    if (rc == STORE_OK)
-        rc = store_event_result(r, id_out, id_cap);
-    freeReplyObject(r);
-    store_command_clear(&c);
-    return rc;
 }
 
 /* ------------------------------------------------------------- history */

@@ -87,13 +87,6 @@ store_snapshot_take(const char *user_id, int has_balance, int64_t balance,
                     int64_t taken_at, char *id_out, size_t id_cap,
                     int64_t *balance_out);
 
-/* POST /events: publishes type/data (data_json: one JSON text) for an
- * existing user. */
-enum store_result
-store_event_publish(const char *user_id, const char *type,
-                    const char *data_json, size_t data_len,
-                    char *id_out, size_t id_cap);
-
 /* One script's command, for a pipelined connection (pipeline.c): argv[0]
  * and argv[1] are left for the sender, who fills them with
  * rconn_script_argv ("EVALSHA" and the SHA, or "EVAL" and the text).
@@ -113,8 +106,10 @@ struct store_cmd {
     char *rest;             /* owned: the envelope after its id */
 };
 
-/* Fills c for an event of user_id; type is borrowed and must outlive c.
- * Returns 0, or -1 when out of memory (nothing to clear). */
+/* POST /events: fills c for publishing type/data (data_json: one JSON
+ * text) to an existing user_id, sent on the HTTP thread's pipeline; type
+ * is borrowed and must outlive c. Returns 0, or -1 when out of memory
+ * (nothing to clear). */
 int
 store_event_command(struct store_cmd *c, const char *user_id,
                     const char *type, const char *data_json, size_t data_len);
@@ -127,9 +122,9 @@ store_read_command(struct store_cmd *c, const char *user_id,
 void
 store_command_clear(struct store_cmd *c);
 
-/* The outcome of a write script's reply (NULL: the connection failed),
- * as store_event_publish would report it; fills the event id on
- * STORE_OK. */
+/* The outcome of an event's write script (NULL: the connection failed
+ * or timed out): STORE_NOT_FOUND for an unknown user; fills the event id
+ * on STORE_OK. */
 enum store_result
 store_event_result(const struct redisReply *r, char *id_out, size_t id_cap);
 

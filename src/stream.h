@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "envelope.h"
 #include "eventid.h"
 
 struct event;
@@ -34,8 +35,9 @@ enum stream_end {
 const char *
 stream_end_name(enum stream_end why);
 
-/* Most bytes of a user id a stream keeps (ids are 1 to 18 digits). */
-#define STREAM_USER_ID_MAX 71
+/* Most bytes of a user id a stream keeps: what a channel message may
+ * name (the API's ids are 1 to 18 digits). */
+#define STREAM_USER_ID_MAX ENVELOPE_USER_MAX
 
 /* Creates a stream for user_id (NULL or "" for the firehose) whose queue
  * may hold at most max_bytes of unsent frames, with hello (if not NULL;

@@ -44,7 +44,7 @@
 
 /* Heartbeats are SSE comments: EventSource ignores them, so they keep
  * proxies from closing an idle stream without moving Last-Event-ID, and
- * writing them is how a parked stream learns its client is gone. */
+ * a client that vanished without a FIN is found when one fails. */
 static const char heartbeat_bytes[] = ": ping\n\n";
 
 /* A message taken from Redis, framed, waiting for the end of its read. */
@@ -217,8 +217,10 @@ subscriber_recover(struct subscriber *sub)
 
     if (v == NULL) {
         if (n == (size_t)-1) {
-            log_error("out of memory listing streams; closing them all");
-            hub_close(sub->hub, STREAM_END_OUT_OF_MEMORY);
+            /* Each client resumes from its last id; new streams are
+             * still welcome. */
+            log_error("out of memory listing streams; ending them all");
+            hub_end_all(sub->hub, STREAM_END_OUT_OF_MEMORY);
         }
         return;
     }
