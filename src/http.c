@@ -62,6 +62,7 @@ struct http {
     struct http_loop *loop;         /* HTTP_THREADS of them */
     unsigned nloops;
     int stop_fd;                    /* eventfd: readable once http_stop begins */
+    int quiesce_fd;                 /* eventfd: readable once http_quiesce ran */
     const struct config *cfg;
     const struct http_routes *routes;
 };
@@ -566,7 +567,7 @@ http_loop_main(void *arg)
     struct http_loop *l = arg;
     const union MHD_DaemonInfo *info =
         MHD_get_daemon_info(l->daemon, MHD_DAEMON_INFO_EPOLL_FD);
-    struct pollfd pfd[3];
+    struct pollfd pfd[4];
 
     if (info == NULL) {
         log_error("http: libmicrohttpd has no epoll fd");
@@ -576,6 +577,8 @@ http_loop_main(void *arg)
     pfd[0].events = POLLIN;
     pfd[1].fd = l->http->stop_fd;
     pfd[1].events = POLLIN;
+    pfd[3].fd = l->http->quiesce_fd;
+    pfd[3].events = POLLIN;
     for (;;) {
         int timeout = http_loop_timeout_ms(l->daemon);
         int pt = pipeline_timeout_ms(l->pipe);
@@ -585,12 +588,20 @@ http_loop_main(void *arg)
         pfd[2].revents = 0;
         if (pt >= 0 && (timeout < 0 || pt < timeout))
             timeout = pt;
-        if (poll(pfd, 3, timeout) < 0 && errno != EINTR) {
+        if (poll(pfd, 4, timeout) < 0 && errno != EINTR) {
             log_error("http: poll: %s", strerror(errno));
             break;
         }
         if (pfd[1].revents != 0)
             break;
+        if (pfd[3].revents != 0) {
+            /* On this thread, as every call on this daemon. */
+            MHD_socket fd = MHD_quiesce_daemon(l->daemon);
+
+            if (fd != MHD_INVALID_SOCKET)
+                close(fd);
+            pfd[3].fd = -1;
+        }
         /* Replies first: their requests resume and answer in this MHD_run. */
         pipeline_handle(l->pipe, pfd[2].revents);
         MHD_run(l->daemon);
@@ -643,13 +654,16 @@ http_start(const struct config *cfg, const struct http_routes *routes,
                  cfg->listen_addr, cfg->port);
         return NULL;
     }
-    if ((h = calloc(1, sizeof(*h))) == NULL ||
-        (h->loop = calloc(n, sizeof(*h->loop))) == NULL ||
-        (h->stop_fd = eventfd(0, EFD_CLOEXEC)) < 0) {
-        if (h != NULL)
-            free(h->loop);
-        free(h);
+    if ((h = calloc(1, sizeof(*h))) == NULL) {
         snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    h->stop_fd = eventfd(0, EFD_CLOEXEC);
+    h->quiesce_fd = eventfd(0, EFD_CLOEXEC);
+    if ((h->loop = calloc(n, sizeof(*h->loop))) == NULL || h->stop_fd < 0 ||
+        h->quiesce_fd < 0) {
+        snprintf(err, errlen, "out of memory");
+        http_stop(h);
         return NULL;
     }
     h->cfg = cfg;
@@ -684,12 +698,12 @@ http_start(const struct config *cfg, const struct http_routes *routes,
 void
 http_quiesce(struct http *h)
 {
-    for (unsigned i = 0; i < h->nloops; i++) {
-        MHD_socket fd = MHD_quiesce_daemon(h->loop[i].daemon);
+    uint64_t one = 1;
 
-        if (fd != MHD_INVALID_SOCKET)
-            close(fd);
-    }
+    /* Never read, so it wakes every loop, and each quiesces its own
+     * daemon: no libmicrohttpd call from this thread. */
+    if (write(h->quiesce_fd, &one, sizeof(one)) != (ssize_t)sizeof(one))
+        log_error("http: cannot quiesce the HTTP threads: %s", strerror(errno));
 }
 
 void
@@ -700,7 +714,7 @@ http_stop(struct http *h)
     if (h == NULL)
         return;
     /* Never read, so it wakes every loop; each exits at once. */
-    if (write(h->stop_fd, &one, sizeof(one)) != (ssize_t)sizeof(one))
+    if (h->nloops > 0 && write(h->stop_fd, &one, sizeof(one)) != (ssize_t)sizeof(one))
         log_error("http: cannot stop the HTTP threads: %s", strerror(errno));
     for (unsigned i = 0; i < h->nloops; i++) {
         if (h->loop[i].running)
@@ -712,7 +726,10 @@ http_stop(struct http *h)
         if (h->loop[i].daemon != NULL)
             MHD_stop_daemon(h->loop[i].daemon);
     }
-    close(h->stop_fd);
+    if (h->stop_fd >= 0)
+        close(h->stop_fd);
+    if (h->quiesce_fd >= 0)
+        close(h->quiesce_fd);
     free(h->loop);
     free(h);
 }

@@ -365,9 +365,20 @@ bucket_push_streams(void *const *streams, size_t n, unsigned worker, void *arg)
         return;
     }
     for (size_t i = 0; i < n; i++) {
-        if (stream_push_prepare(streams[i], b->f, b->n, sender_slot(sd)) &&
-            sender_queue(sd))
+        struct wire_write *w = sender_slot(sd);
+
+        if (!stream_push_prepare(streams[i], b->f, b->n, w))
+            continue;
+        switch (sender_queue(sd)) {
+        case SENDER_ISSUED:
+            stream_push_complete(w);
+            break;
+        case SENDER_FULL:
             hub_flush_sender(sd);
+            break;
+        case SENDER_QUEUED:
+            break;
+        }
     }
     hub_flush_sender(sd);
 }

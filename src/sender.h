@@ -25,9 +25,16 @@ sender_free(struct sender *sd);
 struct wire_write *
 sender_slot(struct sender *sd);
 
-/* Queues the write prepared in sender_slot's slot. Returns 1 when every
- * slot is taken: sender_flush, handle the results, sender_reset. */
-int
+enum sender_queued {
+    SENDER_QUEUED,          /* in the ring, issued by sender_flush */
+    SENDER_FULL,            /* in the ring, which is now full: flush */
+    SENDER_ISSUED           /* issued at once with sendmsg (too many pieces
+                             * for the ring): its res is set, handle it now;
+                             * the slot is free again */
+};
+
+/* Queues (or issues) the write prepared in sender_slot's slot. */
+enum sender_queued
 sender_queue(struct sender *sd);
 
 /* Issues every queued write (one io_uring_enter) and waits for all their

@@ -62,11 +62,22 @@ fan_out(struct sender *sd, struct peer *const *p, size_t n,
     size_t written;
 
     for (size_t i = 0; i < n; i++) {
-        if (stream_push_prepare(p[i]->s, f, nf, sender_slot(sd)) && sender_queue(sd)) {
+        struct wire_write *w = sender_slot(sd);
+
+        if (!stream_push_prepare(p[i]->s, f, nf, w))
+            continue;
+        switch (sender_queue(sd)) {
+        case SENDER_ISSUED:
+            stream_push_complete(w);
+            break;
+        case SENDER_FULL:
             written = sender_flush(sd);
             for (size_t k = 0; k < written; k++)
                 stream_push_complete(sender_written(sd, k));
             sender_reset(sd);
+            break;
+        case SENDER_QUEUED:
+            break;
         }
     }
     written = sender_flush(sd);
@@ -214,12 +225,48 @@ test_full_socket_goes_to_its_writer(void **state)
     peer_close(&fast);
 }
 
+/* A run of four events is 12 pieces, more than the ring takes: each such
+ * write is issued at once with sendmsg, in the same slot, and still every
+ * stream gets the run whole, once, in one write. */
+static void
+test_long_runs_issued_at_once(void **state)
+{
+    struct sender *sd = *state;
+    static struct peer p[40];
+    struct peer *pp[40];
+    struct sse_frame *f[4] = { event(1, "a"), event(2, "b"), event(3, "c"), event(4, "d") };
+    char want[512], buf[512];
+    size_t len = 0;
+
+    for (int k = 0; k < 4; k++)
+        len += (size_t)snprintf(want + len, sizeof(want) - len, "%zx\r\n%s\r\n",
+                                f[k]->len, f[k]->bytes);
+    for (int i = 0; i < 40; i++) {
+        peer_open(&p[i], SOCK_SEQPACKET);
+        pp[i] = &p[i];
+    }
+    fan_out(sd, pp, 40, f, 4);
+    for (int k = 0; k < 4; k++)
+        sse_frame_unref(f[k]);
+    for (int i = 0; i < 40; i++) {
+        ssize_t n = read(p[i].r, buf, sizeof(buf) - 1);
+
+        assert_true(n > 0);
+        buf[n] = '\0';
+        assert_string_equal(buf, want);
+        assert_int_equal(read(p[i].r, buf, sizeof(buf)), -1);
+        assert_int_equal(kicks(&p[i]), 0);
+        peer_close(&p[i]);
+    }
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_every_stream_once_in_one_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_socket_goes_to_its_writer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_runs_issued_at_once, setup, teardown),
     };
 
     log_set_level(LOG_LEVEL_ERROR);
