@@ -12,7 +12,9 @@ import os
 import re
 import subprocess
 import sys
-import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tap  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -173,20 +175,5 @@ TESTS = [test_help_lists_the_table, test_env_example_names, test_env_example_def
          test_readme_names, test_readme_defaults, test_readme_names_no_other_setting]
 
 
-def main():
-    print("1..%d" % len(TESTS))
-    failed = 0
-    for i, t in enumerate(TESTS, 1):
-        try:
-            t()
-            print("ok %d - %s" % (i, t.__name__))
-        except Exception as e:
-            failed += 1
-            print("not ok %d - %s" % (i, t.__name__))
-            for line in ("%s: %s\n%s" % (type(e).__name__, e, traceback.format_exc())).splitlines():
-                print("# " + line)
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(tap.run(TESTS))

@@ -1,0 +1,21 @@
+"""tap.py -- runs plain test functions (no gateway, no Redis) and prints
+TAP: one "ok"/"not ok" line each, with the failure's traceback as
+comments. For the checks of files and sources; the suites that start
+gateways have their own main (test_gateway.py)."""
+import traceback
+
+
+def run(tests):
+    """Runs every test in order; returns the exit status (1 if any failed)."""
+    print("1..%d" % len(tests))
+    failed = 0
+    for i, t in enumerate(tests, 1):
+        try:
+            t()
+            print("ok %d - %s" % (i, t.__name__))
+        except Exception as e:
+            failed += 1
+            print("not ok %d - %s" % (i, t.__name__))
+            for line in ("%s: %s\n%s" % (type(e).__name__, e, traceback.format_exc())).splitlines():
+                print("# " + line)
+    return 1 if failed else 0
