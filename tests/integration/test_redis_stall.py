@@ -245,7 +245,71 @@ def test_publish_wait_holds_no_thread(env):
         relay.stop()
 
 
-TESTS = [test_health_while_redis_frozen, test_publish_wait_holds_no_thread]
+def firehose(env):
+    """[(type, data)] of the firehose history, oldest first."""
+    lines = env.redis.cli("XRANGE", "ssegate:history", "-", "+").splitlines()
+    return [(json.loads(lines[i + 1])["type"], json.loads(lines[i + 1])["data"])
+            for i, line in enumerate(lines) if line == "e" and i + 1 < len(lines)]
+
+
+def test_no_write_applied_twice(env):
+    """Redis frozen for a little longer than REDIS_TIMEOUT_MS, several
+    times, each time with a snapshot and an account creation in flight:
+    each is answered 201 or 503 redis_unavailable (never 500), and each is
+    in history at most once, exactly once if it was answered 201. (A write
+    re-sent on a fresh connection after its timeout ran twice once Redis
+    woke: duplicate snapshots, and 500 for accounts that exist.)"""
+    timeout_ms = 300
+    g = env.gateway("stall-twice", HTTP_THREADS=1, REDIS_TIMEOUT_MS=timeout_ms)
+    st, _, acct = post_json(g.port, "/accounts", {"name": "Cy"})
+    eq(st, 201, "POST /accounts")
+    uid = acct["id"]
+    answers = []
+    for i in range(4):
+        wait_until(lambda: health(g.port) == (200, "up"), 5, "health up before round %d" % i)
+        results = {}
+        env.redis.proc.proc.send_signal(signal.SIGSTOP)
+        try:
+            threads = [
+                in_flight(g.port, "POST", "/accounts/%s/snapshots" % uid,
+                          {"balance": 100 + i}, results, "snapshot"),
+                in_flight(g.port, "POST", "/accounts", {"name": "Twice%d" % i},
+                          results, "create"),
+            ]
+            # Fault injection, not synchronisation: Redis wakes after the
+            # gateway's deadline has passed, while a re-sent copy could
+            # still be on its way.
+            time.sleep(timeout_ms / 1000.0 + 0.25)
+        finally:
+            env.redis.proc.proc.send_signal(signal.SIGCONT)
+        for t in threads:
+            t.join(10)
+        for key in ("snapshot", "create"):
+            _, st, body = results[key]
+            check(st in (201, 503), "%s round %d: %r %r" % (key, i, st, body))
+            if st == 503:
+                eq(json.loads(body)["error"], "redis_unavailable", "%s round %d" % (key, i))
+        answers.append((results["snapshot"][1], results["create"][1]))
+    wait_until(lambda: health(g.port) == (200, "up"), 5, "health up at the end")
+    # A marker write after the last round: once it is in history, whatever
+    # Redis read from the abandoned connections has run.
+    st, _, last = post_json(g.port, "/accounts/%s/snapshots" % uid, {"balance": 999})
+    eq(st, 201, "the marker snapshot")
+    hist = history(env, uid)
+    eq(hist[-1], ("snapshot", {"accountId": uid, "balance": 999, "takenAt": last["takenAt"]}),
+       "the marker is last")
+    names = [d["name"] for t, d in firehose(env) if t == "account.created"]
+    for i, (snap_st, create_st) in enumerate(answers):
+        n = [d["balance"] for t, d in hist].count(100 + i)
+        check(n == 1 if snap_st == 201 else n <= 1,
+              "snapshot of round %d (answered %d) in history %d times" % (i, snap_st, n))
+        n = names.count("Twice%d" % i)
+        check(n == 1 if create_st == 201 else n <= 1,
+              "account of round %d (answered %d) created %d times" % (i, create_st, n))
+
+
+TESTS = [test_health_while_redis_frozen, test_publish_wait_holds_no_thread,
+         test_no_write_applied_twice]
 
 
 def main():
