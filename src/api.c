@@ -27,20 +27,34 @@
 #include "web.h"
 #include "writer.h"
 
-/* A POST /events or a stream open whose script (the write, or the
- * history read) is in flight on the thread's pipeline: the request waits
- * suspended, and its handler runs again once the script is answered. */
-enum api_pending_state { API_PENDING_NONE, API_PENDING_WAITING, API_PENDING_DONE };
+/* A request that waits: for room in the publish backlog (ROOM: parked by
+ * http_req_wait until room comes or PUBLISH_WAIT_MS passes), or for its
+ * Redis command (WAITING: in flight on the thread's pipeline). Either
+ * way the request is suspended, never the thread, and its handler runs
+ * again when the wait ends. Every Redis call of a handler goes this way:
+ * an HTTP thread never blocks on Redis. */
+enum api_pending_state {
+    API_PENDING_NONE, API_PENDING_ROOM, API_PENDING_WAITING, API_PENDING_DONE
+};
 struct api_pending {
     enum api_pending_state state;
     struct http_req *req;
     struct app *app;
-    struct store_cmd cmd;           /* the script in flight */
+    struct store_cmd cmd;           /* the command in flight */
     struct pipeline_req q;
     enum store_result rc;
-    /* POST /events */
+    int out_of_memory;              /* building the next command failed */
+    int room_waiting;               /* counted as a waiter by the subscriber */
+    int64_t room_deadline_ms;       /* monotonic: then 503 overloaded */
+    /* POST /events, snapshots */
     struct event_input in;          /* the parsed body, until answered */
     char id[EVENTID_STR_MAX];       /* the event's id, once stored */
+    /* POST /accounts (acct also GET /accounts/ID), snapshots */
+    struct account_input account_in;
+    struct snapshot_input snapshot_in;
+    struct account acct;
+    int64_t taken_at;
+    int64_t balance;
     /* GET /events/sse: the stream, indexed in its hub and still in
      * replay mode until the read is answered; owned here until it is
      * handed to a writer loop. */
@@ -75,7 +89,7 @@ api_send_out_of_memory(struct http_req *r)
 }
 
 /* Every write publishes, so every write first waits for room in the
- * fan-out (subscriber_wait_room); past PUBLISH_WAIT_MS it is refused. */
+ * fan-out (api_pending_room); past PUBLISH_WAIT_MS it is refused. */
 static enum http_ret
 api_send_overloaded(struct http_req *r)
 {
@@ -127,6 +141,8 @@ api_pending_free(void *arg)
         log_error("api: a request ended while its script was in flight");
         return;
     }
+    if (pd->room_waiting)
+        subscriber_wait_end(pd->app->sub);
     /* A stream whose open was answered but whose client left before the
      * handler ran again. */
     if (pd->stream != NULL)
@@ -163,6 +179,38 @@ api_pending_send(struct api_pending *pd, pipeline_done_fn done)
     pd->state = API_PENDING_WAITING;
     http_req_suspend(pd->req);
     return 0;
+}
+
+/* Publish backpressure for a write, on its first run and on each resume:
+ * 1: go ahead; 0: the request now waits for room (return HTTP_DONE), and
+ * its handler runs again when room may have come (http_wake, from the
+ * subscriber's room hook) or at its deadline; -1: no room within
+ * PUBLISH_WAIT_MS (answer 503 overloaded). */
+static int
+api_pending_room(struct api_pending *pd)
+{
+    struct subscriber *sub = pd->app->sub;
+    int ok;
+
+    if (!pd->room_waiting) {
+        if (subscriber_has_room(sub))
+            return 1;
+        pd->room_deadline_ms = clock_mono_ms() + (int64_t)pd->app->cfg->publish_wait_ms;
+        /* Registered before the second test: room freed in between is
+         * either seen here or announced by the hook. */
+        subscriber_wait_begin(sub);
+        pd->room_waiting = 1;
+    }
+    ok = subscriber_has_room(sub);
+    if (!ok && clock_mono_ms() < pd->room_deadline_ms &&
+        http_req_wait(pd->req, pd->room_deadline_ms) == 0) {
+        pd->state = API_PENDING_ROOM;
+        return 0;
+    }
+    subscriber_wait_end(sub);
+    pd->room_waiting = 0;
+    pd->state = API_PENDING_NONE;
+    return ok ? 1 : -1;
 }
 
 /* ---------------------------------------------------------------- streams */
@@ -304,72 +352,195 @@ api_account_object(const struct account *a)
     return o;
 }
 
+_Static_assert(sizeof(((struct account_input *)0)->name) <= STORE_ACCOUNT_NAME_MAX,
+               "an account's name fits struct account");
+
+static enum http_ret
+api_account_answer(struct api_pending *pd)
+{
+    char location[64];
+
+    if (pd->out_of_memory)
+        return api_send_out_of_memory(pd->req);
+    if (pd->rc != STORE_OK)
+        return api_send_store_error(pd->req, pd->rc, "no such account");
+    subscriber_note_published(pd->app->sub, 2);     /* account.created, snapshot */
+    snprintf(location, sizeof(location), "/accounts/%s", pd->acct.id);
+    return api_send_object(pd->req, 201, api_account_object(&pd->acct), location);
+}
+
+static void
+api_on_account_created(void *arg, const struct redisReply *reply)
+{
+    struct api_pending *pd = arg;
+
+    pd->rc = store_account_created_result(reply);
+    store_command_clear(&pd->cmd);
+    pd->state = API_PENDING_DONE;
+    http_req_resume(pd->req);
+}
+
+/* Step 1 answered: the account has its id. Step 2, the write script, goes
+ * out from here on the same pipeline; the request stays suspended. A
+ * failed step 1 wrote nothing. */
+static void
+api_on_account_id(void *arg, const struct redisReply *reply)
+{
+    struct api_pending *pd = arg;
+
+    pd->rc = store_account_id_result(reply, &pd->acct);
+    if (pd->rc == STORE_OK) {
+        snprintf(pd->acct.name, sizeof(pd->acct.name), "%s", pd->account_in.name);
+        pd->acct.balance = pd->account_in.balance;
+        pd->acct.created_at = clock_wall_ms();
+        if (store_account_command(&pd->cmd, &pd->acct) == -1) {
+            pd->out_of_memory = 1;
+        } else if (pipeline_send(http_req_pipeline(pd->req), &pd->q, &pd->cmd,
+                                 api_on_account_created, pd) == 0) {
+            return;
+        } else {
+            store_command_clear(&pd->cmd);
+            pd->rc = STORE_UNAVAILABLE;
+        }
+    }
+    pd->state = API_PENDING_DONE;
+    http_req_resume(pd->req);
+}
+
+/* POST /accounts: two pipelined steps, INCR for the id, then the write
+ * script (the envelopes carry the id, so it must be known first). */
 static enum http_ret
 api_account_create(struct http_req *r, void *arg)
 {
     struct app *app = arg;
-    struct account_input in;
+    struct api_pending *pd = http_req_state(r);
     struct body_error e;
-    struct account a;
-    enum store_result rc;
-    char location[64];
     size_t len;
-    const char *body = http_req_body(r, &len);
+    const char *body;
 
-    if (body_parse_account(body, len, &in, &e) == -1)
-        return api_send_body_error(r, &e);
-    if (subscriber_wait_room(app->sub) == -1)
+    if (pd != NULL && pd->state == API_PENDING_DONE)
+        return api_account_answer(pd);
+    if (pd != NULL && pd->state == API_PENDING_WAITING)
+        return HTTP_DONE;           /* suspended; not called again until done */
+    if (pd == NULL) {
+        if ((pd = api_pending_get(r, app)) == NULL)
+            return api_send_out_of_memory(r);
+        body = http_req_body(r, &len);
+        if (body_parse_account(body, len, &pd->account_in, &e) == -1)
+            return api_send_body_error(r, &e);
+    }
+    switch (api_pending_room(pd)) {
+    case 0:
+        return HTTP_DONE;
+    case -1:
         return api_send_overloaded(r);
-    rc = store_account_create(in.name, in.balance, &a);
-    if (rc != STORE_OK)
-        return api_send_store_error(r, rc, "no such account");
-    subscriber_note_published(app->sub, 2);     /* account.created, snapshot */
-    snprintf(location, sizeof(location), "/accounts/%s", a.id);
-    return api_send_object(r, 201, api_account_object(&a), location);
+    default:
+        break;
+    }
+    store_account_id_command(&pd->cmd);
+    if (api_pending_send(pd, api_on_account_id) == -1)
+        return api_send_store_error(r, STORE_UNAVAILABLE, NULL);
+    return HTTP_DONE;
+}
+
+static void
+api_on_account_read(void *arg, const struct redisReply *reply)
+{
+    struct api_pending *pd = arg;
+
+    pd->rc = store_account_get_result(reply, http_req_param(pd->req), &pd->acct);
+    pd->state = API_PENDING_DONE;
+    http_req_resume(pd->req);
 }
 
 static enum http_ret
 api_account_get(struct http_req *r, void *arg)
 {
-    struct account a;
-    enum store_result rc = store_account_get(http_req_param(r), &a);
+    struct app *app = arg;
+    struct api_pending *pd = http_req_state(r);
 
-    (void)arg;
-    if (rc != STORE_OK)
-        return api_send_store_error(r, rc, "no account with this id");
-    return api_send_object(r, 200, api_account_object(&a), NULL);
+    if (pd != NULL && pd->state == API_PENDING_DONE) {
+        if (pd->rc != STORE_OK)
+            return api_send_store_error(r, pd->rc, "no account with this id");
+        return api_send_object(r, 200, api_account_object(&pd->acct), NULL);
+    }
+    if (pd != NULL && pd->state == API_PENDING_WAITING)
+        return HTTP_DONE;           /* suspended; not called again until done */
+    if ((pd = api_pending_get(r, app)) == NULL)
+        return api_send_out_of_memory(r);
+    store_account_get_command(&pd->cmd, http_req_param(r));
+    if (api_pending_send(pd, api_on_account_read) == -1)
+        return api_send_store_error(r, STORE_UNAVAILABLE, NULL);
+    return HTTP_DONE;
+}
+
+static enum http_ret
+api_snapshot_answer(struct api_pending *pd)
+{
+    json_object *o;
+
+    if (pd->rc != STORE_OK)
+        return api_send_store_error(pd->req, pd->rc, "no account with this id");
+    subscriber_note_published(pd->app->sub, 1);
+    if ((o = json_object_new_object()) != NULL) {
+        json_object_object_add(o, "id", json_object_new_string(pd->id));
+        json_object_object_add(o, "accountId",
+                               json_object_new_string(http_req_param(pd->req)));
+        json_object_object_add(o, "balance", json_object_new_int64(pd->balance));
+        json_object_object_add(o, "takenAt", json_object_new_int64(pd->taken_at));
+    }
+    return api_send_object(pd->req, 201, o, NULL);
+}
+
+static void
+api_on_snapshot_taken(void *arg, const struct redisReply *reply)
+{
+    struct api_pending *pd = arg;
+
+    pd->id[0] = '\0';
+    pd->rc = store_snapshot_result(reply, pd->id, sizeof(pd->id), &pd->balance);
+    store_command_clear(&pd->cmd);
+    pd->state = API_PENDING_DONE;
+    http_req_resume(pd->req);
 }
 
 static enum http_ret
 api_snapshot_create(struct http_req *r, void *arg)
 {
     struct app *app = arg;
-    struct snapshot_input in;
+    struct api_pending *pd = http_req_state(r);
     struct body_error e;
-    enum store_result rc;
-    char id[EVENTID_STR_MAX];
-    const char *uid = http_req_param(r);
-    int64_t balance, taken_at = clock_wall_ms();
-    json_object *o;
     size_t len;
-    const char *body = http_req_body(r, &len);
+    const char *body;
 
-    if (body_parse_snapshot(body, len, &in, &e) == -1)
-        return api_send_body_error(r, &e);
-    if (subscriber_wait_room(app->sub) == -1)
-        return api_send_overloaded(r);
-    rc = store_snapshot_take(uid, in.has_balance, in.balance, taken_at, id,
-                             sizeof(id), &balance);
-    if (rc != STORE_OK)
-        return api_send_store_error(r, rc, "no account with this id");
-    subscriber_note_published(app->sub, 1);
-    if ((o = json_object_new_object()) != NULL) {
-        json_object_object_add(o, "id", json_object_new_string(id));
-        json_object_object_add(o, "accountId", json_object_new_string(uid));
-        json_object_object_add(o, "balance", json_object_new_int64(balance));
-        json_object_object_add(o, "takenAt", json_object_new_int64(taken_at));
+    if (pd != NULL && pd->state == API_PENDING_DONE)
+        return api_snapshot_answer(pd);
+    if (pd != NULL && pd->state == API_PENDING_WAITING)
+        return HTTP_DONE;           /* suspended; not called again until done */
+    if (pd == NULL) {
+        if ((pd = api_pending_get(r, app)) == NULL)
+            return api_send_out_of_memory(r);
+        body = http_req_body(r, &len);
+        if (body_parse_snapshot(body, len, &pd->snapshot_in, &e) == -1)
+            return api_send_body_error(r, &e);
     }
-    return api_send_object(r, 201, o, NULL);
+    switch (api_pending_room(pd)) {
+    case 0:
+        return HTTP_DONE;
+    case -1:
+        return api_send_overloaded(r);
+    default:
+        break;
+    }
+    pd->taken_at = clock_wall_ms();
+    if (store_snapshot_command(&pd->cmd, http_req_param(r), pd->snapshot_in.has_balance,
+                               pd->snapshot_in.balance, pd->taken_at) == -1)
+        return api_send_out_of_memory(r);
+    if (api_pending_send(pd, api_on_snapshot_taken) == -1) {
+        store_command_clear(&pd->cmd);
+        return api_send_store_error(r, STORE_UNAVAILABLE, NULL);
+    }
+    return HTTP_DONE;
 }
 
 /* ---------------------------------------------------------------- events */
@@ -415,18 +586,28 @@ api_event_publish(struct http_req *r, void *arg)
         return api_event_answer(pd);
     if (pd != NULL && pd->state == API_PENDING_WAITING)
         return HTTP_DONE;           /* suspended; not called again until done */
-    if ((pd = api_pending_get(r, app)) == NULL)
-        return api_send_out_of_memory(r);
-    body = http_req_body(r, &len);
-    if (body_parse_event(body, len, &pd->in, &e) == -1)
-        return api_send_body_error(r, &e);
-    if (subscriber_wait_room(app->sub) == -1)
+    if (pd == NULL) {
+        if ((pd = api_pending_get(r, app)) == NULL)
+            return api_send_out_of_memory(r);
+        body = http_req_body(r, &len);
+        if (body_parse_event(body, len, &pd->in, &e) == -1)
+            return api_send_body_error(r, &e);
+    }
+    switch (api_pending_room(pd)) {
+    case 0:
+        return HTTP_DONE;
+    case -1:
         return api_send_overloaded(r);
+    default:
+        break;
+    }
     if (store_event_command(&pd->cmd, pd->in.user_id, pd->in.type,
                             pd->in.data_json, pd->in.data_len) == -1)
         return api_send_out_of_memory(r);
-    if (api_pending_send(pd, api_on_event_stored) == -1)
+    if (api_pending_send(pd, api_on_event_stored) == -1) {
+        store_command_clear(&pd->cmd);
         return api_send_store_error(r, STORE_UNAVAILABLE, NULL);
+    }
     return HTTP_DONE;
 }
 
@@ -436,7 +617,10 @@ static enum http_ret
 api_health(struct http_req *r, void *arg)
 {
     struct app *app = arg;
-    int up = subscriber_is_up(app->sub);
+    /* Both without waiting: the subscription, and whether Redis answered
+     * this thread's pipeline lately (it PINGs when idle). A frozen Redis
+     * keeps the subscription's socket open, so only the second sees it. */
+    int up = subscriber_is_up(app->sub) && pipeline_is_up(http_req_pipeline(r));
     json_object *o = json_object_new_object();
 
     if (o != NULL) {

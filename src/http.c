@@ -10,7 +10,11 @@
  * ours that runs it (http_loop_main), which also drives the thread's
  * pipelined Redis connection (pipeline.c): a handler that waits on Redis
  * suspends its request, and the reply, read on the same thread, resumes
- * it. Every call on a request happens on that request's own thread. */
+ * it. A handler may also suspend its request until woken or a deadline
+ * (http_req_wait: a publish waiting for room): any thread wakes the
+ * loops through their eventfds (http_wake), and each loop resumes its
+ * own waiting requests. Every call on a request happens on that
+ * request's own thread. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +26,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +36,7 @@
 #include <unistd.h>
 
 #include "body.h"
+#include "clock.h"
 #include "config.h"
 #include "http.h"
 #include "log.h"
@@ -56,6 +62,13 @@ struct http_loop {
     struct pipeline *pipe;          /* this thread's pipelined Redis scripts */
     pthread_t thread;
     int running;                    /* thread was started: join it */
+    /* Requests suspended by http_req_wait, this thread's only. wake_fd
+     * (eventfd) is written by any thread (http_wake) while nwaiting > 0;
+     * the loop drains it and resumes them all. */
+    struct http_req *waiting;
+    atomic_int nwaiting;
+    int wake_fd;
+    int stopping;                   /* no more waits: the loop is ending */
 };
 
 struct http {
@@ -80,6 +93,9 @@ struct http_req {
     int too_large;
     void *state;            /* the handler's, freed by state_free */
     void (*state_free)(void *);
+    struct http_req *wait_prev, *wait_next;     /* in loop->waiting */
+    int64_t wait_deadline_ms;       /* monotonic */
+    int waiting;
 };
 
 /* ------------------------------------------------------------ responses */
@@ -234,6 +250,91 @@ http_req_resume(struct http_req *r)
     /* Same thread: the loop's next MHD_run, right after the pipeline's
      * replies, runs the handler again (http_loop_main). */
     MHD_resume_connection(r->conn);
+}
+
+int
+http_req_wait(struct http_req *r, int64_t deadline_ms)
+{
+    struct http_loop *l = r->loop;
+
+    if (l->stopping)
+        return -1;
+    r->wait_deadline_ms = deadline_ms;
+    r->wait_prev = NULL;
+    r->wait_next = l->waiting;
+    if (l->waiting != NULL)
+        l->waiting->wait_prev = r;
+    l->waiting = r;
+    r->waiting = 1;
+    atomic_fetch_add(&l->nwaiting, 1);
+    MHD_suspend_connection(r->conn);
+    return 0;
+}
+
+static void
+http_wait_unlink(struct http_req *r)
+{
+    struct http_loop *l = r->loop;
+
+    if (!r->waiting)
+        return;
+    if (r->wait_prev != NULL)
+        r->wait_prev->wait_next = r->wait_next;
+    else
+        l->waiting = r->wait_next;
+    if (r->wait_next != NULL)
+        r->wait_next->wait_prev = r->wait_prev;
+    r->waiting = 0;
+    atomic_fetch_sub(&l->nwaiting, 1);
+}
+
+/* Resumes this loop's waiting requests: all of them (woken, or the loop
+ * ends), or those past their deadline. Their handlers run in the next
+ * MHD_run. */
+static void
+http_loop_resume_waiting(struct http_loop *l, int all)
+{
+    int64_t now = clock_mono_ms();
+    struct http_req *r, *next;
+
+    for (r = l->waiting; r != NULL; r = next) {
+        next = r->wait_next;
+        if (all || now >= r->wait_deadline_ms) {
+            http_wait_unlink(r);
+            MHD_resume_connection(r->conn);
+        }
+    }
+}
+
+/* The loop's sleep bound for its waiting requests (-1: none waits). */
+static int
+http_loop_wait_timeout_ms(const struct http_loop *l)
+{
+    int64_t first = INT64_MAX, left;
+
+    for (const struct http_req *r = l->waiting; r != NULL; r = r->wait_next)
+        if (r->wait_deadline_ms < first)
+            first = r->wait_deadline_ms;
+    if (first == INT64_MAX)
+        return -1;
+    left = first - clock_mono_ms();
+    return left < 0 ? 0 : left > INT_MAX ? INT_MAX : (int)left;
+}
+
+void
+http_wake(void *arg)
+{
+    struct http *h = arg;
+    uint64_t one = 1;
+
+    for (unsigned i = 0; i < h->nloops; i++) {
+        struct http_loop *l = &h->loop[i];
+
+        /* A failed write leaves the counter full: still readable. */
+        if (atomic_load(&l->nwaiting) > 0 && l->wake_fd >= 0 &&
+            write(l->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+            log_error("http: cannot wake an HTTP thread: %s", strerror(errno));
+    }
 }
 
 int
@@ -463,6 +564,7 @@ http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)toe;
     if (r == NULL)
         return;
+    http_wait_unlink(r);
     if (r->state_free != NULL)
         r->state_free(r->state);
     free(r->body);
@@ -567,7 +669,7 @@ http_loop_main(void *arg)
     struct http_loop *l = arg;
     const union MHD_DaemonInfo *info =
         MHD_get_daemon_info(l->daemon, MHD_DAEMON_INFO_EPOLL_FD);
-    struct pollfd pfd[4];
+    struct pollfd pfd[5];
 
     if (info == NULL) {
         log_error("http: libmicrohttpd has no epoll fd");
@@ -579,16 +681,22 @@ http_loop_main(void *arg)
     pfd[1].events = POLLIN;
     pfd[3].fd = l->http->quiesce_fd;
     pfd[3].events = POLLIN;
+    pfd[4].fd = l->wake_fd;
+    pfd[4].events = POLLIN;
     for (;;) {
         int timeout = http_loop_timeout_ms(l->daemon);
         int pt = pipeline_timeout_ms(l->pipe);
+        int wt = http_loop_wait_timeout_ms(l);
 
         pfd[2].fd = pipeline_fd(l->pipe);       /* -1: poll skips it */
         pfd[2].events = pipeline_events(l->pipe);
         pfd[2].revents = 0;
         if (pt >= 0 && (timeout < 0 || pt < timeout))
             timeout = pt;
-        if (poll(pfd, 4, timeout) < 0 && errno != EINTR) {
+        if (wt >= 0 && (timeout < 0 || wt < timeout))
+            timeout = wt;
+        pfd[4].revents = 0;
+        if (poll(pfd, 5, timeout) < 0 && errno != EINTR) {
             log_error("http: poll: %s", strerror(errno));
             break;
         }
@@ -602,14 +710,26 @@ http_loop_main(void *arg)
                 close(fd);
             pfd[3].fd = -1;
         }
+        if (pfd[4].revents != 0) {
+            uint64_t n;
+
+            /* Drained before the waiters look again, so a wake that
+             * comes meanwhile stays readable. */
+            if (read(l->wake_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+                log_error("http: wake-up: %s", strerror(errno));
+        }
+        http_loop_resume_waiting(l, pfd[4].revents != 0);
         /* Replies first: their requests resume and answer in this MHD_run. */
         pipeline_handle(l->pipe, pfd[2].revents);
         MHD_run(l->daemon);
         /* The scripts of every request this pass took go out in one write. */
         pipeline_flush(l->pipe);
     }
-    /* Scripts still in flight fail (503), and their requests resume and
-     * answer, so that MHD_stop_daemon finds none suspended. */
+    /* Waiting requests resume and answer (no more waits), scripts still
+     * in flight fail (503) and their requests resume and answer, so that
+     * MHD_stop_daemon finds none suspended. */
+    l->stopping = 1;
+    http_loop_resume_waiting(l, 1);
     pipeline_free(l->pipe);
     l->pipe = NULL;
     MHD_run(l->daemon);
@@ -674,7 +794,9 @@ http_start(const struct config *cfg, const struct http_routes *routes,
         struct http_loop *l = &h->loop[h->nloops++];
 
         l->http = h;
-        if ((l->pipe = pipeline_new(cfg)) == NULL) {
+        atomic_init(&l->nwaiting, 0);
+        l->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (l->wake_fd < 0 || (l->pipe = pipeline_new(cfg)) == NULL) {
             snprintf(err, errlen, "out of memory");
             http_stop(h);
             return NULL;
@@ -725,6 +847,8 @@ http_stop(struct http *h)
         pipeline_free(h->loop[i].pipe);     /* a thread that never ran */
         if (h->loop[i].daemon != NULL)
             MHD_stop_daemon(h->loop[i].daemon);
+        if (h->loop[i].wake_fd >= 0)
+            close(h->loop[i].wake_fd);
     }
     if (h->stop_fd >= 0)
         close(h->stop_fd);

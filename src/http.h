@@ -7,6 +7,7 @@
 #define SSEGATE_HTTP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct config;
 struct http;
@@ -98,6 +99,19 @@ void
 http_req_suspend(struct http_req *r);
 void
 http_req_resume(struct http_req *r);
+
+/* Parks the request like http_req_suspend until http_wake is called (from
+ * any thread) or deadline_ms (monotonic, clock.h) passes, whichever is
+ * first; then the handler runs again (and may wait again). Returns 0, or
+ * -1 when the thread is stopping (answer at once). */
+int
+http_req_wait(struct http_req *r, int64_t deadline_ms);
+
+/* Any thread: resumes every request parked by http_req_wait, on its own
+ * thread (writes each HTTP loop's eventfd; nothing else). arg is the
+ * struct http. */
+void
+http_wake(void *arg);
 
 /* Takes the connection over for an event stream ssegate writes itself:
  * *fd gets a non-blocking duplicate of the socket (TCP_NODELAY set),

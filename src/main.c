@@ -187,6 +187,8 @@ main(int argc, char **argv)
         log_error("start-up failed: %s", err);
         goto out;
     }
+    /* Room in the publish backlog resumes the publishers waiting for it. */
+    subscriber_on_room(g.app.sub, http_wake, g.http);
     log_info("ssegate %s listening on %s:%u (server id %s, %u HTTP threads, "
              "redis %s:%u, channel %s)", SSEGATE_VERSION, g.cfg.listen_addr,
              g.cfg.port, g.cfg.server_id, g.cfg.http_threads,
@@ -197,6 +199,7 @@ main(int argc, char **argv)
 out:
     /* Reverse order of creation. http_stop joins the HTTP threads, whose
      * Redis connections close as they exit. */
+    subscriber_on_room(g.app.sub, NULL, NULL);
     http_stop(g.http);
     writers_stop(g.app.writers);
     subscriber_free(g.app.sub);

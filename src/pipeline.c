@@ -1,8 +1,10 @@
-/* pipeline.c -- one HTTP thread's pipelined Redis connection for
- * POST /events and stream opens. Owns the hiredis async context (none of
+/* pipeline.c -- one HTTP thread's pipelined Redis connection, for every
+ * Redis call an HTTP thread makes (writes, stream opens, account reads)
+ * and for its liveness PING. Owns the hiredis async context (none of
  * hiredis's event adapters: the thread's own poll loop drives it, see
- * http.c) and the FIFO of scripts in flight; borrows each pipeline_req
- * (and its command) from its request until its done callback.
+ * http.c), the FIFO of commands in flight and the time of the last good
+ * reply (/health); borrows each pipeline_req (and its command) from its
+ * request until its done callback.
  *
  * Why: with a blocking round trip per POST, each event cost its HTTP
  * thread two sleeps (for the request, then for Redis's reply), and on a
@@ -34,6 +36,10 @@
 /* The longest poll() sleep we ask for, so a clock oddity cannot park the
  * loop for long. */
 #define PIPELINE_MAX_SLEEP_MS 60000
+/* How long a connection may go without a good reply before it sends a
+ * PING: /health says down once the last reply is older than
+ * REDIS_TIMEOUT_MS plus this. */
+#define PIPELINE_PING_MS 1000
 
 struct pipeline {
     const struct config *cfg;
@@ -41,6 +47,11 @@ struct pipeline {
     short events;                   /* what hiredis asked to wait for */
     struct pipeline_req *head, *tail;   /* in flight, oldest first */
     struct rconn_backoff backoff;   /* after a failed connect */
+    int64_t last_reply_ms;          /* monotonic; 0: never */
+    int64_t last_ping_ms;           /* when the last PING was tried */
+    int ping_inflight;
+    struct pipeline_req ping_q;
+    struct store_cmd ping_cmd;
 };
 
 /* ------------------------------------------------------ hiredis adapter */
@@ -227,9 +238,14 @@ pipeline_on_reply(redisAsyncContext *ac, void *reply, void *arg)
     const redisReply *r = reply;
 
     pipeline_pop(p, q);
+    /* Any answer but "cannot serve now" (LOADING, BUSY...) shows Redis
+     * alive: /health's clock. */
+    if (r != NULL && !(r->type == REDIS_REPLY_ERROR && rconn_is_unavailable(r)))
+        p->last_reply_ms = clock_mono_ms();
     /* Redis lost its script cache (SCRIPT FLUSH, a restart): send the
-     * text once, which caches it again. */
-    if (!q->as_eval && rconn_is_noscript(r)) {
+     * text once, which caches it again. NOSCRIPT means the script did
+     * not run, so this cannot apply a write twice. */
+    if (!q->cmd->plain && !q->as_eval && rconn_is_noscript(r)) {
         q->as_eval = 1;
         if (pipeline_issue(p, q) == 0)
             return;
@@ -248,7 +264,8 @@ pipeline_issue(struct pipeline *p, struct pipeline_req *q)
     if (p->ac == NULL && pipeline_connect(p) == -1)
         return -1;
     /* Until a SCRIPT LOAD has answered, the SHA is unknown: EVAL. */
-    q->as_eval = rconn_script_argv(c->script, q->as_eval, c->argv, c->lens);
+    if (!c->plain)
+        q->as_eval = rconn_script_argv(c->script, q->as_eval, c->argv, c->lens);
     if (redisAsyncCommandArgv(p->ac, pipeline_on_reply, q, c->argc, c->argv,
                               c->lens) != REDIS_OK)
         return -1;
@@ -284,14 +301,59 @@ pipeline_events(const struct pipeline *p)
     return p->ac != NULL ? (short)(p->events | POLLIN) : 0;
 }
 
+/* When the next PING is due: a second after the last good reply or the
+ * last attempt, whichever is later; -1 while one is in flight. */
+static int64_t
+pipeline_ping_due_ms(const struct pipeline *p)
+{
+    int64_t since = p->last_reply_ms > p->last_ping_ms ? p->last_reply_ms
+                                                       : p->last_ping_ms;
+
+    return p->ping_inflight ? -1 : since + PIPELINE_PING_MS;
+}
+
+static void
+pipeline_on_ping(void *arg, const struct redisReply *r)
+{
+    struct pipeline *p = arg;
+
+    (void)r;                        /* pipeline_on_reply noted the time */
+    p->ping_inflight = 0;
+}
+
+/* Sends a PING if one is due. A failure to send (Redis known down, in its
+ * back-off) waits for the next due time. */
+static void
+pipeline_ping(struct pipeline *p, int64_t now)
+{
+    int64_t due = pipeline_ping_due_ms(p);
+
+    if (due < 0 || now < due)
+        return;
+    p->last_ping_ms = now;
+    store_ping_command(&p->ping_cmd);
+    if (pipeline_send(p, &p->ping_q, &p->ping_cmd, pipeline_on_ping, p) == 0)
+        p->ping_inflight = 1;
+}
+
+int
+pipeline_is_up(const struct pipeline *p)
+{
+    return p->last_reply_ms != 0 &&
+           clock_mono_ms() - p->last_reply_ms <=
+               (int64_t)p->cfg->redis_timeout_ms + PIPELINE_PING_MS;
+}
+
 int
 pipeline_timeout_ms(const struct pipeline *p)
 {
-    int64_t left;
+    int64_t now = clock_mono_ms(), next = pipeline_ping_due_ms(p), left;
 
-    if (p->head == NULL)
+    if (p->head != NULL && (next < 0 || p->head->deadline_ms < next))
+        next = p->head->deadline_ms;
+    if (next < 0)
         return -1;
-    left = p->head->deadline_ms - clock_mono_ms();
+    left = next - now;
     return left < 0 ? 0 : left > PIPELINE_MAX_SLEEP_MS ? PIPELINE_MAX_SLEEP_MS
                                                       : (int)left;
 }
@@ -305,7 +367,7 @@ pipeline_handle(struct pipeline *p, short revents)
         redisAsyncHandleWrite(p->ac);
     if (p->head != NULL && clock_mono_ms() >= p->head->deadline_ms) {
         /* Slow, not known down: the next publish connects afresh. */
-        log_warn("redis: no answer to a pipelined script within %u ms",
+        log_warn("redis: no answer to a pipelined command within %u ms",
                  p->cfg->redis_timeout_ms);
         if (p->ac != NULL) {
             redisAsyncContext *ac = p->ac;
@@ -317,6 +379,7 @@ pipeline_handle(struct pipeline *p, short revents)
         while (p->head != NULL)
             pipeline_fail(p, p->head);
     }
+    pipeline_ping(p, clock_mono_ms());
 }
 
 void

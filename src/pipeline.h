@@ -1,9 +1,9 @@
-/* pipeline.h -- one HTTP thread's pipelined Redis connection, for
- * POST /events and stream opens: the request waits suspended while its
- * script is in flight, so the thread serves other requests meanwhile and
- * the scripts of concurrent requests share writes and reads. Not
- * thread-safe: one per HTTP thread, driven by that thread's poll loop
- * (http.c). */
+/* pipeline.h -- one HTTP thread's pipelined Redis connection, for every
+ * Redis call of an HTTP thread (writes, stream opens, account reads): the
+ * request waits suspended while its command is in flight, so the thread
+ * serves other requests meanwhile (/health included) and the commands of
+ * concurrent requests share writes and reads. Not thread-safe: one per
+ * HTTP thread, driven by that thread's poll loop (http.c). */
 #ifndef SSEGATE_PIPELINE_H
 #define SSEGATE_PIPELINE_H
 
@@ -21,7 +21,7 @@ struct redisReply;
  * timed out); the reply lives only during the call. */
 typedef void (*pipeline_done_fn)(void *arg, const struct redisReply *r);
 
-/* One script in flight; the caller provides it (inside its request) and
+/* One command in flight; the caller provides it (inside its request) and
  * keeps it, and the command it names, untouched until done is called. */
 struct pipeline_req {
     struct pipeline_req *next;      /* sent after this one */
@@ -42,10 +42,11 @@ pipeline_new(const struct config *cfg);
 void
 pipeline_free(struct pipeline *p);
 
-/* Sends cmd's script (store_event_command, store_read_command). Returns
- * 0: done will be called later, from pipeline_handle or pipeline_free;
- * or -1: nothing was sent (Redis is known to be down, or out of memory),
- * and done will not be called. */
+/* Sends cmd (a script or a plain command, built by store.h). Returns 0:
+ * done will be called later, from pipeline_handle or pipeline_free (a
+ * done callback may send again); or -1: nothing was sent (Redis is known
+ * to be down, or out of memory), and done will not be called. Never
+ * re-sends cmd on its own but after NOSCRIPT (the script did not run). */
 int
 pipeline_send(struct pipeline *p, struct pipeline_req *q, struct store_cmd *cmd,
               pipeline_done_fn done, void *arg);
@@ -59,8 +60,15 @@ pipeline_events(const struct pipeline *p);
 int
 pipeline_timeout_ms(const struct pipeline *p);
 
+/* 1 if Redis gave this connection a good reply within REDIS_TIMEOUT_MS
+ * plus the PING interval (the pipeline PINGs after a second without
+ * one); never waits. For /health, on the pipeline's thread. */
+int
+pipeline_is_up(const struct pipeline *p);
+
 /* After poll(): handles revents on the socket (replies run their done
- * callbacks) and fails writes past their deadline. */
+ * callbacks), fails commands past their deadline, and sends a PING when
+ * one is due. */
 void
 pipeline_handle(struct pipeline *p, short revents);
 

@@ -1,9 +1,12 @@
-/* store.c -- accounts and event history in Redis. Owns one synchronous
- * hiredis connection per calling thread (created on first use through
- * rconn_connect, dropped on any I/O error, closed when the thread exits),
- * so a slow Redis only blocks the thread that asked, and builds every
- * script command (src/lua/, slot by slot as the enums below name them).
- * Connecting, the scripts' SHAs, error classes and back-off are rconn.c's.
+/* store.c -- accounts and event history in Redis. Builds every command
+ * the HTTP threads send on their pipelines (pipeline.c) and reads their
+ * replies: the scripts (src/lua/, slot by slot as the enums below name
+ * them) and the plain commands (INCR, HGETALL, PING). Owns one
+ * synchronous hiredis connection, the main thread's, used only for the
+ * history reads of recovery after a lost subscription (replay.c): no
+ * HTTP thread ever waits on Redis, and no write goes over a connection
+ * that could send it twice. Connecting, the scripts' SHAs, error classes
+ * and back-off are rconn.c's.
  *
  * Keys:  ssegate:account:seq       account id counter (INCR)
  *        ssegate:account:<id>      hash: name, balance, createdAt
@@ -15,7 +18,6 @@
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <json-c/json.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,39 +111,19 @@ static struct {
     unsigned firehose_count;
 } store_cfg;
 
+/* The main thread's connection, for recovery's history reads. */
 struct store_conn {
     redisContext *c;
     int fresh;                      /* connected for the command now running */
+    int ready;                      /* backoff initialised */
     struct rconn_backoff backoff;   /* after a failed connect or I/O error */
 };
 
-static pthread_key_t store_key;
-static pthread_once_t store_key_once = PTHREAD_ONCE_INIT;
-
-static void
-store_conn_free(void *p)
-{
-    struct store_conn *sc = p;
-
-    if (sc == NULL)
-        return;
-    if (sc->c != NULL)
-        redisFree(sc->c);
-    free(sc);
-}
-
-static void
-store_key_create(void)
-{
-    /* The destructor closes a thread's connection when the thread exits
-     * (the HTTP threads, at http_stop). */
-    pthread_key_create(&store_key, store_conn_free);
-}
+static struct store_conn store_main;
 
 void
 store_setup(const struct config *cfg)
 {
-    pthread_once(&store_key_once, store_key_create);
     rconn_setup(cfg);
     snprintf(store_cfg.channel, sizeof(store_cfg.channel), "%s",
              cfg->redis_channel);
@@ -162,8 +144,9 @@ store_setup(const struct config *cfg)
 void
 store_thread_cleanup(void)
 {
-    store_conn_free(pthread_getspecific(store_key));
-    pthread_setspecific(store_key, NULL);
+    if (store_main.c != NULL)
+        redisFree(store_main.c);
+    store_main.c = NULL;
 }
 
 /* ----------------------------------------------------------- connection */
@@ -206,21 +189,16 @@ store_conn_open(struct store_conn *sc)
     return 0;
 }
 
-/* The calling thread's connection, opened if needed and its back-off is
+/* The main thread's connection, opened if needed and its back-off is
  * over, or NULL. */
 static struct store_conn *
 store_conn_get(void)
 {
-    struct store_conn *sc = pthread_getspecific(store_key);
+    struct store_conn *sc = &store_main;
 
-    if (sc == NULL) {
-        if ((sc = calloc(1, sizeof(*sc))) == NULL)
-            return NULL;
+    if (!sc->ready) {
         rconn_backoff_init(&sc->backoff);
-        if (pthread_setspecific(store_key, sc) != 0) {
-            free(sc);
-            return NULL;
-        }
+        sc->ready = 1;
     }
     if (sc->c == NULL &&
         (!rconn_backoff_ready(&sc->backoff) || store_conn_open(sc) == -1))
@@ -241,11 +219,13 @@ store_error_result(const redisReply *r, const char *what)
     return STORE_ERROR;
 }
 
-/* Sends one command on this thread's connection. A connection that sat
- * idle across a Redis restart fails at once with EOF or a reset: the
- * command never reached the new server, so it is sent once more on a
- * fresh connection. Returns the reply (the caller frees it), or NULL with
- * the connection dropped. */
+/* Sends one history read on the main thread's connection. A connection
+ * that sat idle across a Redis restart fails at once with EOF or a reset,
+ * so the read is sent once more on a fresh connection. That is safe only
+ * because a read changes nothing: the one caller (store_eval) refuses
+ * write scripts, which go only through the pipelines, where nothing is
+ * ever re-sent but after NOSCRIPT (the script did not run). Returns the
+ * reply (the caller frees it), or NULL with the connection dropped. */
 static redisReply *
 store_command(int argc, const char **argv, const size_t *lens,
               const char *what)
@@ -298,16 +278,9 @@ store_reply_take(redisReply *r, const char *what, redisReply **out)
     return STORE_OK;
 }
 
-/* Runs one plain command given as argv (NULL lens: C strings). */
-static enum store_result
-store_run(int argc, const char **argv, const size_t *lens, const char *what,
-          redisReply **out)
-{
-    return store_reply_take(store_command(argc, argv, lens, what), what, out);
-}
-
-/* Runs c's script by its SHA; if Redis lost its script cache (SCRIPT
- * FLUSH, or a restart), sends the text with EVAL, which caches it again. */
+/* Runs c's script (the read script only) by its SHA; if Redis lost its
+ * script cache (SCRIPT FLUSH, or a restart), sends the text with EVAL,
+ * which caches it again. */
 static enum store_result
 store_eval(struct store_cmd *c, redisReply **out)
 {
@@ -315,6 +288,11 @@ store_eval(struct store_cmd *c, redisReply **out)
     int as_eval;
 
     *out = NULL;
+    /* store_command may send a command twice: never a write. */
+    if (c->plain || c->script != RCONN_SCRIPT_READ) {
+        log_error("store: only history reads use the main connection");
+        return STORE_ERROR;
+    }
     /* Connecting loads the scripts, so the SHA is known after this. */
     if (store_conn_get() == NULL)
         return STORE_UNAVAILABLE;
@@ -442,80 +420,121 @@ store_cmd_finish(struct store_cmd *c, int argc)
 
 /* ------------------------------------------------------------- accounts */
 
-enum store_result
-store_account_create(const char *name, int64_t balance, struct account *out)
+/* A plain command (not a script) of C strings. */
+static void
+store_plain_finish(struct store_cmd *c, int argc)
 {
-    const char *argv[3] = { "INCR", "ssegate:account:seq", NULL };
-    char bal[STORE_NUM_MAX], created[STORE_NUM_MAX];
-    char *acct_json = NULL, *rest1 = NULL, *rest2 = NULL;
-    struct store_cmd c;
-    redisReply *r = NULL;
-    enum store_result rc;
+    c->plain = 1;
+    c->argc = argc;
+    for (int i = 0; i < argc; i++)
+        c->lens[i] = strlen(c->argv[i]);
+}
 
-    memset(out, 0, sizeof(*out));
-    if ((rc = store_run(2, argv, NULL, "INCR", &r)) != STORE_OK)
-        return rc;
-    if (r->type != REDIS_REPLY_INTEGER || r->integer <= 0) {
-        freeReplyObject(r);
-        return STORE_ERROR;
-    }
-    snprintf(out->id, sizeof(out->id), "%lld", r->integer);
-    freeReplyObject(r);
-    r = NULL;
-    snprintf(out->name, sizeof(out->name), "%s", name);
-    out->balance = balance;
-    out->created_at = clock_wall_ms();
+void
+store_ping_command(struct store_cmd *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->argv[0] = "PING";
+    store_plain_finish(c, 1);
+}
 
-    snprintf(bal, sizeof(bal), "%" PRId64, balance);
-    snprintf(created, sizeof(created), "%" PRId64, out->created_at);
-    rc = STORE_ERROR;
-    if ((acct_json = store_account_json(out)) == NULL ||
-        (rest1 = envelope_build_rest("account.created", out->id, acct_json,
-                                     strlen(acct_json), store_cfg.server_id,
-                                     out->created_at)) == NULL ||
-        (rest2 = store_snapshot_rest(out->id, bal, out->created_at,
-                                     out->created_at)) == NULL)
-        goto out;
-    store_write_command(&c, out->id, "create");
-    c.argv[CREATE_NAME] = name;
-    c.argv[CREATE_BALANCE] = bal;
-    c.argv[CREATE_AT] = created;
-    c.argv[CREATE_CREATED_REST] = rest1;
-    c.argv[CREATE_SNAPSHOT_REST] = rest2;
-    store_cmd_finish(&c, CREATE_ARGC);
-    rc = store_eval(&c, &r);
-    if (rc == STORE_OK &&
-        (r->type != REDIS_REPLY_ARRAY || r->elements != 2))
-        rc = STORE_ERROR;
-out:
-    freeReplyObject(r);
-    free(acct_json);
-    free(rest1);
-    free(rest2);
-    return rc;
+void
+store_account_id_command(struct store_cmd *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->argv[0] = "INCR";
+    c->argv[1] = "ssegate:account:seq";
+    store_plain_finish(c, 2);
+}
+
+/* What a reply says before its value is read: no reply (the connection
+ * failed or timed out), or an error, mapped; STORE_OK otherwise. */
+static enum store_result
+store_reply_status(const redisReply *r, const char *what)
+{
+    if (r == NULL)
+        return STORE_UNAVAILABLE;
+    if (r->type == REDIS_REPLY_ERROR)
+        return store_error_result(r, what);
+    return STORE_OK;
 }
 
 enum store_result
-store_account_get(const char *id, struct account *out)
+store_account_id_result(const struct redisReply *r, struct account *out)
 {
-    char history[KEY_MAX], account[KEY_MAX];
-    const char *argv[2] = { "HGETALL", account };
-    redisReply *r;
-    enum store_result rc;
+    enum store_result rc = store_reply_status(r, "INCR");
+
+    if (rc != STORE_OK)
+        return rc;
+    if (r->type != REDIS_REPLY_INTEGER || r->integer <= 0)
+        return STORE_ERROR;
+    snprintf(out->id, sizeof(out->id), "%lld", r->integer);
+    return STORE_OK;
+}
+
+int
+store_account_command(struct store_cmd *c, const struct account *a)
+{
+    char *acct_json;
+
+    store_write_command(c, a->id, "create");
+    snprintf(c->num1, sizeof(c->num1), "%" PRId64, a->balance);
+    snprintf(c->num2, sizeof(c->num2), "%" PRId64, a->created_at);
+    if ((acct_json = store_account_json(a)) == NULL)
+        return -1;
+    c->rest = envelope_build_rest("account.created", a->id, acct_json,
+                                  strlen(acct_json), store_cfg.server_id,
+                                  a->created_at);
+    free(acct_json);
+    if (c->rest == NULL ||
+        (c->rest2 = store_snapshot_rest(a->id, c->num1, a->created_at,
+                                        a->created_at)) == NULL) {
+        store_command_clear(c);
+        return -1;
+    }
+    c->argv[CREATE_NAME] = a->name;
+    c->argv[CREATE_BALANCE] = c->num1;
+    c->argv[CREATE_AT] = c->num2;
+    c->argv[CREATE_CREATED_REST] = c->rest;
+    c->argv[CREATE_SNAPSHOT_REST] = c->rest2;
+    store_cmd_finish(c, CREATE_ARGC);
+    return 0;
+}
+
+enum store_result
+store_account_created_result(const struct redisReply *r)
+{
+    enum store_result rc = store_reply_status(r, "script");
+
+    if (rc != STORE_OK)
+        return rc;
+    return r->type == REDIS_REPLY_ARRAY && r->elements == 2 ? STORE_OK : STORE_ERROR;
+}
+
+void
+store_account_get_command(struct store_cmd *c, const char *id)
+{
+    memset(c, 0, sizeof(*c));
+    store_keys(id, c->history, c->account);
+    c->argv[0] = "HGETALL";
+    c->argv[1] = c->account;
+    store_plain_finish(c, 2);
+}
+
+enum store_result
+store_account_get_result(const struct redisReply *r, const char *id,
+                         struct account *out)
+{
+    enum store_result rc = store_reply_status(r, "HGETALL");
     int have = 0;
 
     memset(out, 0, sizeof(*out));
-    store_keys(id, history, account);
-    if ((rc = store_run(2, argv, NULL, "HGETALL", &r)) != STORE_OK)
+    if (rc != STORE_OK)
         return rc;
-    if (r->type != REDIS_REPLY_ARRAY) {
-        freeReplyObject(r);
+    if (r->type != REDIS_REPLY_ARRAY)
         return STORE_ERROR;
-    }
-    if (r->elements == 0) {
-        freeReplyObject(r);
+    if (r->elements == 0)
         return STORE_NOT_FOUND;
-    }
     snprintf(out->id, sizeof(out->id), "%s", id);
     for (size_t i = 0; i + 1 < r->elements; i += 2) {
         const redisReply *k = r->element[i], *v = r->element[i + 1];
@@ -533,7 +552,6 @@ store_account_get(const char *id, struct account *out)
             have |= 4;
         }
     }
-    freeReplyObject(r);
     if (have != 7) {
         log_error("redis: account %s is malformed", id);
         return STORE_ERROR;
@@ -541,45 +559,62 @@ store_account_get(const char *id, struct account *out)
     return STORE_OK;
 }
 
+/* What a script's reply says before its value is read: no reply (the
+ * connection failed), an error, or nil (no such account); STORE_OK when
+ * there is a value to read. */
+static enum store_result
+store_script_status(const redisReply *r)
+{
+    if (r == NULL)
+        return STORE_UNAVAILABLE;
+    if (r->type == REDIS_REPLY_ERROR)
+        return store_error_result(r, "script");
+    if (r->type == REDIS_REPLY_NIL)
+        return STORE_NOT_FOUND;
+    return STORE_OK;
+}
+
 /* ------------------------------------------------------------- events */
 
-enum store_result
-store_snapshot_take(const char *user_id, int has_balance, int64_t balance,
-                    int64_t taken_at, char *id_out, size_t id_cap,
-                    int64_t *balance_out)
+int
+store_snapshot_command(struct store_cmd *c, const char *user_id,
+                       int has_balance, int64_t balance, int64_t taken_at)
 {
-    char bal[STORE_NUM_MAX] = "";
-    char *rest = NULL, *mark;
-    struct store_cmd c;
-    redisReply *r = NULL;
-    enum store_result rc = STORE_ERROR;
+    char *rest, *mark;
 
-    if (has_balance)
-        snprintf(bal, sizeof(bal), "%" PRId64, balance);
     if ((rest = store_snapshot_rest(user_id, BALANCE_MARK, taken_at,
-                                    taken_at)) == NULL ||
-        (mark = strstr(rest, BALANCE_MARK)) == NULL)
-        goto out;
-    *mark = '\0';
-    store_write_command(&c, user_id, "snapshot");
-    c.argv[SNAPSHOT_BALANCE] = bal;
-    c.argv[SNAPSHOT_REST_BEFORE] = rest;
-    c.argv[SNAPSHOT_REST_AFTER] = mark + 1;
-    store_cmd_finish(&c, SNAPSHOT_ARGC);
-    if ((rc = store_eval(&c, &r)) != STORE_OK)
-        goto out;
-    if (r->type == REDIS_REPLY_NIL) {
-        rc = STORE_NOT_FOUND;
-    } else if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-               store_copy_id(r->element[0], id_out, id_cap) == -1 ||
-               r->element[1]->type != REDIS_REPLY_STRING ||
-               store_parse_i64(r->element[1]->str, balance_out) == -1) {
-        rc = STORE_ERROR;
+                                    taken_at)) == NULL)
+        return -1;
+    if ((mark = strstr(rest, BALANCE_MARK)) == NULL) {
+        free(rest);
+        return -1;
     }
-out:
-    freeReplyObject(r);
-    free(rest);
-    return rc;
+    *mark = '\0';
+    store_write_command(c, user_id, "snapshot");
+    c->rest = rest;
+    if (has_balance)
+        snprintf(c->num1, sizeof(c->num1), "%" PRId64, balance);
+    c->argv[SNAPSHOT_BALANCE] = c->num1;
+    c->argv[SNAPSHOT_REST_BEFORE] = rest;
+    c->argv[SNAPSHOT_REST_AFTER] = mark + 1;
+    store_cmd_finish(c, SNAPSHOT_ARGC);
+    return 0;
+}
+
+enum store_result
+store_snapshot_result(const struct redisReply *r, char *id_out, size_t id_cap,
+                      int64_t *balance_out)
+{
+    enum store_result rc = store_script_status(r);
+
+    if (rc != STORE_OK)
+        return rc;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        store_copy_id(r->element[0], id_out, id_cap) == -1 ||
+        r->element[1]->type != REDIS_REPLY_STRING ||
+        store_parse_i64(r->element[1]->str, balance_out) == -1)
+        return STORE_ERROR;
+    return STORE_OK;
 }
 
 int
@@ -625,22 +660,9 @@ void
 store_command_clear(struct store_cmd *c)
 {
     free(c->rest);
+    free(c->rest2);
     c->rest = NULL;
-}
-
-/* What a script's reply says before its value is read: no reply (the
- * connection failed), an error, or nil (no such account); STORE_OK when
- * there is a value to read. */
-static enum store_result
-store_script_status(const redisReply *r)
-{
-    if (r == NULL)
-        return STORE_UNAVAILABLE;
-    if (r->type == REDIS_REPLY_ERROR)
-        return store_error_result(r, "script");
-    if (r->type == REDIS_REPLY_NIL)
-        return STORE_NOT_FOUND;
-    return STORE_OK;
+    c->rest2 = NULL;
 }
 
 enum store_result

@@ -1,8 +1,10 @@
 /* store.h -- everything ssegate keeps in Redis: accounts, the event
  * history streams, and the one script that appends an event to history
- * and publishes it atomically. Synchronous hiredis, one connection per
- * calling thread (hiredis contexts are not thread-safe), made through
- * rconn.h like every other connection. */
+ * and publishes it atomically. Builds the commands the HTTP threads send
+ * on their pipelines (pipeline.h) and reads the replies; one synchronous
+ * connection, the main thread's, serves recovery's history reads
+ * (store_stream_open), made through rconn.h like every other
+ * connection. */
 #ifndef SSEGATE_STORE_H
 #define SSEGATE_STORE_H
 
@@ -53,8 +55,7 @@ struct store_replay {
 void
 store_setup(const struct config *cfg);
 
-/* Closes the calling thread's connection, if any. Threads created by
- * libmicrohttpd close theirs automatically when they exit. */
+/* Closes the main thread's connection, if any. Main thread only. */
 void
 store_thread_cleanup(void);
 
@@ -66,36 +67,22 @@ store_thread_cleanup(void);
 void
 store_redis_is_back(void);
 
-/* POST /accounts: allocates an id, stores the account and publishes its
- * account.created and snapshot events, all or nothing. */
-enum store_result
-store_account_create(const char *name, int64_t balance, struct account *out);
-
-enum store_result
-store_account_get(const char *id, struct account *out);
-
 /* The account as one line of JSON: {"id","name","balance","createdAt"}.
  * The caller frees it; NULL when out of memory. */
 char *
 store_account_json(const struct account *a);
 
-/* POST /accounts/ID/snapshots: sets the balance when has_balance, then
- * publishes a snapshot event. Fills the event id and the balance
- * recorded. */
-enum store_result
-store_snapshot_take(const char *user_id, int has_balance, int64_t balance,
-                    int64_t taken_at, char *id_out, size_t id_cap,
-                    int64_t *balance_out);
-
-/* One script's command, for a pipelined connection (pipeline.c): argv[0]
- * and argv[1] are left for the sender, who fills them with
- * rconn_script_argv ("EVALSHA" and the SHA, or "EVAL" and the text).
- * Built by store_event_command or store_read_command; freed with
+/* One command for a pipelined connection (pipeline.c). For a script,
+ * argv[0] and argv[1] are left for the sender, who fills them with
+ * rconn_script_argv ("EVALSHA" and the SHA, or "EVAL" and the text); a
+ * plain command (plain set: PING, INCR, HGETALL) is sent as it is. Built
+ * by the store_*_command functions below; freed with
  * store_command_clear. */
 #define STORE_CMD_ARGC_MAX 18   /* the longest: creating an account */
 #define STORE_KEY_MAX 128
 struct store_cmd {
     enum rconn_script script;
+    int plain;              /* not a script: argv is the whole command */
     int argc;
     const char *argv[STORE_CMD_ARGC_MAX];
     size_t lens[STORE_CMD_ARGC_MAX];
@@ -103,8 +90,51 @@ struct store_cmd {
     char account[STORE_KEY_MAX];
     char after[EVENTID_STR_MAX];
     char count[STORE_NUM_MAX];
+    char num1[STORE_NUM_MAX];   /* a balance */
+    char num2[STORE_NUM_MAX];   /* a time */
     char *rest;             /* owned: the envelope after its id */
+    char *rest2;            /* owned: a second envelope (account creation) */
 };
+
+/* PING: the pipelines' liveness check (/health). */
+void
+store_ping_command(struct store_cmd *c);
+
+/* POST /accounts, step 1: INCR of the account id counter. Its result
+ * fills out->id. Not a write anyone sees: a counter value lost to a
+ * failure only leaves a gap in account ids. */
+void
+store_account_id_command(struct store_cmd *c);
+enum store_result
+store_account_id_result(const struct redisReply *r, struct account *out);
+
+/* POST /accounts, step 2: stores the account a (id from step 1) and
+ * publishes its account.created and snapshot events, all or nothing. a
+ * is borrowed and must outlive c. Returns 0, or -1 when out of memory
+ * (nothing to clear). The result is STORE_OK or an error. */
+int
+store_account_command(struct store_cmd *c, const struct account *a);
+enum store_result
+store_account_created_result(const struct redisReply *r);
+
+/* GET /accounts/ID: HGETALL of the account; the result fills out
+ * (STORE_NOT_FOUND: no such account). */
+void
+store_account_get_command(struct store_cmd *c, const char *id);
+enum store_result
+store_account_get_result(const struct redisReply *r, const char *id,
+                         struct account *out);
+
+/* POST /accounts/ID/snapshots: sets the balance when has_balance, then
+ * publishes a snapshot event. Returns 0, or -1 when out of memory
+ * (nothing to clear). The result fills the event id and the balance
+ * recorded (STORE_NOT_FOUND: no such account). */
+int
+store_snapshot_command(struct store_cmd *c, const char *user_id,
+                       int has_balance, int64_t balance, int64_t taken_at);
+enum store_result
+store_snapshot_result(const struct redisReply *r, char *id_out, size_t id_cap,
+                      int64_t *balance_out);
 
 /* POST /events: fills c for publishing type/data (data_json: one JSON
  * text) to an existing user_id, sent on the HTTP thread's pipeline; type
@@ -128,10 +158,11 @@ store_command_clear(struct store_cmd *c);
 enum store_result
 store_event_result(const struct redisReply *r, char *id_out, size_t id_cap);
 
-/* Opens a stream: for user_id (NULL for the firehose) checks the
- * account exists, and when after != NULL reads every held event after
- * it (and whether some were trimmed). Fills out; on success the caller
- * owns out's frames. */
+/* Recovery's blocking history read, on the main thread's connection:
+ * for user_id (NULL for the firehose) checks the account exists, and
+ * when after != NULL reads every held event after it (and whether some
+ * were trimmed). Fills out; on success the caller owns out's frames.
+ * Main thread only. */
 enum store_result
 store_stream_open(const char *user_id, const struct event_id *after,
                   struct store_replay *out);

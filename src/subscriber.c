@@ -9,13 +9,15 @@
  * waits while that is over PUBLISH_BACKLOG, so an overload slows the
  * publishers down instead of growing Redis's buffer for this subscriber
  * until Redis drops the subscription (and with it whatever no longer fits
- * in the capped history). Connecting, AUTH and the back-off between
+ * in the capped history). The waiting is the caller's (a suspended
+ * request, api.c): this module only counts the waiters and, when room
+ * comes while some wait, calls the room hook (http_wake: it wakes the
+ * HTTP loops, which resume their waiting requests). Connecting, AUTH and the back-off between
  * attempts are rconn.c's, shared with every other Redis connection. */
 #include <event2/event.h>
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,12 +68,14 @@ struct subscriber {
     struct rconn_backoff backoff;   /* between connect attempts */
     int freeing;
     atomic_int up;
-    /* Publish backpressure; the count and the waiters are atomics so
-     * the loop takes the mutex only when somebody waits. */
+    /* Publish backpressure: atomics, no lock. A waiter registers before
+     * it tests for room, and the loop frees room before it reads the
+     * waiters (both sequentially consistent), so either the waiter sees
+     * the room or the loop sees the waiter and calls the hook. */
     atomic_long backlog;
     atomic_int waiters;
-    pthread_mutex_t room_mu;
-    pthread_cond_t room_cv;         /* CLOCK_MONOTONIC */
+    void (*room_fn)(void *);        /* the room hook; loop thread only */
+    void *room_arg;
     /* Messages of the read being parsed; flush_ev fans them out once
      * hiredis has handed over every reply of that read. */
     struct sub_pending batch[SUB_BATCH_MAX];
@@ -86,11 +90,8 @@ static void subscriber_connect(struct subscriber *sub);
 static void
 subscriber_wake_publishers(struct subscriber *sub)
 {
-    if (atomic_load(&sub->waiters) > 0) {
-        pthread_mutex_lock(&sub->room_mu);
-        pthread_cond_broadcast(&sub->room_cv);
-        pthread_mutex_unlock(&sub->room_mu);
-    }
+    if (atomic_load(&sub->waiters) > 0 && sub->room_fn != NULL && !sub->freeing)
+        sub->room_fn(sub->room_arg);
 }
 
 /* A new subscription starts with nothing of ours in flight: whatever was
@@ -102,40 +103,32 @@ subscriber_reset_backlog(struct subscriber *sub)
     subscriber_wake_publishers(sub);
 }
 
-static int
+int
 subscriber_has_room(struct subscriber *sub)
 {
     return !atomic_load(&sub->up) ||
            atomic_load(&sub->backlog) < (long)sub->cfg->publish_backlog;
 }
 
-int
-subscriber_wait_room(struct subscriber *sub)
+void
+subscriber_wait_begin(struct subscriber *sub)
 {
-    struct timespec deadline;
-    int ok;
-
-    if (subscriber_has_room(sub))
-        return 0;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += sub->cfg->publish_wait_ms / 1000;
-    deadline.tv_nsec += (long)(sub->cfg->publish_wait_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
-    /* Registered before the test under the mutex, so a fan-out that
-     * frees room after our test sees us and wakes us. */
     atomic_fetch_add(&sub->waiters, 1);
-    pthread_mutex_lock(&sub->room_mu);
-    while (!(ok = subscriber_has_room(sub)) &&
-           pthread_cond_timedwait(&sub->room_cv, &sub->room_mu, &deadline) == 0)
-        ;
-    if (!ok)
-        ok = subscriber_has_room(sub);
-    pthread_mutex_unlock(&sub->room_mu);
+}
+
+void
+subscriber_wait_end(struct subscriber *sub)
+{
     atomic_fetch_sub(&sub->waiters, 1);
-    return ok ? 0 : -1;
+}
+
+void
+subscriber_on_room(struct subscriber *sub, void (*fn)(void *), void *arg)
+{
+    if (sub == NULL)
+        return;
+    sub->room_fn = fn;
+    sub->room_arg = arg;
 }
 
 void
@@ -417,27 +410,6 @@ subscriber_on_heartbeat(evutil_socket_t fd, short what, void *arg)
 
 /* ------------------------------------------------------------ lifetime */
 
-/* The wait has a deadline on the monotonic clock: a wall-clock step must
- * not turn a one-second wait into an hour. */
-static int
-subscriber_init_room(struct subscriber *sub)
-{
-    pthread_condattr_t ca;
-    int rc = -1;
-
-    if (pthread_condattr_init(&ca) != 0)
-        return -1;
-    if (pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
-        pthread_cond_init(&sub->room_cv, &ca) == 0) {
-        if (pthread_mutex_init(&sub->room_mu, NULL) == 0)
-            rc = 0;
-        else
-            pthread_cond_destroy(&sub->room_cv);
-    }
-    pthread_condattr_destroy(&ca);
-    return rc;
-}
-
 struct subscriber *
 subscriber_new(struct event_base *base, const struct config *cfg,
                struct hub *hub)
@@ -454,10 +426,6 @@ subscriber_new(struct event_base *base, const struct config *cfg,
     atomic_init(&sub->up, 0);
     atomic_init(&sub->backlog, 0);
     atomic_init(&sub->waiters, 0);
-    if (subscriber_init_room(sub) == -1) {
-        free(sub);
-        return NULL;
-    }
     sub->retry_ev = evtimer_new(base, subscriber_on_retry, sub);
     sub->deadline_ev = evtimer_new(base, subscriber_on_deadline, sub);
     sub->heartbeat_ev = event_new(base, -1, EV_PERSIST,
@@ -499,8 +467,6 @@ subscriber_free(struct subscriber *sub)
     for (size_t i = 0; i < sub->nbatch; i++)
         sse_frame_unref(sub->batch[i].f);
     sse_frame_unref(sub->heartbeat);
-    pthread_cond_destroy(&sub->room_cv);
-    pthread_mutex_destroy(&sub->room_mu);
     free(sub);
 }
 

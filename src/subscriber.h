@@ -24,12 +24,27 @@ subscriber_free(struct subscriber *sub);
 int
 subscriber_is_up(const struct subscriber *sub);
 
-/* Publish backpressure, any thread. Returns 0 at once while fewer than
- * PUBLISH_BACKLOG of this instance's events are waiting to be fanned out
- * (or while unsubscribed: the replay covers those); else waits up to
- * PUBLISH_WAIT_MS for room and returns -1 if none came. */
+/* Publish backpressure, any thread. 1 while fewer than PUBLISH_BACKLOG
+ * of this instance's events are waiting to be fanned out (or while
+ * unsubscribed: the replay covers those), else 0. Never waits. */
 int
-subscriber_wait_room(struct subscriber *sub);
+subscriber_has_room(struct subscriber *sub);
+
+/* A publisher that found no room and will wait: subscriber_wait_begin,
+ * then test subscriber_has_room again (room freed in between is then
+ * either seen or announced through the room hook), and
+ * subscriber_wait_end once it stops waiting, however that ends. Any
+ * thread. */
+void
+subscriber_wait_begin(struct subscriber *sub);
+void
+subscriber_wait_end(struct subscriber *sub);
+
+/* Sets the room hook: fn(arg) runs on the loop thread whenever room is
+ * freed while someone waits (it must only wake the waiters, e.g. write an
+ * eventfd). NULL fn: none. Loop thread only; NULL sub is ignored. */
+void
+subscriber_on_room(struct subscriber *sub, void (*fn)(void *), void *arg);
 
 /* Counts events of this instance's as accepted, after their write. */
 void

@@ -1,0 +1,361 @@
+#!/usr/bin/env python3
+"""Integration tests: an HTTP thread never waits on Redis or on publish
+backpressure, /health tells the truth about a frozen Redis, and no write
+is applied twice. A real redis-server, frozen with SIGSTOP (by its pid);
+one gateway with HTTP_THREADS=1, so every request shares one thread.
+Prints TAP.
+
+  SSEGATE_BIN=path/to/ssegate tests/integration/test_redis_stall.py [-k substr]
+"""
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (Gateway, Redis, Relay, SSEClient, TestFailure,  # noqa: E402
+                     Workdir, check, eq, get_json, http, post_json, wait_until)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BIN = os.environ.get("SSEGATE_BIN") or os.path.join(HERE, "..", "..", "ssegate")
+
+TIMEOUT_MS = 800            # REDIS_TIMEOUT_MS of the stalled gateway
+PING_MS = 1000              # the pipeline's PING interval (pipeline.c)
+HEALTH_MAX_S = 0.100        # /health must answer within this, Redis frozen or not
+
+
+class Env:
+    """One Redis; the gateways each test starts."""
+
+    def __init__(self):
+        self.work = Workdir()
+        self.redis = Redis(self.work.path)
+        self.extra = []
+
+    def gateways(self):
+        return list(self.extra)
+
+    def gateway(self, name, redis=None, **env):
+        g = Gateway(BIN, redis or self.redis, self.work.path, name, False, **env)
+        self.extra.append(g)
+        return g
+
+    def sanitizer_check(self):
+        for g in self.gateways():
+            rep = g.sanitizer_report()
+            if rep:
+                raise TestFailure("sanitizer report from %s:\n%s" % (g.name, rep))
+
+    def close(self):
+        codes = {}
+        for g in self.gateways():
+            codes[g.name] = g.stop()
+        self.redis.proc.proc.send_signal(signal.SIGCONT)    # never left frozen
+        self.redis.stop()
+        return codes
+
+
+def timed(fn, *args, **kw):
+    t0 = time.monotonic()
+    r = fn(*args, **kw)
+    return time.monotonic() - t0, r
+
+
+def health(port):
+    st, _, body = http(port, "GET", "/health", timeout=5)
+    return st, json.loads(body)["redis"]
+
+
+def history(env, uid):
+    """[(type, data)] of uid's history, oldest first, read from Redis."""
+    raw = env.redis.cli("XRANGE", "ssegate:history:" + uid, "-", "+")
+    lines = raw.splitlines()
+    got = []
+    for i, line in enumerate(lines):
+        if line == "e" and i + 1 < len(lines):
+            env_ = json.loads(lines[i + 1])
+            got.append((env_["type"], env_["data"]))
+    return got
+
+
+def in_flight(port, method, path, body, results, key):
+    """Sends one request on its own thread; stores (seconds, status, body)."""
+    def run():
+        t0 = time.monotonic()
+        try:
+            st, _, b = http(port, method, path, body, timeout=10)
+            results[key] = (time.monotonic() - t0, st, b)
+        except Exception as e:      # reported by the test's own checks
+            results[key] = (time.monotonic() - t0, None, repr(e))
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+# ------------------------------------------------------------------- tests
+
+def test_health_while_redis_frozen(env):
+    """Redis frozen (SIGSTOP) for 3 s under HTTP_THREADS=1: /health keeps
+    answering within 100 ms and turns 503 down once REDIS_TIMEOUT_MS plus
+    the PING interval passed; an account read, an account creation and a
+    snapshot in flight on the same thread do not delay it and each get 503
+    redis_unavailable at their deadline; after SIGCONT everything answers
+    normally, and no write was applied twice."""
+    g = env.gateway("stall", HTTP_THREADS=1, REDIS_TIMEOUT_MS=TIMEOUT_MS)
+    st, _, acct = post_json(g.port, "/accounts", {"name": "Ada", "balance": 5})
+    eq(st, 201, "POST /accounts before the stall")
+    uid = acct["id"]
+    eq(health(g.port), (200, "up"), "health before the stall")
+    before = history(env, uid)
+    eq([t for t, _ in before], ["account.created", "snapshot"], "history before")
+
+    env.redis.proc.proc.send_signal(signal.SIGSTOP)
+    t0 = time.monotonic()
+    results = {}
+    threads = [
+        in_flight(g.port, "GET", "/accounts/" + uid, None, results, "get"),
+        in_flight(g.port, "POST", "/accounts", {"name": "Stalled"}, results, "create"),
+        in_flight(g.port, "POST", "/accounts/%s/snapshots" % uid, {"balance": 7},
+                  results, "snapshot"),
+    ]
+    samples = []
+    try:
+        while time.monotonic() - t0 < 3.0:
+            dt, (st, redis) = timed(health, g.port)
+            samples.append((time.monotonic() - t0, dt, st, redis))
+            time.sleep(0.1)
+    finally:
+        env.redis.proc.proc.send_signal(signal.SIGCONT)
+    for t in threads:
+        t.join(10)
+
+    slow = [s for s in samples if s[1] > HEALTH_MAX_S]
+    eq(slow, [], "every /health within %d ms while Redis is frozen "
+       "(t, seconds, status, redis)" % (HEALTH_MAX_S * 1000))
+    eq(samples[0][2:], (200, "up"), "health just after the freeze")
+    late = [s for s in samples if s[0] >= (TIMEOUT_MS + PING_MS) / 1000.0 + 0.4]
+    check(len(late) >= 3, "health sampled after the deadline: %r" % samples)
+    eq([s[2:] for s in late], [(503, "down")] * len(late),
+       "health once the last reply is older than REDIS_TIMEOUT_MS + 1 s")
+
+    for key in ("get", "create", "snapshot"):
+        secs, st, body = results[key]
+        eq((st, json.loads(body)["error"]), (503, "redis_unavailable"),
+           "%s in flight while Redis is frozen" % key)
+        check(secs < TIMEOUT_MS / 1000.0 + 1.0,
+              "%s answered at its deadline, not later: %.2fs" % (key, secs))
+
+    # Redis is back: everything answers normally.
+    wait_until(lambda: health(g.port) == (200, "up"), 5, "health up after SIGCONT")
+    # The stalled snapshot may or may not have run (Redis read it after
+    # SIGCONT from the connection the gateway gave up on): at most once.
+    mid = history(env, uid)
+    eq(mid[:2], before, "history before the stall unchanged")
+    stalled = [d for t, d in mid[2:] if t == "snapshot" and d["balance"] == 7]
+    eq(mid[2:], [("snapshot", d) for d in stalled], "nothing but the stalled snapshot")
+    check(len(stalled) <= 1, "the stalled snapshot applied at most once: %r" % mid)
+    st, _, got = get_json(g.port, "/accounts/" + uid)
+    eq((st, got), (200, dict(acct, balance=7 if stalled else 5)),
+       "GET /accounts/ID after the stall")
+    st, _, acct2 = post_json(g.port, "/accounts", {"name": "After", "balance": 2})
+    eq(st, 201, "POST /accounts after the stall")
+    eq((acct2["name"], acct2["balance"]), ("After", 2), "the new account")
+    eq(get_json(g.port, "/accounts/" + acct2["id"])[2], acct2, "it reads back")
+    st, _, snap = post_json(g.port, "/accounts/%s/snapshots" % uid, {"balance": 9})
+    eq((st, snap["accountId"], snap["balance"]), (201, uid, 9), "snapshot after the stall")
+
+    # Nothing twice: the stalled creation never got past its id (INCR),
+    # so no account "Stalled" exists.
+    after = history(env, uid)
+    eq(after[:len(mid)], mid, "history unchanged")
+    eq([(t, d["balance"]) for t, d in after[len(mid):]], [("snapshot", 9)],
+       "the snapshot after the stall, once")
+    fire = env.redis.cli("XRANGE", "ssegate:history", "-", "+").splitlines()
+    names = [json.loads(fire[i + 1])["data"].get("name") for i, line in enumerate(fire)
+             if line == "e" and json.loads(fire[i + 1])["type"] == "account.created"]
+    eq(names.count("Stalled"), 0, "the stalled account creation wrote nothing")
+    eq(names.count("After"), 1, "the account created after the stall, once")
+
+
+def test_publish_wait_holds_no_thread(env):
+    """A publish waiting for room in the backlog (PUBLISH_BACKLOG reached,
+    the subscriber frozen) is suspended, not its thread: /health and a
+    GET on the same (only) HTTP thread answer at once; the waiting
+    publish is accepted as soon as room comes, and one that finds none
+    gets 503 overloaded at PUBLISH_WAIT_MS."""
+    relay = Relay(env.redis.port)
+    try:
+        g = env.gateway("stall-bp", redis=relay, HTTP_THREADS=1, PUBLISH_BACKLOG=1,
+                        PUBLISH_WAIT_MS=2000)
+        st, _, acct = post_json(g.port, "/accounts", {"name": "Bo"})
+        eq(st, 201, "POST /accounts")
+        uid = acct["id"]
+        s = SSEClient(g.port, "userId=" + uid)
+        eq(s.status, 200, "stream status")
+        # x0 through the subscriber: the backlog is empty once it shows
+        # (and a publish that came a moment earlier is woken by the hook).
+        eq(post_json(g.port, "/events", {"userId": uid, "type": "x0"})[0], 202, "x0")
+        s.wait_events(1, 5)
+        relay.freeze_subscribers()
+        st, _, _ = post_json(g.port, "/events", {"userId": uid, "type": "x1"})
+        eq(st, 202, "the publish that fills the backlog")
+        results = {}
+        w = in_flight(g.port, "POST", "/events", {"userId": uid, "type": "waited"},
+                      results, "waited")
+        time.sleep(0.2)
+        check("waited" not in results, "the publish waits for room: %r" % results)
+        for _ in range(5):
+            dt, h = timed(health, g.port)
+            eq(h, (200, "up"), "health while a publish waits")
+            check(dt < HEALTH_MAX_S, "health within 100 ms while a publish waits: %.3fs" % dt)
+            dt, (st, _, got) = timed(get_json, g.port, "/accounts/" + uid)
+            eq((st, got), (200, acct), "GET /accounts/ID while a publish waits")
+            check(dt < HEALTH_MAX_S, "GET within 100 ms while a publish waits: %.3fs" % dt)
+            time.sleep(0.05)
+        check("waited" not in results, "still waiting: %r" % results)
+        t_thaw = time.monotonic()
+        relay.thaw()
+        w.join(5)
+        secs, st, body = results["waited"]
+        eq(st, 202, "the waiting publish is accepted once room comes (%r)" % body)
+        check(time.monotonic() - t_thaw < 1.0, "accepted promptly after the thaw")
+        check(secs < 2.0, "accepted before PUBLISH_WAIT_MS: %.2fs" % secs)
+        got = s.wait_events(3, 5)
+        eq([e.event for e in got], ["x0", "x1", "waited"], "delivered in order")
+        eq(got[2].id, json.loads(body)["id"], "the waited publish's id")
+        # Now fill the backlog again and let a publish run out of time.
+        relay.freeze_subscribers()
+        st, _, _ = post_json(g.port, "/events", {"userId": uid, "type": "x2"})
+        eq(st, 202, "the publish that fills the backlog again")
+        dt, (st, h, body) = timed(post_json, g.port, "/events",
+                                  {"userId": uid, "type": "refused"})
+        eq((st, body["error"], h.get("retry-after")), (503, "overloaded", "1"),
+           "no room within PUBLISH_WAIT_MS")
+        check(1.9 <= dt < 3.0, "refused at PUBLISH_WAIT_MS: %.2fs" % dt)
+        relay.thaw()
+        got = s.wait_events(4, 5)
+        eq([e.event for e in got], ["x0", "x1", "waited", "x2"], "x2 delivered")
+        s.idle(0.3)
+        eq(len(s.events), 4, "the refused publish was never delivered")
+        s.close()
+    finally:
+        relay.stop()
+
+
+def firehose(env):
+    """[(type, data)] of the firehose history, oldest first."""
+    lines = env.redis.cli("XRANGE", "ssegate:history", "-", "+").splitlines()
+    return [(json.loads(lines[i + 1])["type"], json.loads(lines[i + 1])["data"])
+            for i, line in enumerate(lines) if line == "e" and i + 1 < len(lines)]
+
+
+def test_no_write_applied_twice(env):
+    """Redis frozen for a little longer than REDIS_TIMEOUT_MS, several
+    times, each time with a snapshot and an account creation in flight:
+    each is answered 201 or 503 redis_unavailable (never 500), and each is
+    in history at most once, exactly once if it was answered 201. (A write
+    re-sent on a fresh connection after its timeout ran twice once Redis
+    woke: duplicate snapshots, and 500 for accounts that exist.)"""
+    timeout_ms = 300
+    g = env.gateway("stall-twice", HTTP_THREADS=1, REDIS_TIMEOUT_MS=timeout_ms)
+    st, _, acct = post_json(g.port, "/accounts", {"name": "Cy"})
+    eq(st, 201, "POST /accounts")
+    uid = acct["id"]
+    answers = []
+    for i in range(4):
+        wait_until(lambda: health(g.port) == (200, "up"), 5, "health up before round %d" % i)
+        results = {}
+        env.redis.proc.proc.send_signal(signal.SIGSTOP)
+        try:
+            threads = [
+                in_flight(g.port, "POST", "/accounts/%s/snapshots" % uid,
+                          {"balance": 100 + i}, results, "snapshot"),
+                in_flight(g.port, "POST", "/accounts", {"name": "Twice%d" % i},
+                          results, "create"),
+            ]
+            # Fault injection, not synchronisation: Redis wakes after the
+            # gateway's deadline has passed, while a re-sent copy could
+            # still be on its way.
+            time.sleep(timeout_ms / 1000.0 + 0.25)
+        finally:
+            env.redis.proc.proc.send_signal(signal.SIGCONT)
+        for t in threads:
+            t.join(10)
+        for key in ("snapshot", "create"):
+            _, st, body = results[key]
+            check(st in (201, 503), "%s round %d: %r %r" % (key, i, st, body))
+            if st == 503:
+                eq(json.loads(body)["error"], "redis_unavailable", "%s round %d" % (key, i))
+        answers.append((results["snapshot"][1], results["create"][1]))
+    wait_until(lambda: health(g.port) == (200, "up"), 5, "health up at the end")
+    # A marker write after the last round: once it is in history, whatever
+    # Redis read from the abandoned connections has run.
+    st, _, last = post_json(g.port, "/accounts/%s/snapshots" % uid, {"balance": 999})
+    eq(st, 201, "the marker snapshot")
+    hist = history(env, uid)
+    eq(hist[-1], ("snapshot", {"accountId": uid, "balance": 999, "takenAt": last["takenAt"]}),
+       "the marker is last")
+    names = [d["name"] for t, d in firehose(env) if t == "account.created"]
+    for i, (snap_st, create_st) in enumerate(answers):
+        n = [d["balance"] for t, d in hist].count(100 + i)
+        check(n == 1 if snap_st == 201 else n <= 1,
+              "snapshot of round %d (answered %d) in history %d times" % (i, snap_st, n))
+        n = names.count("Twice%d" % i)
+        check(n == 1 if create_st == 201 else n <= 1,
+              "account of round %d (answered %d) created %d times" % (i, create_st, n))
+
+
+TESTS = [test_health_while_redis_frozen, test_publish_wait_holds_no_thread,
+         test_no_write_applied_twice]
+
+
+def main():
+    tests = TESTS
+    if "-k" in sys.argv:
+        k = sys.argv[sys.argv.index("-k") + 1]
+        tests = [t for t in tests if k in t.__name__]
+    print("1..%d" % (len(tests) + 1))
+    failed = 0
+    try:
+        env = Env()
+    except Exception as e:
+        for i, t in enumerate(tests, 1):
+            print("not ok %d - %s # not run" % (i, t.__name__))
+        print("not ok %d - start redis-server\n# %s" % (len(tests) + 1, e))
+        return 1
+    n = 0
+    for t in tests:
+        n += 1
+        t0 = time.monotonic()
+        try:
+            t(env)
+            env.sanitizer_check()
+            print("ok %d - %s (%.1fs)" % (n, t.__name__, time.monotonic() - t0))
+        except Exception as e:
+            failed += 1
+            print("not ok %d - %s" % (n, t.__name__))
+            for line in ("%s: %s\n%s" % (type(e).__name__, e, traceback.format_exc())).splitlines():
+                print("# " + line)
+        sys.stdout.flush()
+    codes = env.close()
+    bad = {k: v for k, v in codes.items() if v != 0}
+    rep = None
+    for g in env.gateways():
+        rep = rep or g.sanitizer_report()
+    if bad or rep:
+        failed += 1
+        print("not ok %d - clean exit of every gateway: %r %s" % (n + 1, bad, rep or ""))
+    else:
+        print("ok %d - clean exit of every gateway (SIGTERM -> 0)" % (n + 1))
+    if failed == 0:
+        env.work.cleanup()
+    else:
+        print("# logs kept in %s" % env.work.path)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
