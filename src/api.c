@@ -21,6 +21,7 @@
 #include "log.h"
 #include "pipeline.h"
 #include "replay.h"
+#include "sse.h"
 #include "store.h"
 #include "stream.h"
 #include "subscriber.h"
@@ -217,9 +218,10 @@ api_pending_room(struct api_pending *pd)
 
 /* The id to resume after: the Last-Event-ID header (what EventSource
  * sends on reconnect) or, for a first connect, which cannot carry a
- * header, the lastEventId or last_event_id query parameter. Returns 0
- * with *has set, or -1 for an id that is not an event id. */
-static int
+ * header, the lastEventId or last_event_id query parameter. Sets *has
+ * when there is one that parses; returns the raw value of one that does
+ * not (NULL otherwise). */
+static const char *
 api_resume_id(struct http_req *r, struct event_id *after, int *has)
 {
     const char *v;
@@ -229,10 +231,13 @@ api_resume_id(struct http_req *r, struct event_id *after, int *has)
         v = http_req_query(r, "lastEventId");
     if (v == NULL || v[0] == '\0')
         v = http_req_query(r, "last_event_id");
-    *has = v != NULL && v[0] != '\0';
-    if (!*has)
-        return 0;
-    return eventid_parse(v, strlen(v), after);
+    *has = 0;
+    if (v == NULL || v[0] == '\0')
+        return NULL;
+    if (eventid_parse(v, strlen(v), after) == -1)
+        return v;
+    *has = 1;
+    return NULL;
 }
 
 /* The history read is done: hand the stream to a writer loop, or drop it
@@ -288,6 +293,8 @@ api_stream_open(struct http_req *r, void *arg)
     const char *uid;
     struct event_id after;
     struct stream *s;
+    struct sse_frame *gap = NULL;
+    const char *foreign;
     int has_after;
 
     if (pd != NULL && pd->state == API_PENDING_DONE)
@@ -298,10 +305,9 @@ api_stream_open(struct http_req *r, void *arg)
     if (uid != NULL && !body_user_id_valid(uid, strlen(uid)))
         return http_send_error(r, 400, "invalid_parameter",
                                "userId must be 1 to 18 digits", NULL);
-    if (api_resume_id(r, &after, &has_after) == -1)
-        return http_send_error(r, 400, "invalid_parameter",
-                               "Last-Event-ID must be an event id such as "
-                               "1732484473123-0", NULL);
+    /* An id that is not ours does not refuse the stream: any status but
+     * 200 stops EventSource for good. It starts now, with a gap event. */
+    foreign = api_resume_id(r, &after, &has_after);
     if (atomic_load(&app->stopping))
         return http_send_error(r, 503, "shutting_down", "this instance is stopping",
                                NULL);
@@ -313,7 +319,12 @@ api_stream_open(struct http_req *r, void *arg)
                                "this instance holds MAX_CONNECTIONS streams", NULL);
     if ((pd = api_pending_get(r, app)) == NULL)
         return api_send_out_of_memory(r);
+    if (foreign != NULL && (gap = replay_foreign_gap(foreign)) == NULL)
+        return api_send_out_of_memory(r);
     s = stream_new(uid, (size_t)app->cfg->stream_queue_kib * 1024, app->hello);
+    if (s != NULL && gap != NULL)
+        stream_push_many(s, &gap, 1);       /* held, then first after the hello */
+    sse_frame_unref(gap);
     if (s == NULL)
         return api_send_out_of_memory(r);
     /* Index first, then read history: an event published in between is

@@ -11,21 +11,46 @@
 #include "stream.h"
 
 /* The "gap" event has no id: the client keeps its Last-Event-ID, and the
- * data says from where events were lost so it can reload over REST. */
+ * data says from where events may be missing so it can reload over REST.
+ * id is the client's own (already an event id, or printable ASCII). */
 static struct sse_frame *
-replay_gap_frame(const struct event_id *after)
+replay_gap_frame(const char *id, const char *why)
 {
-    char id[EVENTID_STR_MAX], data[256];
-    int n;
+    char data[256];
+    int n = snprintf(data, sizeof(data),
+                     "{\"type\":\"gap\",\"lastEventId\":\"%s\",\"message\":\"%s; "
+                     "reload state over REST\"}", id, why);
 
-    eventid_format(after, id, sizeof(id));
-    n = snprintf(data, sizeof(data),
-                 "{\"type\":\"gap\",\"lastEventId\":\"%s\",\"message\":"
-                 "\"events after this id were trimmed from history; "
-                 "reload state over REST\"}", id);
     if (n < 0 || (size_t)n >= sizeof(data))
         return NULL;
     return sse_frame_new_event(NULL, "gap", data, (size_t)n);
+}
+
+/* A Last-Event-ID that is not one of ours (an id from an earlier system,
+ * a trailing space), shown safely: printable ASCII but the JSON string's
+ * own specials, at most REPLAY_FOREIGN_ID_MAX bytes. */
+#define REPLAY_FOREIGN_ID_MAX 64
+static void
+replay_show_id(const char *raw, char *out, size_t cap)
+{
+    size_t n = 0;
+
+    for (; *raw != '\0' && n + 1 < cap && n < REPLAY_FOREIGN_ID_MAX; raw++) {
+        unsigned char ch = (unsigned char)*raw;
+
+        out[n++] = ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\' ? (char)ch : '?';
+    }
+    out[n] = '\0';
+}
+
+struct sse_frame *
+replay_foreign_gap(const char *raw_id)
+{
+    char id[REPLAY_FOREIGN_ID_MAX + 1];
+
+    replay_show_id(raw_id, id, sizeof(id));
+    return replay_gap_frame(id, "this id is not an event id of this service, "
+                                "so events before this stream may be missing");
 }
 
 enum store_result
@@ -33,9 +58,14 @@ replay_finish(struct stream *s, const struct event_id *after, struct store_repla
 {
     struct sse_frame *gap = NULL;
 
-    if (r->gap && (gap = replay_gap_frame(after)) == NULL) {
-        store_replay_clear(r);
-        return STORE_ERROR;
+    char id[EVENTID_STR_MAX];
+
+    if (r->gap) {
+        eventid_format(after, id, sizeof(id));
+        if ((gap = replay_gap_frame(id, "events after this id were trimmed from history")) == NULL) {
+            store_replay_clear(r);
+            return STORE_ERROR;
+        }
     }
     stream_finish_replay(s, gap, r->frames, r->n, r->has_start ? &r->start : NULL);
     sse_frame_unref(gap);

@@ -18,6 +18,12 @@ struct stream;
 enum store_result
 replay_finish(struct stream *s, const struct event_id *after, struct store_replay *r);
 
+/* The gap event for a stream whose Last-Event-ID is not an event id of
+ * ours (the raw value, shown safely in its data): such a stream starts
+ * now, with this event first. NULL when out of memory. */
+struct sse_frame *
+replay_foreign_gap(const char *raw_id);
+
 /* After a lost subscription: queues every event after the last one the
  * stream queued. A stream whose history cannot be read is ended, so its
  * client resumes with Last-Event-ID instead of silently missing events. */

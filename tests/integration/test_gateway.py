@@ -367,9 +367,19 @@ def test_errors(env):
         check(c.headers["content-type"].startswith("application/json"), "JSON error, not a stream")
         eq(json.loads(c.error_body)["error"], code, "error code")
         c.close()
-    c = SSEClient(p, "userId=%d" % acct_id, last_event_id="garbage")
-    eq(c.status, 400, "bad Last-Event-ID")
-    c.close()
+    # A Last-Event-ID that is not ours (a UUID from an earlier system, a
+    # trailing space) still gets its stream: 200, one gap event naming it
+    # (shown safely), then live events.
+    for bad, shown in (("3f2504e0-4f89-11d3-9a0c-0305e82c3301",
+                        "3f2504e0-4f89-11d3-9a0c-0305e82c3301"), ('x"\\y', "x??y")):
+        c = SSEClient(p, "userId=%d" % acct_id, last_event_id=bad)
+        eq(c.status, 200, "a foreign Last-Event-ID %r still opens the stream" % bad)
+        first = events_of(c, 1)[0]
+        eq((first.event, first.id), ("gap", None), "a gap event first, with no id")
+        eq(json.loads(first.data)["lastEventId"], shown, "the gap names the id it got")
+        live = env.event(p, str(acct_id), "after-foreign")
+        eq(ids_of(events_of(c, 2)[1:]), [live], "then live events")
+        c.close()
     # Nothing was written by any rejected request: the next id follows.
     nxt = env.account()
     eq(int(nxt["id"]), acct_id + 1, "no account was created by a rejected request")
