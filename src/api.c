@@ -62,6 +62,10 @@ struct api_pending {
     struct stream *stream;
     struct event_id after;
     int has_after;
+    /* A write's Idempotency-Key ("" if none) and its kept answer. */
+    char idem_key[STORE_IDEM_KEY_MAX + 1];
+    char *idem_body;                /* owned */
+    int idem_replayed;              /* an earlier try's answer: nothing written now */
 };
 
 /* ------------------------------------------------------------- answers */
@@ -150,6 +154,7 @@ api_pending_free(void *arg)
         hub_drop_stream(pd->app->hub, pd->stream, STREAM_END_CLIENT);
     store_command_clear(&pd->cmd);
     event_input_clear(&pd->in);
+    free(pd->idem_body);
     free(pd);
 }
 
@@ -212,6 +217,87 @@ api_pending_room(struct api_pending *pd)
     pd->room_waiting = 0;
     pd->state = API_PENDING_NONE;
     return ok ? 1 : -1;
+}
+
+/* ------------------------------------------------------- idempotency */
+
+/* Takes the request's Idempotency-Key into pd ("" when it has none).
+ * Returns -1 for one that is not 1 to STORE_IDEM_KEY_MAX visible ASCII
+ * characters. */
+static int
+api_idem_key(struct api_pending *pd)
+{
+    const char *k = http_req_header(pd->req, "Idempotency-Key");
+    size_t n;
+
+    pd->idem_key[0] = '\0';
+    if (k == NULL)
+        return 0;
+    n = strlen(k);
+    if (n == 0 || n > STORE_IDEM_KEY_MAX)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)k[i] <= 0x20 || (unsigned char)k[i] >= 0x7f)
+            return -1;
+    }
+    memcpy(pd->idem_key, k, n + 1);
+    return 0;
+}
+
+static enum http_ret
+api_send_bad_idem_key(struct http_req *r)
+{
+    return http_send_error(r, 400, "invalid_parameter",
+                           "Idempotency-Key must be 1 to 128 visible ASCII characters",
+                           NULL);
+}
+
+/* Makes pd's write command idempotent when the request has a key; body_tpl
+ * is its answer, with the store's marks for the event id and balance.
+ * Returns -1 when out of memory. */
+static int
+api_idem_command(struct api_pending *pd, const char *scope, const char *body_tpl)
+{
+    if (pd->idem_key[0] == '\0')
+        return 0;
+    return store_command_idempotent(&pd->cmd, scope, pd->idem_key, body_tpl);
+}
+
+/* A write's reply: with a key, its kept answer (returns 1); without one,
+ * returns 0 and the caller reads the reply itself. */
+static int
+api_idem_result(struct api_pending *pd, const struct redisReply *reply)
+{
+    if (pd->idem_key[0] == '\0')
+        return 0;
+    pd->rc = store_idempotent_result(reply, &pd->idem_replayed, &pd->idem_body);
+    return 1;
+}
+
+/* The answer to an idempotent write: the kept body, byte for byte, with
+ * the write's status. Only a first try published events (the backlog
+ * counts them until they come back through the channel). */
+static enum http_ret
+api_idem_answer(struct api_pending *pd, unsigned status, unsigned events,
+                const char *location_prefix)
+{
+    char location[64];
+    const char *loc = NULL;
+
+    if (!pd->idem_replayed)
+        subscriber_note_published(pd->app->sub, events);
+    if (location_prefix != NULL) {
+        json_object *o = json_tokener_parse(pd->idem_body);
+        json_object *id;
+
+        if (o != NULL && json_object_object_get_ex(o, "id", &id)) {
+            snprintf(location, sizeof(location), "%s%s", location_prefix,
+                     json_object_get_string(id));
+            loc = location;
+        }
+        json_object_put(o);
+    }
+    return http_send_json(pd->req, status, pd->idem_body, strlen(pd->idem_body), loc);
 }
 
 /* ---------------------------------------------------------------- streams */
@@ -375,6 +461,8 @@ api_account_answer(struct api_pending *pd)
         return api_send_out_of_memory(pd->req);
     if (pd->rc != STORE_OK)
         return api_send_store_error(pd->req, pd->rc, "no such account");
+    if (pd->idem_body != NULL)
+        return api_idem_answer(pd, 201, 2, "/accounts/");
     subscriber_note_published(pd->app->sub, 2);     /* account.created, snapshot */
     snprintf(location, sizeof(location), "/accounts/%s", pd->acct.id);
     return api_send_object(pd->req, 201, api_account_object(&pd->acct), location);
@@ -385,10 +473,27 @@ api_on_account_created(void *arg, const struct redisReply *reply)
 {
     struct api_pending *pd = arg;
 
-    pd->rc = store_account_created_result(reply);
+    if (!api_idem_result(pd, reply))
+        pd->rc = store_account_created_result(reply);
     store_command_clear(&pd->cmd);
     pd->state = API_PENDING_DONE;
     http_req_resume(pd->req);
+}
+
+/* With an Idempotency-Key, the account's answer is kept whole. */
+static int
+api_idem_account(struct api_pending *pd)
+{
+    char *tpl;
+    int rc;
+
+    if (pd->idem_key[0] == '\0')
+        return 0;
+    if ((tpl = store_account_json(&pd->acct)) == NULL)
+        return -1;
+    rc = api_idem_command(pd, "accounts", tpl);
+    free(tpl);
+    return rc;
 }
 
 /* Step 1 answered: the account has its id. Step 2, the write script, goes
@@ -404,7 +509,9 @@ api_on_account_id(void *arg, const struct redisReply *reply)
         snprintf(pd->acct.name, sizeof(pd->acct.name), "%s", pd->account_in.name);
         pd->acct.balance = pd->account_in.balance;
         pd->acct.created_at = clock_wall_ms();
-        if (store_account_command(&pd->cmd, &pd->acct) == -1) {
+        if (store_account_command(&pd->cmd, &pd->acct) == -1 ||
+            api_idem_account(pd) == -1) {
+            store_command_clear(&pd->cmd);
             pd->out_of_memory = 1;
         } else if (pipeline_send(http_req_pipeline(pd->req), &pd->q, &pd->cmd,
                                  api_on_account_created, pd) == 0) {
@@ -439,6 +546,8 @@ api_account_create(struct http_req *r, void *arg)
         body = http_req_body(r, &len);
         if (body_parse_account(body, len, &pd->account_in, &e) == -1)
             return api_send_body_error(r, &e);
+        if (api_idem_key(pd) == -1)
+            return api_send_bad_idem_key(r);
     }
     switch (api_pending_room(pd)) {
     case 0:
@@ -492,6 +601,8 @@ api_snapshot_answer(struct api_pending *pd)
 
     if (pd->rc != STORE_OK)
         return api_send_store_error(pd->req, pd->rc, "no account with this id");
+    if (pd->idem_body != NULL)
+        return api_idem_answer(pd, 201, 1, NULL);
     subscriber_note_published(pd->app->sub, 1);
     if ((o = json_object_new_object()) != NULL) {
         json_object_object_add(o, "id", json_object_new_string(pd->id));
@@ -509,7 +620,8 @@ api_on_snapshot_taken(void *arg, const struct redisReply *reply)
     struct api_pending *pd = arg;
 
     pd->id[0] = '\0';
-    pd->rc = store_snapshot_result(reply, pd->id, sizeof(pd->id), &pd->balance);
+    if (!api_idem_result(pd, reply))
+        pd->rc = store_snapshot_result(reply, pd->id, sizeof(pd->id), &pd->balance);
     store_command_clear(&pd->cmd);
     pd->state = API_PENDING_DONE;
     http_req_resume(pd->req);
@@ -534,6 +646,8 @@ api_snapshot_create(struct http_req *r, void *arg)
         body = http_req_body(r, &len);
         if (body_parse_snapshot(body, len, &pd->snapshot_in, &e) == -1)
             return api_send_body_error(r, &e);
+        if (api_idem_key(pd) == -1)
+            return api_send_bad_idem_key(r);
     }
     switch (api_pending_room(pd)) {
     case 0:
@@ -547,6 +661,18 @@ api_snapshot_create(struct http_req *r, void *arg)
     if (store_snapshot_command(&pd->cmd, http_req_param(r), pd->snapshot_in.has_balance,
                                pd->snapshot_in.balance, pd->taken_at) == -1)
         return api_send_out_of_memory(r);
+    {
+        /* The same fields, in the same order, as api_snapshot_answer's. */
+        char tpl[256];
+
+        snprintf(tpl, sizeof(tpl), "{\"id\":\"" STORE_IDEM_ID_MARK "\",\"accountId\":\"%s\","
+                 "\"balance\":" STORE_IDEM_BALANCE_MARK ",\"takenAt\":%" PRId64 "}",
+                 http_req_param(r), pd->taken_at);
+        if (api_idem_command(pd, "snapshots", tpl) == -1) {
+            store_command_clear(&pd->cmd);
+            return api_send_out_of_memory(r);
+        }
+    }
     if (api_pending_send(pd, api_on_snapshot_taken) == -1) {
         store_command_clear(&pd->cmd);
         return api_send_store_error(r, STORE_UNAVAILABLE, NULL);
@@ -564,6 +690,8 @@ api_event_answer(struct api_pending *pd)
 
     if (pd->rc != STORE_OK)
         return api_send_store_error(pd->req, pd->rc, "no account with this userId");
+    if (pd->idem_body != NULL)
+        return api_idem_answer(pd, 202, 1, NULL);
     subscriber_note_published(pd->app->sub, 1);
     if ((o = json_object_new_object()) != NULL)
         json_object_object_add(o, "id", json_object_new_string(pd->id));
@@ -578,7 +706,8 @@ api_on_event_stored(void *arg, const struct redisReply *reply)
     struct api_pending *pd = arg;
 
     pd->id[0] = '\0';
-    pd->rc = store_event_result(reply, pd->id, sizeof(pd->id));
+    if (!api_idem_result(pd, reply))
+        pd->rc = store_event_result(reply, pd->id, sizeof(pd->id));
     store_command_clear(&pd->cmd);
     pd->state = API_PENDING_DONE;
     http_req_resume(pd->req);
@@ -603,6 +732,8 @@ api_event_publish(struct http_req *r, void *arg)
         body = http_req_body(r, &len);
         if (body_parse_event(body, len, &pd->in, &e) == -1)
             return api_send_body_error(r, &e);
+        if (api_idem_key(pd) == -1)
+            return api_send_bad_idem_key(r);
     }
     switch (api_pending_room(pd)) {
     case 0:
@@ -615,6 +746,10 @@ api_event_publish(struct http_req *r, void *arg)
     if (store_event_command(&pd->cmd, pd->in.user_id, pd->in.type,
                             pd->in.data_json, pd->in.data_len) == -1)
         return api_send_out_of_memory(r);
+    if (api_idem_command(pd, "events", "{\"id\":\"" STORE_IDEM_ID_MARK "\"}") == -1) {
+        store_command_clear(&pd->cmd);
+        return api_send_out_of_memory(r);
+    }
     if (api_pending_send(pd, api_on_event_stored) == -1) {
         store_command_clear(&pd->cmd);
         return api_send_store_error(r, STORE_UNAVAILABLE, NULL);

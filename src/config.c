@@ -75,6 +75,8 @@ static const struct config_option config_options[] = {
       CONFIG_FIELD(publish_backlog), "own events not yet fanned out before a publish waits" },
     { "PUBLISH_WAIT_MS", "--publish-wait-ms", CONFIG_KIND_UINT, "1000", 0, 60000,
       CONFIG_FIELD(publish_wait_ms), "how long a publish waits for room before a 503" },
+    { "IDEMPOTENCY_TTL_SECS", "--idempotency-ttl-secs", CONFIG_KIND_UINT, "86400", 1, 2592000,
+      CONFIG_FIELD(idempotency_ttl_secs), "how long a write's Idempotency-Key keeps its first answer" },
     { "REDIS_TIMEOUT_MS", "--redis-timeout-ms", CONFIG_KIND_UINT, "500", 10, 60000,
       CONFIG_FIELD(redis_timeout_ms), "Redis command timeout before a 503" },
     { "LOG_LEVEL", "--log-level", CONFIG_KIND_LOG_LEVEL, "info", 0, 0,

@@ -37,6 +37,7 @@ struct config {
     unsigned fanout_uring;      /* FANOUT_URING: 1 batches fan-out writes via io_uring */
     unsigned publish_backlog;   /* PUBLISH_BACKLOG: own events unsent before a write waits */
     unsigned publish_wait_ms;   /* PUBLISH_WAIT_MS: longest wait before 503 overloaded */
+    unsigned idempotency_ttl_secs;  /* IDEMPOTENCY_TTL_SECS: a key's first answer is kept */
     unsigned stream_queue_kib;  /* STREAM_QUEUE_KIB: unsent KiB before a slow stream closes */
     unsigned redis_timeout_ms;  /* REDIS_TIMEOUT_MS: per-command timeout before a 503 */
     int log_level;              /* LOG_LEVEL: a LOG_LEVEL_* from log.h */

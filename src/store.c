@@ -54,6 +54,9 @@ enum store_write_argv {
     WRITE_FIREHOSE_CAP,
     WRITE_HISTORY_SLACK,
     WRITE_FIREHOSE_SLACK,
+    WRITE_IDEM_KEY,                 /* the Idempotency-Key's Redis key, or "" */
+    WRITE_IDEM_TTL,                 /* seconds it keeps the answer */
+    WRITE_IDEM_BODY,                /* the answer's template */
     WRITE_OP_ARGS                   /* the op's own arguments start here */
 };
 #define WRITE_NKEYS "4"
@@ -106,6 +109,7 @@ static struct {
     char history_maxlen[STORE_NUM_MAX];
     char firehose_maxlen[STORE_NUM_MAX];
     char history_slack[STORE_NUM_MAX];
+    char idem_ttl[STORE_NUM_MAX];
     char firehose_slack[STORE_NUM_MAX];
     unsigned history_count;
     unsigned firehose_count;
@@ -137,6 +141,8 @@ store_setup(const struct config *cfg)
              STORE_TRIM_SLACK(cfg->history_maxlen));
     snprintf(store_cfg.firehose_slack, sizeof(store_cfg.firehose_slack), "%u",
              STORE_TRIM_SLACK(cfg->firehose_maxlen));
+    snprintf(store_cfg.idem_ttl, sizeof(store_cfg.idem_ttl), "%u",
+             cfg->idempotency_ttl_secs);
     store_cfg.history_count = cfg->history_maxlen + STORE_TRIM_SLACK(cfg->history_maxlen);
     store_cfg.firehose_count = cfg->firehose_maxlen + STORE_TRIM_SLACK(cfg->firehose_maxlen);
 }
@@ -404,6 +410,27 @@ store_write_command(struct store_cmd *c, const char *user_id, const char *op)
     c->argv[WRITE_FIREHOSE_CAP] = store_cfg.firehose_maxlen;
     c->argv[WRITE_HISTORY_SLACK] = store_cfg.history_slack;
     c->argv[WRITE_FIREHOSE_SLACK] = store_cfg.firehose_slack;
+    c->argv[WRITE_IDEM_KEY] = "";
+    c->argv[WRITE_IDEM_TTL] = store_cfg.idem_ttl;
+    c->argv[WRITE_IDEM_BODY] = "";
+}
+
+int
+store_command_idempotent(struct store_cmd *c, const char *scope, const char *key,
+                         const char *body_tpl)
+{
+    char *tpl = strdup(body_tpl);
+
+    if (tpl == NULL)
+        return -1;
+    snprintf(c->idem, sizeof(c->idem), "ssegate:idem:%s:%s", scope, key);
+    free(c->idem_body);
+    c->idem_body = tpl;
+    c->argv[WRITE_IDEM_KEY] = c->idem;
+    c->argv[WRITE_IDEM_BODY] = c->idem_body;
+    c->lens[WRITE_IDEM_KEY] = strlen(c->idem);
+    c->lens[WRITE_IDEM_BODY] = strlen(c->idem_body);
+    return 0;
 }
 
 /* Sets c's length from argc, and the lengths of its C strings; argv[0..1]
@@ -661,8 +688,35 @@ store_command_clear(struct store_cmd *c)
 {
     free(c->rest);
     free(c->rest2);
+    free(c->idem_body);
     c->rest = NULL;
     c->rest2 = NULL;
+    c->idem_body = NULL;
+}
+
+enum store_result
+store_idempotent_result(const struct redisReply *r, int *replayed, char **body)
+{
+    enum store_result rc = store_script_status(r);
+    const redisReply *kind, *b;
+
+    *body = NULL;
+    *replayed = 0;
+    if (rc != STORE_OK)
+        return rc;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+        return STORE_ERROR;
+    kind = r->element[0];
+    b = r->element[1];
+    if (kind->type != REDIS_REPLY_STRING || b->type != REDIS_REPLY_STRING)
+        return STORE_ERROR;
+    if (strcmp(kind->str, "replay") == 0)
+        *replayed = 1;
+    else if (strcmp(kind->str, "first") != 0)
+        return STORE_ERROR;
+    if ((*body = strdup(b->str)) == NULL)
+        return STORE_ERROR;
+    return STORE_OK;
 }
 
 enum store_result

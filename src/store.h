@@ -78,7 +78,7 @@ store_account_json(const struct account *a);
  * plain command (plain set: PING, INCR, HGETALL) is sent as it is. Built
  * by the store_*_command functions below; freed with
  * store_command_clear. */
-#define STORE_CMD_ARGC_MAX 18   /* the longest: creating an account */
+#define STORE_CMD_ARGC_MAX 24   /* the longest: creating an account (21) */
 #define STORE_KEY_MAX 128
 struct store_cmd {
     enum rconn_script script;
@@ -94,7 +94,33 @@ struct store_cmd {
     char num2[STORE_NUM_MAX];   /* a time */
     char *rest;             /* owned: the envelope after its id */
     char *rest2;            /* owned: a second envelope (account creation) */
+    char idem[STORE_KEY_MAX];   /* the Idempotency-Key's Redis key, or "" */
+    char *idem_body;        /* owned: the answer's template (store_command_idempotent) */
 };
+
+/* A write's Idempotency-Key: at most this many visible ASCII characters. */
+#define STORE_IDEM_KEY_MAX 128
+/* Where an answer template (store_command_idempotent) takes the event id
+ * and, for a snapshot, the balance the write script recorded. */
+#define STORE_IDEM_ID_MARK "\x01"
+#define STORE_IDEM_BALANCE_MARK "\x02"
+
+/* Makes the write command c idempotent under key (STORE_IDEM_KEY_MAX
+ * visible ASCII characters) in scope ("events", "snapshots",
+ * "accounts"): the script then answers {first or replay, body}, where
+ * body is body_tpl (copied) with the marks filled, kept in Redis for
+ * IDEMPOTENCY_TTL_SECS with the write, atomically. A retry with the same
+ * key gets the kept body and writes nothing. Returns 0, or -1 when out of
+ * memory (c unchanged). */
+int
+store_command_idempotent(struct store_cmd *c, const char *scope, const char *key,
+                         const char *body_tpl);
+
+/* The outcome of an idempotent write's reply: STORE_OK with *body (the
+ * caller frees it) and *replayed (1: an earlier write's answer, nothing
+ * written now), or the store's error. */
+enum store_result
+store_idempotent_result(const struct redisReply *r, int *replayed, char **body);
 
 /* PING: the pipelines' liveness check (/health). */
 void

@@ -26,7 +26,9 @@
 --   create:   {id of account.created, id of snapshot}
 --   event:    the event's id
 --   snapshot: {id, balance recorded}
--- event and snapshot return nil when the account does not exist.
+-- event and snapshot return nil when the account does not exist. With an
+-- Idempotency-Key (idem_key), every op returns {'first', answer} instead,
+-- or {'replay', answer} when that key's write happened already.
 
 local last_id_key = KEYS[1]     -- the last event id handed out
 local firehose_key = KEYS[2]    -- firehose history (stream)
@@ -39,7 +41,35 @@ local history_cap = ARGV[3]     -- user history cap
 local firehose_cap = ARGV[4]    -- firehose history cap
 local history_slack = ARGV[5]   -- how far the user history may run over
 local firehose_slack = ARGV[6]  -- how far the firehose may run over
--- ARGV[7] on belong to the op; each branch below names them.
+local idem_key = ARGV[7]        -- the Idempotency-Key's key, or ''
+local idem_ttl = ARGV[8]        -- seconds it keeps the answer
+local idem_body = ARGV[9]       -- the answer: \1 stands for the event id,
+                                -- \2 for the balance recorded
+-- ARGV[10] on belong to the op; each branch below names them.
+
+-- A write with an Idempotency-Key whose answer is kept happened already:
+-- give that answer again and write nothing. The check and the write are
+-- one script, so two tries of one write can never both write, whichever
+-- reaches Redis first.
+if idem_key ~= '' then
+  local kept = redis.call('GET', idem_key)
+  if kept then return {'replay', kept} end
+end
+
+-- The op's result, or with an Idempotency-Key its answer, kept with the
+-- write (plain find-and-replace: ids and balances hold no pattern chars).
+local function answer(result, id, balance)
+  if idem_key == '' then return result end
+  local body = idem_body
+  local i = string.find(body, '\1', 1, true)
+  if i then body = string.sub(body, 1, i - 1) .. id .. string.sub(body, i + 1) end
+  if balance then
+    i = string.find(body, '\2', 1, true)
+    if i then body = string.sub(body, 1, i - 1) .. balance .. string.sub(body, i + 1) end
+  end
+  redis.call('SET', idem_key, body, 'EX', idem_ttl)
+  return {'first', body}
+end
 
 local function next_id()
   local t = redis.call('TIME')
@@ -85,32 +115,35 @@ local function emit(etype, rest)
 end
 
 if op == 'create' then
-  local name = ARGV[7]
-  local balance = ARGV[8]
-  local created_at = ARGV[9]
-  local created_rest = ARGV[10]   -- account.created envelope after its id
-  local snapshot_rest = ARGV[11]  -- snapshot envelope after its id
+  local name = ARGV[10]
+  local balance = ARGV[11]
+  local created_at = ARGV[12]
+  local created_rest = ARGV[13]   -- account.created envelope after its id
+  local snapshot_rest = ARGV[14]  -- snapshot envelope after its id
   if redis.call('EXISTS', account_key) == 1 then
     return redis.error_reply('ERR account exists')
   end
   redis.call('HSET', account_key, 'name', name, 'balance', balance,
              'createdAt', created_at)
-  return {emit('account.created', created_rest), emit('snapshot', snapshot_rest)}
+  local ids = {emit('account.created', created_rest), emit('snapshot', snapshot_rest)}
+  return answer(ids, ids[1])
 end
 if redis.call('EXISTS', account_key) == 0 then return false end
 if op == 'event' then
-  local etype = ARGV[7]
-  local rest = ARGV[8]            -- the envelope after its id
-  return emit(etype, rest)
+  local etype = ARGV[10]
+  local rest = ARGV[11]           -- the envelope after its id
+  local id = emit(etype, rest)
+  return answer(id, id)
 elseif op == 'snapshot' then
-  local balance = ARGV[7]         -- the new balance, or '' to keep it
-  local rest_before = ARGV[8]     -- the envelope up to the balance
-  local rest_after = ARGV[9]      -- the envelope after the balance
+  local balance = ARGV[10]        -- the new balance, or '' to keep it
+  local rest_before = ARGV[11]    -- the envelope up to the balance
+  local rest_after = ARGV[12]     -- the envelope after the balance
   if balance == '' then
     balance = redis.call('HGET', account_key, 'balance') or '0'
   else
     redis.call('HSET', account_key, 'balance', balance)
   end
-  return {emit('snapshot', rest_before .. balance .. rest_after), balance}
+  local id = emit('snapshot', rest_before .. balance .. rest_after)
+  return answer({id, balance}, id, balance)
 end
 return redis.error_reply('ERR unknown op')

@@ -308,8 +308,105 @@ def test_no_write_applied_twice(env):
               "account of round %d (answered %d) created %d times" % (i, create_st, n))
 
 
+def idem(port, path, body, key):
+    """A write with an Idempotency-Key: (status, headers, raw body)."""
+    return http(port, "POST", path, body, headers={"Idempotency-Key": key})
+
+
+def test_idempotency_key(env):
+    """A retry with the same Idempotency-Key, on the same instance or the
+    other, gets the first answer byte for byte (same status, same event id,
+    same takenAt, same Location) and writes nothing; another key writes
+    again; a key that is not 1 to 128 visible ASCII characters is 400 and
+    writes nothing."""
+    g1 = env.gateway("idem-1")
+    g2 = env.gateway("idem-2")
+    first = idem(g1.port, "/accounts", {"name": "Idem", "balance": 3}, "acct-1")
+    again = idem(g2.port, "/accounts", {"name": "Idem", "balance": 3}, "acct-1")
+    eq(first[0], 201, "POST /accounts with a key")
+    eq((again[0], again[2]), (first[0], first[2]), "the same answer from the other instance")
+    acct = json.loads(first[2])
+    uid = acct["id"]
+    eq(first[1].get("location"), "/accounts/" + uid, "Location")
+    eq(again[1].get("location"), "/accounts/" + uid, "the same Location")
+    path = "/accounts/%s/snapshots" % uid
+    s1 = idem(g1.port, path, {"balance": 9}, "snap-1")
+    s2 = idem(g2.port, path, {"balance": 9}, "snap-1")
+    eq(s1[0], 201, "snapshot with a key")
+    eq((s2[0], s2[2]), (s1[0], s1[2]), "the same snapshot answer, takenAt included")
+    e1 = idem(g2.port, "/events", {"userId": uid, "type": "once"}, "ev-1")
+    e2 = idem(g1.port, "/events", {"userId": uid, "type": "once"}, "ev-1")
+    e3 = idem(g1.port, "/events", {"userId": uid, "type": "once"}, "ev-2")
+    eq(e1[0], 202, "event with a key")
+    eq((e2[0], e2[2]), (e1[0], e1[2]), "the same event answer")
+    check(json.loads(e3[2])["id"] != json.loads(e1[2])["id"], "another key writes again")
+    for bad in ("", "has space", "x" * 129, "caf\u00e9"):
+        st, _, body = http(g1.port, "POST", "/events", {"userId": uid, "type": "bad"},
+                           headers={"Idempotency-Key": bad.encode("utf-8").decode("latin-1")})
+        eq((st, json.loads(body)["error"]), (400, "invalid_parameter"), "key %r" % bad)
+    eq([(ty, (d or {}).get("balance")) for ty, d in history(env, uid)],
+       [("account.created", 3), ("snapshot", 3), ("snapshot", 9), ("once", None),
+        ("once", None)],
+       "history: one account, one snapshot, one event per key, nothing for bad keys")
+    names = [d["name"] for ty, d in firehose(env) if ty == "account.created"]
+    eq(names.count("Idem"), 1, "one account for one key")
+
+
+def test_idempotency_key_expires(env):
+    """After IDEMPOTENCY_TTL_SECS the key is forgotten: the same key writes
+    again."""
+    g = env.gateway("idem-ttl", IDEMPOTENCY_TTL_SECS=1)
+    st, _, acct = post_json(g.port, "/accounts", {"name": "Ttl"})
+    uid = acct["id"]
+    a = idem(g.port, "/events", {"userId": uid, "type": "t"}, "ttl-1")
+    eq(a[0], 202, "first")
+    eq(env.redis.cli("EXISTS", "ssegate:idem:events:ttl-1"), "1", "the key is kept")
+    check(0 < int(env.redis.cli("PTTL", "ssegate:idem:events:ttl-1")) <= 1000,
+          "for IDEMPOTENCY_TTL_SECS")
+    wait_until(lambda: env.redis.cli("EXISTS", "ssegate:idem:events:ttl-1") == "0", 5,
+               "the key to expire")
+    b = idem(g.port, "/events", {"userId": uid, "type": "t"}, "ttl-1")
+    eq(b[0], 202, "after expiry")
+    check(json.loads(a[2])["id"] != json.loads(b[2])["id"], "a new event after the key expired")
+
+
+def test_idempotency_key_retry_after_503(env):
+    """What the key is for: a write answered 503 because Redis froze past
+    REDIS_TIMEOUT_MS may or may not have been applied; retried with its key
+    until it gets an answer, it is in history exactly once."""
+    timeout_ms = 300
+    g = env.gateway("idem-stall", HTTP_THREADS=1, REDIS_TIMEOUT_MS=timeout_ms)
+    st, _, acct = post_json(g.port, "/accounts", {"name": "Retry"})
+    uid = acct["id"]
+    for i in range(3):
+        key = "retry-%d" % i
+        wait_until(lambda: health(g.port) == (200, "up"), 5, "health up before round %d" % i)
+        results = {}
+        env.redis.proc.proc.send_signal(signal.SIGSTOP)
+        try:
+            th = threading.Thread(target=lambda: results.__setitem__(
+                "k", idem(g.port, "/events", {"userId": uid, "type": key}, key)), daemon=True)
+            th.start()
+            # Fault injection, not synchronisation: Redis wakes after the
+            # gateway's deadline has passed.
+            time.sleep(timeout_ms / 1000.0 + 0.25)
+        finally:
+            env.redis.proc.proc.send_signal(signal.SIGCONT)
+        th.join(10)
+        st = results["k"][0]
+        check(st in (202, 503), "round %d: %r" % (i, results["k"]))
+        deadline = time.monotonic() + 10
+        while st != 202 and time.monotonic() < deadline:
+            st = idem(g.port, "/events", {"userId": uid, "type": key}, key)[0]
+        eq(st, 202, "round %d: the retry with the key gets its answer" % i)
+    types = [ty for ty, _ in history(env, uid)]
+    for i in range(3):
+        eq(types.count("retry-%d" % i), 1, "round %d's event exactly once" % i)
+
+
 TESTS = [test_health_while_redis_frozen, test_publish_wait_holds_no_thread,
-         test_no_write_applied_twice]
+         test_no_write_applied_twice, test_idempotency_key, test_idempotency_key_expires,
+         test_idempotency_key_retry_after_503]
 
 
 def main():
