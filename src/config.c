@@ -75,6 +75,8 @@ static const struct config_option config_options[] = {
       CONFIG_FIELD(publish_backlog), "own events not yet fanned out before a publish waits" },
     { "PUBLISH_WAIT_MS", "--publish-wait-ms", CONFIG_KIND_UINT, "1000", 0, 60000,
       CONFIG_FIELD(publish_wait_ms), "how long a publish waits for room before a 503" },
+    { "REQUEST_TIMEOUT_MS", "--request-timeout-ms", CONFIG_KIND_UINT, "10000", 100, 600000,
+      CONFIG_FIELD(request_timeout_ms), "time a request's head, then its body, may take to arrive" },
     { "REDIS_TIMEOUT_MS", "--redis-timeout-ms", CONFIG_KIND_UINT, "500", 10, 60000,
       CONFIG_FIELD(redis_timeout_ms), "Redis command timeout before a 503" },
     { "LOG_LEVEL", "--log-level", CONFIG_KIND_LOG_LEVEL, "info", 0, 0,

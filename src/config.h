@@ -39,6 +39,7 @@ struct config {
     unsigned publish_wait_ms;   /* PUBLISH_WAIT_MS: longest wait before 503 overloaded */
     unsigned stream_queue_kib;  /* STREAM_QUEUE_KIB: unsent KiB before a slow stream closes */
     unsigned redis_timeout_ms;  /* REDIS_TIMEOUT_MS: per-command timeout before a 503 */
+    unsigned request_timeout_ms; /* REQUEST_TIMEOUT_MS: for a request's head, then its body */
     int log_level;              /* LOG_LEVEL: a LOG_LEVEL_* from log.h */
 };
 
