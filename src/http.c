@@ -112,6 +112,7 @@ struct http_req {
     size_t len;
     size_t cap;
     int too_large;
+    int no_fd;              /* a take-over found no descriptor: answer, close */
     struct http_conn *hc;   /* its connection's deadline; NULL if none */
     void *state;            /* the handler's, freed by state_free */
     void (*state_free)(void *);
@@ -240,6 +241,10 @@ http_json_response(struct http_req *r, unsigned status, const char *body,
         MHD_add_response_header(resp, "Allow", allow);
     if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
         MHD_add_response_header(resp, "Retry-After", "1");
+    /* Out of descriptors, a kept-alive connection holds one that a
+     * waiting client could use. */
+    if (r->no_fd)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     return http_queue(r, status, resp);
 }
 
@@ -382,8 +387,11 @@ http_req_take_over(struct http_req *r, int *fd, char *head, size_t *head_len,
      * shutdown() (MHD_USE_TURBO): the duplicate keeps the connection. */
     if (ci == NULL)
         return -EBADF;
-    if ((d = fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 0)) < 0)
-        return -errno;              /* EMFILE: no descriptor left */
+    if ((d = fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+        e = errno;                  /* EMFILE: no descriptor left */
+        r->no_fd = e == EMFILE || e == ENFILE;
+        return -e;
+    }
     if (fcntl(d, F_SETFL, fcntl(d, F_GETFL) | O_NONBLOCK) == -1) {
         e = errno;
         close(d);

@@ -256,7 +256,7 @@ REFUSED_FD = {"error": "too_many_streams",
 def read_answers(socks, timeout, quiet):
     """Reads the status (and error body) of each socket's answer until every
     one answered, or nothing came for quiet seconds, or timeout. Returns
-    {socket: (status, body bytes)} of those that answered."""
+    {socket: (status, body bytes, {header: value})} of those that answered."""
     out = {}
     bufs = {s: b"" for s in socks}
     pending = set(socks)
@@ -274,17 +274,23 @@ def read_answers(socks, timeout, quiet):
             head, sep, rest = bufs[s].partition(b"\r\n\r\n")
             st = int(head.split()[1]) if sep else None
             if st == 200 or (st is not None and rest.endswith(b"}")) or not d:
-                out[s] = (st, rest)
+                hdrs = {}
+                for line in head.decode("latin-1").split("\r\n")[1:]:
+                    k, _, v = line.partition(":")
+                    hdrs[k.strip().lower()] = v.strip()
+                out[s] = (st, rest, hdrs)
                 pending.discard(s)
     return out
 
 
 def check_refusals(answers, what):
-    for st, body in answers.values():
+    for st, body, hdrs in answers.values():
         if st == 200:
             continue
         eq(st, 503, "%s: status of a refused stream (%r)" % (what, body[:200]))
         eq(json.loads(body.decode()), REFUSED_FD, "%s: body of a refused stream" % what)
+        eq(hdrs.get("connection"), "close", "%s: a refusal for want of descriptors "
+           "frees its connection's" % what)
 
 
 def check_accepting(g, acct, what):
@@ -322,7 +328,7 @@ def test_descriptor_shortage(env):
         s.sendall(req)
         socks.append(s)
     answers = read_answers(socks, 10, 1.0)
-    check(any(st != 200 for st, _ in answers.values()),
+    check(any(a[0] != 200 for a in answers.values()),
           "burst: some streams were refused (%r)" % sorted(str(a[0]) for a in answers.values()))
     check_refusals(answers, "burst")
     for s in socks:
@@ -346,26 +352,19 @@ def test_descriptor_shortage(env):
     check(len(streams) >= room // 2, "sequential: only %d streams in %d descriptors"
           % (len(streams), room))
     check_refusals(refused, "sequential")
-    # More arrive while every descriptor is held: they wait, then get in
-    # once streams close.
+    # More arrive while every descriptor is held: the one the refusal
+    # freed takes each in turn, and each is refused at once, its
+    # connection closed to free the descriptor for the next.
     late = []
     for _ in range(6):
         s = socket.create_connection((HOST, g.port), timeout=5)
         s.sendall(req)
         late.append(s)
-    # (A refused connection's descriptor, once closed, lets one more in,
-    # which is refused the same way: the kept-alive refusals close after
-    # REQUEST_TIMEOUT_MS.)
-    first = read_answers(late, 1, 1)
-    check_refusals(first, "while every descriptor is held")
-    waiting = [s for s in late if s not in first]
-    check(waiting, "none of 6 waited while no descriptor was free")
-    for s in streams:
-        s.close()
-    answers = read_answers(waiting, 5, 5)
-    eq(sorted(st for st, _ in answers.values()), [200] * len(waiting),
-       "the waiting streams once descriptors are free")
-    for s in late:
+    answers = read_answers(late, 5, 5)
+    eq(len(answers), 6, "answers while no descriptor is free")
+    eq(sorted(a[0] for a in answers.values()), [503] * 6, "their statuses")
+    check_refusals(answers, "while every descriptor is held")
+    for s in late + streams:
         s.close()
     check_accepting(g, acct, "after the sequential run")
     resource.prlimit(g.proc.pid, resource.RLIMIT_NOFILE, (soft, hard))
