@@ -4,6 +4,7 @@
  * input is valid. A request that waits keeps its state in a struct
  * api_pending, owned by the request (freed by http.c when it ends).
  * Handlers run on the HTTP threads. */
+#include <errno.h>
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <stdio.h>
@@ -337,17 +338,23 @@ api_stream_start(struct api_pending *pd)
     const char *uid = stream_user_id(s);
     char head[HTTP_STREAM_HEAD_MAX];
     size_t head_len;
-    int fd, chunked;
+    int fd, chunked, err;
 
     pd->stream = NULL;
     if (pd->rc != STORE_OK) {
         hub_drop_stream(hub, s, STREAM_END_OPEN_FAILED);
         return api_send_store_error(r, pd->rc, "no account with this userId");
     }
-    if (http_req_take_over(r, &fd, head, &head_len, &chunked) == -1) {
+    if ((err = http_req_take_over(r, &fd, head, &head_len, &chunked)) < 0) {
         hub_drop_stream(hub, s, STREAM_END_OPEN_FAILED);
-        return http_send_error(r, 503, "out_of_memory",
-                               "the server cannot take another stream", NULL);
+        /* Out of descriptors is not out of memory: say which. */
+        if (err == -EMFILE || err == -ENFILE)
+            return http_send_error(r, 503, "too_many_streams",
+                                   "this instance has no file descriptor left "
+                                   "for another stream", NULL);
+        return http_send_error(r, 500, "internal_error",
+                               "the stream's connection could not be taken over",
+                               NULL);
     }
     log_info("stream %llu user=%s open%s", (unsigned long long)stream_serial(s),
              uid[0] ? uid : "*", pd->has_after ? " (resuming)" : "");

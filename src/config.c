@@ -77,6 +77,8 @@ static const struct config_option config_options[] = {
       CONFIG_FIELD(publish_wait_ms), "how long a publish waits for room before a 503" },
     { "IDEMPOTENCY_TTL_SECS", "--idempotency-ttl-secs", CONFIG_KIND_UINT, "86400", 1, 2592000,
       CONFIG_FIELD(idempotency_ttl_secs), "how long a write's Idempotency-Key keeps its first answer" },
+    { "REQUEST_TIMEOUT_MS", "--request-timeout-ms", CONFIG_KIND_UINT, "10000", 100, 600000,
+      CONFIG_FIELD(request_timeout_ms), "time a request's head, then its body, may take to arrive" },
     { "REDIS_TIMEOUT_MS", "--redis-timeout-ms", CONFIG_KIND_UINT, "500", 10, 60000,
       CONFIG_FIELD(redis_timeout_ms), "Redis command timeout before a 503" },
     { "LOG_LEVEL", "--log-level", CONFIG_KIND_LOG_LEVEL, "info", 0, 0,

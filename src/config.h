@@ -40,6 +40,7 @@ struct config {
     unsigned idempotency_ttl_secs;  /* IDEMPOTENCY_TTL_SECS: a key's first answer is kept */
     unsigned stream_queue_kib;  /* STREAM_QUEUE_KIB: unsent KiB before a slow stream closes */
     unsigned redis_timeout_ms;  /* REDIS_TIMEOUT_MS: per-command timeout before a 503 */
+    unsigned request_timeout_ms; /* REQUEST_TIMEOUT_MS: for a request's head, then its body */
     int log_level;              /* LOG_LEVEL: a LOG_LEVEL_* from log.h */
 };
 

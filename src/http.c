@@ -14,7 +14,12 @@
  * (http_req_wait: a publish waiting for room): any thread wakes the
  * loops through their eventfds (http_wake), and each loop resumes its
  * own waiting requests. Every call on a request happens on that
- * request's own thread. */
+ * request's own thread.
+ *
+ * Each connection (struct http_conn, from libmicrohttpd's accept to its
+ * close) carries the deadline by which its request must have arrived
+ * (REQUEST_TIMEOUT_MS): libmicrohttpd 0.9.75 only has an idle timeout,
+ * which every trickled byte resets. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -32,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -54,6 +60,26 @@
 #define HTTP_PARAM_MAX 64
 /* "GET, HEAD, POST" and the like. */
 #define HTTP_ALLOW_MAX 64
+/* Most query parameters a request may carry. libmicrohttpd keeps each in
+ * the connection's HTTP_CONN_MEMORY (56 bytes a record): about 150 of
+ * them exhausted it, and 0.9.75 then answered nothing at all. Our routes
+ * take at most three. */
+#define HTTP_QUERY_PARAMS_MAX 32
+/* While libmicrohttpd has stopped accepting for want of descriptors, how
+ * often the loop runs it again to see whether some are free. */
+#define HTTP_ACCEPT_RETRY_MS 100
+
+/* One connection, from libmicrohttpd's accept to its close (its socket
+ * context): the deadline by which its request must have arrived. Owned
+ * by libmicrohttpd's connection; made and freed in http_on_connection. */
+struct http_conn {
+    TAILQ_ENTRY(http_conn) link;    /* in its loop's arriving list, while armed */
+    struct MHD_Connection *conn;
+    struct http_loop *loop;
+    int64_t deadline_ms;            /* monotonic; 0: not arriving */
+    int in_body;                    /* head read, body arriving: 408 possible */
+};
+TAILQ_HEAD(http_conn_list, http_conn);
 
 /* One HTTP thread and the daemon it runs. */
 struct http_loop {
@@ -69,6 +95,13 @@ struct http_loop {
     atomic_int nwaiting;
     int wake_fd;
     int stopping;                   /* no more waits: the loop is ending */
+    /* Connections whose request is still arriving, by deadline (every
+     * deadline is now + REQUEST_TIMEOUT_MS, so appending keeps order). */
+    struct http_conn_list arriving;
+    /* libmicrohttpd said accept() failed for want of descriptors (EMFILE,
+     * ENFILE...) and stopped listening; until a connection is accepted
+     * again the loop wakes every HTTP_ACCEPT_RETRY_MS to retry. */
+    int accept_paused;
 };
 
 struct http {
@@ -91,12 +124,101 @@ struct http_req {
     size_t len;
     size_t cap;
     int too_large;
+    int no_fd;              /* a take-over found no descriptor: answer, close */
+    struct http_conn *hc;   /* its connection's deadline; NULL if none */
     void *state;            /* the handler's, freed by state_free */
     void (*state_free)(void *);
     struct http_req *wait_prev, *wait_next;     /* in loop->waiting */
     int64_t wait_deadline_ms;       /* monotonic */
     int waiting;
 };
+
+/* ------------------------------------------------------------ deadlines */
+
+/* The request on c must arrive (its head, or its body after the head)
+ * within REQUEST_TIMEOUT_MS from now. */
+static void
+http_conn_arm(struct http_conn *c, int in_body)
+{
+    struct http_loop *l;
+
+    if (c == NULL)
+        return;
+    l = c->loop;
+    if (c->deadline_ms != 0)
+        TAILQ_REMOVE(&l->arriving, c, link);
+    c->deadline_ms = clock_mono_ms() + (int64_t)l->http->cfg->request_timeout_ms;
+    c->in_body = in_body;
+    TAILQ_INSERT_TAIL(&l->arriving, c, link);
+}
+
+/* The request has arrived (or is answered): no deadline until the next. */
+static void
+http_conn_disarm(struct http_conn *c)
+{
+    if (c == NULL || c->deadline_ms == 0)
+        return;
+    TAILQ_REMOVE(&c->loop->arriving, c, link);
+    c->deadline_ms = 0;
+}
+
+/* Ends the connections whose request did not arrive in time. There is no
+ * libmicrohttpd call to close a connection from outside its callbacks, so
+ * we shut its socket down: libmicrohttpd sees the hang-up in this loop's
+ * next MHD_run and closes and frees the connection itself. A body that
+ * was still arriving is first answered 408 (nothing has been written on
+ * that connection yet, so the answer cannot mix with another); a head
+ * that never completed gets no answer (there is no request to answer,
+ * and it may be an idle keep-alive connection). */
+static void
+http_loop_expire(struct http_loop *l)
+{
+    static const char body408[] =
+        "{\"error\":\"request_timeout\",\"message\":\"the request did not "
+        "arrive within REQUEST_TIMEOUT_MS\"}";
+    char resp[512];
+    int64_t now = clock_mono_ms();
+    struct http_conn *c;
+
+    while ((c = TAILQ_FIRST(&l->arriving)) != NULL && c->deadline_ms <= now) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        int in_body = c->in_body;
+
+        http_conn_disarm(c);
+        if (ci == NULL)
+            continue;
+        if (in_body) {
+            int n = snprintf(resp, sizeof(resp),
+                             "HTTP/1.1 408 Request Timeout\r\n"
+                             "Content-Type: application/json; charset=utf-8\r\n"
+                             "Cache-Control: no-store\r\nConnection: close\r\n"
+                             "Content-Length: %zu\r\n\r\n%s",
+                             sizeof(body408) - 1, body408);
+
+            /* Best effort: a client too slow to send is too slow to
+             * deserve a wait for room in its socket. */
+            if (n > 0 && (size_t)n < sizeof(resp))
+                (void)send(ci->connect_fd, resp, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        }
+        (void)shutdown(ci->connect_fd, SHUT_RDWR);
+        log_info("http: a request %s did not arrive within %u ms: closed",
+                 in_body ? "body" : "head", l->http->cfg->request_timeout_ms);
+    }
+}
+
+/* How long until the first deadline: -1 when none is armed. */
+static int
+http_loop_deadline_ms(struct http_loop *l)
+{
+    struct http_conn *c = TAILQ_FIRST(&l->arriving);
+    int64_t left;
+
+    if (c == NULL)
+        return -1;
+    left = c->deadline_ms - clock_mono_ms();
+    return left <= 0 ? 0 : left > INT_MAX ? INT_MAX : (int)left;
+}
 
 /* ------------------------------------------------------------ responses */
 
@@ -109,6 +231,8 @@ http_queue(struct http_req *r, unsigned status, struct MHD_Response *resp)
         return HTTP_CLOSE;  /* out of memory: MHD closes the connection */
     ret = MHD_queue_response(r->conn, status, resp);
     MHD_destroy_response(resp);
+    if (ret == MHD_YES)
+        http_conn_disarm(r->hc);    /* answered: nothing more to wait for */
     return ret == MHD_YES ? HTTP_DONE : HTTP_CLOSE;
 }
 
@@ -132,6 +256,10 @@ http_json_response(struct http_req *r, unsigned status, const char *body,
         MHD_add_response_header(resp, "Allow", allow);
     if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
         MHD_add_response_header(resp, "Retry-After", "1");
+    /* Out of descriptors, a kept-alive connection holds one that a
+     * waiting client could use. */
+    if (r->no_fd)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     return http_queue(r, status, resp);
 }
 
@@ -353,15 +481,21 @@ http_req_take_over(struct http_req *r, int *fd, char *head, size_t *head_len,
     _Static_assert(sizeof(head10) <= HTTP_STREAM_HEAD_MAX, "head10 fits");
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    int d;
+    int d, e;
 
     /* MHD closes its own copy when the handler returns MHD_NO, without
      * shutdown() (MHD_USE_TURBO): the duplicate keeps the connection. */
-    if (ci == NULL || (d = fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 0)) < 0)
-        return -1;
+    if (ci == NULL)
+        return -EBADF;
+    if ((d = fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+        e = errno;                  /* EMFILE: no descriptor left */
+        r->no_fd = e == EMFILE || e == ENFILE;
+        return -e;
+    }
     if (fcntl(d, F_SETFL, fcntl(d, F_GETFL) | O_NONBLOCK) == -1) {
+        e = errno;
         close(d);
-        return -1;
+        return -e;
     }
     /* An event must not wait behind the client's delayed ACK of the one
      * before (Nagle): SSE frames are small and each should go at once. */
@@ -502,6 +636,10 @@ http_on_head(struct http_loop *l, struct http_req *r, const char *url,
     unsigned status;
     enum http_ret ret;
 
+    /* RFC 9112 3.2: an HTTP/1.1 request without Host is 400. */
+    if (!http_req_is_http10(r) && http_req_header(r, MHD_HTTP_HEADER_HOST) == NULL)
+        return http_send_error(r, MHD_HTTP_BAD_REQUEST, "missing_host",
+                               "an HTTP/1.1 request needs a Host header", NULL);
     r->route = http_route_find(rt, url, method, r, allow, sizeof(allow), &status);
     if (r->route == NULL && status == MHD_HTTP_METHOD_NOT_ALLOWED)
         return http_send_error(r, status, "method_not_allowed",
@@ -512,6 +650,63 @@ http_on_head(struct http_loop *l, struct http_req *r, const char *url,
         http_check_upload(r, &ret))
         return ret;
     return HTTP_DONE;
+}
+
+/* The request's *con_cls when http_on_uri refused its query. */
+static char http_query_too_long_mark;
+#define HTTP_QUERY_TOO_LONG ((struct http_req *)(void *)&http_query_too_long_mark)
+
+/* libmicrohttpd calls this with the raw request target before it parses
+ * the query into records in the connection's memory; past
+ * HTTP_QUERY_PARAMS_MAX parameters that memory would run out and 0.9.75
+ * would answer nothing. So a query with too many is cut here (the target
+ * is MHD's own writable copy in its read buffer, which 0.9.75 parses
+ * after this call: connection.c, parse_initial_message_line), and what we
+ * return becomes the request's *con_cls, which tells http_on_request to
+ * answer 414. */
+static void *
+http_on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    char *q = strchr(uri, '?');
+    unsigned n = 1;
+
+    (void)cls;
+    (void)conn;
+    if (q == NULL)
+        return NULL;
+    for (const char *p = q + 1; *p != '\0'; p++)
+        n += *p == '&';            /* MHD's only separator */
+    if (n <= HTTP_QUERY_PARAMS_MAX)
+        return NULL;
+    q[1] = '\0';
+    return HTTP_QUERY_TOO_LONG;
+}
+
+/* A connection was accepted or closed. Accepted: its request head must
+ * arrive within REQUEST_TIMEOUT_MS, and accept() works again. Without
+ * memory for its deadline it keeps only libmicrohttpd's idle timeout. */
+static void
+http_on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                   enum MHD_ConnectionNotificationCode toe)
+{
+    struct http_loop *l = cls;
+    struct http_conn *c = *socket_context;
+
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        l->accept_paused = 0;
+        if ((c = calloc(1, sizeof(*c))) == NULL) {
+            log_warn("http: out of memory for a connection's deadline");
+            return;
+        }
+        c->conn = conn;
+        c->loop = l;
+        *socket_context = c;
+        http_conn_arm(c, 0);
+        return;
+    }
+    http_conn_disarm(c);
+    free(c);
+    *socket_context = NULL;
 }
 
 /* MHD calls this once with the headers, then once per body chunk, then
@@ -528,7 +723,12 @@ http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
     struct http_loop *l = cls;
     struct http_req *r = *con_cls;
 
-    if (r == NULL) {
+    if (r == NULL || r == HTTP_QUERY_TOO_LONG) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        int query_too_long = r == HTTP_QUERY_TOO_LONG;
+
+        *con_cls = NULL;
         if ((r = calloc(1, sizeof(*r))) == NULL)
             return MHD_NO;
         *con_cls = r;
@@ -536,6 +736,13 @@ http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
         r->loop = l;
         r->path = url;
         r->version = version;
+        r->hc = ci != NULL ? ci->socket_context : NULL;
+        /* The head is in; the body, if any, gets its own deadline. */
+        http_conn_arm(r->hc, 1);
+        if (query_too_long)
+            return (enum MHD_Result)http_send_error(
+                r, MHD_HTTP_URI_TOO_LONG, "uri_too_long",
+                "the query has more than 32 parameters", NULL);
         return (enum MHD_Result)http_on_head(l, r, url, method);
     }
     if (*upload_data_size > 0) {
@@ -546,6 +753,8 @@ http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
         *upload_data_size = 0;
         return MHD_YES;
     }
+    /* The whole request has arrived. */
+    http_conn_disarm(r->hc);
     if (r->too_large)
         return (enum MHD_Result)http_send_error(
             r, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large",
@@ -553,17 +762,24 @@ http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
     return (enum MHD_Result)r->route->handler(r, l->http->routes->arg);
 }
 
+/* A request ended, however it ended. A connection kept alive waits for
+ * its next request's head, which gets its own REQUEST_TIMEOUT_MS. */
 static void
 http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                   enum MHD_RequestTerminationCode toe)
 {
     struct http_req *r = *con_cls;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 
     (void)cls;
-    (void)conn;
     (void)toe;
-    if (r == NULL)
+    if (ci != NULL)
+        http_conn_arm(ci->socket_context, 0);
+    if (r == NULL || r == HTTP_QUERY_TOO_LONG) {
+        *con_cls = NULL;
         return;
+    }
     http_wait_unlink(r);
     if (r->state_free != NULL)
         r->state_free(r->state);
@@ -575,10 +791,10 @@ http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 static void
 http_on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
+    struct http_loop *l = cls;
     char line[512];
     size_t n;
 
-    (void)cls;
     vsnprintf(line, sizeof(line), fmt, ap);
     n = strlen(line);
     while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
@@ -590,8 +806,16 @@ http_on_mhd_log(void *cls, const char *fmt, va_list ap)
         strstr(line, "no longer available") != NULL ||
         strstr(line, "reset by") != NULL)
         log_debug("http: %s", line);
+    else if (l->accept_paused && strstr(line, "accepting connection") != NULL)
+        log_debug("http: %s", line);    /* once per pause is enough */
     else
         log_warn("http: %s", line);
+    /* 0.9.75 says so (daemon.c, MHD_accept_connection) when accept() fails
+     * for want of descriptors, and then stops listening until one of its
+     * own connections closes, or, with none, retries at every call: the
+     * loop must run it again once descriptors may be free. */
+    if (strstr(line, "Hit process or system resource limit") != NULL)
+        l->accept_paused = 1;
 }
 
 /* ---------------------------------------------------------------- daemon */
@@ -619,7 +843,7 @@ http_start_daemon(struct http_loop *l, const struct sockaddr_in *sin, unsigned c
         MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_TURBO,
         0, NULL, NULL, http_on_request, l,
         /* First, so MHD's own start-up messages use it too. */
-        MHD_OPTION_EXTERNAL_LOGGER, http_on_mhd_log, NULL,
+        MHD_OPTION_EXTERNAL_LOGGER, http_on_mhd_log, l,
         MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)sin,
         MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)HTTP_LISTEN_BACKLOG,
@@ -628,31 +852,65 @@ http_start_daemon(struct http_loop *l, const struct sockaddr_in *sin, unsigned c
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTP_CONN_TIMEOUT_S,
         MHD_OPTION_NOTIFY_COMPLETED, http_on_completed, l,
+        MHD_OPTION_NOTIFY_CONNECTION, http_on_connection, l,
+        MHD_OPTION_URI_LOG_CALLBACK, http_on_uri, l,
+        /* Not MHD_OPTION_STRICT_FOR_CLIENT: 0.9.75 answers a request
+         * without Host with its 400's head written twice (the body then
+         * starts with the second head); http_on_head checks Host itself. */
         MHD_OPTION_END);
 }
 
-/* How long the loop may sleep: MHD's next connection timeout, 0 when it
- * already holds ready connections, forever when it has neither. */
+/* The smaller of two poll timeouts, where -1 is forever. */
 static int
-http_loop_timeout_ms(struct MHD_Daemon *d)
+http_timeout_min(int a, int b)
 {
-    MHD_UNSIGNED_LONG_LONG ms;
-
-    if (MHD_get_timeout(d, &ms) != MHD_YES)
-        return -1;
-    return ms > INT_MAX ? INT_MAX : (int)ms;
+    return a < 0 ? b : b < 0 ? a : a < b ? a : b;
 }
 
-/* The HTTP thread. Why not MHD's own internal thread: in 0.9.75 (and
- * still upstream) its epoll loop reads events 128 at a time and, when a
- * call returns exactly 128, calls epoll_wait again with the same, possibly
- * endless, timeout before it handles the 128 it has. Those connections
- * are edge-triggered, so nothing wakes it for them: when 2,000 streams
- * opened at once, 128 of them (one batch) sometimes waited with their
- * request unread until some other connection stirred that thread. Here
- * the sleep is ours, on the daemon's epoll fd, and MHD_run never blocks
- * (its epoll_wait gets a timeout of 0), so every event it reads is
- * handled in the same call. */
+/* How long the loop may sleep: until MHD's next connection timeout (0
+ * when it already holds ready connections), the first request deadline,
+ * or the next accept retry while accepting is paused; forever with none. */
+static int
+http_loop_timeout_ms(struct http_loop *l)
+{
+    MHD_UNSIGNED_LONG_LONG ms;
+    int t = -1;
+
+    if (MHD_get_timeout(l->daemon, &ms) == MHD_YES)
+        t = ms > INT_MAX ? INT_MAX : (int)ms;
+    t = http_timeout_min(t, http_loop_deadline_ms(l));
+    if (l->accept_paused)
+        t = http_timeout_min(t, HTTP_ACCEPT_RETRY_MS);
+    return t;
+}
+
+/* How many connections MHD holds (it frees closed ones first). */
+static unsigned
+http_loop_connections(struct http_loop *l)
+{
+    const union MHD_DaemonInfo *i =
+        MHD_get_daemon_info(l->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+
+    return i != NULL ? i->num_connections : 0;
+}
+
+/* One pass of MHD. It frees closed connections at the end of MHD_run,
+ * but puts its listening socket back into its epoll set (after
+ * MHD_OPTION_CONNECTION_LIMIT was reached, or accept() failed for want
+ * of descriptors) only at the start of the next (0.9.75 daemon.c,
+ * MHD_epoll): when this pass closed any, run it once more, or new
+ * connections would wait for unrelated traffic (forever, with no other
+ * connection left). */
+static void
+http_loop_run_mhd(struct http_loop *l)
+{
+    unsigned before = http_loop_connections(l);
+
+    MHD_run(l->daemon);
+    if (http_loop_connections(l) < before)
+        MHD_run(l->daemon);
+}
+
 /* The HTTP thread. Why not MHD's own internal thread: in 0.9.75 (and
  * still upstream) its epoll loop reads events 128 at a time and, when a
  * call returns exactly 128, calls epoll_wait again with the same, possibly
@@ -684,18 +942,20 @@ http_loop_main(void *arg)
     pfd[4].fd = l->wake_fd;
     pfd[4].events = POLLIN;
     for (;;) {
-        int timeout = http_loop_timeout_ms(l->daemon);
-        int pt = pipeline_timeout_ms(l->pipe);
-        int wt = http_loop_wait_timeout_ms(l);
+        int timeout = http_timeout_min(http_loop_timeout_ms(l),
+                                       pipeline_timeout_ms(l->pipe));
+
+        timeout = http_timeout_min(timeout, http_loop_wait_timeout_ms(l));
 
         pfd[2].fd = pipeline_fd(l->pipe);       /* -1: poll skips it */
         pfd[2].events = pipeline_events(l->pipe);
         pfd[2].revents = 0;
-        if (pt >= 0 && (timeout < 0 || pt < timeout))
-            timeout = pt;
-        if (wt >= 0 && (timeout < 0 || wt < timeout))
-            timeout = wt;
         pfd[4].revents = 0;
+        /* Out of descriptors with no connection, MHD leaves its listening
+         * socket in its epoll set and retries accept() at every call: a
+         * busy loop. Retry on the timer instead; it has nothing else. */
+        pfd[0].fd = l->accept_paused && http_loop_connections(l) == 0 ? -1
+                                                                       : info->epoll_fd;
         if (poll(pfd, 5, timeout) < 0 && errno != EINTR) {
             log_error("http: poll: %s", strerror(errno));
             break;
@@ -721,7 +981,9 @@ http_loop_main(void *arg)
         http_loop_resume_waiting(l, pfd[4].revents != 0);
         /* Replies first: their requests resume and answer in this MHD_run. */
         pipeline_handle(l->pipe, pfd[2].revents);
-        MHD_run(l->daemon);
+        http_loop_run_mhd(l);
+        /* Shut down what did not arrive in time; MHD closes it next pass. */
+        http_loop_expire(l);
         /* The scripts of every request this pass took go out in one write. */
         pipeline_flush(l->pipe);
     }
@@ -795,6 +1057,7 @@ http_start(const struct config *cfg, const struct http_routes *routes,
 
         l->http = h;
         atomic_init(&l->nwaiting, 0);
+        TAILQ_INIT(&l->arriving);
         l->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (l->wake_fd < 0 || (l->pipe = pipeline_new(cfg)) == NULL) {
             snprintf(err, errlen, "out of memory");

@@ -118,8 +118,9 @@ http_wake(void *arg);
  * head the response head (200, the event-stream headers; chunked on
  * HTTP/1.1, close-delimited on 1.0), *chunked which of the two. Returns
  * 0, after which the handler must return HTTP_CLOSE (libmicrohttpd then
- * forgets the connection without shutting the socket down), or -1 when
- * no descriptor is left. */
+ * forgets the connection without shutting the socket down), or a
+ * negative errno: -EMFILE or -ENFILE when no descriptor is left (the
+ * answer then closes the connection, freeing its descriptor). */
 #define HTTP_STREAM_HEAD_MAX 256
 int
 http_req_take_over(struct http_req *r, int *fd, char *head, size_t *head_len,
