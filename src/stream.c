@@ -440,6 +440,18 @@ out:
     return wait;
 }
 
+unsigned
+stream_heartbeat_pace(struct stream_beat_pace *pace, int64_t now_ms)
+{
+    if (now_ms / STREAM_BEAT_SLOT_MS != pace->slot) {
+        pace->slot = now_ms / STREAM_BEAT_SLOT_MS;
+        pace->count = 0;
+    }
+    if (pace->count++ < STREAM_BEATS_PER_SLOT)
+        return 0;
+    return ((pace->count - 1) / STREAM_BEATS_PER_SLOT) * STREAM_BEAT_SLOT_MS;
+}
+
 int64_t
 stream_stalled_ms(struct stream *s, int64_t now_ms)
 {

@@ -113,6 +113,27 @@ stream_heartbeat_wait(int64_t now_ms, int64_t active_ms, unsigned period_ms, int
 unsigned
 stream_heartbeat(struct stream *s, struct sse_frame *f, int64_t now_ms, unsigned period_ms);
 
+/* Pacing, pure: at most STREAM_BEATS_PER_SLOT heartbeat checks per
+ * STREAM_BEAT_SLOT_MS per loop. Streams opened together (a deploy, a
+ * reconnect storm) are due together; the excess waits for the following
+ * slots instead of going out in one burst that takes the cores from
+ * deliveries. 256 per 10 ms is 25,600/s per loop, where 100,000 idle
+ * streams at HEARTBEAT_SECS=15 need 6,700/s in all; 4,000 streams due at
+ * once are spread over 160 ms. */
+#define STREAM_BEAT_SLOT_MS 10
+#define STREAM_BEATS_PER_SLOT 256
+
+struct stream_beat_pace {
+    int64_t slot;               /* the current slot: now_ms / STREAM_BEAT_SLOT_MS */
+    unsigned count;             /* checks served or put off in it */
+};
+
+/* Counts one heartbeat check at now_ms against pace (zeroed to start).
+ * Returns 0 to go ahead, or the ms to put it off: into the first slot
+ * with room, given how many are already put off. */
+unsigned
+stream_heartbeat_pace(struct stream_beat_pace *pace, int64_t now_ms);
+
 /* How long (ms, at now_ms) the stream has waited for its socket: since
  * the socket last took a byte or, if later, since the stream began to
  * have something to send. Meaningful while a flush reports

@@ -35,6 +35,7 @@
  * with its own blank line, so a comment between two events is harmless. */
 static const char writer_heartbeat_bytes[] = ": ping\n";
 
+
 struct writer {
     pthread_t thread;
     struct event_base *base;
@@ -46,6 +47,7 @@ struct writer {
     struct sse_frame *heartbeat;    /* borrowed from struct writers */
     unsigned heartbeat_ms;
     unsigned write_timeout_ms;
+    struct stream_beat_pace pace;   /* spreads heartbeats due together */
     int started;
 };
 
@@ -178,13 +180,16 @@ static void
 writer_on_beat(evutil_socket_t fd, short what, void *arg)
 {
     struct writer_conn *c = arg;
+    struct writer *w = c->w;
+    int64_t now = clock_coarse_ms();
     unsigned wait;
     struct timeval tv;
 
     (void)fd;
     (void)what;
-    wait = stream_heartbeat(c->s, c->w->heartbeat, clock_coarse_ms(), c->w->heartbeat_ms);
-    if (wait == 0)
+    /* Over this loop's budget for now: put off, not skipped. */
+    if ((wait = stream_heartbeat_pace(&w->pace, now)) == 0 &&
+        (wait = stream_heartbeat(c->s, w->heartbeat, now, w->heartbeat_ms)) == 0)
         return;                 /* ending: its writer tears it down */
     tv = writer_tv(wait);
     evtimer_add(c->beat, &tv);

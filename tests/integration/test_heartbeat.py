@@ -12,6 +12,7 @@ data buffer is a message with data "".
 """
 import json
 import os
+import selectors
 import socket
 import sys
 import threading
@@ -209,6 +210,54 @@ def test_busy_stream_gets_no_heartbeat(env):
     idle.close()
 
 
+def test_many_streams_due_together(env):
+    """1,000 streams opened at once are due together: each writer loop
+    spreads them over a few slots, and every one still gets its heartbeat
+    within HEARTBEAT_SECS + a tick of its hello (and none before)."""
+    uid = env.account()
+    n = 1000
+    sel = selectors.DefaultSelector()
+    state = {}
+    req = ("GET /events/sse?userId=%s HTTP/1.1\r\nHost: %s:%d\r\n"
+           "Accept: text/event-stream\r\n\r\n" % (uid, HOST, env.g.port)).encode()
+    try:
+        for _ in range(n):
+            t = time.monotonic()
+            sk = socket.create_connection((HOST, env.g.port), timeout=10)
+            sk.sendall(req)
+            sk.setblocking(False)
+            state[sk] = {"buf": b"", "sent": t, "hello": None, "ping": None}
+            sel.register(sk, selectors.EVENT_READ)
+        deadline = time.monotonic() + BEAT + TICK + 10
+        while any(v["ping"] is None for v in state.values()) and time.monotonic() < deadline:
+            for key, _ in sel.select(0.2):
+                v = state[key.fileobj]
+                d = key.fileobj.recv(65536)
+                check(d, "a stream closed")
+                v["buf"] += d
+                now = time.monotonic()
+                if v["hello"] is None and b": ssegate beat\n" in v["buf"]:
+                    v["hello"] = now
+                if v["ping"] is None and b": ping\n" in v["buf"]:
+                    v["ping"] = now
+        got = [v for v in state.values() if v["ping"] is not None and v["hello"] is not None]
+        eq(len(got), n, "streams with a hello and a heartbeat")
+        # The stream starts after its request was sent, and its hello
+        # arrives no later than we read it: the bounds hold either way.
+        early = min(v["ping"] - v["sent"] for v in got)
+        late = max(v["ping"] - v["hello"] for v in got)
+        check(early >= BEAT - 0.1 and late <= BEAT + TICK,
+              "first heartbeats %.3f s after the request at the earliest, %.3f s after the "
+              "hello at the latest" % (early, late))
+        check(all(b"\n\n" not in v["buf"] for v in got), "no blank line on any stream")
+    finally:
+        for sk in state:
+            sel.unregister(sk)
+            sk.close()
+        sel.close()
+    wait_until(lambda: health_streams(env) == 0, 10, "the 1,000 streams gone")
+
+
 def test_stalled_client_is_closed(env):
     uid = env.account()
     base = health_streams(env)
@@ -250,7 +299,8 @@ def test_stalled_client_is_closed(env):
 
 
 TESTS = [test_hello_bytes, test_no_empty_messages, test_idle_stream_heartbeat_period,
-         test_busy_stream_gets_no_heartbeat, test_stalled_client_is_closed]
+         test_busy_stream_gets_no_heartbeat, test_many_streams_due_together,
+         test_stalled_client_is_closed]
 
 
 def main():

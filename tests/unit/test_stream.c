@@ -567,6 +567,30 @@ test_heartbeat_rule(void **state)
     assert_int_equal(stream_heartbeat_wait(a - 5, a, 15000, 0), 15000);
 }
 
+/* Pacing: a loop serves STREAM_BEATS_PER_SLOT checks per slot and puts
+ * the rest off into the following slots, each with room for as many;
+ * a new slot starts afresh. */
+static void
+test_heartbeat_pace(void **state)
+{
+    struct stream_beat_pace pace = { 0, 0 };
+    const int64_t t = 123450;   /* the start of a slot */
+    unsigned i;
+
+    (void)state;
+    for (i = 0; i < STREAM_BEATS_PER_SLOT; i++)
+        assert_int_equal(stream_heartbeat_pace(&pace, t + 3), 0);
+    for (i = 0; i < STREAM_BEATS_PER_SLOT; i++)
+        assert_int_equal(stream_heartbeat_pace(&pace, t + 5), STREAM_BEAT_SLOT_MS);
+    assert_int_equal(stream_heartbeat_pace(&pace, t + 9), 2 * STREAM_BEAT_SLOT_MS);
+    /* The next slot: the ones put off by one slot come back and go. */
+    for (i = 0; i < STREAM_BEATS_PER_SLOT; i++)
+        assert_int_equal(stream_heartbeat_pace(&pace, t + STREAM_BEAT_SLOT_MS), 0);
+    assert_int_equal(stream_heartbeat_pace(&pace, t + STREAM_BEAT_SLOT_MS + 1),
+                     STREAM_BEAT_SLOT_MS);
+    assert_int_equal(stream_heartbeat_pace(&pace, t + 10 * STREAM_BEAT_SLOT_MS), 0);
+}
+
 /* On a stream: an idle stream gets a heartbeat once a period has passed
  * since it last carried anything, an event defers it, and the heartbeat
  * is one comment line with no blank line after it. */
@@ -665,6 +689,7 @@ main(void)
         cmocka_unit_test(test_head_then_frames),
         cmocka_unit_test(test_replay_over_bound_is_limit),
         cmocka_unit_test(test_heartbeat_rule),
+        cmocka_unit_test(test_heartbeat_pace),
         cmocka_unit_test(test_heartbeat_due_and_skip),
         cmocka_unit_test(test_stalled_socket),
     };
