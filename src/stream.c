@@ -50,10 +50,10 @@ struct stream {
     int ending;                 /* send what is queued, then end */
     int closed;                 /* the connection is gone */
     enum stream_end reason;     /* why it is ending */
-    /* clock_coarse_ms() when the socket last took a byte, or when the
-     * stream last began to have something to send: a heartbeat is due
-     * HEARTBEAT_SECS after it, and a stream whose output waits that
-     * long past STREAM_WRITE_TIMEOUT_SECS has a client that stopped
+    /* clock_coarse_ms() when the socket last took a byte, or, if later,
+     * when the stream began to have something to send: a heartbeat is
+     * due HEARTBEAT_SECS after it, and a stream whose output still waits
+     * STREAM_WRITE_TIMEOUT_SECS after it has a client that stopped
      * reading. */
     int64_t active_ms;
 };

@@ -35,7 +35,6 @@
  * with its own blank line, so a comment between two events is harmless. */
 static const char writer_heartbeat_bytes[] = ": ping\n";
 
-
 struct writer {
     pthread_t thread;
     struct event_base *base;
@@ -215,6 +214,7 @@ writer_on_attach(evutil_socket_t fd, short what, void *arg)
 {
     struct writer_conn *c = arg;
     struct writer *w = c->w;
+    struct timeval beat = writer_tv(w->heartbeat_ms);
 
     (void)fd;
     (void)what;
@@ -227,8 +227,6 @@ writer_on_attach(evutil_socket_t fd, short what, void *arg)
         writer_conn_close(c, STREAM_END_OUT_OF_MEMORY);
         return;
     }
-    struct timeval beat = writer_tv(w->heartbeat_ms);
-
     free(c->head);
     c->head = NULL;
     event_add(c->rev, NULL);
