@@ -18,7 +18,7 @@ struct app {
     struct hub *hub;
     struct writers *writers;    /* own every stream once it has started */
     struct subscriber *sub;
-    struct sse_frame *hello;    /* "retry: N\n: ssegate <id>\n\n", shared by every stream */
+    struct sse_frame *hello;    /* "retry: N\n: ssegate <id>\n", shared by every stream */
     atomic_int stopping;        /* set once shutdown starts; new streams get 503 */
 };
 

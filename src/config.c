@@ -65,6 +65,8 @@ static const struct config_option config_options[] = {
       CONFIG_FIELD(max_connections), "most simultaneous connections" },
     { "STREAM_QUEUE_KIB", "--stream-queue-kib", CONFIG_KIND_UINT, "4096", 16, 1048576,
       CONFIG_FIELD(stream_queue_kib), "unsent KiB before a slow stream is closed" },
+    { "STREAM_WRITE_TIMEOUT_SECS", "--stream-write-timeout-secs", CONFIG_KIND_UINT, "30", 1, 3600,
+      CONFIG_FIELD(stream_write_timeout_secs), "seconds a stream's socket may take no byte of its output before it is closed" },
     { "WRITER_THREADS", "--writer-threads", CONFIG_KIND_UINT, "2", 1, 64,
       CONFIG_FIELD(writer_threads), "stream writer loops" },
     { "FANOUT_THREADS", "--fanout-threads", CONFIG_KIND_UINT, "1", 0, 64,

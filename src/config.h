@@ -28,7 +28,7 @@ struct config {
     char redis_channel[CONFIG_CHANNEL_MAX + 1];
     unsigned history_maxlen;    /* HISTORY_MAXLEN: events kept per user */
     unsigned firehose_maxlen;   /* FIREHOSE_MAXLEN: events kept for the firehose */
-    unsigned heartbeat_secs;    /* HEARTBEAT_SECS: between ": ping" comments */
+    unsigned heartbeat_secs;    /* HEARTBEAT_SECS: idle time before a ": ping" comment */
     unsigned sse_retry_ms;      /* SSE_RETRY_MS: sent to clients as "retry:" */
     unsigned http_threads;      /* HTTP_THREADS */
     unsigned max_connections;   /* MAX_CONNECTIONS: streams and HTTP connections */
@@ -39,6 +39,9 @@ struct config {
     unsigned publish_wait_ms;   /* PUBLISH_WAIT_MS: longest wait before 503 overloaded */
     unsigned idempotency_ttl_secs;  /* IDEMPOTENCY_TTL_SECS: a key's first answer is kept */
     unsigned stream_queue_kib;  /* STREAM_QUEUE_KIB: unsent KiB before a slow stream closes */
+    /* STREAM_WRITE_TIMEOUT_SECS: no byte taken by a stream's socket for
+     * this long while it has output: the client stopped reading */
+    unsigned stream_write_timeout_secs;
     unsigned redis_timeout_ms;  /* REDIS_TIMEOUT_MS: per-command timeout before a 503 */
     unsigned request_timeout_ms; /* REQUEST_TIMEOUT_MS: for a request's head, then its body */
     int log_level;              /* LOG_LEVEL: a LOG_LEVEL_* from log.h */

@@ -437,18 +437,6 @@ hub_each(struct hub *h, void (*fn)(struct stream *, void *), void *arg)
     }
 }
 
-static void
-hub_heartbeat_one(struct stream *s, void *arg)
-{
-    stream_push_heartbeat(s, arg);
-}
-
-void
-hub_heartbeat(struct hub *h, struct sse_frame *f)
-{
-    hub_each(h, hub_heartbeat_one, f);
-}
-
 struct snapshot_ctx {
     struct stream **v;
     size_t n, cap;

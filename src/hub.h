@@ -48,10 +48,6 @@ hub_ended(struct hub *h, enum stream_end why);
 void
 hub_publish(struct hub *h, const char *user_id, struct sse_frame *const *f, size_t n);
 
-/* Pushes a heartbeat frame to every idle stream. */
-void
-hub_heartbeat(struct hub *h, struct sse_frame *f);
-
 /* Returns an array of references to every indexed stream (the caller
  * stream_unref()s each and free()s the array), with the count in *n.
  * Returns NULL with *n == 0 when empty or out of memory (*n then

@@ -3,9 +3,9 @@
  * HTTP server and the shared hello frame.
  *
  * Threads: this one runs the libevent loop (the Redis subscription and
- * the fan-out, heartbeats, signals); http.c runs HTTP_THREADS HTTP
- * threads, writer.c WRITER_THREADS writer loops, fanout.c FANOUT_THREADS
- * helpers. See docs/ARCHITECTURE.md. */
+ * the fan-out, signals); http.c runs HTTP_THREADS HTTP threads, writer.c
+ * WRITER_THREADS writer loops (which also beat the heartbeats), fanout.c
+ * FANOUT_THREADS helpers. See docs/ARCHITECTURE.md. */
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <signal.h>
@@ -119,12 +119,17 @@ main_on_signal(evutil_socket_t sig, short what, void *arg)
 }
 
 /* "retry: N" tells EventSource how long to wait before reconnecting; the
- * comment names the instance, so `curl -N` shows life at once. */
+ * comment names the instance, so `curl -N` shows life at once. No blank
+ * line follows: "retry" takes effect when its line is read (WHATWG
+ * 9.2.6), a comment needs none, and lenient clients
+ * (@microsoft/fetch-event-source, extended-eventsource) would dispatch
+ * the blank line as a message with data "" (JSON.parse throws). The first
+ * event's frame ends with its own blank line. */
 static struct sse_frame *
 main_hello_frame(const struct config *cfg)
 {
     char buf[256];
-    int n = snprintf(buf, sizeof(buf), "retry: %u\n: ssegate %s\n\n",
+    int n = snprintf(buf, sizeof(buf), "retry: %u\n: ssegate %s\n",
                      cfg->sse_retry_ms, cfg->server_id);
 
     if (n < 0 || (size_t)n >= sizeof(buf))
@@ -178,7 +183,7 @@ main(int argc, char **argv)
         log_error("start-up failed: out of memory");
         goto out;
     }
-    if ((g.app.writers = writers_start(g.cfg.writer_threads, g.app.hub)) == NULL) {
+    if ((g.app.writers = writers_start(&g.cfg, g.app.hub)) == NULL) {
         log_error("start-up failed: cannot start the stream writers");
         goto out;
     }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "sse.h"
 #include "stream.h"
 #include "wire.h"
@@ -49,6 +50,12 @@ struct stream {
     int ending;                 /* send what is queued, then end */
     int closed;                 /* the connection is gone */
     enum stream_end reason;     /* why it is ending */
+    /* clock_coarse_ms() when the socket last took a byte, or, if later,
+     * when the stream began to have something to send: a heartbeat is
+     * due HEARTBEAT_SECS after it, and a stream whose output still waits
+     * STREAM_WRITE_TIMEOUT_SECS after it has a client that stopped
+     * reading. */
+    int64_t active_ms;
 };
 
 static const char *const stream_end_names[STREAM_END_COUNT] = {
@@ -144,6 +151,7 @@ stream_new(const char *user_id, size_t max_bytes, struct sse_frame *hello)
     wire_init(&s->wire);
     s->replays = 1;             /* the opening replay; see stream.h */
     s->reason = STREAM_END_CLIENT;
+    s->active_ms = clock_coarse_ms();
     if (hello != NULL && stream_enqueue_locked(s, &s->queue, hello) == -1) {
         stream_unref(s);
         return NULL;
@@ -185,6 +193,7 @@ stream_attach(struct stream *s, int fd, int chunked, const char *head,
     pthread_mutex_lock(&s->mu);
     rc = wire_open(&s->wire, fd, chunked, head, head_len, wake);
     s->ready = 0;               /* the writer loop writes the head first */
+    s->active_ms = clock_coarse_ms();   /* the head waits to be sent */
     pthread_mutex_unlock(&s->mu);
     return rc;
 }
@@ -212,6 +221,8 @@ stream_apply_locked(struct stream *s, const struct wire_write *w, size_t n)
 {
     size_t done = wire_apply(&s->wire, w, n);
 
+    if (n > 0)
+        s->active_ms = clock_coarse_ms();
     for (size_t i = 0; i < done; i++) {
         struct sse_frame *f = frameq_pop(&s->queue);
 
@@ -300,6 +311,9 @@ stream_enqueue_locked(struct stream *s, struct frameq *q, struct sse_frame *f)
         stream_end_locked(s, STREAM_END_OUT_OF_MEMORY);
         return -1;
     }
+    /* The wait for the socket starts when there is something to send. */
+    if (q == &s->queue && q->count == 1 && !wire_head_pending(&s->wire))
+        s->active_ms = clock_coarse_ms();
     s->bytes += f->len;
     return 0;
 }
@@ -392,15 +406,61 @@ stream_push_complete(struct wire_write *w)
     stream_unref(s);
 }
 
-void
-stream_push_heartbeat(struct stream *s, struct sse_frame *f)
+unsigned
+stream_heartbeat_wait(int64_t now_ms, int64_t active_ms, unsigned period_ms, int busy)
 {
+    int64_t idle = now_ms - active_ms;
+
+    if (busy)
+        return period_ms;       /* data waits: the socket's wait is the timeout's */
+    if (idle < 0)
+        idle = 0;               /* another thread's clock read came later */
+    if (idle + STREAM_HEARTBEAT_SLACK_MS >= (int64_t)period_ms)
+        return 0;
+    return (unsigned)((int64_t)period_ms - idle);
+}
+
+unsigned
+stream_heartbeat(struct stream *s, struct sse_frame *f, int64_t now_ms, unsigned period_ms)
+{
+    unsigned wait = 0;
+
     pthread_mutex_lock(&s->mu);
-    if (!s->ending && !s->closed && s->queue.count == 0) {
-        stream_enqueue_locked(s, &s->queue, f);
-        stream_kick_locked(s);
+    if (s->ending || s->closed)
+        goto out;
+    wait = stream_heartbeat_wait(now_ms, s->active_ms, period_ms,
+                                 s->queue.count > 0 || wire_head_pending(&s->wire));
+    if (wait == 0) {
+        if (stream_enqueue_locked(s, &s->queue, f) == 0)
+            stream_kick_locked(s);
+        wait = period_ms;
     }
+out:
     pthread_mutex_unlock(&s->mu);
+    return wait;
+}
+
+unsigned
+stream_heartbeat_pace(struct stream_beat_pace *pace, int64_t now_ms)
+{
+    if (now_ms / STREAM_BEAT_SLOT_MS != pace->slot) {
+        pace->slot = now_ms / STREAM_BEAT_SLOT_MS;
+        pace->count = 0;
+    }
+    if (pace->count++ < STREAM_BEATS_PER_SLOT)
+        return 0;
+    return ((pace->count - 1) / STREAM_BEATS_PER_SLOT) * STREAM_BEAT_SLOT_MS;
+}
+
+int64_t
+stream_stalled_ms(struct stream *s, int64_t now_ms)
+{
+    int64_t d;
+
+    pthread_mutex_lock(&s->mu);
+    d = now_ms - s->active_ms;
+    pthread_mutex_unlock(&s->mu);
+    return d > 0 ? d : 0;
 }
 
 void

@@ -1,6 +1,6 @@
 /* subscriber.c -- the one SUBSCRIBE per instance, on the main libevent
  * loop. Owns the async hiredis context (only this loop's thread touches
- * it), the reconnect and heartbeat timers and the heartbeat frame. Each
+ * it) and the reconnect timers. Each
  * channel message is parsed once into one frame that every recipient
  * shares. When Redis comes back it replays history into every open
  * stream, so nothing published while we were away is lost. It also owns
@@ -44,11 +44,6 @@
 /* Room for why a channel message was refused (envelope_parse). */
 #define SUB_ERR_MAX 128
 
-/* Heartbeats are SSE comments: EventSource ignores them, so they keep
- * proxies from closing an idle stream without moving Last-Event-ID, and
- * a client that vanished without a FIN is found when one fails. */
-static const char heartbeat_bytes[] = ": ping\n\n";
-
 /* A message taken from Redis, framed, waiting for the end of its read. */
 struct sub_pending {
     struct sse_frame *f;                    /* owned */
@@ -63,8 +58,6 @@ struct subscriber {
     redisAsyncContext *ac;          /* NULL while disconnected */
     struct event *retry_ev;         /* back-off before the next connect */
     struct event *deadline_ev;      /* connect + subscribe must finish by then */
-    struct event *heartbeat_ev;
-    struct sse_frame *heartbeat;
     struct rconn_backoff backoff;   /* between connect attempts */
     int freeing;
     atomic_int up;
@@ -396,18 +389,6 @@ subscriber_connect(struct subscriber *sub)
     evtimer_add(sub->deadline_ev, &deadline);
 }
 
-/* ----------------------------------------------------------- heartbeat */
-
-static void
-subscriber_on_heartbeat(evutil_socket_t fd, short what, void *arg)
-{
-    struct subscriber *sub = arg;
-
-    (void)fd;
-    (void)what;
-    hub_heartbeat(sub->hub, sub->heartbeat);
-}
-
 /* ------------------------------------------------------------ lifetime */
 
 struct subscriber *
@@ -415,7 +396,6 @@ subscriber_new(struct event_base *base, const struct config *cfg,
                struct hub *hub)
 {
     struct subscriber *sub;
-    struct timeval beat = { (time_t)cfg->heartbeat_secs, 0 };
 
     if ((sub = calloc(1, sizeof(*sub))) == NULL)
         return NULL;
@@ -428,14 +408,9 @@ subscriber_new(struct event_base *base, const struct config *cfg,
     atomic_init(&sub->waiters, 0);
     sub->retry_ev = evtimer_new(base, subscriber_on_retry, sub);
     sub->deadline_ev = evtimer_new(base, subscriber_on_deadline, sub);
-    sub->heartbeat_ev = event_new(base, -1, EV_PERSIST,
-                                  subscriber_on_heartbeat, sub);
     sub->flush_ev = event_new(base, -1, 0, subscriber_on_flush, sub);
-    sub->heartbeat = sse_frame_new_raw(heartbeat_bytes,
-                                       sizeof(heartbeat_bytes) - 1);
     if (sub->retry_ev == NULL || sub->deadline_ev == NULL ||
-        sub->heartbeat_ev == NULL || sub->heartbeat == NULL || sub->flush_ev == NULL ||
-        event_add(sub->heartbeat_ev, &beat) == -1) {
+        sub->flush_ev == NULL) {
         subscriber_free(sub);
         return NULL;
     }
@@ -459,14 +434,11 @@ subscriber_free(struct subscriber *sub)
         event_free(sub->retry_ev);
     if (sub->deadline_ev != NULL)
         event_free(sub->deadline_ev);
-    if (sub->heartbeat_ev != NULL)
-        event_free(sub->heartbeat_ev);
     if (sub->flush_ev != NULL)
         event_free(sub->flush_ev);
     /* Shutting down: what is still pending goes nowhere. */
     for (size_t i = 0; i < sub->nbatch; i++)
         sse_frame_unref(sub->batch[i].f);
-    sse_frame_unref(sub->heartbeat);
     free(sub);
 }
 

@@ -1,6 +1,6 @@
 /* subscriber.h -- the instance's one Redis subscription: hiredis async on
  * the main libevent loop. Turns each channel message into one shared
- * frame for the hub, beats the heartbeat, reconnects with back-off and,
+ * frame for the hub, reconnects with back-off and,
  * once resubscribed, replays history into every open stream. */
 #ifndef SSEGATE_SUBSCRIBER_H
 #define SSEGATE_SUBSCRIBER_H

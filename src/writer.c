@@ -4,8 +4,12 @@
  * teardown. A loop writes a stream's response head; after that producers
  * write frames straight to the socket (stream.c) and the loop is woken
  * (wire_wake) only when the socket is full, broken or the stream ends.
- * It also sees a client disconnect at once (EV_READ). A torn-down conn is
- * freed later, by the loop's reaper, never inside its own callback. */
+ * It also sees a client disconnect at once (EV_READ), ends a stream whose
+ * client stopped reading (no byte taken for STREAM_WRITE_TIMEOUT_SECS
+ * while output waits), and beats each stream's heartbeat on the stream's
+ * own timer, so heartbeats are spread over time and never hold up the
+ * main loop's deliveries. A torn-down conn is freed later, by the loop's
+ * reaper, never inside its own callback. Owns the heartbeat frame. */
 #include <errno.h>
 #include <event2/event.h>
 #include <pthread.h>
@@ -14,10 +18,22 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "clock.h"
+#include "config.h"
 #include "hub.h"
 #include "log.h"
+#include "sse.h"
 #include "stream.h"
 #include "writer.h"
+
+/* Heartbeats are SSE comment lines: EventSource ignores them, so they
+ * keep proxies from closing an idle stream without moving Last-Event-ID,
+ * and a client that vanished without a FIN is found when one fails. No
+ * blank line follows: a comment needs none, and lenient clients
+ * (@microsoft/fetch-event-source, extended-eventsource) dispatch a blank
+ * line after a comment as a message with data "". Every event frame ends
+ * with its own blank line, so a comment between two events is harmless. */
+static const char writer_heartbeat_bytes[] = ": ping\n";
 
 struct writer {
     pthread_t thread;
@@ -27,6 +43,10 @@ struct writer {
     struct writer_conn *conns;  /* this loop's live conns */
     struct writer_conn *dead;   /* torn down, waiting to be freed */
     struct hub *hub;
+    struct sse_frame *heartbeat;    /* borrowed from struct writers */
+    unsigned heartbeat_ms;
+    unsigned write_timeout_ms;
+    struct stream_beat_pace pace;   /* spreads heartbeats due together */
     int started;
 };
 
@@ -34,6 +54,7 @@ struct writers {
     struct writer *w;
     unsigned n;
     unsigned next;              /* round robin; a race only skews balance */
+    struct sse_frame *heartbeat;    /* owned; shared by every stream */
 };
 
 struct writer_conn {
@@ -47,6 +68,7 @@ struct writer_conn {
     struct event *rev;          /* EOF or reset from the client */
     struct event *wev;          /* the socket has room again */
     struct event *wake;         /* the stream needs its writer */
+    struct event *beat;         /* this stream's heartbeat is due */
 };
 
 static void
@@ -58,6 +80,8 @@ writer_conn_free(struct writer_conn *c)
         event_free(c->wev);
     if (c->wake != NULL)
         event_free(c->wake);
+    if (c->beat != NULL)
+        event_free(c->beat);
     free(c->head);
     free(c);
 }
@@ -79,6 +103,7 @@ writer_conn_close(struct writer_conn *c, enum stream_end why)
     /* Before the socket can close (with the stream's last reference). */
     event_del(c->rev);
     event_del(c->wev);
+    event_del(c->beat);
     hub_drop_stream(w->hub, c->s, why);
     c->s = NULL;
     event_del(c->wake);
@@ -103,11 +128,25 @@ writer_on_reap(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* Writer thread: the socket has room, or the stream needs its writer. */
+static struct timeval
+writer_tv(int64_t ms)
+{
+    struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+
+    return tv;
+}
+
+/* Writer thread: the socket has room, or the stream needs its writer, or
+ * (EV_TIMEOUT) the socket took nothing for the write timeout. The
+ * deadline runs from the stream's own record of progress, not from this
+ * call, so wake-ups by producers while the socket is full do not push it
+ * back. */
 static void
 writer_on_write(evutil_socket_t fd, short what, void *arg)
 {
     struct writer_conn *c = arg;
+    int64_t stalled;
+    struct timeval tv;
 
     (void)fd;
     (void)what;
@@ -115,7 +154,13 @@ writer_on_write(evutil_socket_t fd, short what, void *arg)
     case STREAM_IO_IDLE:
         return;
     case STREAM_IO_BLOCKED:
-        event_add(c->wev, NULL);
+        stalled = stream_stalled_ms(c->s, clock_coarse_ms());
+        if (stalled >= (int64_t)c->w->write_timeout_ms) {
+            writer_conn_close(c, STREAM_END_SLOW_CONSUMER);
+            return;
+        }
+        tv = writer_tv((int64_t)c->w->write_timeout_ms - stalled);
+        event_add(c->wev, &tv);
         return;
     case STREAM_IO_END:
         writer_conn_close(c, stream_end_reason(c->s));
@@ -124,6 +169,29 @@ writer_on_write(evutil_socket_t fd, short what, void *arg)
         writer_conn_close(c, STREAM_END_CLIENT);
         return;
     }
+}
+
+/* Writer thread: the stream's heartbeat timer. The stream decides
+ * whether it is due (it carried nothing for a period) and when to ask
+ * again; each stream is due at its own time, so a loop sends heartbeats
+ * a few at a time rather than to every stream at once. */
+static void
+writer_on_beat(evutil_socket_t fd, short what, void *arg)
+{
+    struct writer_conn *c = arg;
+    struct writer *w = c->w;
+    int64_t now = clock_coarse_ms();
+    unsigned wait;
+    struct timeval tv;
+
+    (void)fd;
+    (void)what;
+    /* Over this loop's budget for now: put off, not skipped. */
+    if ((wait = stream_heartbeat_pace(&w->pace, now)) == 0 &&
+        (wait = stream_heartbeat(c->s, w->heartbeat, now, w->heartbeat_ms)) == 0)
+        return;                 /* ending: its writer tears it down */
+    tv = writer_tv(wait);
+    evtimer_add(c->beat, &tv);
 }
 
 /* Clients send nothing on a stream; a read of 0 or an error means it is
@@ -146,6 +214,7 @@ writer_on_attach(evutil_socket_t fd, short what, void *arg)
 {
     struct writer_conn *c = arg;
     struct writer *w = c->w;
+    struct timeval beat = writer_tv(w->heartbeat_ms);
 
     (void)fd;
     (void)what;
@@ -161,6 +230,7 @@ writer_on_attach(evutil_socket_t fd, short what, void *arg)
     free(c->head);
     c->head = NULL;
     event_add(c->rev, NULL);
+    evtimer_add(c->beat, &beat);
     writer_on_write(-1, 0, c);
 }
 
@@ -182,7 +252,8 @@ writers_attach(struct writers *ws, struct stream *s, int fd, int chunked,
     c->rev = event_new(w->base, fd, EV_READ | EV_PERSIST, writer_on_read, c);
     c->wev = event_new(w->base, fd, EV_WRITE, writer_on_write, c);
     c->wake = event_new(w->base, -1, 0, writer_on_write, c);
-    if (c->rev == NULL || c->wev == NULL || c->wake == NULL)
+    c->beat = evtimer_new(w->base, writer_on_beat, c);
+    if (c->rev == NULL || c->wev == NULL || c->wake == NULL || c->beat == NULL)
         goto err;
     /* Joins on the writer's own thread: one owner for w->conns. */
     if (event_base_once(w->base, -1, EV_TIMEOUT, writer_on_attach, c, NULL) != 0)
@@ -214,8 +285,9 @@ writer_main(void *arg)
 }
 
 struct writers *
-writers_start(unsigned nthreads, struct hub *hub)
+writers_start(const struct config *cfg, struct hub *hub)
 {
+    unsigned nthreads = cfg->writer_threads;
     struct writers *ws = calloc(1, sizeof(*ws));
     struct timeval hour = { 3600, 0 };
 
@@ -224,10 +296,18 @@ writers_start(unsigned nthreads, struct hub *hub)
         return NULL;
     }
     ws->n = nthreads;
+    if ((ws->heartbeat = sse_frame_new_raw(writer_heartbeat_bytes,
+                                           sizeof(writer_heartbeat_bytes) - 1)) == NULL) {
+        writers_stop(ws);
+        return NULL;
+    }
     for (unsigned i = 0; i < nthreads; i++) {
         struct writer *w = &ws->w[i];
 
         w->hub = hub;
+        w->heartbeat = ws->heartbeat;
+        w->heartbeat_ms = cfg->heartbeat_secs * 1000u;
+        w->write_timeout_ms = cfg->stream_write_timeout_secs * 1000u;
         if ((w->base = event_base_new()) == NULL ||
             (w->keepalive = event_new(w->base, -1, EV_PERSIST, writer_on_keepalive, NULL)) == NULL ||
             (w->reap = event_new(w->base, -1, 0, writer_on_reap, w)) == NULL ||
@@ -268,5 +348,6 @@ writers_stop(struct writers *ws)
             event_base_free(w->base);
     }
     free(ws->w);
+    sse_frame_unref(ws->heartbeat);
     free(ws);
 }

@@ -1,19 +1,23 @@
 /* writer.h -- the loops that own handed-off streams: a few libevent
  * threads, each watching its streams' sockets for room to write and for
- * the client leaving, and tearing each stream down when it ends. */
+ * the client leaving, beating each stream's heartbeat, ending a stream
+ * whose client stopped reading, and tearing each stream down when it
+ * ends. */
 #ifndef SSEGATE_WRITER_H
 #define SSEGATE_WRITER_H
 
 #include <stddef.h>
 
+struct config;
 struct hub;
 struct stream;
 struct writers;
 
-/* Starts nthreads writer loops. Borrows hub (for hub_drop_stream).
- * Returns NULL when out of memory or threads cannot start. */
+/* Starts cfg->writer_threads writer loops, with cfg's heartbeat period
+ * and write timeout. Borrows cfg and hub (for hub_drop_stream). Returns
+ * NULL when out of memory or threads cannot start. */
 struct writers *
-writers_start(unsigned nthreads, struct hub *hub);
+writers_start(const struct config *cfg, struct hub *hub);
 
 /* Stops the loops (joins them) and drops every stream they still own
  * (STREAM_END_SHUTDOWN). NULL is ignored. */

@@ -1,7 +1,8 @@
 /* test_stream.c -- one stream's queue as seen from its socket: the
  * response head first, replay holding and release, deduplication by id,
  * the byte bound, and the exact bytes written (HTTP chunks, or raw for
- * HTTP/1.0), also across partial writes to a full socket. The socket is a
+ * HTTP/1.0), also across partial writes to a full socket; when a stream
+ * is due a heartbeat, and how long it has waited for a full socket. The socket is a
  * real AF_UNIX socketpair and the writer's wake-up a real libevent event;
  * nothing is mocked. */
 #include <setjmp.h>
@@ -18,6 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "sse.h"
 #include "stream.h"
@@ -544,6 +546,133 @@ test_replay_over_bound_is_limit(void **state)
     pair_close(&p);
 }
 
+/* The heartbeat rule alone: due after a period with nothing carried (a
+ * timer firing a tick early counts), never while data waits. */
+static void
+test_heartbeat_rule(void **state)
+{
+    const int64_t a = 1000000;
+
+    (void)state;
+    assert_int_equal(stream_heartbeat_wait(a, a, 15000, 0), 15000);
+    assert_int_equal(stream_heartbeat_wait(a + 14000, a, 15000, 0), 1000);
+    assert_int_equal(stream_heartbeat_wait(a + 15000 - STREAM_HEARTBEAT_SLACK_MS - 1, a, 15000, 0),
+                     STREAM_HEARTBEAT_SLACK_MS + 1);
+    assert_int_equal(stream_heartbeat_wait(a + 15000 - STREAM_HEARTBEAT_SLACK_MS, a, 15000, 0), 0);
+    assert_int_equal(stream_heartbeat_wait(a + 15000, a, 15000, 0), 0);
+    assert_int_equal(stream_heartbeat_wait(a + 3600000, a, 15000, 0), 0);
+    /* Something waits to be sent: no heartbeat, ask again in a period. */
+    assert_int_equal(stream_heartbeat_wait(a + 60000, a, 15000, 1), 15000);
+    /* Activity stamped by another thread after this thread read now. */
+    assert_int_equal(stream_heartbeat_wait(a - 5, a, 15000, 0), 15000);
+}
+
+/* Pacing: a loop serves STREAM_BEATS_PER_SLOT checks per slot and puts
+ * the rest off into the following slots, each with room for as many;
+ * a new slot starts afresh. */
+static void
+test_heartbeat_pace(void **state)
+{
+    struct stream_beat_pace pace = { 0, 0 };
+    const int64_t t = 123450;   /* the start of a slot */
+    unsigned i;
+
+    (void)state;
+    for (i = 0; i < STREAM_BEATS_PER_SLOT; i++)
+        assert_int_equal(stream_heartbeat_pace(&pace, t + 3), 0);
+    for (i = 0; i < STREAM_BEATS_PER_SLOT; i++)
+        assert_int_equal(stream_heartbeat_pace(&pace, t + 5), STREAM_BEAT_SLOT_MS);
+    assert_int_equal(stream_heartbeat_pace(&pace, t + 9), 2 * STREAM_BEAT_SLOT_MS);
+    /* The next slot: the ones put off by one slot come back and go. */
+    for (i = 0; i < STREAM_BEATS_PER_SLOT; i++)
+        assert_int_equal(stream_heartbeat_pace(&pace, t + STREAM_BEAT_SLOT_MS), 0);
+    assert_int_equal(stream_heartbeat_pace(&pace, t + STREAM_BEAT_SLOT_MS + 1),
+                     STREAM_BEAT_SLOT_MS);
+    assert_int_equal(stream_heartbeat_pace(&pace, t + 10 * STREAM_BEAT_SLOT_MS), 0);
+}
+
+/* On a stream: an idle stream gets a heartbeat once a period has passed
+ * since it last carried anything, an event defers it, and the heartbeat
+ * is one comment line with no blank line after it. */
+static void
+test_heartbeat_due_and_skip(void **state)
+{
+    static const char ping[] = ": ping\n";
+    struct sse_frame *hb = sse_frame_new_raw(ping, sizeof(ping) - 1);
+    struct pair p;
+    struct stream *s;
+    int64_t t;
+    unsigned w;
+
+    (void)state;
+    assert_non_null(hb);
+    pair_open(&p, 0);
+    s = stream_ready(&p, 1 << 20, 1);
+    assert_int_equal(stream_flush(s), STREAM_IO_IDLE);
+    t = clock_coarse_ms();
+    w = stream_heartbeat(s, hb, t, 1000);
+    assert_true(w > 900 && w <= 1000);          /* just attached: not due */
+    assert_drained(&p, "");
+    assert_int_equal(stream_heartbeat(s, hb, t + 1000, 1000), 1000);
+    assert_drained(&p, chunks(": ping\n", NULL));
+    push_unref(s, event(1, "a"));               /* carries an event now */
+    t = clock_coarse_ms();
+    w = stream_heartbeat(s, hb, t + 500, 1000);
+    assert_true(w >= 400 && w <= 500);
+    assert_drained(&p, chunks("id: 1-0\nevent: t\ndata: a\n\n", NULL));
+    assert_int_equal(stream_heartbeat(s, hb, t + 1000, 1000), 1000);
+    assert_drained(&p, chunks(": ping\n", NULL));
+    stream_end(s, STREAM_END_SHUTDOWN);
+    assert_int_equal(stream_heartbeat(s, hb, t + 5000, 1000), 0);   /* ending: no more */
+    stream_close(s);
+    stream_unref(s);
+    sse_frame_unref(hb);
+    pair_close(&p);
+}
+
+/* A full socket: no heartbeat behind the waiting data, and the wait is
+ * counted from the last byte the socket took; any progress restarts it. */
+static void
+test_stalled_socket(void **state)
+{
+    static const char ping[] = ": ping\n";
+    struct sse_frame *hb = sse_frame_new_raw(ping, sizeof(ping) - 1);
+    struct pair p;
+    struct stream *s;
+    char big[4000];
+    uint64_t id = 1;
+    int64_t t;
+    char *out;
+
+    (void)state;
+    assert_non_null(hb);
+    memset(big, 'q', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    pair_open(&p, 4096);
+    s = stream_ready(&p, 1 << 22, 1);
+    assert_int_equal(stream_flush(s), STREAM_IO_IDLE);
+    while (stream_flush(s) != STREAM_IO_BLOCKED && id < 1000)
+        push_unref(s, event(id++, big));
+    assert_int_equal(stream_flush(s), STREAM_IO_BLOCKED);
+    t = clock_coarse_ms();
+    assert_true(stream_stalled_ms(s, t + 5000) >= 4900);
+    assert_int_equal(stream_heartbeat(s, hb, t + 60000, 1000), 1000);   /* busy */
+    out = pair_drain(&p);                       /* the client reads again */
+    free(out);
+    while (stream_flush(s) == STREAM_IO_BLOCKED) {
+        out = pair_drain(&p);
+        free(out);
+    }
+    assert_true(stream_stalled_ms(s, clock_coarse_ms()) < 100);
+    out = pair_drain(&p);
+    assert_null(strstr(out, "ping"));           /* no heartbeat was queued */
+    free(out);
+    stream_close(s);
+    stream_unref(s);
+    sse_frame_unref(hb);
+    pair_close(&p);
+}
+
 int
 main(void)
 {
@@ -559,6 +688,10 @@ main(void)
         cmocka_unit_test(test_prepared_write_short_or_refused),
         cmocka_unit_test(test_head_then_frames),
         cmocka_unit_test(test_replay_over_bound_is_limit),
+        cmocka_unit_test(test_heartbeat_rule),
+        cmocka_unit_test(test_heartbeat_pace),
+        cmocka_unit_test(test_heartbeat_due_and_skip),
+        cmocka_unit_test(test_stalled_socket),
     };
 
     alarm(60);                        /* a hang fails the test, not CI */
