@@ -440,6 +440,59 @@ api_stream_open(struct http_req *r, void *arg)
     return HTTP_DONE;
 }
 
+/* What every write handler does before its command, on each call: the
+ * answer once the command was answered, nothing while it waits; on the
+ * first call the body (parse fills pd) and the Idempotency-Key; then room
+ * in the fan-out, waiting for it suspended. Returns 1 with *out when the
+ * handler goes on to send its command, else 0 with the handler's *ret. */
+typedef int (*api_parse_fn)(struct api_pending *pd, const char *body, size_t len,
+                            struct body_error *e);
+
+static int
+api_write_begin(struct http_req *r, struct app *app, api_parse_fn parse,
+                enum http_ret (*answer)(struct api_pending *),
+                struct api_pending **out, enum http_ret *ret)
+{
+    struct api_pending *pd = http_req_state(r);
+    struct body_error e;
+    size_t len;
+    const char *body;
+
+    *ret = HTTP_DONE;               /* suspended; not called again until done */
+    if (pd != NULL && pd->state == API_PENDING_DONE) {
+        *ret = answer(pd);
+        return 0;
+    }
+    if (pd != NULL && pd->state == API_PENDING_WAITING)
+        return 0;
+    if (pd == NULL) {
+        if ((pd = api_pending_get(r, app)) == NULL) {
+            *ret = api_send_out_of_memory(r);
+            return 0;
+        }
+        body = http_req_body(r, &len);
+        if (parse(pd, body, len, &e) == -1) {
+            *ret = api_send_body_error(r, &e);
+            return 0;
+        }
+        if (api_idem_key(pd) == -1) {
+            *ret = api_send_bad_idem_key(r);
+            return 0;
+        }
+    }
+    switch (api_pending_room(pd)) {
+    case 0:
+        return 0;                   /* waits for room, suspended */
+    case -1:
+        *ret = api_send_overloaded(r);
+        return 0;
+    default:
+        break;
+    }
+    *out = pd;
+    return 1;
+}
+
 /* ---------------------------------------------------------------- accounts */
 
 static json_object *
@@ -534,36 +587,20 @@ api_on_account_id(void *arg, const struct redisReply *reply)
 
 /* POST /accounts: two pipelined steps, INCR for the id, then the write
  * script (the envelopes carry the id, so it must be known first). */
+static int
+api_parse_account(struct api_pending *pd, const char *body, size_t len, struct body_error *e)
+{
+    return body_parse_account(body, len, &pd->account_in, e);
+}
+
 static enum http_ret
 api_account_create(struct http_req *r, void *arg)
 {
-    struct app *app = arg;
-    struct api_pending *pd = http_req_state(r);
-    struct body_error e;
-    size_t len;
-    const char *body;
+    struct api_pending *pd;
+    enum http_ret ret;
 
-    if (pd != NULL && pd->state == API_PENDING_DONE)
-        return api_account_answer(pd);
-    if (pd != NULL && pd->state == API_PENDING_WAITING)
-        return HTTP_DONE;           /* suspended; not called again until done */
-    if (pd == NULL) {
-        if ((pd = api_pending_get(r, app)) == NULL)
-            return api_send_out_of_memory(r);
-        body = http_req_body(r, &len);
-        if (body_parse_account(body, len, &pd->account_in, &e) == -1)
-            return api_send_body_error(r, &e);
-        if (api_idem_key(pd) == -1)
-            return api_send_bad_idem_key(r);
-    }
-    switch (api_pending_room(pd)) {
-    case 0:
-        return HTTP_DONE;
-    case -1:
-        return api_send_overloaded(r);
-    default:
-        break;
-    }
+    if (!api_write_begin(r, arg, api_parse_account, api_account_answer, &pd, &ret))
+        return ret;
     store_account_id_command(&pd->cmd);
     if (api_pending_send(pd, api_on_account_id) == -1)
         return api_send_store_error(r, STORE_UNAVAILABLE, NULL);
@@ -634,36 +671,20 @@ api_on_snapshot_taken(void *arg, const struct redisReply *reply)
     http_req_resume(pd->req);
 }
 
+static int
+api_parse_snapshot(struct api_pending *pd, const char *body, size_t len, struct body_error *e)
+{
+    return body_parse_snapshot(body, len, &pd->snapshot_in, e);
+}
+
 static enum http_ret
 api_snapshot_create(struct http_req *r, void *arg)
 {
-    struct app *app = arg;
-    struct api_pending *pd = http_req_state(r);
-    struct body_error e;
-    size_t len;
-    const char *body;
+    struct api_pending *pd;
+    enum http_ret ret;
 
-    if (pd != NULL && pd->state == API_PENDING_DONE)
-        return api_snapshot_answer(pd);
-    if (pd != NULL && pd->state == API_PENDING_WAITING)
-        return HTTP_DONE;           /* suspended; not called again until done */
-    if (pd == NULL) {
-        if ((pd = api_pending_get(r, app)) == NULL)
-            return api_send_out_of_memory(r);
-        body = http_req_body(r, &len);
-        if (body_parse_snapshot(body, len, &pd->snapshot_in, &e) == -1)
-            return api_send_body_error(r, &e);
-        if (api_idem_key(pd) == -1)
-            return api_send_bad_idem_key(r);
-    }
-    switch (api_pending_room(pd)) {
-    case 0:
-        return HTTP_DONE;
-    case -1:
-        return api_send_overloaded(r);
-    default:
-        break;
-    }
+    if (!api_write_begin(r, arg, api_parse_snapshot, api_snapshot_answer, &pd, &ret))
+        return ret;
     pd->taken_at = clock_wall_ms();
     if (store_snapshot_command(&pd->cmd, http_req_param(r), pd->snapshot_in.has_balance,
                                pd->snapshot_in.balance, pd->taken_at) == -1)
@@ -720,36 +741,20 @@ api_on_event_stored(void *arg, const struct redisReply *reply)
     http_req_resume(pd->req);
 }
 
+static int
+api_parse_event(struct api_pending *pd, const char *body, size_t len, struct body_error *e)
+{
+    return body_parse_event(body, len, &pd->in, e);
+}
+
 static enum http_ret
 api_event_publish(struct http_req *r, void *arg)
 {
-    struct app *app = arg;
-    struct api_pending *pd = http_req_state(r);
-    struct body_error e;
-    size_t len;
-    const char *body;
+    struct api_pending *pd;
+    enum http_ret ret;
 
-    if (pd != NULL && pd->state == API_PENDING_DONE)
-        return api_event_answer(pd);
-    if (pd != NULL && pd->state == API_PENDING_WAITING)
-        return HTTP_DONE;           /* suspended; not called again until done */
-    if (pd == NULL) {
-        if ((pd = api_pending_get(r, app)) == NULL)
-            return api_send_out_of_memory(r);
-        body = http_req_body(r, &len);
-        if (body_parse_event(body, len, &pd->in, &e) == -1)
-            return api_send_body_error(r, &e);
-        if (api_idem_key(pd) == -1)
-            return api_send_bad_idem_key(r);
-    }
-    switch (api_pending_room(pd)) {
-    case 0:
-        return HTTP_DONE;
-    case -1:
-        return api_send_overloaded(r);
-    default:
-        break;
-    }
+    if (!api_write_begin(r, arg, api_parse_event, api_event_answer, &pd, &ret))
+        return ret;
     if (store_event_command(&pd->cmd, pd->in.user_id, pd->in.type,
                             pd->in.data_json, pd->in.data_len) == -1)
         return api_send_out_of_memory(r);

@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -493,3 +494,58 @@ class Workdir:
 
     def cleanup(self):
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def run_suite(tests, make_env, what="start redis-server and the gateways", suffix=""):
+    """The TAP main of a suite that starts gateways: `-k substr` picks
+    tests; make_env() builds the environment (it has .work, .gateways()
+    and .close() -> {name: exit code}); each test runs as t(env) and then
+    must leave no sanitizer report; a last case checks every gateway exited
+    0 on SIGTERM with no report. Logs are kept when anything failed.
+    Returns the exit status."""
+    import traceback
+    if "-k" in sys.argv:
+        k = sys.argv[sys.argv.index("-k") + 1]
+        tests = [t for t in tests if k in t.__name__]
+    print("1..%d" % (len(tests) + 1))
+    sys.stdout.flush()
+    failed = 0
+    try:
+        env = make_env()
+    except Exception as e:
+        for i, t in enumerate(tests, 1):
+            print("not ok %d - %s # not run" % (i, t.__name__))
+        print("not ok %d - %s\n# %s" % (len(tests) + 1, what, e))
+        return 1
+    n = 0
+    for t in tests:
+        n += 1
+        t0 = time.monotonic()
+        try:
+            t(env)
+            for g in env.gateways():
+                rep = g.sanitizer_report()
+                if rep:
+                    raise TestFailure("sanitizer report from %s:\n%s" % (g.name, rep))
+            print("ok %d - %s (%.1fs)" % (n, t.__name__, time.monotonic() - t0))
+        except Exception as e:
+            failed += 1
+            print("not ok %d - %s" % (n, t.__name__))
+            for line in ("%s: %s\n%s" % (type(e).__name__, e, traceback.format_exc())).splitlines():
+                print("# " + line)
+        sys.stdout.flush()
+    codes = env.close()
+    bad = {k: v for k, v in codes.items() if v != 0}
+    rep = None
+    for g in env.gateways():
+        rep = rep or g.sanitizer_report()
+    if bad or rep:
+        failed += 1
+        print("not ok %d - clean exit of every gateway: %r %s" % (n + 1, bad, rep or ""))
+    else:
+        print("ok %d - clean exit of every gateway (SIGTERM -> 0%s)" % (n + 1, suffix))
+    if failed == 0:
+        env.work.cleanup()
+    else:
+        print("# logs kept in %s" % env.work.path)
+    return 1 if failed else 0

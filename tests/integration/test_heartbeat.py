@@ -17,11 +17,10 @@ import socket
 import sys
 import threading
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (HOST, Gateway, Redis, SSEClient, TestFailure, Workdir,  # noqa: E402
-                     check, eq, get_json, post_json, wait_until)
+                     check, eq, get_json, post_json, wait_until, run_suite)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.environ.get("SSEGATE_BIN") or os.path.join(HERE, "..", "..", "ssegate")
@@ -47,10 +46,13 @@ class Env:
         eq(st, 202, "POST /events status (%r)" % body)
         return body["id"]
 
+    def gateways(self):
+        return [self.g]
+
     def close(self):
-        code = self.g.stop()
+        codes = {self.g.name: self.g.stop()}
         self.redis.stop()
-        return code
+        return codes
 
 
 class WhatwgStream(SSEClient):
@@ -303,50 +305,5 @@ TESTS = [test_hello_bytes, test_no_empty_messages, test_idle_stream_heartbeat_pe
          test_stalled_client_is_closed]
 
 
-def main():
-    tests = TESTS
-    if "-k" in sys.argv:
-        k = sys.argv[sys.argv.index("-k") + 1]
-        tests = [t for t in tests if k in t.__name__]
-    print("1..%d" % (len(tests) + 1))
-    sys.stdout.flush()
-    failed = 0
-    try:
-        env = Env()
-    except Exception as e:
-        for i, t in enumerate(tests, 1):
-            print("not ok %d - %s # not run" % (i, t.__name__))
-        print("not ok %d - start redis-server and the gateway\n# %s" % (len(tests) + 1, e))
-        return 1
-    n = 0
-    for t in tests:
-        n += 1
-        t0 = time.monotonic()
-        try:
-            t(env)
-            rep = env.g.sanitizer_report()
-            if rep:
-                raise TestFailure("sanitizer report:\n%s" % rep)
-            print("ok %d - %s (%.1fs)" % (n, t.__name__, time.monotonic() - t0))
-        except Exception as e:
-            failed += 1
-            print("not ok %d - %s" % (n, t.__name__))
-            for line in ("%s: %s\n%s" % (type(e).__name__, e, traceback.format_exc())).splitlines():
-                print("# " + line)
-        sys.stdout.flush()
-    code = env.close()
-    rep = env.g.sanitizer_report()
-    if code != 0 or rep:
-        failed += 1
-        print("not ok %d - clean exit of the gateway: %r %s" % (n + 1, code, rep or ""))
-    else:
-        print("ok %d - clean exit of the gateway (SIGTERM -> 0)" % (n + 1))
-    if failed == 0:
-        env.work.cleanup()
-    else:
-        print("# logs kept in %s" % env.work.path)
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_suite(TESTS, Env))

@@ -12,11 +12,10 @@ import select
 import socket
 import sys
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (HOST, Gateway, Redis, SSEClient, TestFailure,  # noqa: E402
-                     Workdir, check, eq, get_json, http, post_json, wait_until)
+                     Workdir, check, eq, get_json, http, post_json, wait_until, run_suite)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.environ.get("SSEGATE_BIN") or os.path.join(HERE, "..", "..", "ssegate")
@@ -44,12 +43,6 @@ class Env:
         st, _, acct = post_json(port, "/accounts", {"name": "Ada"})
         eq(st, 201, "POST /accounts status")
         return acct
-
-    def sanitizer_check(self):
-        for g in self.gateways():
-            rep = g.sanitizer_report()
-            if rep:
-                raise TestFailure("sanitizer report from %s:\n%s" % (g.name, rep))
 
     def close(self):
         codes = {g.name: g.stop() for g in self.gateways()}
@@ -380,52 +373,5 @@ TESTS = [
 ]
 
 
-def main():
-    tests = TESTS
-    if "-k" in sys.argv:
-        k = sys.argv[sys.argv.index("-k") + 1]
-        tests = [t for t in tests if k in t.__name__]
-    print("1..%d" % (len(tests) + 1))
-    sys.stdout.flush()
-    failed = 0
-    env = None
-    try:
-        env = Env()
-    except Exception as e:
-        for i, t in enumerate(tests, 1):
-            print("not ok %d - %s # not run" % (i, t.__name__))
-        print("not ok %d - start redis-server and the gateway\n# %s" % (len(tests) + 1, e))
-        return 1
-    n = 0
-    for t in tests:
-        n += 1
-        t0 = time.monotonic()
-        try:
-            t(env)
-            env.sanitizer_check()
-            print("ok %d - %s (%.1fs)" % (n, t.__name__, time.monotonic() - t0))
-        except Exception as e:
-            failed += 1
-            print("not ok %d - %s" % (n, t.__name__))
-            for line in ("%s: %s\n%s" % (type(e).__name__, e, traceback.format_exc())).splitlines():
-                print("# " + line)
-        sys.stdout.flush()
-    codes = env.close()
-    bad = {k: v for k, v in codes.items() if v != 0}
-    rep = None
-    for g in env.gateways():
-        rep = rep or g.sanitizer_report()
-    if bad or rep:
-        failed += 1
-        print("not ok %d - clean exit of every gateway: %r %s" % (n + 1, bad, rep or ""))
-    else:
-        print("ok %d - clean exit of every gateway (SIGTERM -> 0)" % (n + 1))
-    if failed == 0:
-        env.work.cleanup()
-    else:
-        print("# logs kept in %s" % env.work.path)
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_suite(TESTS, Env))
