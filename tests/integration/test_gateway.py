@@ -15,12 +15,11 @@ import socket
 import sys
 import threading
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (HOST, Gateway, Redis, Relay, SSEClient, TestFailure,  # noqa: E402
+from harness import (HOST, Gateway, Redis, Relay, SSEClient,  # noqa: E402
                      Workdir, check, eq, get_json, http, id_key, ids_of, post_json,
-                     wait_until)
+                     run_suite, wait_until)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.environ.get("SSEGATE_BIN") or os.path.join(HERE, "..", "..", "ssegate")
@@ -53,12 +52,6 @@ class Env:
         st, _, body = post_json(port, "/events", {"userId": user, "type": type_, "data": data})
         eq(st, 202, "POST /events status (%r)" % body)
         return body["id"]
-
-    def sanitizer_check(self):
-        for g in self.gateways():
-            rep = g.sanitizer_report()
-            if rep:
-                raise TestFailure("sanitizer report from %s:\n%s" % (g.name, rep))
 
     def close(self):
         codes = {}
@@ -877,51 +870,8 @@ VALGRIND_TESTS = [test_health, test_accounts, test_cross_instance, test_resume,
 
 
 def main():
-    tests = VALGRIND_TESTS if VALGRIND else TESTS
-    if "-k" in sys.argv:
-        k = sys.argv[sys.argv.index("-k") + 1]
-        tests = [t for t in tests if k in t.__name__]
-    print("1..%d" % (len(tests) + 1))
-    sys.stdout.flush()
-    failed = 0
-    env = None
-    try:
-        env = Env()
-    except Exception as e:
-        for i, t in enumerate(tests, 1):
-            print("not ok %d - %s # not run" % (i, t.__name__))
-        print("not ok %d - start redis-server and the gateways\n# %s" % (len(tests) + 1, e))
-        return 1
-    n = 0
-    for t in tests:
-        n += 1
-        t0 = time.monotonic()
-        try:
-            t(env)
-            env.sanitizer_check()
-            print("ok %d - %s (%.1fs)" % (n, t.__name__, time.monotonic() - t0))
-        except Exception as e:
-            failed += 1
-            print("not ok %d - %s" % (n, t.__name__))
-            for line in ("%s: %s\n%s" % (type(e).__name__, e, traceback.format_exc())).splitlines():
-                print("# " + line)
-        sys.stdout.flush()
-    codes = env.close()
-    bad = {k: v for k, v in codes.items() if v != 0 and k != "backend-stop"}
-    rep = None
-    for g in env.gateways():
-        rep = rep or g.sanitizer_report()
-    if bad or rep:
-        failed += 1
-        print("not ok %d - clean exit of every gateway: %r %s" % (n + 1, bad, rep or ""))
-    else:
-        print("ok %d - clean exit of every gateway (SIGTERM -> 0%s)"
-              % (n + 1, ", valgrind clean" if VALGRIND else ""))
-    if failed == 0:
-        env.work.cleanup()
-    else:
-        print("# logs kept in %s" % env.work.path)
-    return 1 if failed else 0
+    return run_suite(VALGRIND_TESTS if VALGRIND else TESTS, Env,
+                     suffix=", valgrind clean" if VALGRIND else "", ignore=("backend-stop",))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (HOST, Gateway, Redis, SSEClient, TestFailure, Workdir,  # noqa: E402
+from harness import (HOST, Gateway, Redis, SSEClient, Workdir,  # noqa: E402
                      check, eq, get_json, post_json, wait_until, run_suite)
 
 HERE = os.path.dirname(os.path.abspath(__file__))

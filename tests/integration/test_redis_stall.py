@@ -15,7 +15,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Gateway, Redis, Relay, SSEClient, TestFailure,  # noqa: E402
+from harness import (Gateway, Redis, Relay, SSEClient,  # noqa: E402
                      Workdir, check, eq, get_json, http, post_json, wait_until, run_suite)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
