@@ -41,6 +41,8 @@
  * up to this many events instead of one each, when events come faster
  * than one fan-out takes). */
 #define SUB_BATCH_MAX 64
+/* The start of a refusal kept to tell a new one from a repeat. */
+#define SUB_REFUSED_MAX 128
 /* Room for why a channel message was refused (envelope_parse). */
 #define SUB_ERR_MAX 128
 
@@ -59,6 +61,9 @@ struct subscriber {
     struct event *retry_ev;         /* back-off before the next connect */
     struct event *deadline_ev;      /* connect + subscribe must finish by then */
     struct rconn_backoff backoff;   /* between connect attempts */
+    /* Redis's last refusal (NOAUTH, WRONGPASS, an ACL denial) as logged:
+     * one line per change, not one per retry. "" while none. */
+    char refused[SUB_REFUSED_MAX];
     int freeing;
     atomic_int up;
     /* Publish backpressure: atomics, no lock. A waiter registers before
@@ -77,6 +82,20 @@ struct subscriber {
 };
 
 static void subscriber_connect(struct subscriber *sub);
+
+/* Redis refused the subscriber (a wrong or missing password, an ACL
+ * denial): logs it when it is news, once per change rather than once per
+ * retry; the back-off retries, and a fixed password or ACL lets a later
+ * try in. */
+static void
+subscriber_note_refusal(struct subscriber *sub, const char *cmd, const char *why)
+{
+    if (strncmp(sub->refused, why, sizeof(sub->refused) - 1) == 0)
+        return;
+    log_error("redis: %s refused at %s:%u: %s (check REDIS_PASSWORD and the ACL; "
+              "retrying)", cmd, sub->cfg->redis_host, sub->cfg->redis_port, why);
+    snprintf(sub->refused, sizeof(sub->refused), "%s", why);
+}
 
 /* ------------------------------------------------------- backpressure */
 
@@ -306,6 +325,7 @@ subscriber_on_reply(redisAsyncContext *ac, void *r, void *privdata)
         rconn_redis_is_back();
         log_info("redis: subscribed to %s at %s:%u", sub->cfg->redis_channel,
                  sub->cfg->redis_host, sub->cfg->redis_port);
+        sub->refused[0] = '\0';
         subscriber_recover(sub);
     }
 }
@@ -315,9 +335,8 @@ subscriber_on_auth(redisAsyncContext *ac, void *r, void *privdata)
 {
     redisReply *reply = r;
 
-    (void)privdata;
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
-        log_error("redis: AUTH failed: %s", reply->str);
+        subscriber_note_refusal(privdata, "AUTH", reply->str);
         redisAsyncDisconnect(ac);   /* flags only; hiredis frees later */
     }
 }
@@ -356,6 +375,11 @@ subscriber_on_disconnect(const redisAsyncContext *ac, int status)
     if (atomic_exchange(&sub->up, 0) && !sub->freeing)
         log_warn("redis: subscription lost: %s",
                  status == REDIS_OK ? "closed" : ac->errstr);
+    else if (status != REDIS_OK && ac->err == REDIS_ERR_OTHER && !sub->freeing)
+        /* hiredis 0.14 keeps no callback for SUBSCRIBE's reply: an error
+         * reply to it (NOAUTH, NOPERM) ends the connection with the reply
+         * as errstr, and lands here. */
+        subscriber_note_refusal(sub, "SUBSCRIBE", ac->errstr);
     subscriber_reset_backlog(sub);
     subscriber_schedule_retry(sub);
 }

@@ -397,9 +397,50 @@ def test_idempotency_key_retry_after_503(env):
         eq(types.count("retry-%d" % i), 1, "round %d's event exactly once" % i)
 
 
+def test_subscriber_refusal_logged_once(env):
+    """A Redis that refuses the subscriber (a password set while the
+    gateway has none) is logged at once, with why, in one line however
+    many times the gateway retries; /health says down meanwhile; once Redis
+    lets it in again it is back without a restart."""
+    import subprocess
+    r = Redis(env.work.path)
+    g = env.gateway("refused", redis=r)
+    pw = "s3cret-pass"
+
+    def cli(*args):
+        return subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(r.port), "-a", pw,
+                               "--no-auth-warning"] + list(args),
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+    try:
+        r.cli("CONFIG", "SET", "requirepass", pw)
+        cli("CLIENT", "KILL", "TYPE", "pubsub")
+        wait_until(lambda: "SUBSCRIBE refused" in g.proc.output(), 5,
+                   "the refusal logged")
+        line = [l for l in g.proc.output().splitlines() if "SUBSCRIBE refused" in l][0]
+        check("NOAUTH" in line and "REDIS_PASSWORD" in line, "it says why: %r" % line)
+        eq(health(g.port)[0], 503, "/health down while refused")
+        # Three more refused connections later (the back-off retrying):
+        # still one line.
+        asked = [0]                 # our own redis-cli connections
+
+        def connections():
+            asked[0] += 1
+            for l in cli("INFO", "stats").splitlines():
+                if l.startswith("total_connections_received:"):
+                    return int(l.split(":")[1]) - asked[0]
+            return 0
+        base = connections()
+        wait_until(lambda: connections() >= base + 3, 10, "three more tries")
+        eq(g.proc.output().count("refused at"), 1, "one line for one refusal, not one per retry")
+        cli("CONFIG", "SET", "requirepass", "")
+        wait_until(lambda: health(g.port) == (200, "up"), 10, "back once Redis lets it in")
+    finally:
+        r.stop()
+
+
 TESTS = [test_health_while_redis_frozen, test_publish_wait_holds_no_thread,
          test_no_write_applied_twice, test_idempotency_key, test_idempotency_key_expires,
-         test_idempotency_key_retry_after_503]
+         test_idempotency_key_retry_after_503, test_subscriber_refusal_logged_once]
 
 
 if __name__ == "__main__":
