@@ -80,6 +80,7 @@ struct http_conn {
     int in_body;                    /* head read, body arriving: 408 possible */
 };
 TAILQ_HEAD(http_conn_list, http_conn);
+TAILQ_HEAD(http_req_list, http_req);
 
 /* One HTTP thread and the daemon it runs. */
 struct http_loop {
@@ -91,7 +92,7 @@ struct http_loop {
     /* Requests suspended by http_req_wait, this thread's only. wake_fd
      * (eventfd) is written by any thread (http_wake) while nwaiting > 0;
      * the loop drains it and resumes them all. */
-    struct http_req *waiting;
+    struct http_req_list waiting;
     atomic_int nwaiting;
     int wake_fd;
     int stopping;                   /* no more waits: the loop is ending */
@@ -128,7 +129,7 @@ struct http_req {
     struct http_conn *hc;   /* its connection's deadline; NULL if none */
     void *state;            /* the handler's, freed by state_free */
     void (*state_free)(void *);
-    struct http_req *wait_prev, *wait_next;     /* in loop->waiting */
+    TAILQ_ENTRY(http_req) wait_link;    /* in loop->waiting, while waiting */
     int64_t wait_deadline_ms;       /* monotonic */
     int waiting;
 };
@@ -388,11 +389,7 @@ http_req_wait(struct http_req *r, int64_t deadline_ms)
     if (l->stopping)
         return -1;
     r->wait_deadline_ms = deadline_ms;
-    r->wait_prev = NULL;
-    r->wait_next = l->waiting;
-    if (l->waiting != NULL)
-        l->waiting->wait_prev = r;
-    l->waiting = r;
+    TAILQ_INSERT_TAIL(&l->waiting, r, wait_link);
     r->waiting = 1;
     atomic_fetch_add(&l->nwaiting, 1);
     MHD_suspend_connection(r->conn);
@@ -406,12 +403,7 @@ http_wait_unlink(struct http_req *r)
 
     if (!r->waiting)
         return;
-    if (r->wait_prev != NULL)
-        r->wait_prev->wait_next = r->wait_next;
-    else
-        l->waiting = r->wait_next;
-    if (r->wait_next != NULL)
-        r->wait_next->wait_prev = r->wait_prev;
+    TAILQ_REMOVE(&l->waiting, r, wait_link);
     r->waiting = 0;
     atomic_fetch_sub(&l->nwaiting, 1);
 }
@@ -425,8 +417,8 @@ http_loop_resume_waiting(struct http_loop *l, int all)
     int64_t now = clock_mono_ms();
     struct http_req *r, *next;
 
-    for (r = l->waiting; r != NULL; r = next) {
-        next = r->wait_next;
+    for (r = TAILQ_FIRST(&l->waiting); r != NULL; r = next) {
+        next = TAILQ_NEXT(r, wait_link);
         if (all || now >= r->wait_deadline_ms) {
             http_wait_unlink(r);
             MHD_resume_connection(r->conn);
@@ -439,8 +431,9 @@ static int
 http_loop_wait_timeout_ms(const struct http_loop *l)
 {
     int64_t first = INT64_MAX, left;
+    const struct http_req *r;
 
-    for (const struct http_req *r = l->waiting; r != NULL; r = r->wait_next)
+    TAILQ_FOREACH(r, &l->waiting, wait_link)
         if (r->wait_deadline_ms < first)
             first = r->wait_deadline_ms;
     if (first == INT64_MAX)
@@ -869,7 +862,8 @@ http_timeout_min(int a, int b)
 
 /* How long the loop may sleep: until MHD's next connection timeout (0
  * when it already holds ready connections), the first request deadline,
- * or the next accept retry while accepting is paused; forever with none. */
+ * the first deadline of a waiting request, or the next accept retry
+ * while accepting is paused; forever with none. */
 static int
 http_loop_timeout_ms(struct http_loop *l)
 {
@@ -879,6 +873,7 @@ http_loop_timeout_ms(struct http_loop *l)
     if (MHD_get_timeout(l->daemon, &ms) == MHD_YES)
         t = ms > INT_MAX ? INT_MAX : (int)ms;
     t = http_timeout_min(t, http_loop_deadline_ms(l));
+    t = http_timeout_min(t, http_loop_wait_timeout_ms(l));
     if (l->accept_paused)
         t = http_timeout_min(t, HTTP_ACCEPT_RETRY_MS);
     return t;
@@ -944,8 +939,6 @@ http_loop_main(void *arg)
     for (;;) {
         int timeout = http_timeout_min(http_loop_timeout_ms(l),
                                        pipeline_timeout_ms(l->pipe));
-
-        timeout = http_timeout_min(timeout, http_loop_wait_timeout_ms(l));
 
         pfd[2].fd = pipeline_fd(l->pipe);       /* -1: poll skips it */
         pfd[2].events = pipeline_events(l->pipe);
@@ -1058,6 +1051,7 @@ http_start(const struct config *cfg, const struct http_routes *routes,
         l->http = h;
         atomic_init(&l->nwaiting, 0);
         TAILQ_INIT(&l->arriving);
+        TAILQ_INIT(&l->waiting);
         l->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (l->wake_fd < 0 || (l->pipe = pipeline_new(cfg)) == NULL) {
             snprintf(err, errlen, "out of memory");

@@ -208,7 +208,7 @@ out:
     http_stop(g.http);
     writers_stop(g.app.writers);
     subscriber_free(g.app.sub);
-    store_thread_cleanup();
+    store_close();
     hub_free(g.app.hub);
     fanout_free(g.fanout);
     sse_frame_unref(g.app.hello);

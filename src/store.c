@@ -109,8 +109,8 @@ static struct {
     char history_maxlen[STORE_NUM_MAX];
     char firehose_maxlen[STORE_NUM_MAX];
     char history_slack[STORE_NUM_MAX];
-    char idem_ttl[STORE_NUM_MAX];
     char firehose_slack[STORE_NUM_MAX];
+    char idem_ttl[STORE_NUM_MAX];
     unsigned history_count;
     unsigned firehose_count;
 } store_cfg;
@@ -119,7 +119,6 @@ static struct {
 struct store_conn {
     redisContext *c;
     int fresh;                      /* connected for the command now running */
-    int ready;                      /* backoff initialised */
     struct rconn_backoff backoff;   /* after a failed connect or I/O error */
 };
 
@@ -129,6 +128,7 @@ void
 store_setup(const struct config *cfg)
 {
     rconn_setup(cfg);
+    rconn_backoff_init(&store_main.backoff);
     snprintf(store_cfg.channel, sizeof(store_cfg.channel), "%s",
              cfg->redis_channel);
     snprintf(store_cfg.server_id, sizeof(store_cfg.server_id), "%s",
@@ -148,7 +148,7 @@ store_setup(const struct config *cfg)
 }
 
 void
-store_thread_cleanup(void)
+store_close(void)
 {
     if (store_main.c != NULL)
         redisFree(store_main.c);
@@ -176,12 +176,6 @@ store_conn_reset(struct store_conn *sc)
     rconn_backoff_fail(&sc->backoff);
 }
 
-void
-store_redis_is_back(void)
-{
-    rconn_redis_is_back();
-}
-
 /* Connects (authenticated, scripts loaded) now, back-off or not. */
 static int
 store_conn_open(struct store_conn *sc)
@@ -202,10 +196,6 @@ store_conn_get(void)
 {
     struct store_conn *sc = &store_main;
 
-    if (!sc->ready) {
-        rconn_backoff_init(&sc->backoff);
-        sc->ready = 1;
-    }
     if (sc->c == NULL &&
         (!rconn_backoff_ready(&sc->backoff) || store_conn_open(sc) == -1))
         return NULL;

@@ -57,15 +57,7 @@ store_setup(const struct config *cfg);
 
 /* Closes the main thread's connection, if any. Main thread only. */
 void
-store_thread_cleanup(void);
-
-/* Tells every connection that Redis answers again (the subscriber just
- * subscribed): a thread's or a pipeline's connection whose last connect
- * failed retries at once instead of answering 503 for the rest of its
- * back-off. The same as rconn_redis_is_back, kept for callers outside the
- * Redis layer. Any thread. */
-void
-store_redis_is_back(void);
+store_close(void);
 
 /* The account as one line of JSON: {"id","name","balance","createdAt"}.
  * The caller frees it; NULL when out of memory. */

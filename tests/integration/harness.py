@@ -274,16 +274,21 @@ def http(port, method, path, body=None, headers=None, timeout=10):
             if not chunk:
                 break
             data += chunk
+    status, hdrs, rest = parse_response(data)
+    if hdrs.get("transfer-encoding") == "chunked":
+        rest = dechunk_all(rest)
+    return status, hdrs, rest.decode("utf-8", "replace")
+
+
+def parse_response(data):
+    """A raw HTTP response: (status, headers lower-cased, body bytes)."""
     head, _, rest = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
     hdrs = {}
     for line in lines[1:]:
         k, _, v = line.partition(":")
         hdrs[k.strip().lower()] = v.strip()
-    if hdrs.get("transfer-encoding") == "chunked":
-        rest = dechunk_all(rest)
-    return status, hdrs, rest.decode("utf-8", "replace")
+    return int(lines[0].split()[1]), hdrs, rest
 
 
 def dechunk_all(data):

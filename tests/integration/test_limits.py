@@ -14,7 +14,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (HOST, Gateway, Redis, SSEClient, TestFailure,  # noqa: E402
+from harness import (parse_response, HOST, Gateway, Redis, SSEClient, TestFailure,  # noqa: E402
                      Workdir, check, eq, get_json, http, post_json, wait_until, run_suite)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -79,13 +79,7 @@ def raw(port, data, timeout=5):
                     break
     if not got:
         return None, {}, b""
-    head, _, rest = got.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    hdrs = {}
-    for line in lines[1:]:
-        k, _, v = line.partition(":")
-        hdrs[k.strip().lower()] = v.strip()
-    return int(lines[0].split()[1]), hdrs, rest
+    return parse_response(got)
 
 
 def trickle(port, head_first, dribble, step=0.05, limit=10.0):

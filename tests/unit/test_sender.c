@@ -1,5 +1,5 @@
-/* test_sender.c -- a fan-out's writes batched through io_uring, driven as
- * hub.c drives them: every stream gets exactly its frames, in one write
+/* test_sender.c -- a fan-out's writes batched through io_uring, through
+ * the hub that drives them (hub_publish): every stream gets exactly its frames, in one write
  * each, across more streams than the sender holds at once; a full socket
  * comes back at once (the flush never waits for a slow client) and its
  * writer sends the rest.
@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "hub.h"
 #include "log.h"
 #include "sender.h"
 #include "sse.h"
@@ -52,38 +53,14 @@ kicks(struct peer *p)
     return p->kicks;
 }
 
-/* What hub.c does with a sender: each stream prepares its write in the
- * sender's next slot; full or done, the batch is issued and each stream
- * told its outcome. */
+/* The hub the peers' streams are indexed in (user "7"), with its
+ * io_uring senders: a fan-out is hub_publish, as the subscriber does it. */
+static struct hub *hub;
+
 static void
-fan_out(struct sender *sd, struct peer *const *p, size_t n,
-        struct sse_frame *const *f, size_t nf)
+fan_out(struct sse_frame *const *f, size_t nf)
 {
-    size_t written;
-
-    for (size_t i = 0; i < n; i++) {
-        struct wire_write *w = sender_slot(sd);
-
-        if (!stream_push_prepare(p[i]->s, f, nf, w))
-            continue;
-        switch (sender_queue(sd)) {
-        case SENDER_ISSUED:
-            stream_push_complete(w);
-            break;
-        case SENDER_FULL:
-            written = sender_flush(sd);
-            for (size_t k = 0; k < written; k++)
-                stream_push_complete(sender_written(sd, k));
-            sender_reset(sd);
-            break;
-        case SENDER_QUEUED:
-            break;
-        }
-    }
-    written = sender_flush(sd);
-    for (size_t k = 0; k < written; k++)
-        stream_push_complete(sender_written(sd, k));
-    sender_reset(sd);
+    hub_publish(hub, "7", f, nf);
 }
 
 /* A stream past its opening replay, attached to a fresh socketpair of
@@ -104,13 +81,13 @@ peer_open(struct peer *p, int type)
     stream_finish_replay(p->s, NULL, NULL, 0, NULL);
     assert_int_equal(stream_attach(p->s, p->w, 1, "", 0, p->wake), 0);
     assert_int_equal(stream_flush(p->s), STREAM_IO_IDLE);
+    assert_int_equal(hub_add(hub, p->s), 0);
 }
 
 static void
 peer_close(struct peer *p)
 {
-    stream_close(p->s);
-    stream_unref(p->s);         /* the last reference: closes p->w */
+    hub_drop_stream(hub, p->s, STREAM_END_CLIENT);     /* closes p->w */
     event_free(p->wake);
     close(p->r);
 }
@@ -130,12 +107,14 @@ setup(void **state)
 {
     struct sender *sd = sender_new();
 
+    (void)state;
     if (sd == NULL) {
         fprintf(stderr, "io_uring unavailable: %s\n", strerror(errno));
         skip();
     }
-    *state = sd;
+    sender_free(sd);            /* the hub makes its own */
     assert_non_null(base = event_base_new());
+    assert_non_null(hub = hub_new(NULL, 1));
     alarm(20);                  /* a flush that waits on a client hangs */
     return 0;
 }
@@ -143,7 +122,8 @@ setup(void **state)
 static int
 teardown(void **state)
 {
-    sender_free(*state);
+    (void)state;
+    hub_free(hub);
     event_base_free(base);
     alarm(0);
     return 0;
@@ -155,19 +135,16 @@ teardown(void **state)
 static void
 test_every_stream_once_in_one_write(void **state)
 {
-    struct sender *sd = *state;
+    (void)state;
     static struct peer p[STREAMS];
-    struct peer *pp[STREAMS];
     struct sse_frame *f[2] = { event(1, "a"), event(2, "b") };
     char want[256], buf[256];
 
     snprintf(want, sizeof(want), "%zx\r\n%s\r\n%zx\r\n%s\r\n",
              f[0]->len, f[0]->bytes, f[1]->len, f[1]->bytes);
-    for (int i = 0; i < STREAMS; i++) {
+    for (int i = 0; i < STREAMS; i++)
         peer_open(&p[i], SOCK_SEQPACKET);
-        pp[i] = &p[i];
-    }
-    fan_out(sd, pp, STREAMS, f, 2);
+    fan_out(f, 2);
     sse_frame_unref(f[0]);
     sse_frame_unref(f[1]);
     for (int i = 0; i < STREAMS; i++) {
@@ -190,7 +167,7 @@ test_every_stream_once_in_one_write(void **state)
 static void
 test_full_socket_goes_to_its_writer(void **state)
 {
-    struct sender *sd = *state;
+    (void)state;
     struct peer slow, fast;
     struct sse_frame *f = event(5, "x");
     char junk[4096], want[128], buf[128];
@@ -204,7 +181,7 @@ test_full_socket_goes_to_its_writer(void **state)
     while ((n = write(slow.w, junk, sizeof(junk))) > 0)
         filled += (size_t)n;
     assert_int_equal(errno, EAGAIN);
-    fan_out(sd, (struct peer *[]){ &slow, &fast }, 2, &f, 1);
+    fan_out(&f, 1);
     sse_frame_unref(f);
     assert_int_equal(kicks(&slow), 1);
     assert_int_equal(kicks(&fast), 0);
@@ -231,9 +208,8 @@ test_full_socket_goes_to_its_writer(void **state)
 static void
 test_long_runs_issued_at_once(void **state)
 {
-    struct sender *sd = *state;
+    (void)state;
     static struct peer p[40];
-    struct peer *pp[40];
     struct sse_frame *f[4] = { event(1, "a"), event(2, "b"), event(3, "c"), event(4, "d") };
     char want[512], buf[512];
     size_t len = 0;
@@ -243,9 +219,8 @@ test_long_runs_issued_at_once(void **state)
                                 f[k]->len, f[k]->bytes);
     for (int i = 0; i < 40; i++) {
         peer_open(&p[i], SOCK_SEQPACKET);
-        pp[i] = &p[i];
     }
-    fan_out(sd, pp, 40, f, 4);
+    fan_out(f, 4);
     for (int k = 0; k < 4; k++)
         sse_frame_unref(f[k]);
     for (int i = 0; i < 40; i++) {
