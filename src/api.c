@@ -57,12 +57,19 @@ struct api_pending {
     struct account acct;
     int64_t taken_at;
     int64_t balance;
-    /* GET /events/sse: the stream, indexed in its hub and still in
-     * replay mode until the read is answered; owned here until it is
-     * handed to a writer loop. */
+    /* GET /events/sse: the stream, indexed in its hub and replaying
+     * until its history is read; owned here until it is handed to a
+     * writer loop. after: the Last-Event-ID, if has_after. */
     struct stream *stream;
     struct event_id after;
     int has_after;
+    unsigned gen;                   /* stream_replay_gen at the opening read */
+    /* The replay reader reads on from here after the hand-off: the
+     * opening page was not the last, or was not read at all (Redis could
+     * not answer, or this thread had API_OPEN_READS_MAX in flight). */
+    int read_on;
+    int read_has_after;             /* 0: from the deployment's last id */
+    struct event_id read_after;
     /* A write's Idempotency-Key ("" if none) and its kept answer. */
     char idem_key[STORE_IDEM_KEY_MAX + 1];
     char *idem_body;                /* owned */
@@ -327,8 +334,9 @@ api_resume_id(struct http_req *r, struct event_id *after, int *has)
     return NULL;
 }
 
-/* The history read is done: hand the stream to a writer loop, or drop it
- * and say why. Takes pd's stream. */
+/* The opening page is read (or was not, see read_on): hand the stream
+ * to a writer loop, and to the replay reader if it is not caught up; or
+ * drop it and say why. Takes pd's stream. */
 static enum http_ret
 api_stream_start(struct api_pending *pd)
 {
@@ -356,24 +364,62 @@ api_stream_start(struct api_pending *pd)
                                "the stream's connection could not be taken over",
                                NULL);
     }
-    log_info("stream %llu user=%s open%s", (unsigned long long)stream_serial(s),
-             uid[0] ? uid : "*", pd->has_after ? " (resuming)" : "");
+    log_info("stream %llu user=%s open%s%s", (unsigned long long)stream_serial(s),
+             uid[0] ? uid : "*", pd->has_after ? " (resuming)" : "",
+             pd->read_on ? " (history read on by the replay reader)" : "");
+    /* Before the hand-off, after which the stream may go at any time. */
+    if (pd->read_on)
+        replay_add(pd->app->replay, s, pd->read_has_after ? &pd->read_after : NULL);
     writers_attach(pd->app->writers, s, fd, chunked, head, head_len);
     return HTTP_CLOSE;
 }
 
-/* The pipeline answered the history read (same thread, outside MHD_run):
- * finish the replay and resume the request, whose handler then starts
- * the stream. */
+/* This HTTP thread's opening reads in flight. Past API_OPEN_READS_MAX a
+ * stream opens without one and the replay reader reads its history: a
+ * resume storm then neither queues thousands of reads on the pipeline,
+ * where every write would wait behind them and the oldest would pass
+ * REDIS_TIMEOUT_MS and fail the rest, nor holds them in memory at once.
+ * Such a stream (like one opened while Redis cannot answer) gets its 200
+ * before its account is checked: for an unknown user it then ends, and
+ * the next open gets the 404. */
+#define API_OPEN_READS_MAX 16
+static _Thread_local unsigned api_open_reads;
+
+/* The stream opens without its history read now: the replay reader
+ * reads it, from the Last-Event-ID or else from the newest event this
+ * instance has seen (so nothing published after the open is missed;
+ * with none seen, from the deployment's last id when it reads). */
+static void
+api_stream_read_later(struct api_pending *pd)
+{
+    pd->rc = STORE_OK;
+    pd->read_on = 1;
+    pd->read_has_after = pd->has_after;
+    pd->read_after = pd->after;
+    if (!pd->has_after)
+        pd->read_has_after = subscriber_last_id(pd->app->sub, &pd->read_after);
+}
+
+/* The pipeline answered the opening read (same thread, outside
+ * MHD_run): apply the page and resume the request, whose handler then
+ * starts the stream. A Redis that could not answer does not refuse the
+ * stream (any status but 200 stops EventSource for good): it opens, and
+ * its history is read once Redis answers. */
 static void
 api_on_history_read(void *arg, const struct redisReply *reply)
 {
     struct api_pending *pd = arg;
     struct store_replay rp;
 
+    api_open_reads--;
     pd->rc = store_stream_result(reply, &pd->cmd, &rp);
-    if (pd->rc == STORE_OK)
-        pd->rc = replay_finish(pd->stream, pd->has_after ? &pd->after : NULL, &rp);
+    if (pd->rc == STORE_OK) {
+        if (replay_apply(pd->stream, pd->has_after ? &pd->after : NULL, &rp,
+                         pd->gen, &pd->read_after) == STREAM_REPLAY_MORE)
+            pd->read_on = pd->read_has_after = 1;
+    } else if (pd->rc == STORE_UNAVAILABLE) {
+        api_stream_read_later(pd);
+    }
     pd->state = API_PENDING_DONE;
     http_req_resume(pd->req);
 }
@@ -416,7 +462,7 @@ api_stream_open(struct http_req *r, void *arg)
         return api_send_out_of_memory(r);
     s = stream_new(uid, (size_t)app->cfg->stream_queue_kib * 1024, app->hello);
     if (s != NULL && gap != NULL)
-        stream_push_many(s, &gap, 1);       /* held, then first after the hello */
+        stream_push_first(s, gap);          /* right after the hello */
     sse_frame_unref(gap);
     if (s == NULL)
         return api_send_out_of_memory(r);
@@ -430,13 +476,19 @@ api_stream_open(struct http_req *r, void *arg)
     pd->stream = s;
     pd->after = after;
     pd->has_after = has_after;
-    /* A reconnect storm's reads share round trips instead of holding the
-     * thread one by one. */
-    store_read_command(&pd->cmd, uid, has_after ? &pd->after : NULL);
-    if (api_pending_send(pd, api_on_history_read) == -1) {
-        pd->rc = STORE_UNAVAILABLE;
+    if (api_open_reads >= API_OPEN_READS_MAX) {
+        api_stream_read_later(pd);
         return api_stream_start(pd);
     }
+    /* Concurrent opens' reads share round trips on the pipeline. */
+    pd->gen = stream_replay_gen(s);
+    store_read_command(&pd->cmd, uid, has_after ? &pd->after : NULL,
+                       replay_page_bytes(app->cfg));
+    if (api_pending_send(pd, api_on_history_read) == -1) {
+        api_stream_read_later(pd);          /* Redis is known to be down */
+        return api_stream_start(pd);
+    }
+    api_open_reads++;
     return HTTP_DONE;
 }
 

@@ -9,6 +9,7 @@
 
 struct config;
 struct hub;
+struct replay;
 struct subscriber;
 struct sse_frame;
 struct writers;
@@ -18,6 +19,7 @@ struct app {
     struct hub *hub;
     struct writers *writers;    /* own every stream once it has started */
     struct subscriber *sub;
+    struct replay *replay;      /* reads history for streams, page by page */
     struct sse_frame *hello;    /* "retry: N\n: ssegate <id>\n", shared by every stream */
     atomic_int stopping;        /* set once shutdown starts; new streams get 503 */
 };

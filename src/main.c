@@ -1,6 +1,6 @@
 /* main.c -- wiring, signals and the shutdown order. Owns the event base,
- * the fan-out helpers, the hub, the writer loops, the subscriber, the
- * HTTP server and the shared hello frame.
+ * the fan-out helpers, the hub, the writer loops, the replay reader, the
+ * subscriber, the HTTP server and the shared hello frame.
  *
  * Threads: this one runs the libevent loop (the Redis subscription and
  * the fan-out, signals); http.c runs HTTP_THREADS HTTP threads, writer.c
@@ -23,6 +23,7 @@
 #include "http.h"
 #include "hub.h"
 #include "log.h"
+#include "replay.h"
 #include "sse.h"
 #include "store.h"
 #include "subscriber.h"
@@ -175,7 +176,8 @@ main(int argc, char **argv)
         (g.fanout = fanout_new(g.cfg.fanout_threads, MAIN_FANOUT_MIN)) == NULL ||
         (g.app.hub = hub_new(g.fanout, (int)g.cfg.fanout_uring)) == NULL ||
         (g.app.hello = main_hello_frame(&g.cfg)) == NULL ||
-        (g.app.sub = subscriber_new(g.base, &g.cfg, g.app.hub)) == NULL ||
+        (g.app.replay = replay_new(g.base, &g.cfg)) == NULL ||
+        (g.app.sub = subscriber_new(g.base, &g.cfg, g.app.hub, g.app.replay)) == NULL ||
         (g.sigint_ev = evsignal_new(g.base, SIGINT, main_on_signal, &g)) == NULL ||
         (g.sigterm_ev = evsignal_new(g.base, SIGTERM, main_on_signal, &g)) == NULL ||
         (g.drain_ev = event_new(g.base, -1, EV_PERSIST, main_on_drain, &g)) == NULL ||
@@ -203,12 +205,13 @@ main(int argc, char **argv)
     log_info("stopped");
 out:
     /* Reverse order of creation. http_stop joins the HTTP threads, whose
-     * Redis connections close as they exit. */
+     * Redis connections close as they exit (they hand streams to the
+     * replay reader, so it goes after them). */
     subscriber_on_room(g.app.sub, NULL, NULL);
     http_stop(g.http);
     writers_stop(g.app.writers);
     subscriber_free(g.app.sub);
-    store_close();
+    replay_free(g.app.replay);
     hub_free(g.app.hub);
     fanout_free(g.fanout);
     sse_frame_unref(g.app.hello);

@@ -50,6 +50,7 @@ struct pipeline {
     int64_t last_reply_ms;          /* monotonic; 0: never */
     int64_t last_ping_ms;           /* when the last PING was tried */
     int ping_inflight;
+    unsigned conn_serial;           /* counts connections made */
     struct pipeline_req ping_q;
     struct store_cmd ping_cmd;
 };
@@ -187,6 +188,7 @@ pipeline_connect(struct pipeline *p)
     redisAsyncSetConnectCallback(ac, pipeline_on_connect);
     redisAsyncSetDisconnectCallback(ac, pipeline_on_disconnect);
     p->ac = ac;
+    p->conn_serial++;
     /* Until the connect completes, wait for the socket to be writable. */
     p->events = POLLOUT;
     /* Queued only in hiredis's buffer, so these cannot fail but for
@@ -291,6 +293,12 @@ int
 pipeline_fd(const struct pipeline *p)
 {
     return p->ac != NULL ? p->ac->c.fd : -1;
+}
+
+unsigned
+pipeline_conn_serial(const struct pipeline *p)
+{
+    return p->conn_serial;
 }
 
 short

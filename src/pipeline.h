@@ -3,7 +3,8 @@
  * request waits suspended while its command is in flight, so the thread
  * serves other requests meanwhile (/health included) and the commands of
  * concurrent requests share writes and reads. Not thread-safe: one per
- * HTTP thread, driven by that thread's poll loop (http.c). */
+ * HTTP thread, driven by that thread's poll loop (http.c), and one for
+ * the replay reader, driven by the main loop (replay.c). */
 #ifndef SSEGATE_PIPELINE_H
 #define SSEGATE_PIPELINE_H
 
@@ -59,6 +60,11 @@ short
 pipeline_events(const struct pipeline *p);
 int
 pipeline_timeout_ms(const struct pipeline *p);
+
+/* Changes with every new connection, so an event loop that watches the
+ * socket can tell a new connection that reuses a closed one's number. */
+unsigned
+pipeline_conn_serial(const struct pipeline *p);
 
 /* 1 if Redis gave this connection a good reply within REDIS_TIMEOUT_MS
  * plus the PING interval (the pipeline PINGs after a second without

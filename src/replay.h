@@ -1,22 +1,44 @@
-/* replay.h -- fills a stream from Redis history: when it opens (with or
- * without Last-Event-ID) and when the subscriber comes back after losing
- * Redis, so a client never misses an event that history still holds. */
+/* replay.h -- history into streams, a page at a time. A stream's opening
+ * page is read on its HTTP thread's pipeline (api.c) and applied here;
+ * every later page, every stream opened while Redis could not answer,
+ * and every stream's catch-up after a lost subscription are read by the
+ * replay reader: one pipelined Redis connection on the main loop, a few
+ * pages in flight, each read only when its stream's queue has room for
+ * it. Reads change nothing, so a failed one is simply read again once
+ * Redis answers: a stream never ends because history could not be read
+ * (only for a missing account, or out of memory). */
 #ifndef SSEGATE_REPLAY_H
 #define SSEGATE_REPLAY_H
 
+#include <stddef.h>
+
 #include "eventid.h"
 #include "store.h"
+#include "stream.h"
 
-struct stream;
+struct config;
+struct event_base;
+struct hub;
+struct replay;
 
-/* Finishes the opening replay of a new stream (stream_new starts in
- * replay mode) with the history read r made for it (store_read_command
- * on the HTTP thread's pipeline): queues, in order, a "gap" event if
- * history lost events after *after, then r's events, then what arrived
- * live meanwhile (after == NULL: the stream starts at the deployment's
- * current last id, no replay). Takes r's frames either way. */
-enum store_result
-replay_finish(struct stream *s, const struct event_id *after, struct store_replay *r);
+/* The most bytes of events one page holds (past its first event): half
+ * a stream's queue, so one page can be read while the previous drains,
+ * and at most REPLAY_PAGE_MAX_KIB, so no single read costs Redis more
+ * than a few milliseconds. */
+#define REPLAY_PAGE_MAX_KIB 256
+size_t
+replay_page_bytes(const struct config *cfg);
+
+/* Applies one page read for s (after: where it started, NULL for a
+ * stream starting at the deployment's current last id; gen: what
+ * stream_replay_gen said when it was sent): a "gap" event first if
+ * history lost events after *after, then its events. Takes r's frames.
+ * Returns what stream_replay_page says, with *next set on
+ * STREAM_REPLAY_MORE; STREAM_REPLAY_OVER (the stream ended) when out of
+ * memory. */
+enum stream_replay
+replay_apply(struct stream *s, const struct event_id *after,
+             struct store_replay *r, unsigned gen, struct event_id *next);
 
 /* The gap event for a stream whose Last-Event-ID is not an event id of
  * ours (the raw value, shown safely in its data): such a stream starts
@@ -24,10 +46,27 @@ replay_finish(struct stream *s, const struct event_id *after, struct store_repla
 struct sse_frame *
 replay_foreign_gap(const char *raw_id);
 
-/* After a lost subscription: queues every event after the last one the
- * stream queued. A stream whose history cannot be read is ended, so its
- * client resumes with Last-Event-ID instead of silently missing events. */
+/* The reader, on base (the main loop); borrows base and cfg. NULL when
+ * out of memory. */
+struct replay *
+replay_new(struct event_base *base, const struct config *cfg);
+
+/* Drops every stream it still reads for (their references) and closes
+ * its connection. NULL is ignored. Main thread only. */
 void
-replay_recover(struct stream *s);
+replay_free(struct replay *rp);
+
+/* Any thread: reads s's history (s replaying, see stream_new and
+ * stream_begin_replay) after *after, or from the deployment's current
+ * last id when after is NULL, page by page until it caught up. Takes its
+ * own reference to s. Returns 0, or -1 when out of memory (s is then
+ * ended). */
+int
+replay_add(struct replay *rp, struct stream *s, const struct event_id *after);
+
+/* Main thread, once the subscription is back: every stream of hub reads
+ * what it may have missed meanwhile, after the last id it queued. */
+void
+replay_recover(struct replay *rp, struct hub *hub);
 
 #endif

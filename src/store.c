@@ -1,12 +1,10 @@
 /* store.c -- accounts and event history in Redis. Builds every command
  * the HTTP threads send on their pipelines (pipeline.c) and reads their
  * replies: the scripts (src/lua/, slot by slot as the enums below name
- * them) and the plain commands (INCR, HGETALL, PING). Owns one
- * synchronous hiredis connection, the main thread's, used only for the
- * history reads of recovery after a lost subscription (replay.c): no
- * HTTP thread ever waits on Redis, and no write goes over a connection
- * that could send it twice. Connecting, the scripts' SHAs, error classes
- * and back-off are rconn.c's.
+ * them) and the plain commands (INCR, HGETALL, PING), for the HTTP
+ * threads' pipelines and the replay reader's (replay.c). Owns no
+ * connection: connecting, the scripts' SHAs, error classes and back-off
+ * are rconn.c's, sending is pipeline.c's.
  *
  * Keys:  ssegate:account:seq       account id counter (INCR)
  *        ssegate:account:<id>      hash: name, balance, createdAt
@@ -32,8 +30,7 @@
 
 #define KEY_MAX STORE_KEY_MAX
 /* How far a history may run over its cap before the write script cuts it
- * back (src/lua/write.lua): cap / 16, at most 63. Passed to the script,
- * and replay reads cap + slack entries, so none is missed. */
+ * back (src/lua/write.lua): cap / 16, at most 63. Passed to the script. */
 #define STORE_TRIM_SLACK(cap) ((cap) / 16 < 63 ? (cap) / 16 : 63)
 /* Room for the channel and server id copied from struct config. */
 #define STORE_NAME_CFG_MAX 128
@@ -92,10 +89,13 @@ enum store_read_argv {
     READ_MUST_EXIST,                /* ARGV[1]: "1" if the account must exist */
     READ_AFTER,                     /* the id to read after, or "" */
     READ_COUNT,                     /* the most entries to return */
+    READ_BUDGET,                    /* the most bytes of values to return */
     READ_ARGC
 };
-/* The read script's reply: {last id or "", gap, entries}. */
-enum store_read_reply { READ_REPLY_LAST_ID, READ_REPLY_GAP, READ_REPLY_ENTRIES, READ_REPLY_LEN };
+/* The read script's reply: {last id or "", gap, entries, more}. */
+enum store_read_reply {
+    READ_REPLY_LAST_ID, READ_REPLY_GAP, READ_REPLY_ENTRIES, READ_REPLY_MORE, READ_REPLY_LEN
+};
 #define READ_NKEYS "3"
 _Static_assert(READ_MUST_EXIST - READ_KEY_HISTORY == 3, "READ_NKEYS");
 
@@ -111,24 +111,12 @@ static struct {
     char history_slack[STORE_NUM_MAX];
     char firehose_slack[STORE_NUM_MAX];
     char idem_ttl[STORE_NUM_MAX];
-    unsigned history_count;
-    unsigned firehose_count;
 } store_cfg;
-
-/* The main thread's connection, for recovery's history reads. */
-struct store_conn {
-    redisContext *c;
-    int fresh;                      /* connected for the command now running */
-    struct rconn_backoff backoff;   /* after a failed connect or I/O error */
-};
-
-static struct store_conn store_main;
 
 void
 store_setup(const struct config *cfg)
 {
     rconn_setup(cfg);
-    rconn_backoff_init(&store_main.backoff);
     snprintf(store_cfg.channel, sizeof(store_cfg.channel), "%s",
              cfg->redis_channel);
     snprintf(store_cfg.server_id, sizeof(store_cfg.server_id), "%s",
@@ -143,64 +131,9 @@ store_setup(const struct config *cfg)
              STORE_TRIM_SLACK(cfg->firehose_maxlen));
     snprintf(store_cfg.idem_ttl, sizeof(store_cfg.idem_ttl), "%u",
              cfg->idempotency_ttl_secs);
-    store_cfg.history_count = cfg->history_maxlen + STORE_TRIM_SLACK(cfg->history_maxlen);
-    store_cfg.firehose_count = cfg->firehose_maxlen + STORE_TRIM_SLACK(cfg->firehose_maxlen);
 }
 
-void
-store_close(void)
-{
-    if (store_main.c != NULL)
-        redisFree(store_main.c);
-    store_main.c = NULL;
-}
-
-/* ----------------------------------------------------------- connection */
-
-/* Drops the connection: hiredis leaves a failed context unusable. */
-static void
-store_conn_drop(struct store_conn *sc)
-{
-    if (sc->c != NULL) {
-        redisFree(sc->c);
-        sc->c = NULL;
-    }
-}
-
-/* Drops the connection after a failure and waits out the back-off, so a
- * dead Redis costs each request one check, not one connect. */
-static void
-store_conn_reset(struct store_conn *sc)
-{
-    store_conn_drop(sc);
-    rconn_backoff_fail(&sc->backoff);
-}
-
-/* Connects (authenticated, scripts loaded) now, back-off or not. */
-static int
-store_conn_open(struct store_conn *sc)
-{
-    if ((sc->c = rconn_connect()) == NULL) {
-        rconn_backoff_fail(&sc->backoff);
-        return -1;
-    }
-    rconn_backoff_reset(&sc->backoff);
-    sc->fresh = 1;
-    return 0;
-}
-
-/* The main thread's connection, opened if needed and its back-off is
- * over, or NULL. */
-static struct store_conn *
-store_conn_get(void)
-{
-    struct store_conn *sc = &store_main;
-
-    if (sc->c == NULL &&
-        (!rconn_backoff_ready(&sc->backoff) || store_conn_open(sc) == -1))
-        return NULL;
-    return sc;
-}
+/* ----------------------------------------------------------- replies */
 
 /* Maps a Redis error reply to a result: a Redis that is loading, busy or
  * read-only is "unavailable" (retry later), anything else is a bug. */
@@ -213,93 +146,6 @@ store_error_result(const redisReply *r, const char *what)
     }
     log_error("redis: %s: %s", what, r->str);
     return STORE_ERROR;
-}
-
-/* Sends one history read on the main thread's connection. A connection
- * that sat idle across a Redis restart fails at once with EOF or a reset,
- * so the read is sent once more on a fresh connection. That is safe only
- * because a read changes nothing: the one caller (store_eval) refuses
- * write scripts, which go only through the pipelines, where nothing is
- * ever re-sent but after NOSCRIPT (the script did not run). Returns the
- * reply (the caller frees it), or NULL with the connection dropped. */
-static redisReply *
-store_command(int argc, const char **argv, const size_t *lens,
-              const char *what)
-{
-    struct store_conn *sc = store_conn_get();
-    redisReply *r;
-    int fresh, err;
-
-    if (sc == NULL)
-        return NULL;
-    fresh = sc->fresh;
-    sc->fresh = 0;
-    r = redisCommandArgv(sc->c, argc, argv, lens);
-    if (r != NULL)
-        return r;
-    err = sc->c->err;
-    log_warn("redis: %s: %s", what, sc->c->errstr);
-    if (fresh || !(err == REDIS_ERR_EOF || err == REDIS_ERR_IO)) {
-        store_conn_reset(sc);
-        return NULL;
-    }
-    store_conn_drop(sc);
-    if (store_conn_open(sc) == -1)
-        return NULL;
-    sc->fresh = 0;
-    if ((r = redisCommandArgv(sc->c, argc, argv, lens)) == NULL) {
-        log_warn("redis: %s: %s", what, sc->c->errstr);
-        store_conn_reset(sc);
-    }
-    return r;
-}
-
-/* What became of a command: STORE_OK with the reply in *out (the caller
- * frees it), or no reply (unavailable) or an error reply, mapped and
- * freed. */
-static enum store_result
-store_reply_take(redisReply *r, const char *what, redisReply **out)
-{
-    enum store_result rc;
-
-    *out = NULL;
-    if (r == NULL)
-        return STORE_UNAVAILABLE;
-    if (r->type == REDIS_REPLY_ERROR) {
-        rc = store_error_result(r, what);
-        freeReplyObject(r);
-        return rc;
-    }
-    *out = r;
-    return STORE_OK;
-}
-
-/* Runs c's script (the read script only) by its SHA; if Redis lost its
- * script cache (SCRIPT FLUSH, or a restart), sends the text with EVAL,
- * which caches it again. */
-static enum store_result
-store_eval(struct store_cmd *c, redisReply **out)
-{
-    redisReply *r;
-    int as_eval;
-
-    *out = NULL;
-    /* store_command may send a command twice: never a write. */
-    if (c->plain || c->script != RCONN_SCRIPT_READ) {
-        log_error("store: only history reads use the main connection");
-        return STORE_ERROR;
-    }
-    /* Connecting loads the scripts, so the SHA is known after this. */
-    if (store_conn_get() == NULL)
-        return STORE_UNAVAILABLE;
-    as_eval = rconn_script_argv(c->script, 0, c->argv, c->lens);
-    r = store_command(c->argc, c->argv, c->lens, "script");
-    if (!as_eval && rconn_is_noscript(r)) {
-        freeReplyObject(r);
-        rconn_script_argv(c->script, 1, c->argv, c->lens);
-        r = store_command(c->argc, c->argv, c->lens, "script");
-    }
-    return store_reply_take(r, "script", out);
 }
 
 /* ------------------------------------------------------------- helpers */
@@ -651,15 +497,15 @@ store_event_command(struct store_cmd *c, const char *user_id,
 
 void
 store_read_command(struct store_cmd *c, const char *user_id,
-                   const struct event_id *after)
+                   const struct event_id *after, size_t budget)
 {
     memset(c, 0, sizeof(*c));
     c->script = RCONN_SCRIPT_READ;
     snprintf(c->history, sizeof(c->history), "ssegate:history");
     if (user_id != NULL)
         store_keys(user_id, c->history, c->account);
-    snprintf(c->count, sizeof(c->count), "%u",
-             user_id ? store_cfg.history_count : store_cfg.firehose_count);
+    snprintf(c->count, sizeof(c->count), "%u", STORE_PAGE_ENTRIES);
+    snprintf(c->budget, sizeof(c->budget), "%zu", budget);
     /* Nothing can follow the largest id, and Redis rejects "(" on it. */
     if (after != NULL && !(after->ms == UINT64_MAX && after->seq == UINT64_MAX))
         eventid_format(after, c->after, sizeof(c->after));
@@ -670,6 +516,7 @@ store_read_command(struct store_cmd *c, const char *user_id,
     c->argv[READ_MUST_EXIST] = user_id ? "1" : "0";
     c->argv[READ_AFTER] = c->after;
     c->argv[READ_COUNT] = c->count;
+    c->argv[READ_BUDGET] = c->budget;
     store_cmd_finish(c, READ_ARGC);
 }
 
@@ -775,7 +622,8 @@ store_stream_result(const struct redisReply *r, const struct store_cmd *c,
     if (r->type != REDIS_REPLY_ARRAY || r->elements != READ_REPLY_LEN ||
         r->element[READ_REPLY_LAST_ID]->type != REDIS_REPLY_STRING ||
         r->element[READ_REPLY_GAP]->type != REDIS_REPLY_INTEGER ||
-        r->element[READ_REPLY_ENTRIES]->type != REDIS_REPLY_ARRAY)
+        r->element[READ_REPLY_ENTRIES]->type != REDIS_REPLY_ARRAY ||
+        r->element[READ_REPLY_MORE]->type != REDIS_REPLY_INTEGER)
         goto malformed;
     last = r->element[READ_REPLY_LAST_ID];
     if (last->len > 0) {
@@ -784,6 +632,7 @@ store_stream_result(const struct redisReply *r, const struct store_cmd *c,
         out->has_start = 1;
     }
     out->gap = r->element[READ_REPLY_GAP]->integer != 0;
+    out->more = r->element[READ_REPLY_MORE]->integer != 0;
     entries = r->element[READ_REPLY_ENTRIES];
     if (entries->elements > 0) {
         out->frames = calloc(entries->elements, sizeof(*out->frames));
@@ -805,21 +654,4 @@ malformed:
     log_error("redis: unexpected reply to the history read of %s", c->history);
     store_replay_clear(out);
     return STORE_ERROR;
-}
-
-enum store_result
-store_stream_open(const char *user_id, const struct event_id *after,
-                  struct store_replay *out)
-{
-    struct store_cmd c;
-    redisReply *r = NULL;
-    enum store_result rc;
-
-    memset(out, 0, sizeof(*out));
-    store_read_command(&c, user_id, after);
-    rc = store_eval(&c, &r);
-    if (rc == STORE_OK)
-        rc = store_stream_result(r, &c, out);
-    freeReplyObject(r);
-    return rc;
 }

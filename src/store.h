@@ -40,12 +40,13 @@ struct account {
     int64_t created_at;     /* ms since the epoch */
 };
 
-/* The result of opening a stream: frames to replay (owned, unref each
- * via store_replay_clear) and where the stream starts. */
+/* One page of history (store_read_command): frames to replay (owned,
+ * unref each via store_replay_clear) and where the stream starts. */
 struct store_replay {
     struct sse_frame **frames;
     size_t n;
     int gap;                /* events after `after` were trimmed */
+    int more;               /* the page stopped short of history's end */
     int has_start;
     struct event_id start;  /* the deployment's last event id at the read */
 };
@@ -54,10 +55,6 @@ struct store_replay {
  * server id). Call once before any other store_* call. */
 void
 store_setup(const struct config *cfg);
-
-/* Closes the main thread's connection, if any. Main thread only. */
-void
-store_close(void);
 
 /* The account as one line of JSON: {"id","name","balance","createdAt"}.
  * The caller frees it; NULL when out of memory. */
@@ -82,6 +79,7 @@ struct store_cmd {
     char account[STORE_KEY_MAX];
     char after[EVENTID_STR_MAX];
     char count[STORE_NUM_MAX];
+    char budget[STORE_NUM_MAX];
     char num1[STORE_NUM_MAX];   /* a balance */
     char num2[STORE_NUM_MAX];   /* a time */
     char *rest;             /* owned: the envelope after its id */
@@ -162,10 +160,17 @@ int
 store_event_command(struct store_cmd *c, const char *user_id,
                     const char *type, const char *data_json, size_t data_len);
 
-/* Fills c for opening a stream, as store_stream_open reads. */
+/* The most entries one page of history holds, whatever their size. */
+#define STORE_PAGE_ENTRIES 1000
+
+/* Fills c for one page of history (src/lua/read.lua): for user_id (NULL
+ * for the firehose) checks the account exists and reads the deployment's
+ * last id, and when after != NULL the held events after it (and whether
+ * some were trimmed), at most STORE_PAGE_ENTRIES and, past the first,
+ * at most budget bytes of events. */
 void
 store_read_command(struct store_cmd *c, const char *user_id,
-                   const struct event_id *after);
+                   const struct event_id *after, size_t budget);
 
 void
 store_command_clear(struct store_cmd *c);
@@ -176,17 +181,9 @@ store_command_clear(struct store_cmd *c);
 enum store_result
 store_event_result(const struct redisReply *r, char *id_out, size_t id_cap);
 
-/* Recovery's blocking history read, on the main thread's connection:
- * for user_id (NULL for the firehose) checks the account exists, and
- * when after != NULL reads every held event after it (and whether some
- * were trimmed). Fills out; on success the caller owns out's frames.
- * Main thread only. */
-enum store_result
-store_stream_open(const char *user_id, const struct event_id *after,
-                  struct store_replay *out);
-
-/* The outcome of a history read's reply (NULL: the connection failed),
- * as store_stream_open would report it; c is the command that read. */
+/* The outcome of a history page's reply (NULL: the connection failed):
+ * STORE_NOT_FOUND for an unknown user; on STORE_OK the caller owns out's
+ * frames. c is the command that read. */
 enum store_result
 store_stream_result(const struct redisReply *r, const struct store_cmd *c,
                     struct store_replay *out);

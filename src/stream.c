@@ -37,10 +37,17 @@ struct stream {
 
     struct frameq queue;        /* frames to send, oldest first */
     struct frameq held;         /* live frames held back during replay */
-    size_t bytes;               /* unsent bytes in queue + held */
+    size_t bytes;               /* unsent bytes in queue */
+    size_t held_bytes;          /* bytes in held */
     size_t max_bytes;
 
-    unsigned replays;           /* replays in progress */
+    /* History is being read into the queue (replay.c, page by page):
+     * live frames wait in held. replay_gen counts the times live frames
+     * may have been missed meanwhile (held overflowed, or the
+     * subscription was lost): a page read before such a time cannot be
+     * the last one. */
+    int replaying;
+    unsigned replay_gen;
     int has_last_id;
     struct event_id last_id;    /* id of the last frame queued */
 
@@ -62,16 +69,13 @@ static const char *const stream_end_names[STREAM_END_COUNT] = {
     [STREAM_END_CLIENT] = "client",
     [STREAM_END_SLOW_CONSUMER] = "slow_consumer",
     [STREAM_END_SHUTDOWN] = "shutdown",
-    [STREAM_END_LIMIT] = "limit",
-    [STREAM_END_REPLAY_FAILED] = "replay_failed",
     [STREAM_END_OPEN_FAILED] = "open_failed",
     [STREAM_END_OUT_OF_MEMORY] = "out_of_memory",
 };
 
 static atomic_uint_fast64_t stream_next_serial = 1;
 
-static int stream_enqueue_locked(struct stream *s, struct frameq *q,
-                                 struct sse_frame *f);
+static int stream_enqueue_locked(struct stream *s, struct sse_frame *f, int bounded);
 
 const char *
 stream_end_name(enum stream_end why)
@@ -149,10 +153,10 @@ stream_new(const char *user_id, size_t max_bytes, struct sse_frame *hello)
     strcpy(s->user_id, user_id);
     s->max_bytes = max_bytes;
     wire_init(&s->wire);
-    s->replays = 1;             /* the opening replay; see stream.h */
+    s->replaying = 1;           /* the opening read; see stream.h */
     s->reason = STREAM_END_CLIENT;
     s->active_ms = clock_coarse_ms();
-    if (hello != NULL && stream_enqueue_locked(s, &s->queue, hello) == -1) {
+    if (hello != NULL && stream_enqueue_locked(s, hello, 0) == -1) {
         stream_unref(s);
         return NULL;
     }
@@ -293,29 +297,59 @@ stream_end_locked(struct stream *s, enum stream_end why)
     stream_kick_locked(s);
 }
 
-/* Caller holds s->mu. Appends to q within the byte bound; ends the
- * stream when the bound (or memory) runs out. Returns 0 if queued. */
+/* Caller holds s->mu. Appends to the queue; bounded: within the byte
+ * bound, ending the stream (slow consumer) when it would pass it. Pages
+ * of history are queued unbounded: replay.c reads one only while the
+ * queue has room for it, so they are bounded where they are read. Ends
+ * the stream when out of memory. Returns 0 if queued. */
 static int
-stream_enqueue_locked(struct stream *s, struct frameq *q, struct sse_frame *f)
+stream_enqueue_locked(struct stream *s, struct sse_frame *f, int bounded)
 {
     /* An empty queue always takes one frame, however large: otherwise an
-     * event bigger than the bound would end every stream, and again on
-     * every replay, and its clients would never get past it. */
-    if (s->bytes > 0 && s->bytes + f->len > s->max_bytes) {
-        stream_end_locked(s, s->replays > 0 && q == &s->queue
-                                 ? STREAM_END_LIMIT : STREAM_END_SLOW_CONSUMER);
+     * event bigger than the bound would end every stream, and its
+     * clients would never get past it. */
+    if (bounded && s->bytes > 0 && s->bytes + f->len > s->max_bytes) {
+        stream_end_locked(s, STREAM_END_SLOW_CONSUMER);
         return -1;
     }
-    if (frameq_push(q, sse_frame_ref(f)) == -1) {
+    if (frameq_push(&s->queue, sse_frame_ref(f)) == -1) {
         sse_frame_unref(f);
         stream_end_locked(s, STREAM_END_OUT_OF_MEMORY);
         return -1;
     }
     /* The wait for the socket starts when there is something to send. */
-    if (q == &s->queue && q->count == 1 && !wire_head_pending(&s->wire))
+    if (s->queue.count == 1 && !wire_head_pending(&s->wire))
         s->active_ms = clock_coarse_ms();
     s->bytes += f->len;
     return 0;
+}
+
+/* Caller holds s->mu. Drops every held frame: each is in history, and
+ * the replay reads on until it has them (replay_gen). */
+static void
+stream_drop_held_locked(struct stream *s)
+{
+    frameq_clear(&s->held);
+    s->held_bytes = 0;
+    s->replay_gen++;
+}
+
+/* Caller holds s->mu. Holds a live frame while history is read. Past
+ * the byte bound (or out of memory) the held frames are dropped rather
+ * than the stream ended: history has them. */
+static void
+stream_hold_locked(struct stream *s, struct sse_frame *f)
+{
+    if (s->held_bytes + f->len > s->max_bytes) {
+        stream_drop_held_locked(s);
+        return;
+    }
+    if (frameq_push(&s->held, sse_frame_ref(f)) == -1) {
+        sse_frame_unref(f);
+        stream_drop_held_locked(s);
+        return;
+    }
+    s->held_bytes += f->len;
 }
 
 /* Caller holds s->mu. An id-less frame (a PUBLISH from outside) cannot be
@@ -329,11 +363,11 @@ stream_is_new_locked(const struct stream *s, const struct sse_frame *f)
 
 /* Caller holds s->mu. Queues f for sending if it is new. */
 static void
-stream_queue_locked(struct stream *s, struct sse_frame *f)
+stream_queue_locked(struct stream *s, struct sse_frame *f, int bounded)
 {
     if (!stream_is_new_locked(s, f))
         return;
-    if (stream_enqueue_locked(s, &s->queue, f) == 0 && f->has_id) {
+    if (stream_enqueue_locked(s, f, bounded) == 0 && f->has_id) {
         s->last_id = f->id;
         s->has_last_id = 1;
     }
@@ -345,10 +379,10 @@ static void
 stream_queue_many_locked(struct stream *s, struct sse_frame *const *f, size_t n)
 {
     for (size_t i = 0; i < n && !s->ending; i++) {
-        if (s->replays > 0)
-            stream_enqueue_locked(s, &s->held, f[i]);
+        if (s->replaying)
+            stream_hold_locked(s, f[i]);
         else
-            stream_queue_locked(s, f[i]);
+            stream_queue_locked(s, f[i], 1);
     }
 }
 
@@ -431,7 +465,7 @@ stream_heartbeat(struct stream *s, struct sse_frame *f, int64_t now_ms, unsigned
     wait = stream_heartbeat_wait(now_ms, s->active_ms, period_ms,
                                  s->queue.count > 0 || wire_head_pending(&s->wire));
     if (wait == 0) {
-        if (stream_enqueue_locked(s, &s->queue, f) == 0)
+        if (stream_enqueue_locked(s, f, 1) == 0)
             stream_kick_locked(s);
         wait = period_ms;
     }
@@ -464,54 +498,115 @@ stream_stalled_ms(struct stream *s, int64_t now_ms)
 }
 
 void
-stream_begin_replay(struct stream *s, struct event_id *after)
+stream_push_first(struct stream *s, struct sse_frame *f)
 {
     pthread_mutex_lock(&s->mu);
-    s->replays++;
+    if (!s->ending && !s->closed)
+        stream_enqueue_locked(s, f, 0);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Caller holds s->mu. Where the next page starts: after the last id
+ * queued, or (none yet) after 0-0, the whole history. */
+static void
+stream_replay_after_locked(const struct stream *s, struct event_id *after)
+{
     if (s->has_last_id)
         *after = s->last_id;
     else
         memset(after, 0, sizeof(*after));
-    pthread_mutex_unlock(&s->mu);
 }
 
-void
-stream_finish_replay(struct stream *s, struct sse_frame *gap,
-                     struct sse_frame *const *frames, size_t n,
-                     const struct event_id *start)
+int
+stream_begin_replay(struct stream *s, struct event_id *after)
 {
-    struct sse_frame *f;
+    int started = 0;
 
     pthread_mutex_lock(&s->mu);
-    if (s->ending || s->closed) {
-        if (s->replays > 0)
-            s->replays--;
+    if (s->replaying)
+        s->replay_gen++;            /* the page in flight may miss events */
+    else if (!s->ending && !s->closed)
+        started = s->replaying = 1;
+    stream_replay_after_locked(s, after);
+    pthread_mutex_unlock(&s->mu);
+    return started;
+}
+
+unsigned
+stream_replay_gen(struct stream *s)
+{
+    unsigned gen;
+
+    pthread_mutex_lock(&s->mu);
+    gen = s->replay_gen;
+    pthread_mutex_unlock(&s->mu);
+    return gen;
+}
+
+int
+stream_replay_room(struct stream *s, size_t page_bytes)
+{
+    int rc;
+
+    pthread_mutex_lock(&s->mu);
+    if (s->ending || s->closed || !s->replaying)
+        rc = -1;
+    else
+        rc = s->bytes + page_bytes <= s->max_bytes;
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+enum stream_replay
+stream_replay_page(struct stream *s, struct sse_frame *gap,
+                   struct sse_frame *const *frames, size_t n,
+                   const struct event_id *start, int more, unsigned gen,
+                   struct event_id *next)
+{
+    enum stream_replay rc = STREAM_REPLAY_MORE;
+    struct sse_frame *f;
+
+    memset(next, 0, sizeof(*next));
+    pthread_mutex_lock(&s->mu);
+    if (s->ending || s->closed || !s->replaying) {
+        rc = STREAM_REPLAY_OVER;
         goto out;
     }
-    /* Still counted as replaying while its frames are queued, so that a
-     * replay over the bound is told from a slow consumer. */
     if (gap != NULL)
-        stream_enqueue_locked(s, &s->queue, gap);
+        stream_enqueue_locked(s, gap, 0);
     for (size_t i = 0; i < n && !s->ending; i++)
-        stream_queue_locked(s, frames[i]);
-    if (s->replays > 0)
-        s->replays--;
-    if (start != NULL &&
+        stream_queue_locked(s, frames[i], 0);
+    /* A page that reached history's end read up to the deployment's last
+     * id: nothing of this stream's lies between its last entry and it. */
+    if (!more && start != NULL &&
         (!s->has_last_id || eventid_cmp(start, &s->last_id) > 0)) {
         s->last_id = *start;
         s->has_last_id = 1;
     }
-    /* Held frames were counted in s->bytes when held; release each
-     * through the same dedup test, recounting it if it is queued. */
-    while (s->replays == 0 && (f = frameq_pop(&s->held)) != NULL) {
-        s->bytes -= f->len;
-        if (!s->ending)
-            stream_queue_locked(s, f);
-        sse_frame_unref(f);
+    /* Held frames released into a queue that cannot take them would end
+     * the stream; dropped, they come in the following pages instead. */
+    if (!more && gen == s->replay_gen && s->held.count > 0 &&
+        s->bytes + s->held_bytes > s->max_bytes)
+        stream_drop_held_locked(s);
+    if (more || gen != s->replay_gen) {
+        stream_replay_after_locked(s, next);
+    } else {
+        s->replaying = 0;
+        rc = STREAM_REPLAY_DONE;
+        /* Each held frame through the same dedup test as any other. */
+        while ((f = frameq_pop(&s->held)) != NULL) {
+            s->held_bytes -= f->len;
+            if (!s->ending)
+                stream_queue_locked(s, f, 1);
+            sse_frame_unref(f);
+        }
     }
+    if (s->ending)
+        rc = STREAM_REPLAY_OVER;
     stream_kick_locked(s);
 out:
     pthread_mutex_unlock(&s->mu);
+    return rc;
 }
 
 void
@@ -542,6 +637,7 @@ stream_close(struct stream *s)
     frameq_clear(&s->queue);
     frameq_clear(&s->held);
     s->bytes = 0;
+    s->held_bytes = 0;
     pthread_mutex_unlock(&s->mu);
 }
 

@@ -22,11 +22,11 @@ struct wire_write;
 /* Why a stream ended; hub_drop_stream counts each. */
 enum stream_end {
     STREAM_END_CLIENT,          /* the client closed or its socket failed */
-    STREAM_END_SLOW_CONSUMER,   /* its queue passed STREAM_QUEUE_KIB */
+    STREAM_END_SLOW_CONSUMER,   /* its queue passed STREAM_QUEUE_KIB, or its
+                                 * socket took nothing for too long */
     STREAM_END_SHUTDOWN,        /* this instance is stopping */
-    STREAM_END_LIMIT,           /* a replay larger than STREAM_QUEUE_KIB */
-    STREAM_END_REPLAY_FAILED,   /* history unreadable after a lost subscription */
-    STREAM_END_OPEN_FAILED,     /* never started: its opening read failed */
+    STREAM_END_OPEN_FAILED,     /* its opening read failed (404, 503), or
+                                 * found no account once Redis was back */
     STREAM_END_OUT_OF_MEMORY,
     STREAM_END_COUNT
 };
@@ -42,8 +42,8 @@ stream_end_name(enum stream_end why);
 /* Creates a stream for user_id (NULL or "" for the firehose) whose queue
  * may hold at most max_bytes of unsent frames, with hello (if not NULL;
  * borrowed) queued first. The caller owns the one reference. The stream
- * starts in replay mode (see stream_finish_replay): live frames pushed
- * before that are held back. */
+ * starts replaying (see stream_replay_page): live frames pushed before
+ * its history is read are held back. */
 struct stream *
 stream_new(const char *user_id, size_t max_bytes, struct sse_frame *hello);
 
@@ -141,23 +141,51 @@ stream_heartbeat_pace(struct stream_beat_pace *pace, int64_t now_ms);
 int64_t
 stream_stalled_ms(struct stream *s, int64_t now_ms);
 
-/* Enters replay mode (live frames are held back). Calls nest: frames are
- * released when the last replay finishes. Returns the id replay should
- * start after, in *after (0-0 if none known). */
+/* Queues f (borrowed) at once, ahead of any replay: the gap event of a
+ * stream whose Last-Event-ID is not one of ours. */
 void
+stream_push_first(struct stream *s, struct sse_frame *f);
+
+/* Replay: history read into the queue, a page at a time (replay.c),
+ * while live frames are held back; then the held frames still newer
+ * than the last id queued. A new stream starts replaying.
+ *
+ * stream_begin_replay starts one after a lost subscription and returns
+ * 1, or returns 0 when one is already under way (or the stream ends):
+ * it then only marks the page in flight as possibly short of events.
+ * Either way *after is where the next page starts: after the last id
+ * queued (0-0 if none). */
+int
 stream_begin_replay(struct stream *s, struct event_id *after);
 
-/* Ends one replay: queues gap (if not NULL), then each of the n frames
- * whose id is after the last queued id, then, if no other replay runs,
- * the held-back live frames still after that id. start, if not NULL,
- * raises the last id to at least *start (for a stream that begins "now"
- * at the deployment's current last id). Borrows every frame. A replay
- * that does not fit the queue's bound ends the stream (STREAM_END_LIMIT);
- * the client resumes from the last id it got. */
-void
-stream_finish_replay(struct stream *s, struct sse_frame *gap,
-                     struct sse_frame *const *frames, size_t n,
-                     const struct event_id *start);
+/* What to give stream_replay_page for a page sent now. */
+unsigned
+stream_replay_gen(struct stream *s);
+
+/* Whether a page of page_bytes fits the queue now: 1 yes, 0 not yet (the
+ * client has not read enough), -1 never (the stream is not replaying,
+ * or ends). */
+int
+stream_replay_room(struct stream *s, size_t page_bytes);
+
+enum stream_replay {
+    STREAM_REPLAY_DONE,     /* caught up: live from now on */
+    STREAM_REPLAY_MORE,     /* read the page after *next */
+    STREAM_REPLAY_OVER      /* the stream ends: stop reading */
+};
+
+/* Queues one page: gap (if not NULL), then each of the n frames whose id
+ * is after the last queued id, unbounded (the page was sized to fit).
+ * more: the page stopped short of history's end; start (if not NULL):
+ * the deployment's last id when it was read, the last id of a stream
+ * that caught up. gen: stream_replay_gen when the page was sent; if live
+ * frames may have been missed since, the page is not the last. Borrows
+ * every frame. */
+enum stream_replay
+stream_replay_page(struct stream *s, struct sse_frame *gap,
+                   struct sse_frame *const *frames, size_t n,
+                   const struct event_id *start, int more, unsigned gen,
+                   struct event_id *next);
 
 /* Ends the stream: queued frames are still sent, then the body ends
  * cleanly and the writer loop tears the stream down. The first reason

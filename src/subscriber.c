@@ -2,8 +2,10 @@
  * loop. Owns the async hiredis context (only this loop's thread touches
  * it) and the reconnect timers. Each
  * channel message is parsed once into one frame that every recipient
- * shares. When Redis comes back it replays history into every open
- * stream, so nothing published while we were away is lost. It also owns
+ * shares. When Redis comes back the replay reader (replay.c) catches
+ * every open stream up from history, so nothing published while we were
+ * away is lost; the newest id seen is kept for streams opened while Redis
+ * cannot answer (subscriber_last_id). It also owns
  * the publish backlog: how many of this instance's accepted events have
  * not yet come back through the channel and been fanned out. A publish
  * waits while that is over PUBLISH_BACKLOG, so an overload slows the
@@ -18,6 +20,7 @@
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +60,7 @@ struct subscriber {
     struct event_base *base;
     const struct config *cfg;
     struct hub *hub;
+    struct replay *replay;          /* catches streams up after a resubscribe */
     redisAsyncContext *ac;          /* NULL while disconnected */
     struct event *retry_ev;         /* back-off before the next connect */
     struct event *deadline_ev;      /* connect + subscribe must finish by then */
@@ -79,6 +83,11 @@ struct subscriber {
     struct sub_pending batch[SUB_BATCH_MAX];
     size_t nbatch;
     struct event *flush_ev;
+    /* The newest event id fanned out: where a stream opened while Redis
+     * cannot answer starts. Written by the loop, read by HTTP threads. */
+    pthread_mutex_t last_mu;
+    int has_last_id;
+    struct event_id last_id;
 };
 
 static void subscriber_connect(struct subscriber *sub);
@@ -210,33 +219,6 @@ subscriber_on_deadline(evutil_socket_t fd, short what, void *arg)
 
 /* ------------------------------------------------------------ messages */
 
-/* Every open stream missed whatever was published while we were not
- * subscribed: replay history into each from its last id. Runs on the
- * loop thread, so live messages wait in the socket until it is done; the
- * streams' own dedup drops whatever then arrives twice. */
-static void
-subscriber_recover(struct subscriber *sub)
-{
-    size_t n;
-    struct stream **v = hub_snapshot(sub->hub, &n);
-
-    if (v == NULL) {
-        if (n == (size_t)-1) {
-            /* Each client resumes from its last id; new streams are
-             * still welcome. */
-            log_error("out of memory listing streams; ending them all");
-            hub_end_all(sub->hub, STREAM_END_OUT_OF_MEMORY);
-        }
-        return;
-    }
-    for (size_t i = 0; i < n; i++) {
-        replay_recover(v[i]);
-        stream_unref(v[i]);
-    }
-    log_info("redis: replayed history into %zu open streams", n);
-    free(v);
-}
-
 /* Fans out the pending messages in order, each run of consecutive
  * messages for one user with one hub_publish, and drops our references. */
 static void
@@ -253,6 +235,16 @@ subscriber_flush(struct subscriber *sub)
         hub_publish(sub->hub, user, run, j - i);
         i = j;
     }
+    pthread_mutex_lock(&sub->last_mu);
+    for (i = 0; i < sub->nbatch; i++) {
+        const struct sse_frame *f = sub->batch[i].f;
+
+        if (f->has_id && (!sub->has_last_id || eventid_cmp(&f->id, &sub->last_id) > 0)) {
+            sub->last_id = f->id;
+            sub->has_last_id = 1;
+        }
+    }
+    pthread_mutex_unlock(&sub->last_mu);
     for (i = 0; i < sub->nbatch; i++) {
         own += (size_t)sub->batch[i].own;
         sse_frame_unref(sub->batch[i].f);
@@ -326,7 +318,11 @@ subscriber_on_reply(redisAsyncContext *ac, void *r, void *privdata)
         log_info("redis: subscribed to %s at %s:%u", sub->cfg->redis_channel,
                  sub->cfg->redis_host, sub->cfg->redis_port);
         sub->refused[0] = '\0';
-        subscriber_recover(sub);
+        /* Every open stream missed whatever was published while we were
+         * not subscribed: each reads it from history after its last id,
+         * asynchronously; live messages flow meanwhile, and each stream's
+         * dedup drops whatever arrives twice. */
+        replay_recover(sub->replay, sub->hub);
     }
 }
 
@@ -417,15 +413,20 @@ subscriber_connect(struct subscriber *sub)
 
 struct subscriber *
 subscriber_new(struct event_base *base, const struct config *cfg,
-               struct hub *hub)
+               struct hub *hub, struct replay *replay)
 {
     struct subscriber *sub;
 
     if ((sub = calloc(1, sizeof(*sub))) == NULL)
         return NULL;
+    if (pthread_mutex_init(&sub->last_mu, NULL) != 0) {
+        free(sub);
+        return NULL;
+    }
     sub->base = base;
     sub->cfg = cfg;
     sub->hub = hub;
+    sub->replay = replay;
     rconn_backoff_init(&sub->backoff);
     atomic_init(&sub->up, 0);
     atomic_init(&sub->backlog, 0);
@@ -463,7 +464,20 @@ subscriber_free(struct subscriber *sub)
     /* Shutting down: what is still pending goes nowhere. */
     for (size_t i = 0; i < sub->nbatch; i++)
         sse_frame_unref(sub->batch[i].f);
+    pthread_mutex_destroy(&sub->last_mu);
     free(sub);
+}
+
+int
+subscriber_last_id(struct subscriber *sub, struct event_id *out)
+{
+    int has;
+
+    pthread_mutex_lock(&sub->last_mu);
+    has = sub->has_last_id;
+    *out = sub->last_id;
+    pthread_mutex_unlock(&sub->last_mu);
+    return has;
 }
 
 int

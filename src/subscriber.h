@@ -1,20 +1,23 @@
 /* subscriber.h -- the instance's one Redis subscription: hiredis async on
  * the main libevent loop. Turns each channel message into one shared
- * frame for the hub, reconnects with back-off and,
- * once resubscribed, replays history into every open stream. */
+ * frame for the hub, reconnects with back-off and, once resubscribed,
+ * has the replay reader catch every open stream up from history. */
 #ifndef SSEGATE_SUBSCRIBER_H
 #define SSEGATE_SUBSCRIBER_H
 
 struct event_base;
 struct config;
+struct event_id;
 struct hub;
+struct replay;
 struct subscriber;
 
-/* Borrows base, cfg and hub; they must outlive the subscriber. Returns
- * NULL when out of memory. Connecting starts at once (asynchronously). */
+/* Borrows base, cfg, hub and replay; they must outlive the subscriber.
+ * Returns NULL when out of memory. Connecting starts at once
+ * (asynchronously). */
 struct subscriber *
 subscriber_new(struct event_base *base, const struct config *cfg,
-               struct hub *hub);
+               struct hub *hub, struct replay *replay);
 
 /* Disconnects and frees; NULL is ignored. Loop thread only. */
 void
@@ -45,6 +48,11 @@ subscriber_wait_end(struct subscriber *sub);
  * eventfd). NULL fn: none. Loop thread only; NULL sub is ignored. */
 void
 subscriber_on_room(struct subscriber *sub, void (*fn)(void *), void *arg);
+
+/* The newest event id this instance fanned out, in *out: returns 1, or
+ * 0 if it has seen none. Any thread. */
+int
+subscriber_last_id(struct subscriber *sub, struct event_id *out);
 
 /* Counts events of this instance's as accepted, after their write. */
 void

@@ -50,7 +50,7 @@ test_dropped_stream_gets_nothing(void **state)
 {
     struct hub *h = hub_new(NULL, 0);
     struct stream *kept, *gone;
-    struct event_id id = { 1, 0 };
+    struct event_id id = { 1, 0 }, next;
     struct sse_frame *f = sse_frame_new_event(&id, "t", "x", 1);
 
     (void)state;
@@ -58,8 +58,8 @@ test_dropped_stream_gets_nothing(void **state)
     assert_non_null(f);
     assert_non_null(kept = stream_new("7", 1 << 20, NULL));
     assert_non_null(gone = stream_new("7", 1 << 20, NULL));
-    stream_finish_replay(kept, NULL, NULL, 0, NULL);
-    stream_finish_replay(gone, NULL, NULL, 0, NULL);
+    stream_replay_page(kept, NULL, NULL, 0, NULL, 0, stream_replay_gen(kept), &next);
+    stream_replay_page(gone, NULL, NULL, 0, NULL, 0, stream_replay_gen(gone), &next);
     assert_int_equal(hub_add(h, kept), 0);
     assert_int_equal(hub_add(h, gone), 0);
     hub_drop_stream(h, gone, STREAM_END_SHUTDOWN);

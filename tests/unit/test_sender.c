@@ -69,6 +69,7 @@ static void
 peer_open(struct peer *p, int type)
 {
     int sv[2];
+    struct event_id next;
 
     assert_int_equal(socketpair(AF_UNIX, type, 0, sv), 0);
     p->w = sv[0];
@@ -78,7 +79,7 @@ peer_open(struct peer *p, int type)
     assert_int_equal(fcntl(p->w, F_SETFL, O_NONBLOCK), 0);
     assert_int_equal(fcntl(p->r, F_SETFL, O_NONBLOCK), 0);
     assert_non_null(p->s = stream_new("7", 1 << 20, NULL));
-    stream_finish_replay(p->s, NULL, NULL, 0, NULL);
+    stream_replay_page(p->s, NULL, NULL, 0, NULL, 0, stream_replay_gen(p->s), &next);
     assert_int_equal(stream_attach(p->s, p->w, 1, "", 0, p->wake), 0);
     assert_int_equal(stream_flush(p->s), STREAM_IO_IDLE);
     assert_int_equal(hub_add(hub, p->s), 0);

@@ -131,6 +131,17 @@ event(uint64_t ms, const char *data)
     return f;
 }
 
+/* The last page of a replay: asserts the stream caught up. */
+static void
+replay_last(struct stream *s, struct sse_frame *const *f, size_t n,
+            const struct event_id *start)
+{
+    struct event_id next;
+
+    assert_int_equal(stream_replay_page(s, NULL, f, n, start, 0, stream_replay_gen(s), &next),
+                     STREAM_REPLAY_DONE);
+}
+
 /* A stream past its opening replay (no history), attached to p. */
 static struct stream *
 stream_ready(struct pair *p, size_t max_bytes, int chunked)
@@ -138,7 +149,7 @@ stream_ready(struct pair *p, size_t max_bytes, int chunked)
     struct stream *s = stream_new("7", max_bytes, NULL);
 
     assert_non_null(s);
-    stream_finish_replay(s, NULL, NULL, 0, NULL);
+    replay_last(s, NULL, 0, NULL);
     assert_int_equal(stream_attach(s, p->w, chunked, "", 0, p->wake), 0);
     return s;
 }
@@ -192,7 +203,7 @@ test_replay_holds_and_dedups(void **state)
     push_unref(s, event(4, "live4"));
     hist[0] = event(2, "old2");
     hist[1] = event(3, "live3");
-    stream_finish_replay(s, NULL, hist, 2, &start);
+    replay_last(s, hist, 2, &start);
     sse_frame_unref(hist[0]);
     sse_frame_unref(hist[1]);
     push_unref(s, event(4, "again4"));      /* a redelivery: dropped */
@@ -507,7 +518,7 @@ test_head_then_frames(void **state)
     assert_non_null(s);
     assert_non_null(hello);
     pair_open(&p, 0);
-    stream_finish_replay(s, NULL, &hello, 1, NULL);
+    replay_last(s, &hello, 1, NULL);
     sse_frame_unref(hello);
     assert_int_equal(stream_attach(s, p.w, 1, head, sizeof(head) - 1, p.wake), 0);
     push_unref(s, event(1, "a"));               /* not ready yet: queued */
@@ -521,26 +532,100 @@ test_head_then_frames(void **state)
     pair_close(&p);
 }
 
-/* A replay that does not fit the bound ends the stream with "limit",
- * not "slow consumer": its client resumes from the last id it got. */
+/* A replay comes in pages: a page that stops short, or one read before
+ * live frames may have been missed (a resubscribe), is not the last; the
+ * held live frames go out once the last page is queued, each once. Pages
+ * are queued past the byte bound (the reader sized them), and the reader
+ * is told when the next one fits. */
 static void
-test_replay_over_bound_is_limit(void **state)
+test_replay_pages(void **state)
 {
     struct pair p;
     struct stream *s = stream_new("7", 100, NULL);
-    struct sse_frame *hist[3];
+    struct sse_frame *page1[2], *page2[1];
+    struct event_id next, after, start = { 9, 0 };
+    unsigned gen;
 
     (void)state;
     assert_non_null(s);
     pair_open(&p, 0);
-    for (int i = 0; i < 3; i++)
-        hist[i] = event((uint64_t)i + 1, "0123456789012345678901234567890123456789");
-    stream_finish_replay(s, NULL, hist, 3, NULL);
-    for (int i = 0; i < 3; i++)
-        sse_frame_unref(hist[i]);
-    assert_int_equal(stream_end_reason(s), STREAM_END_LIMIT);
     assert_int_equal(stream_attach(s, p.w, 1, "", 0, p.wake), 0);
-    assert_int_equal(stream_flush(s), STREAM_IO_END);
+    push_unref(s, event(4, "live4"));                   /* held */
+    page1[0] = event(1, "0123456789012345678901234567890123456789");
+    page1[1] = event(2, "0123456789012345678901234567890123456789");
+    gen = stream_replay_gen(s);
+    assert_int_equal(stream_replay_page(s, NULL, page1, 2, &start, 1, gen, &next),
+                     STREAM_REPLAY_MORE);
+    assert_true(next.ms == 2 && next.seq == 0);
+    assert_int_equal(stream_replay_room(s, 50), 0);     /* over the bound, not ended */
+    assert_int_equal(stream_flush(s), STREAM_IO_IDLE);
+    assert_int_equal(stream_replay_room(s, 50), 1);
+    /* A resubscribe while page 2 is read: it is not the last. */
+    gen = stream_replay_gen(s);
+    assert_int_equal(stream_begin_replay(s, &after), 0);
+    assert_true(after.ms == 2 && after.seq == 0);
+    page2[0] = event(3, "three");
+    assert_int_equal(stream_replay_page(s, NULL, page2, 1, &start, 0, gen, &next),
+                     STREAM_REPLAY_MORE);
+    assert_true(next.ms == 9 && next.seq == 0);         /* caught up to start */
+    replay_last(s, page2, 1, &start);                   /* dedup: 3 not again */
+    sse_frame_unref(page2[0]);
+    for (int i = 0; i < 2; i++)
+        sse_frame_unref(page1[i]);
+    assert_int_equal(stream_replay_room(s, 50), -1);    /* caught up */
+    assert_int_equal(stream_flush(s), STREAM_IO_IDLE);
+    /* live4 is not after the start (9-0): the history read had it. */
+    assert_drained(&p, chunks("id: 1-0\nevent: t\ndata: 0123456789012345678901234567890123456789\n\n",
+                              "id: 2-0\nevent: t\ndata: 0123456789012345678901234567890123456789\n\n",
+                              "id: 3-0\nevent: t\ndata: three\n\n", NULL));
+    push_unref(s, event(10, "live10"));
+    assert_drained(&p, chunks("id: 10-0\nevent: t\ndata: live10\n\n", NULL));
+    assert_int_equal(stream_end_reason(s), STREAM_END_CLIENT);
+    stream_close(s);
+    stream_unref(s);
+    pair_close(&p);
+}
+
+/* Live frames held past the bound are dropped, not the stream: the
+ * replay reads on (they are in history), and the page read before the
+ * drop is not the last. */
+static void
+test_held_overflow_reads_on(void **state)
+{
+    struct pair p;
+    struct stream *s = stream_new("7", 100, NULL);
+    struct sse_frame *page[3];
+    struct event_id next;
+    unsigned gen;
+
+    (void)state;
+    assert_non_null(s);
+    pair_open(&p, 0);
+    assert_int_equal(stream_attach(s, p.w, 1, "", 0, p.wake), 0);
+    for (int i = 0; i < 3; i++)
+        page[i] = event((uint64_t)i + 1, "0123456789012345678901234567890123456789");
+    gen = stream_replay_gen(s);
+    for (int i = 0; i < 3; i++)
+        push_unref(s, event((uint64_t)i + 1, "0123456789012345678901234567890123456789"));
+    assert_int_not_equal(stream_replay_gen(s), gen);
+    assert_int_equal(stream_replay_page(s, NULL, page, 1, NULL, 0, gen, &next),
+                     STREAM_REPLAY_MORE);
+    assert_true(next.ms == 1);
+    /* The queue and the held frame together pass the bound: the held
+     * frame is dropped again, and the page after 3 (empty) is the last. */
+    gen = stream_replay_gen(s);
+    assert_int_equal(stream_replay_page(s, NULL, page + 1, 2, NULL, 0, gen, &next),
+                     STREAM_REPLAY_MORE);
+    assert_true(next.ms == 3);
+    replay_last(s, NULL, 0, NULL);
+    for (int i = 0; i < 3; i++)
+        sse_frame_unref(page[i]);
+    assert_int_equal(stream_flush(s), STREAM_IO_IDLE);
+    assert_drained(&p, chunks("id: 1-0\nevent: t\ndata: 0123456789012345678901234567890123456789\n\n",
+                              "id: 2-0\nevent: t\ndata: 0123456789012345678901234567890123456789\n\n",
+                              "id: 3-0\nevent: t\ndata: 0123456789012345678901234567890123456789\n\n",
+                              NULL));
+    assert_int_equal(stream_end_reason(s), STREAM_END_CLIENT);
     stream_close(s);
     stream_unref(s);
     pair_close(&p);
@@ -687,7 +772,8 @@ main(void)
         cmocka_unit_test(test_prepared_write_owns_the_socket),
         cmocka_unit_test(test_prepared_write_short_or_refused),
         cmocka_unit_test(test_head_then_frames),
-        cmocka_unit_test(test_replay_over_bound_is_limit),
+        cmocka_unit_test(test_replay_pages),
+        cmocka_unit_test(test_held_overflow_reads_on),
         cmocka_unit_test(test_heartbeat_rule),
         cmocka_unit_test(test_heartbeat_pace),
         cmocka_unit_test(test_heartbeat_due_and_skip),
