@@ -5,6 +5,7 @@
  * replies mean "unavailable", when to resend a script as EVAL, and how
  * long to wait after a failure. Owns no connection: each caller owns its
  * contexts and frees them. */
+#include <errno.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <pthread.h>
@@ -135,71 +136,20 @@ rconn_is_unavailable(const struct redisReply *r)
 
 /* ---------------------------------------------------------- connecting */
 
-/* Returns 0 if r has the type expected, else logs why and returns -1. */
-static int
-rconn_reply_ok(const redisReply *r, int type, const char *what)
-{
-    if (r == NULL)
-        return -1;
-    if (r->type == type)
-        return 0;
-    if (r->type == REDIS_REPLY_ERROR)
-        log_warn("redis: %s: %s", what, r->str);
-    else
-        log_warn("redis: %s: unexpected reply type %d", what, r->type);
-    return -1;
-}
-
-struct redisContext *
-rconn_connect(void)
-{
-    struct timeval tv = { (time_t)(rconn_cfg.timeout_ms / 1000),
-                          (suseconds_t)(rconn_cfg.timeout_ms % 1000) * 1000 };
-    redisContext *c;
-    redisReply *r;
-
-    c = redisConnectWithTimeout(rconn_cfg.host, rconn_cfg.port, tv);
-    if (c == NULL || c->err) {
-        log_debug("redis connect %s:%u: %s", rconn_cfg.host, rconn_cfg.port,
-                  c ? c->errstr : "out of memory");
-        goto err;
-    }
-    /* The connect timeout does not cover commands; this does. */
-    if (redisSetTimeout(c, tv) != REDIS_OK)
-        goto err;
-    if (rconn_cfg.password[0] != '\0') {
-        r = redisCommand(c, "AUTH %s", rconn_cfg.password);
-        if (rconn_reply_ok(r, REDIS_REPLY_STATUS, "AUTH") == -1) {
-            freeReplyObject(r);
-            goto err;
-        }
-        freeReplyObject(r);
-    }
-    for (int i = 0; i < RCONN_SCRIPT_COUNT; i++) {
-        r = redisCommand(c, "SCRIPT LOAD %s",
-                         rconn_script_text((enum rconn_script)i));
-        if (rconn_reply_ok(r, REDIS_REPLY_STRING, "SCRIPT LOAD") == -1 ||
-            rconn_script_learn((enum rconn_script)i, r) == -1) {
-            freeReplyObject(r);
-            goto err;
-        }
-        freeReplyObject(r);
-    }
-    return c;
-err:
-    if (c != NULL)
-        redisFree(c);
-    return NULL;
-}
-
 struct redisAsyncContext *
 rconn_async_connect(void *data, char *err, size_t err_cap)
 {
     redisAsyncContext *ac = redisAsyncConnect(rconn_cfg.host, rconn_cfg.port);
+    int e = errno;
 
+    /* hiredis 0.14.1 returns NULL only when out of memory; a failed
+     * socket() (no descriptor left) is an error on the context. The two
+     * have different cures, so each is named as what it is. */
     if (ac == NULL || ac->err) {
         snprintf(err, err_cap, "%s:%u: %s", rconn_cfg.host, rconn_cfg.port,
-                 ac ? ac->errstr : "out of memory");
+                 ac == NULL ? "out of memory"
+                 : ac->err == REDIS_ERR_IO && (e == EMFILE || e == ENFILE)
+                     ? "no file descriptor left" : ac->errstr);
         if (ac != NULL)
             redisAsyncFree(ac);
         return NULL;

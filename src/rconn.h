@@ -1,6 +1,6 @@
-/* rconn.h -- the one Redis connection layer under store.c (sync, one
- * context per thread), pipeline.c (async, one per HTTP thread) and
- * subscriber.c (async on libevent): where Redis is, connecting and
+/* rconn.h -- the one Redis connection layer under pipeline.c (async:
+ * one per HTTP thread, one for the replay reader) and subscriber.c
+ * (async on libevent), with store.c's commands: where Redis is, connecting and
  * authenticating, the Lua scripts and their SHAs, what an error reply
  * means, and the back-off between failed attempts. Each user keeps only
  * what is its own (its context, its loop, its replies). */
@@ -12,7 +12,6 @@
 
 struct config;
 struct redisAsyncContext;
-struct redisContext;
 struct redisReply;
 
 /* A script's SHA1 in hex, as SCRIPT LOAD returns it. */
@@ -74,13 +73,6 @@ int
 rconn_is_unavailable(const struct redisReply *r);
 
 /* ---------------------------------------------------------- connecting */
-
-/* A synchronous context: connects within the timeout, applies the timeout
- * to commands, authenticates and loads the scripts. Returns the context
- * (the caller owns it: redisFree), or NULL (logged) if Redis cannot be
- * used. */
-struct redisContext *
-rconn_connect(void);
 
 /* Starts an asynchronous connect to the target; ac->data is set to data.
  * The caller owns the context and attaches its event loop. Returns NULL

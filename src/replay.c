@@ -227,6 +227,9 @@ replay_recover(struct replay *rp, struct hub *hub)
         }
         return;
     }
+    /* Redis answers again: reads waiting out a back-off go now. */
+    rp->retry_ms = 0;
+    rconn_backoff_reset(&rp->backoff);
     for (size_t i = 0; i < n; i++) {
         /* A stream already replaying reads on past what it missed. */
         if (stream_begin_replay(v[i], &after)) {
