@@ -483,7 +483,7 @@ api_stream_open(struct http_req *r, void *arg)
     /* Concurrent opens' reads share round trips on the pipeline. */
     pd->gen = stream_replay_gen(s);
     store_read_command(&pd->cmd, uid, has_after ? &pd->after : NULL,
-                       replay_page_bytes(app->cfg));
+                       replay_open_page_bytes(app->cfg));
     if (api_pending_send(pd, api_on_history_read) == -1) {
         api_stream_read_later(pd);          /* Redis is known to be down */
         return api_stream_start(pd);

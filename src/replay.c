@@ -103,6 +103,15 @@ replay_page_bytes(const struct config *cfg)
                                                      : (size_t)REPLAY_PAGE_MAX_KIB * 1024;
 }
 
+size_t
+replay_open_page_bytes(const struct config *cfg)
+{
+    size_t page = replay_page_bytes(cfg);
+
+    return page < (size_t)REPLAY_OPEN_PAGE_KIB * 1024 ? page
+                                                      : (size_t)REPLAY_OPEN_PAGE_KIB * 1024;
+}
+
 /* The "gap" event has no id: the client keeps its Last-Event-ID, and the
  * data says from where events may be missing so it can reload over REST.
  * id is the client's own (already an event id, or printable ASCII). */

@@ -29,6 +29,14 @@ struct replay;
 size_t
 replay_page_bytes(const struct config *cfg);
 
+/* The opening page is smaller: it answers the open (the account check)
+ * and starts the stream, on the HTTP thread, where a burst of opens
+ * would otherwise keep writes waiting behind megabytes of history; a
+ * resume after a blip fits in it, a longer one goes on in the reader. */
+#define REPLAY_OPEN_PAGE_KIB 32
+size_t
+replay_open_page_bytes(const struct config *cfg);
+
 /* Applies one page read for s (after: where it started, NULL for a
  * stream starting at the deployment's current last id; gen: what
  * stream_replay_gen said when it was sent): a "gap" event first if
