@@ -128,7 +128,9 @@ class Relay:
     hold back what Redis sends to subscribed connections (the gateway's
     subscriber then falls behind on demand, while its writes still go
     through), or to every connection (writes reach Redis, their replies
-    wait). Real Redis on both sides; the relay only forwards bytes."""
+    wait), or hold a SUBSCRIBE on its way to Redis (a subscriber that lost
+    its subscription then stays unsubscribed while writes go through).
+    Real Redis on both sides; the relay only forwards bytes."""
 
     def __init__(self, redis_port):
         self.redis_port = redis_port
@@ -140,6 +142,8 @@ class Relay:
         self.cv = threading.Condition()
         self.frozen = False
         self.frozen_all = False
+        self.hold_subs = False
+        self.held_subs = 0          # SUBSCRIBEs that waited in hold_subscribes
         self.stopping = False
         self.socks = []
         threading.Thread(target=self._accept, daemon=True).start()
@@ -172,6 +176,10 @@ class Relay:
                 return
             if upstream and b"subscribe" in d.lower():
                 conn["sub"] = True
+                with self.cv:
+                    if self.hold_subs:
+                        self.held_subs += 1
+                        self.cv.wait_for(lambda: not self.hold_subs or self.stopping)
             if not upstream:
                 with self.cv:
                     self.cv.wait_for(lambda: not (self.frozen_all or (self.frozen and conn["sub"]))
@@ -188,6 +196,15 @@ class Relay:
     def freeze_replies(self):
         with self.cv:
             self.frozen_all = True
+
+    def hold_subscribes(self):
+        with self.cv:
+            self.hold_subs = True
+
+    def release_subscribes(self):
+        with self.cv:
+            self.hold_subs = False
+            self.cv.notify_all()
 
     def thaw(self):
         with self.cv:
