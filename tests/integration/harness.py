@@ -518,6 +518,34 @@ class Workdir:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
+class GatewaysEnv:
+    """A suite environment: one Redis, and the gateways each test starts
+    (gateway()); close() stops them all, then Redis (thawed first, in case
+    a test left it SIGSTOPped). Suites subclass it for their helpers."""
+
+    def __init__(self, binary):
+        self.binary = binary
+        self.work = Workdir()
+        self.redis = Redis(self.work.path)
+        self.extra = []
+
+    def gateways(self):
+        return list(self.extra)
+
+    def gateway(self, name, redis=None, **env):
+        g = Gateway(self.binary, redis or self.redis, self.work.path, name, False, **env)
+        self.extra.append(g)
+        return g
+
+    def close(self):
+        codes = {}
+        for g in self.gateways():
+            codes[g.name] = g.stop()
+        self.redis.proc.proc.send_signal(signal.SIGCONT)
+        self.redis.stop()
+        return codes
+
+
 def run_suite(tests, make_env, what="start redis-server and the gateways", suffix="",
               ignore=()):
     """The TAP main of a suite that starts gateways: `-k substr` picks

@@ -25,7 +25,7 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (HOST, Gateway, Redis, Relay, SSEClient, TestFailure,  # noqa: E402
+from harness import (GatewaysEnv, HOST, Gateway, Redis, Relay, SSEClient, TestFailure,  # noqa: E402
                      Workdir, check, eq, id_key, ids_of, post_json, run_suite, wait_until)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -37,23 +37,13 @@ NOBODY = "999999999999"     # a userId with no account
 CHANNEL = "user-events"     # REDIS_CHANNEL's default
 
 
-class Env:
+class Env(GatewaysEnv):
     """One Redis for the tests that stop, freeze or busy it; each test
     starts its own gateway(s), and the tests that fill Redis their own
     Redis as well."""
 
     def __init__(self):
-        self.work = Workdir()
-        self.redis = Redis(self.work.path)
-        self.extra = []
-
-    def gateways(self):
-        return list(self.extra)
-
-    def gateway(self, name, redis=None, **env):
-        g = Gateway(BIN, redis or self.redis, self.work.path, name, False, **env)
-        self.extra.append(g)
-        return g
+        super().__init__(BIN)
 
     def own_redis(self, persist=False):
         """A Redis of the test's own (delete with drop_redis); without
@@ -69,13 +59,6 @@ class Env:
         r.stop()
         shutil.rmtree(r.dir, ignore_errors=True)
 
-    def close(self):
-        codes = {}
-        for g in self.gateways():
-            codes[g.name] = g.stop()
-        self.redis.proc.proc.send_signal(signal.SIGCONT)    # never left frozen
-        self.redis.stop()
-        return codes
 
 
 # ----------------------------------------------------------------- helpers

@@ -15,7 +15,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Gateway, Redis, Relay, SSEClient,  # noqa: E402
+from harness import (GatewaysEnv, Gateway, Redis, Relay, SSEClient,  # noqa: E402
                      Workdir, check, eq, get_json, http, post_json, wait_until, run_suite)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -26,29 +26,11 @@ PING_MS = 1000              # the pipeline's PING interval (pipeline.c)
 HEALTH_MAX_S = 0.100        # /health must answer within this, Redis frozen or not
 
 
-class Env:
+class Env(GatewaysEnv):
     """One Redis; the gateways each test starts."""
 
     def __init__(self):
-        self.work = Workdir()
-        self.redis = Redis(self.work.path)
-        self.extra = []
-
-    def gateways(self):
-        return list(self.extra)
-
-    def gateway(self, name, redis=None, **env):
-        g = Gateway(BIN, redis or self.redis, self.work.path, name, False, **env)
-        self.extra.append(g)
-        return g
-
-    def close(self):
-        codes = {}
-        for g in self.gateways():
-            codes[g.name] = g.stop()
-        self.redis.proc.proc.send_signal(signal.SIGCONT)    # never left frozen
-        self.redis.stop()
-        return codes
+        super().__init__(BIN)
 
 
 def timed(fn, *args, **kw):
