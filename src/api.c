@@ -498,7 +498,7 @@ api_stream_open(struct http_req *r, void *arg)
     const char *foreign;
     int has_after;
     struct token_claims claims;
-    enum http_ret ret;
+    enum http_ret ret = HTTP_CLOSE;
 
     if (pd != NULL && pd->state == API_PENDING_DONE)
         return api_stream_start(pd);
