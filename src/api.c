@@ -13,6 +13,7 @@
 
 #include "api.h"
 #include "app.h"
+#include "auth.h"
 #include "body.h"
 #include "clock.h"
 #include "config.h"
@@ -26,6 +27,7 @@
 #include "store.h"
 #include "stream.h"
 #include "subscriber.h"
+#include "token.h"
 #include "web.h"
 #include "writer.h"
 
@@ -74,6 +76,12 @@ struct api_pending {
     char idem_key[STORE_IDEM_KEY_MAX + 1];
     char *idem_body;                /* owned */
     int idem_replayed;              /* an earlier try's answer: nothing written now */
+    /* POST /accounts in secure mode: the new account's stream token,
+     * signed before the write (so failing to sign writes nothing), and
+     * the kept answer with it (idem_body + token) for a first try with an
+     * Idempotency-Key. The kept answer itself never holds a token. */
+    char *token;                    /* owned */
+    char *token_body;               /* owned */
 };
 
 /* ------------------------------------------------------------- answers */
@@ -163,6 +171,8 @@ api_pending_free(void *arg)
     store_command_clear(&pd->cmd);
     event_input_clear(&pd->in);
     free(pd->idem_body);
+    free(pd->token);
+    free(pd->token_body);
     free(pd);
 }
 
@@ -308,6 +318,58 @@ api_idem_answer(struct api_pending *pd, unsigned status, unsigned events,
     return http_send_json(pd->req, status, pd->idem_body, strlen(pd->idem_body), loc);
 }
 
+/* ---------------------------------------------------------------- tokens */
+
+/* RFC 6750 3: a 401 names the scheme; after a token that failed, also
+ * invalid_token, so a client knows to get a fresh one. */
+#define API_CHALLENGE "Bearer realm=\"ssegate\""
+#define API_CHALLENGE_INVALID "Bearer realm=\"ssegate\", error=\"invalid_token\""
+
+/* Secure mode: the request's token (Authorization: Bearer, else the
+ * token query parameter, the one place EventSource can put it, else the
+ * ssegate_token cookie, which EventSource sends withCredentials) must be
+ * valid and open user_id's stream ("" or NULL: the firehose). Returns 1
+ * to go on, with the claims in *c; else 0, having answered in *ret: 401
+ * with a challenge, 403, or 503 out of memory. In open mode (no AUTH_*
+ * key) returns 1 with *c zeroed. It costs no Redis call, so it comes
+ * before anything that does. Also what GET /accounts/ID is to call in
+ * secure mode without a publish key (a stream token for that account). */
+static int
+api_auth_user(struct http_req *r, struct app *app, const char *user_id,
+              struct token_claims *c, enum http_ret *ret)
+{
+    const char *tok, *why;
+    size_t len;
+    enum auth_result res;
+
+    memset(c, 0, sizeof(*c));
+    if (app->auth == NULL)
+        return 1;
+    token_find(http_req_header(r, "Authorization"), http_req_query(r, "token"),
+               http_req_cookie(r, "ssegate_token"), &tok, &len);
+    res = auth_check_user(app->auth, tok, len, user_id, clock_wall_ms(), c, &why);
+    switch (res) {
+    case AUTH_OK:
+        return 1;
+    case AUTH_NO_TOKEN:
+        *ret = http_send_challenge(r, API_CHALLENGE, "unauthorized", why);
+        break;
+    case AUTH_INVALID:
+        *ret = http_send_challenge(r, API_CHALLENGE_INVALID, "unauthorized", why);
+        break;
+    case AUTH_FORBIDDEN:
+        *ret = http_send_error(r, 403, "forbidden", why, NULL);
+        break;
+    case AUTH_NO_MEMORY:
+        *ret = api_send_out_of_memory(r);
+        break;
+    }
+    /* The reason and the user, never the token. */
+    log_info("%s refused: %s (user=%s)", http_req_path(r), why,
+             user_id != NULL && user_id[0] != '\0' ? user_id : "*");
+    return 0;
+}
+
 /* ---------------------------------------------------------------- streams */
 
 /* The id to resume after: the Last-Event-ID header (what EventSource
@@ -435,6 +497,8 @@ api_stream_open(struct http_req *r, void *arg)
     struct sse_frame *gap = NULL;
     const char *foreign;
     int has_after;
+    struct token_claims claims;
+    enum http_ret ret = HTTP_CLOSE;
 
     if (pd != NULL && pd->state == API_PENDING_DONE)
         return api_stream_start(pd);
@@ -444,6 +508,8 @@ api_stream_open(struct http_req *r, void *arg)
     if (uid != NULL && !body_user_id_valid(uid, strlen(uid)))
         return http_send_error(r, 400, "invalid_parameter",
                                "userId must be 1 to 18 digits", NULL);
+    if (!api_auth_user(r, app, uid, &claims, &ret))
+        return ret;
     /* An id that is not ours does not refuse the stream: any status but
      * 200 stops EventSource for good. It starts now, with a gap event. */
     foreign = api_resume_id(r, &after, &has_after);
@@ -463,6 +529,9 @@ api_stream_open(struct http_req *r, void *arg)
     s = stream_new(uid, (size_t)app->cfg->stream_queue_kib * 1024, app->hello);
     if (s != NULL && gap != NULL)
         stream_push_first(s, gap);          /* right after the hello */
+    /* Its writer loop ends it at exp, on the loop's monotonic clock. */
+    if (s != NULL && claims.has_exp)
+        stream_set_expiry(s, clock_coarse_ms() + (claims.exp_ms - clock_wall_ms()));
     sse_frame_unref(gap);
     if (s == NULL)
         return api_send_out_of_memory(r);
@@ -564,20 +633,76 @@ api_account_object(const struct account *a)
 _Static_assert(sizeof(((struct account_input *)0)->name) <= STORE_ACCOUNT_NAME_MAX,
                "an account's name fits struct account");
 
+/* A kept account answer (a JSON object) with "token": token added last,
+ * the rest byte for byte. Returns it (owned), or NULL when out of memory
+ * or body is not an object. */
+static char *
+api_token_splice(const char *body, const char *token)
+{
+    static const char key[] = ",\"token\":\"";
+    size_t n = strlen(body), t = strlen(token);
+    char *out;
+
+    if (n < 2 || body[n - 1] != '}' || (out = malloc(n + sizeof(key) + t + 2)) == NULL)
+        return NULL;
+    /* A token is base64url and dots: nothing in it needs escaping. */
+    snprintf(out, n + sizeof(key) + t + 2, "%.*s%s%s\"}", (int)(n - 1), body, key, token);
+    return out;
+}
+
+/* The idempotent answer with its token: the one signed before this
+ * request's write, or, for an earlier try's answer (which may be old,
+ * and was kept without a token), one signed now for the id it names.
+ * Returns -1 when out of memory; a replay wrote nothing, so it may then
+ * answer 503. */
+static int
+api_account_idem_token(struct api_pending *pd)
+{
+    json_object *o, *id;
+    char *tok = NULL, *body;
+
+    if (!auth_can_sign(pd->app->auth))
+        return 0;
+    if (!pd->idem_replayed && pd->token_body != NULL) {
+        free(pd->idem_body);
+        pd->idem_body = pd->token_body;
+        pd->token_body = NULL;
+        return 0;
+    }
+    if ((o = json_tokener_parse(pd->idem_body)) != NULL &&
+        json_object_object_get_ex(o, "id", &id))
+        tok = auth_sign(pd->app->auth, json_object_get_string(id), clock_wall_ms(),
+                        pd->app->cfg->auth_token_ttl_secs, 0);
+    json_object_put(o);
+    body = tok != NULL ? api_token_splice(pd->idem_body, tok) : NULL;
+    free(tok);
+    if (body == NULL)
+        return -1;
+    free(pd->idem_body);
+    pd->idem_body = body;
+    return 0;
+}
+
 static enum http_ret
 api_account_answer(struct api_pending *pd)
 {
     char location[64];
+    json_object *o;
 
     if (pd->out_of_memory)
         return api_send_out_of_memory(pd->req);
     if (pd->rc != STORE_OK)
         return api_send_store_error(pd->req, pd->rc, "no such account");
-    if (pd->idem_body != NULL)
+    if (pd->idem_body != NULL) {
+        if (api_account_idem_token(pd) == -1)
+            return api_send_out_of_memory(pd->req);
         return api_idem_answer(pd, 201, 2, "/accounts/");
+    }
     subscriber_note_published(pd->app->sub, 2);     /* account.created, snapshot */
     snprintf(location, sizeof(location), "/accounts/%s", pd->acct.id);
-    return api_send_object(pd->req, 201, api_account_object(&pd->acct), location);
+    if ((o = api_account_object(&pd->acct)) != NULL && pd->token != NULL)
+        json_object_object_add(o, "token", json_object_new_string(pd->token));
+    return api_send_object(pd->req, 201, o, location);
 }
 
 static void
@@ -592,7 +717,9 @@ api_on_account_created(void *arg, const struct redisReply *reply)
     http_req_resume(pd->req);
 }
 
-/* With an Idempotency-Key, the account's answer is kept whole. */
+/* With an Idempotency-Key, the account's answer is kept whole (without
+ * its token: a secret has no place in Redis, and a token kept a day
+ * would be stale when replayed). */
 static int
 api_idem_account(struct api_pending *pd)
 {
@@ -604,8 +731,23 @@ api_idem_account(struct api_pending *pd)
     if ((tpl = store_account_json(&pd->acct)) == NULL)
         return -1;
     rc = api_idem_command(pd, "accounts", tpl);
+    if (rc == 0 && pd->token != NULL &&
+        (pd->token_body = api_token_splice(tpl, pd->token)) == NULL)
+        rc = -1;
     free(tpl);
     return rc;
+}
+
+/* Secure mode with AUTH_SECRET: the new account's stream token, signed
+ * now, before the write, so that failing to sign it writes nothing. */
+static int
+api_account_token(struct api_pending *pd)
+{
+    if (!auth_can_sign(pd->app->auth))
+        return 0;
+    pd->token = auth_sign(pd->app->auth, pd->acct.id, clock_wall_ms(),
+                          pd->app->cfg->auth_token_ttl_secs, 0);
+    return pd->token != NULL ? 0 : -1;
 }
 
 /* Step 1 answered: the account has its id. Step 2, the write script, goes
@@ -621,7 +763,8 @@ api_on_account_id(void *arg, const struct redisReply *reply)
         snprintf(pd->acct.name, sizeof(pd->acct.name), "%s", pd->account_in.name);
         pd->acct.balance = pd->account_in.balance;
         pd->acct.created_at = clock_wall_ms();
-        if (store_account_command(&pd->cmd, &pd->acct) == -1 ||
+        if (api_account_token(pd) == -1 ||
+            store_account_command(&pd->cmd, &pd->acct) == -1 ||
             api_idem_account(pd) == -1) {
             store_command_clear(&pd->cmd);
             pd->out_of_memory = 1;

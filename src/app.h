@@ -7,6 +7,7 @@
 
 #include <stdatomic.h>
 
+struct auth;
 struct config;
 struct hub;
 struct replay;
@@ -21,6 +22,7 @@ struct app {
     struct subscriber *sub;
     struct replay *replay;      /* reads history for streams, page by page */
     struct sse_frame *hello;    /* "retry: N\n: ssegate <id>\n", shared by every stream */
+    struct auth *auth;          /* stream tokens; NULL: open mode (no AUTH_* key) */
     atomic_int stopping;        /* set once shutdown starts; new streams get 503 */
 };
 

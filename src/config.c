@@ -18,7 +18,8 @@ enum config_kind {
     CONFIG_KIND_UINT,       /* unsigned in min..max */
     CONFIG_KIND_STRING,     /* char[size], non-empty when min is 1 */
     CONFIG_KIND_IPV4,       /* char[size], an IPv4 literal */
-    CONFIG_KIND_LOG_LEVEL   /* int: debug|info|warn|error */
+    CONFIG_KIND_LOG_LEVEL,  /* int: debug|info|warn|error */
+    CONFIG_KIND_SECRET      /* char[size]: empty, or at least min bytes; never shown */
 };
 
 struct config_option {
@@ -85,6 +86,17 @@ static const struct config_option config_options[] = {
       CONFIG_FIELD(redis_timeout_ms), "Redis command timeout before a 503" },
     { "LOG_LEVEL", "--log-level", CONFIG_KIND_LOG_LEVEL, "info", 0, 0,
       CONFIG_FIELD(log_level), "debug, info, warn or error" },
+    { "AUTH_SECRET", "--auth-secret", CONFIG_KIND_SECRET, "", CONFIG_AUTH_SECRET_MIN, 0,
+      CONFIG_FIELD(auth_secret), "HS256 key (32 bytes or more): streams need a token" },
+    { "AUTH_PUBLIC_KEY_FILE", "--auth-public-key-file", CONFIG_KIND_STRING, "", 0, 0,
+      CONFIG_FIELD(auth_public_key_file), "PEM public key for RS256/ES256 tokens: streams need a token" },
+    { "AUTH_ISSUER", "--auth-issuer", CONFIG_KIND_STRING, "", 0, 0,
+      CONFIG_FIELD(auth_issuer), "a token's iss must be this" },
+    { "AUTH_AUDIENCE", "--auth-audience", CONFIG_KIND_STRING, "", 0, 0,
+      CONFIG_FIELD(auth_audience), "a token's aud must name this" },
+    { "AUTH_TOKEN_TTL_SECS", "--auth-token-ttl-secs", CONFIG_KIND_UINT, "3600",
+      CONFIG_TOKEN_TTL_MIN, CONFIG_TOKEN_TTL_MAX,
+      CONFIG_FIELD(auth_token_ttl_secs), "lifetime of the tokens POST /accounts returns" },
 };
 
 #define CONFIG_NOPTIONS (sizeof(config_options) / sizeof(config_options[0]))
@@ -185,6 +197,20 @@ config_set(struct config *cfg, const struct config_option *o, const char *name,
         return config_set_string(field, o, name, v, err, errlen);
     case CONFIG_KIND_STRING:
         return config_set_string(field, o, name, v, err, errlen);
+    case CONFIG_KIND_SECRET:
+        /* The error says how long, never what: it may be most of a key. */
+        if (v[0] != '\0' && strlen(v) < o->min) {
+            snprintf(err, errlen, "%s: %zu bytes is shorter than the %lu required",
+                     name, strlen(v), o->min);
+            return -1;
+        }
+        if (strlen(v) >= o->size) {
+            snprintf(err, errlen, "%s: %zu bytes is longer than the %zu allowed",
+                     name, strlen(v), o->size - 1);
+            return -1;
+        }
+        memcpy(field, v, strlen(v) + 1);
+        return 0;
     case CONFIG_KIND_LOG_LEVEL:
         if ((level = log_parse_level(v)) < 0) {
             snprintf(err, errlen, "%s: '%s' is not one of debug, info, warn, error",
@@ -312,6 +338,7 @@ config_metavar(enum config_kind kind)
     case CONFIG_KIND_LOG_LEVEL:
         return "LEVEL";
     case CONFIG_KIND_STRING:
+    case CONFIG_KIND_SECRET:
         break;
     }
     return "TEXT";
@@ -354,4 +381,123 @@ config_usage(FILE *out, const char *progname)
             "print this help and exit");
     fprintf(out, "  %-*s  %-*s  %s\n", flag_w, "-V, --version", env_w, "",
             "print the version and exit");
+}
+
+/* ------------------------------------------------------- ssegate token */
+
+/* Most words `ssegate token` passes on to config_load. */
+#define CONFIG_TOKEN_ARGS_MAX 64
+
+/* Is arg the subcommand's flag name (as "--name" or "--name=...")?
+ * Sets *value to what follows '=' (NULL without one). */
+static int
+config_token_flag(const char *arg, const char *name, const char **value)
+{
+    size_t n = strlen(name);
+
+    if (strncmp(arg, name, n) != 0 || (arg[n] != '\0' && arg[n] != '='))
+        return 0;
+    *value = arg[n] == '=' ? arg + n + 1 : NULL;
+    return 1;
+}
+
+/* A user id a token may carry: what a stream's userId can be compared
+ * with, and safe in a log line. */
+static int
+config_token_sub_ok(const char *v)
+{
+    size_t n = strlen(v);
+
+    if (n == 0 || n > CONFIG_TOKEN_SUB_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)v[i] <= 0x20 || (unsigned char)v[i] >= 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+enum config_result
+config_load_token(struct config *cfg, struct config_token *t, int argc, char **argv,
+                  config_getenv_fn getenv_fn, char *err, size_t errlen)
+{
+    char *rest[CONFIG_TOKEN_ARGS_MAX + 1];
+    int nrest = 1, has_ttl = 0, is_sub;
+    unsigned long ttl = 0;
+    const char *v;
+    char shown[48];
+    enum config_result r;
+
+    memset(t, 0, sizeof(*t));
+    if (errlen > 0)
+        err[0] = '\0';
+    rest[0] = argv[0];
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+
+        if (config_token_flag(arg, "--firehose", &v)) {
+            if (v != NULL) {
+                snprintf(err, errlen, "--firehose: takes no value");
+                return CONFIG_ERROR;
+            }
+            t->firehose = 1;
+            continue;
+        }
+        is_sub = config_token_flag(arg, "--sub", &v);
+        if (is_sub || config_token_flag(arg, "--ttl", &v)) {
+            if (v == NULL && i + 1 < argc) {
+                v = argv[++i];
+            } else if (v == NULL) {
+                snprintf(err, errlen, "%s: needs a value", is_sub ? "--sub" : "--ttl");
+                return CONFIG_ERROR;
+            }
+            if (is_sub) {
+                if (!config_token_sub_ok(v)) {
+                    config_show(v, shown, sizeof(shown));
+                    snprintf(err, errlen, "--sub: '%s' is not 1 to %d visible ASCII characters",
+                             shown, CONFIG_TOKEN_SUB_MAX);
+                    return CONFIG_ERROR;
+                }
+                memcpy(t->sub, v, strlen(v) + 1);
+            } else {
+                if (config_parse_digits(v, &ttl) == -1 || ttl < CONFIG_TOKEN_TTL_MIN ||
+                    ttl > CONFIG_TOKEN_TTL_MAX) {
+                    config_show(v, shown, sizeof(shown));
+                    snprintf(err, errlen, "--ttl: '%s' is not a number in %d..%d",
+                             shown, CONFIG_TOKEN_TTL_MIN, CONFIG_TOKEN_TTL_MAX);
+                    return CONFIG_ERROR;
+                }
+                has_ttl = 1;
+            }
+            continue;
+        }
+        if (nrest == CONFIG_TOKEN_ARGS_MAX) {
+            snprintf(err, errlen, "too many arguments");
+            return CONFIG_ERROR;
+        }
+        rest[nrest++] = argv[i];
+    }
+    rest[nrest] = NULL;
+    if ((r = config_load(cfg, nrest, rest, getenv_fn, err, errlen)) != CONFIG_OK)
+        return r;
+    if (t->sub[0] == '\0') {
+        snprintf(err, errlen, "--sub: required (the user id the token is for)");
+        return CONFIG_ERROR;
+    }
+    t->ttl_secs = has_ttl ? (unsigned)ttl : cfg->auth_token_ttl_secs;
+    return CONFIG_OK;
+}
+
+void
+config_usage_token(FILE *out, const char *progname)
+{
+    fprintf(out,
+            "usage: %s token --sub ID [--ttl SECS] [--firehose] [option]...\n"
+            "\n"
+            "Prints a stream token (HS256, signed with AUTH_SECRET or --auth-secret)\n"
+            "for user ID, valid for SECS seconds (%d..%d, default\n"
+            "AUTH_TOKEN_TTL_SECS); --firehose lets it open the firehose too. It\n"
+            "carries AUTH_ISSUER and AUTH_AUDIENCE when they are set. The options\n"
+            "are those of '%s --help'.\n",
+            progname, CONFIG_TOKEN_TTL_MIN, CONFIG_TOKEN_TTL_MAX, progname);
 }

@@ -12,6 +12,15 @@
 #define CONFIG_SERVER_ID_MAX 127
 /* Longest REDIS_CHANNEL. */
 #define CONFIG_CHANNEL_MAX 127
+/* AUTH_SECRET: HS256 wants a key at least as long as its hash (RFC
+ * 7518 3.2), so a shorter one is refused rather than weakly used. */
+#define CONFIG_AUTH_SECRET_MIN 32
+#define CONFIG_AUTH_SECRET_MAX 512
+/* A stream token's lifetime (AUTH_TOKEN_TTL_SECS, `ssegate token --ttl`). */
+#define CONFIG_TOKEN_TTL_MIN 1
+#define CONFIG_TOKEN_TTL_MAX 2592000
+/* Longest `ssegate token --sub`: token.h's TOKEN_SUB_MAX. */
+#define CONFIG_TOKEN_SUB_MAX 64
 
 /* Each field's variable, flag, default and range live in one place:
  * the config_options[] table in config.c, which --help prints. The
@@ -45,6 +54,13 @@ struct config {
     unsigned redis_timeout_ms;  /* REDIS_TIMEOUT_MS: per-command timeout before a 503 */
     unsigned request_timeout_ms; /* REQUEST_TIMEOUT_MS: for a request's head, then its body */
     int log_level;              /* LOG_LEVEL: a LOG_LEVEL_* from log.h */
+    /* Stream tokens (auth.c). Either key turns secure mode on for
+     * streams; "" is unset. */
+    char auth_secret[CONFIG_AUTH_SECRET_MAX + 1];   /* AUTH_SECRET: HS256 key */
+    char auth_public_key_file[1024];    /* AUTH_PUBLIC_KEY_FILE: PEM, RS256/ES256 */
+    char auth_issuer[256];      /* AUTH_ISSUER: a token's iss must match */
+    char auth_audience[256];    /* AUTH_AUDIENCE: a token's aud must name it */
+    unsigned auth_token_ttl_secs;   /* AUTH_TOKEN_TTL_SECS: tokens we sign */
 };
 
 enum config_result {
@@ -71,5 +87,24 @@ config_load(struct config *cfg, int argc, char **argv,
 /* Prints every flag with its variable, default and meaning. */
 void
 config_usage(FILE *out, const char *progname);
+
+/* `ssegate token`: what to sign, besides the settings. */
+struct config_token {
+    char sub[CONFIG_TOKEN_SUB_MAX + 1];     /* --sub: the user id */
+    unsigned ttl_secs;          /* --ttl, else AUTH_TOKEN_TTL_SECS */
+    int firehose;               /* --firehose: the token also opens the firehose */
+};
+
+/* The subcommand's arguments, argv[0] being "token": --sub ID (required:
+ * 1 to CONFIG_TOKEN_SUB_MAX visible ASCII characters), --ttl SECS and
+ * --firehose into t, every other flag and the environment into cfg as
+ * config_load reads them. Same results as config_load. */
+enum config_result
+config_load_token(struct config *cfg, struct config_token *t, int argc, char **argv,
+                  config_getenv_fn getenv_fn, char *err, size_t errlen);
+
+/* The subcommand's usage. */
+void
+config_usage_token(FILE *out, const char *progname);
 
 #endif

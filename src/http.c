@@ -126,6 +126,7 @@ struct http_req {
     size_t cap;
     int too_large;
     int no_fd;              /* a take-over found no descriptor: answer, close */
+    const char *challenge;  /* WWW-Authenticate of a 401, when not NULL */
     struct http_conn *hc;   /* its connection's deadline; NULL if none */
     void *state;            /* the handler's, freed by state_free */
     void (*state_free)(void *);
@@ -255,6 +256,8 @@ http_json_response(struct http_req *r, unsigned status, const char *body,
         MHD_add_response_header(resp, "Location", location);
     if (allow != NULL)
         MHD_add_response_header(resp, "Allow", allow);
+    if (r->challenge != NULL)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, r->challenge);
     if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
         MHD_add_response_header(resp, "Retry-After", "1");
     /* Out of descriptors, a kept-alive connection holds one that a
@@ -289,6 +292,18 @@ http_send_error(struct http_req *r, unsigned status, const char *code,
     if (s != NULL)
         ret = http_json_response(r, status, s, len, NULL, allow);
     json_object_put(o);
+    return ret;
+}
+
+enum http_ret
+http_send_challenge(struct http_req *r, const char *challenge, const char *code,
+                    const char *message)
+{
+    enum http_ret ret;
+
+    r->challenge = challenge;
+    ret = http_send_error(r, MHD_HTTP_UNAUTHORIZED, code, message, NULL);
+    r->challenge = NULL;
     return ret;
 }
 
@@ -333,6 +348,12 @@ const char *
 http_req_header(struct http_req *r, const char *name)
 {
     return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+const char *
+http_req_cookie(struct http_req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_COOKIE_KIND, name);
 }
 
 const char *

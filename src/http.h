@@ -65,7 +65,7 @@ http_stop(struct http *h);
 /* ------------------------------------------------------------ requests */
 
 /* The path, the {id} segment ("" when the route has none), a query
- * parameter or a header (NULL when absent), the body (NUL-terminated,
+ * parameter, a header or a cookie (NULL when absent), the body (NUL-terminated,
  * "" when none), the protocol ("HTTP/1.1"). Valid for the request's
  * life. */
 const char *
@@ -76,6 +76,8 @@ const char *
 http_req_query(struct http_req *r, const char *name);
 const char *
 http_req_header(struct http_req *r, const char *name);
+const char *
+http_req_cookie(struct http_req *r, const char *name);
 const char *
 http_req_body(struct http_req *r, size_t *len);
 int
@@ -138,6 +140,12 @@ http_send_json(struct http_req *r, unsigned status, const char *body,
 enum http_ret
 http_send_error(struct http_req *r, unsigned status, const char *code,
                 const char *message, const char *allow);
+
+/* A 401 (RFC 6750 3): http_send_error's body, with WWW-Authenticate:
+ * challenge (copied by libmicrohttpd). */
+enum http_ret
+http_send_challenge(struct http_req *r, const char *challenge, const char *code,
+                    const char *message);
 
 /* A static file (not copied: data must outlive the server). */
 enum http_ret

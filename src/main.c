@@ -18,6 +18,8 @@
 
 #include "api.h"
 #include "app.h"
+#include "auth.h"
+#include "clock.h"
 #include "config.h"
 #include "fanout.h"
 #include "http.h"
@@ -138,6 +140,51 @@ main_hello_frame(const struct config *cfg)
     return sse_frame_new_raw(buf, (size_t)n);
 }
 
+/* `ssegate token --sub ID [--ttl SECS] [--firehose]`: prints a stream
+ * token signed with AUTH_SECRET, for operators and tests. argv[0] is
+ * "token". Exit 0, or 2 with one line when there is nothing to sign
+ * with or a setting is wrong. */
+static int
+main_token(int argc, char **argv)
+{
+    static struct config cfg;
+    struct config_token t;
+    struct auth *a = NULL;
+    char err[256], *tok;
+
+    switch (config_load_token(&cfg, &t, argc, argv, main_getenv, err, sizeof(err))) {
+    case CONFIG_OK:
+        break;
+    case CONFIG_HELP:
+        config_usage_token(stdout, "ssegate");
+        return 0;
+    case CONFIG_VERSION:
+        printf("ssegate %s\n", SSEGATE_VERSION);
+        return 0;
+    case CONFIG_ERROR:
+        fprintf(stderr, "ssegate token: %s\n", err);
+        return 2;
+    }
+    if (cfg.auth_secret[0] == '\0') {
+        fprintf(stderr, "ssegate token: AUTH_SECRET (or --auth-secret) is not set: "
+                "there is no key to sign with\n");
+        return 2;
+    }
+    if (auth_new(&cfg, &a, err, sizeof(err)) == -1) {
+        fprintf(stderr, "ssegate token: %s\n", err);
+        return 2;
+    }
+    tok = auth_sign(a, t.sub, clock_wall_ms(), t.ttl_secs, t.firehose);
+    auth_free(a);
+    if (tok == NULL) {
+        fprintf(stderr, "ssegate token: out of memory\n");
+        return 1;
+    }
+    printf("%s\n", tok);
+    free(tok);
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -145,6 +192,8 @@ main(int argc, char **argv)
     char err[256];
     int status = 1;
 
+    if (argc > 1 && strcmp(argv[1], "token") == 0)
+        return main_token(argc - 1, argv + 1);
     switch (config_load(&g.cfg, argc, argv, main_getenv, err, sizeof(err))) {
     case CONFIG_OK:
         break;
@@ -155,6 +204,11 @@ main(int argc, char **argv)
         printf("ssegate %s\n", SSEGATE_VERSION);
         return 0;
     case CONFIG_ERROR:
+        fprintf(stderr, "ssegate: %s\n", err);
+        return 2;
+    }
+    /* A key that cannot be used is a setting to fix, like any other. */
+    if (auth_new(&g.cfg, &g.app.auth, err, sizeof(err)) == -1) {
         fprintf(stderr, "ssegate: %s\n", err);
         return 2;
     }
@@ -200,6 +254,8 @@ main(int argc, char **argv)
              "redis %s:%u, channel %s)", SSEGATE_VERSION, g.cfg.listen_addr,
              g.cfg.port, g.cfg.server_id, g.cfg.http_threads,
              g.cfg.redis_host, g.cfg.redis_port, g.cfg.redis_channel);
+    if (g.app.auth != NULL)
+        log_info("secure mode: streams need a token (%s)", auth_algs(g.app.auth));
     event_base_dispatch(g.base);
     status = 0;
     log_info("stopped");
@@ -215,6 +271,7 @@ out:
     hub_free(g.app.hub);
     fanout_free(g.fanout);
     sse_frame_unref(g.app.hello);
+    auth_free(g.app.auth);
     if (g.drain_ev != NULL)
         event_free(g.drain_ev);
     if (g.sigterm_ev != NULL)

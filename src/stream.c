@@ -63,6 +63,8 @@ struct stream {
      * STREAM_WRITE_TIMEOUT_SECS after it has a client that stopped
      * reading. */
     int64_t active_ms;
+    /* When its token expires (clock_coarse_ms()); 0: never. */
+    int64_t expires_ms;
 };
 
 static const char *const stream_end_names[STREAM_END_COUNT] = {
@@ -71,6 +73,7 @@ static const char *const stream_end_names[STREAM_END_COUNT] = {
     [STREAM_END_SHUTDOWN] = "shutdown",
     [STREAM_END_OPEN_FAILED] = "open_failed",
     [STREAM_END_OUT_OF_MEMORY] = "out_of_memory",
+    [STREAM_END_TOKEN_EXPIRED] = "token_expired",
 };
 
 static atomic_uint_fast64_t stream_next_serial = 1;
@@ -468,6 +471,38 @@ stream_heartbeat(struct stream *s, struct sse_frame *f, int64_t now_ms, unsigned
         if (stream_enqueue_locked(s, f, 1) == 0)
             stream_kick_locked(s);
         wait = period_ms;
+    }
+out:
+    pthread_mutex_unlock(&s->mu);
+    return wait;
+}
+
+void
+stream_set_expiry(struct stream *s, int64_t at_ms)
+{
+    pthread_mutex_lock(&s->mu);
+    s->expires_ms = at_ms > 0 ? at_ms : 1;     /* 0 means never */
+    pthread_mutex_unlock(&s->mu);
+}
+
+unsigned
+stream_expire(struct stream *s, struct sse_frame *f, int64_t now_ms, unsigned cap_ms)
+{
+    unsigned wait = 0;
+
+    pthread_mutex_lock(&s->mu);
+    if (s->ending || s->closed)
+        goto out;
+    if (s->expires_ms == 0) {
+        wait = cap_ms;
+    } else if (now_ms < s->expires_ms) {
+        wait = s->expires_ms - now_ms < (int64_t)cap_ms ? (unsigned)(s->expires_ms - now_ms)
+                                                        : cap_ms;
+    } else {
+        /* Past the bound: the client is told why its stream ends rather
+         * than the stream ending as a slow consumer. One small frame. */
+        stream_enqueue_locked(s, f, 0);
+        stream_end_locked(s, STREAM_END_TOKEN_EXPIRED);
     }
 out:
     pthread_mutex_unlock(&s->mu);

@@ -28,6 +28,7 @@ enum stream_end {
     STREAM_END_OPEN_FAILED,     /* its opening read failed (404, 503), or
                                  * found no account once Redis was back */
     STREAM_END_OUT_OF_MEMORY,
+    STREAM_END_TOKEN_EXPIRED,   /* its token's exp came (secure mode) */
     STREAM_END_COUNT
 };
 
@@ -112,6 +113,20 @@ stream_heartbeat_wait(int64_t now_ms, int64_t active_ms, unsigned period_ms, int
  * the stream should be asked again, or 0 once it is ending or closed. */
 unsigned
 stream_heartbeat(struct stream *s, struct sse_frame *f, int64_t now_ms, unsigned period_ms);
+
+/* Token expiry (secure mode). The stream ends at at_ms (on
+ * clock_coarse_ms()'s clock): set once, before the hand-off. */
+void
+stream_set_expiry(struct stream *s, int64_t at_ms);
+
+/* At now_ms (clock_coarse_ms()): if s's expiry has come, queues f (the
+ * token-expired event, borrowed) past the queue's bound, as a last
+ * frame, ends the stream (STREAM_END_TOKEN_EXPIRED: what is queued is
+ * sent, then the body ends cleanly) and returns 0; if it is already
+ * ending or closed, returns 0. Otherwise returns the ms until the
+ * expiry, at most cap_ms (cap_ms when there is none). */
+unsigned
+stream_expire(struct stream *s, struct sse_frame *f, int64_t now_ms, unsigned cap_ms);
 
 /* Pacing, pure: at most STREAM_BEATS_PER_SLOT heartbeat checks per
  * STREAM_BEAT_SLOT_MS per loop. Streams opened together (a deploy, a

@@ -34,6 +34,11 @@
  * line after a comment as a message with data "". Every event frame ends
  * with its own blank line, so a comment between two events is harmless. */
 static const char writer_heartbeat_bytes[] = ": ping\n";
+/* The last event of a stream whose token expired (secure mode). No id:
+ * the client's Last-Event-ID stays the last event it got, so it reopens
+ * with a fresh token from there and misses nothing. */
+static const char writer_expired_type[] = "token-expired";
+static const char writer_expired_data[] = "{\"type\":\"token-expired\"}";
 
 struct writer {
     pthread_t thread;
@@ -44,6 +49,7 @@ struct writer {
     struct writer_conn *dead;   /* torn down, waiting to be freed */
     struct hub *hub;
     struct sse_frame *heartbeat;    /* borrowed from struct writers */
+    struct sse_frame *expired;      /* borrowed from struct writers */
     unsigned heartbeat_ms;
     unsigned write_timeout_ms;
     struct stream_beat_pace pace;   /* spreads heartbeats due together */
@@ -55,6 +61,7 @@ struct writers {
     unsigned n;
     unsigned next;              /* round robin; a race only skews balance */
     struct sse_frame *heartbeat;    /* owned; shared by every stream */
+    struct sse_frame *expired;      /* owned; the token-expired event */
 };
 
 struct writer_conn {
@@ -171,26 +178,30 @@ writer_on_write(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* Writer thread: the stream's heartbeat timer. The stream decides
+/* Writer thread: the stream's heartbeat timer, which is also its token's
+ * expiry timer (one timer per stream, not two). The stream decides
  * whether it is due (it carried nothing for a period) and when to ask
  * again; each stream is due at its own time, so a loop sends heartbeats
- * a few at a time rather than to every stream at once. */
+ * a few at a time rather than to every stream at once. An expiry is not
+ * paced: it is due at one moment for one stream. */
 static void
 writer_on_beat(evutil_socket_t fd, short what, void *arg)
 {
     struct writer_conn *c = arg;
     struct writer *w = c->w;
     int64_t now = clock_coarse_ms();
-    unsigned wait;
+    unsigned wait, expiry;
     struct timeval tv;
 
     (void)fd;
     (void)what;
+    if ((expiry = stream_expire(c->s, w->expired, now, w->heartbeat_ms)) == 0)
+        return;                 /* ending: its writer tears it down */
     /* Over this loop's budget for now: put off, not skipped. */
     if ((wait = stream_heartbeat_pace(&w->pace, now)) == 0 &&
         (wait = stream_heartbeat(c->s, w->heartbeat, now, w->heartbeat_ms)) == 0)
-        return;                 /* ending: its writer tears it down */
-    tv = writer_tv(wait);
+        return;
+    tv = writer_tv(wait < expiry ? wait : expiry);
     evtimer_add(c->beat, &tv);
 }
 
@@ -214,7 +225,8 @@ writer_on_attach(evutil_socket_t fd, short what, void *arg)
 {
     struct writer_conn *c = arg;
     struct writer *w = c->w;
-    struct timeval beat = writer_tv(w->heartbeat_ms);
+    struct timeval beat;
+    unsigned first;
 
     (void)fd;
     (void)what;
@@ -230,7 +242,11 @@ writer_on_attach(evutil_socket_t fd, short what, void *arg)
     free(c->head);
     c->head = NULL;
     event_add(c->rev, NULL);
-    evtimer_add(c->beat, &beat);
+    /* A token that expired meanwhile ends the stream after its hello. */
+    if ((first = stream_expire(c->s, w->expired, clock_coarse_ms(), w->heartbeat_ms)) > 0) {
+        beat = writer_tv(first);
+        evtimer_add(c->beat, &beat);
+    }
     writer_on_write(-1, 0, c);
 }
 
@@ -297,7 +313,9 @@ writers_start(const struct config *cfg, struct hub *hub)
     }
     ws->n = nthreads;
     if ((ws->heartbeat = sse_frame_new_raw(writer_heartbeat_bytes,
-                                           sizeof(writer_heartbeat_bytes) - 1)) == NULL) {
+                                           sizeof(writer_heartbeat_bytes) - 1)) == NULL ||
+        (ws->expired = sse_frame_new_event(NULL, writer_expired_type, writer_expired_data,
+                                           sizeof(writer_expired_data) - 1)) == NULL) {
         writers_stop(ws);
         return NULL;
     }
@@ -306,6 +324,7 @@ writers_start(const struct config *cfg, struct hub *hub)
 
         w->hub = hub;
         w->heartbeat = ws->heartbeat;
+        w->expired = ws->expired;
         w->heartbeat_ms = cfg->heartbeat_secs * 1000u;
         w->write_timeout_ms = cfg->stream_write_timeout_secs * 1000u;
         if ((w->base = event_base_new()) == NULL ||
@@ -349,5 +368,6 @@ writers_stop(struct writers *ws)
     }
     free(ws->w);
     sse_frame_unref(ws->heartbeat);
+    sse_frame_unref(ws->expired);
     free(ws);
 }

@@ -371,6 +371,113 @@ test_usage(void **state)
     }
 }
 
+/* Stream tokens: the secret's length is checked and never shown. */
+static void
+test_auth_settings(void **state)
+{
+    const char *secret32[] = { "AUTH_SECRET=0123456789abcdef0123456789abcdef",
+                               "AUTH_TOKEN_TTL_SECS=60", "AUTH_ISSUER=https://idp",
+                               "AUTH_AUDIENCE=ssegate", "AUTH_PUBLIC_KEY_FILE=/k.pem", NULL };
+    const char *secret31[] = { "AUTH_SECRET=0123456789abcdef0123456789abcde", NULL };
+    const char *ttl0[] = { "AUTH_TOKEN_TTL_SECS=0", NULL };
+    char big[600], flag[620];
+    const char *args[] = { flag, NULL };
+    struct config c;
+    char err[256];
+
+    (void)state;
+    assert_int_equal(load(&c, NULL, NULL, err, sizeof(err)), CONFIG_OK);
+    assert_string_equal(c.auth_secret, "");
+    assert_string_equal(c.auth_public_key_file, "");
+    assert_string_equal(c.auth_issuer, "");
+    assert_string_equal(c.auth_audience, "");
+    assert_int_equal(c.auth_token_ttl_secs, 3600);
+    assert_int_equal(load(&c, secret32, NULL, err, sizeof(err)), CONFIG_OK);
+    assert_string_equal(c.auth_secret, "0123456789abcdef0123456789abcdef");
+    assert_int_equal(c.auth_token_ttl_secs, 60);
+    assert_string_equal(c.auth_issuer, "https://idp");
+    assert_string_equal(c.auth_audience, "ssegate");
+    assert_string_equal(c.auth_public_key_file, "/k.pem");
+    expect_error(secret31, NULL, "AUTH_SECRET: 31 bytes is shorter than the 32 required");
+    memset(big, 'k', 513);
+    big[513] = '\0';
+    snprintf(flag, sizeof(flag), "--auth-secret=%s", big);
+    expect_error(NULL, args, "--auth-secret: 513 bytes is longer than the 512 allowed");
+    snprintf(flag, sizeof(flag), "--auth-secret=short");
+    expect_error(NULL, args, "--auth-secret: 5 bytes is shorter than the 32 required");
+    expect_error(ttl0, NULL, "AUTH_TOKEN_TTL_SECS: '0' is out of range 1..2592000");
+}
+
+static enum config_result
+load_token(struct config *cfg, struct config_token *t, const char *const *env,
+           const char *const *args, char *err, size_t errlen)
+{
+    char *argv[16] = { "token" };
+    int argc = 1;
+
+    for (; args[argc - 1] != NULL; argc++) {
+        assert_true(argc < 15);
+        argv[argc] = (char *)args[argc - 1];
+    }
+    argv[argc] = NULL;
+    fake_env = env;
+    return config_load_token(cfg, t, argc, argv, fake_getenv, err, errlen);
+}
+
+static void
+expect_token_error(const char *const *args, const char *want)
+{
+    struct config c;
+    struct config_token t;
+    char err[256];
+
+    assert_int_equal(load_token(&c, &t, NULL, args, err, sizeof(err)), CONFIG_ERROR);
+    assert_string_equal(err, want);
+}
+
+/* `ssegate token`: its own flags, and every setting as usual. */
+static void
+test_token_args(void **state)
+{
+    const char *env[] = { "AUTH_TOKEN_TTL_SECS=120", "PORT=4000", NULL };
+    struct config c;
+    struct config_token t;
+    char err[256];
+
+    (void)state;
+    assert_int_equal(load_token(&c, &t, NULL, (const char *[]){ "--sub", "42", NULL },
+                                err, sizeof(err)), CONFIG_OK);
+    assert_string_equal(t.sub, "42");
+    assert_int_equal(t.ttl_secs, 3600);
+    assert_false(t.firehose);
+    assert_int_equal(load_token(&c, &t, env,
+                                (const char *[]){ "--port", "5000", "--sub=svc", "--firehose",
+                                                  "--auth-secret", "0123456789abcdef0123456789abcdef",
+                                                  NULL }, err, sizeof(err)), CONFIG_OK);
+    assert_string_equal(t.sub, "svc");
+    assert_int_equal(t.ttl_secs, 120);          /* AUTH_TOKEN_TTL_SECS */
+    assert_true(t.firehose);
+    assert_int_equal(c.port, 5000);
+    assert_string_equal(c.auth_secret, "0123456789abcdef0123456789abcdef");
+    assert_int_equal(load_token(&c, &t, env, (const char *[]){ "--ttl=7", "--sub", "1", NULL },
+                                err, sizeof(err)), CONFIG_OK);
+    assert_int_equal(t.ttl_secs, 7);
+    assert_int_equal(load_token(&c, &t, NULL, (const char *[]){ "--help", NULL }, err,
+                                sizeof(err)), CONFIG_HELP);
+    expect_token_error((const char *[]){ NULL }, "--sub: required (the user id the token is for)");
+    expect_token_error((const char *[]){ "--sub", "a b", NULL },
+                       "--sub: 'a b' is not 1 to 64 visible ASCII characters");
+    expect_token_error((const char *[]){ "--sub", NULL }, "--sub: needs a value");
+    expect_token_error((const char *[]){ "--sub", "1", "--ttl", "0", NULL },
+                       "--ttl: '0' is not a number in 1..2592000");
+    expect_token_error((const char *[]){ "--sub", "1", "--ttl", "2592001", NULL },
+                       "--ttl: '2592001' is not a number in 1..2592000");
+    expect_token_error((const char *[]){ "--sub", "1", "--firehose=yes", NULL },
+                       "--firehose: takes no value");
+    expect_token_error((const char *[]){ "--sub", "1", "--subject", "2", NULL },
+                       "--subject: unknown option (see --help)");
+}
+
 int
 main(void)
 {
@@ -385,6 +492,8 @@ main(void)
         cmocka_unit_test(test_help_and_version),
         cmocka_unit_test(test_error_buffer_is_bounded),
         cmocka_unit_test(test_usage),
+        cmocka_unit_test(test_auth_settings),
+        cmocka_unit_test(test_token_args),
     };
 
     /* A hang (a deadlock, an endless loop) must fail the test, not stall

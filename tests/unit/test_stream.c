@@ -758,6 +758,71 @@ test_stalled_socket(void **state)
     pair_close(&p);
 }
 
+/* Token expiry: the wait until exp (capped), then the token-expired
+ * frame even past the byte bound, the stream's end with its reason and
+ * the chunked body's end; nothing after. A stream without an expiry
+ * waits the cap. */
+static void
+test_token_expiry(void **state)
+{
+    static const char data[] = "{\"type\":\"token-expired\"}";
+    struct sse_frame *ex = sse_frame_new_event(NULL, "token-expired", data, sizeof(data) - 1);
+    struct pair p, q;
+    struct stream *s, *forever;
+    char big[300];
+
+    (void)state;
+    assert_non_null(ex);
+    memset(big, 'y', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    pair_open(&p, 0);
+    s = stream_ready(&p, 100, 1);
+    stream_set_expiry(s, 10000);
+    assert_int_equal(stream_flush(s), STREAM_IO_IDLE);
+    assert_int_equal(stream_expire(s, ex, 4000, 15000), 6000);
+    assert_int_equal(stream_expire(s, ex, 4000, 1000), 1000);
+    assert_int_equal(stream_expire(s, ex, 9999, 1000), 1);
+    assert_drained(&p, "");                 /* waiting queues nothing */
+    stream_close(s);
+    stream_unref(s);
+    pair_close(&p);
+
+    /* A queue at its bound (100 bytes) still takes the last frame. */
+    pair_open(&p, 0);
+    s = stream_ready(&p, 100, 1);
+    stream_set_expiry(s, 10000);
+    push_unref(s, event(1, big));           /* over the bound, alone */
+    assert_int_equal(stream_expire(s, ex, 10000, 1000), 0);
+    assert_int_equal(stream_end_reason(s), STREAM_END_TOKEN_EXPIRED);
+    assert_int_equal(stream_expire(s, ex, 20000, 1000), 0);     /* ending: once */
+    push_unref(s, event(2, "late"));        /* ignored: ending */
+    assert_int_equal(stream_flush(s), STREAM_IO_END);
+    {
+        char *out = pair_drain(&p), *at = strstr(out, "event: token-expired\n");
+
+        assert_non_null(strstr(out, "id: 1-0\n"));
+        assert_null(strstr(out, "late"));
+        assert_non_null(at);
+        assert_string_equal(at, "event: token-expired\ndata: {\"type\":\"token-expired\"}\n\n"
+                                "\r\n0\r\n\r\n");
+        assert_memory_equal(at - 6, "\r\n35\r\n", 6);   /* its own chunk, no id line */
+        free(out);
+    }
+    stream_close(s);
+    stream_unref(s);
+    pair_close(&p);
+
+    pair_open(&q, 0);
+    forever = stream_ready(&q, 100, 1);
+    assert_int_equal(stream_expire(forever, ex, INT64_MAX / 2, 777), 777);
+    assert_int_equal(stream_end_reason(forever), STREAM_END_CLIENT);
+    assert_string_equal(stream_end_name(STREAM_END_TOKEN_EXPIRED), "token_expired");
+    stream_close(forever);
+    stream_unref(forever);
+    pair_close(&q);
+    sse_frame_unref(ex);
+}
+
 int
 main(void)
 {
@@ -778,6 +843,7 @@ main(void)
         cmocka_unit_test(test_heartbeat_pace),
         cmocka_unit_test(test_heartbeat_due_and_skip),
         cmocka_unit_test(test_stalled_socket),
+        cmocka_unit_test(test_token_expiry),
     };
 
     alarm(60);                        /* a hang fails the test, not CI */
