@@ -1368,7 +1368,9 @@ run_recovery(FILE *out)
         if (!t_resub || event_sent[q] < t_resub)
             continue;
         hist_add(&live_after, l);
-        if (!caught_up || event_sent[q] <= t_resub + (long long)(catchup_ms * 1e6))
+        /* During the catch-up: sent before the last pre-resubscribe
+         * event reached the last open stream (so far as it got). */
+        if (event_sent[q] <= max_rx)
             hist_add(&live_catchup, l);
     }
     fprintf(out, "{\"mode\":\"recovery\",\"restart\":%d,\"outage_s\":%.3f,\"streams\":%d,\"users\":%d,"
