@@ -24,12 +24,25 @@
  *                --max-events, default 300000: sizes the loss bitmaps)
  * Prints one JSON object with the results: deliveries/s counts every
  * delivery from the first event sent to the last one received, so a
- * server that only queues what it cannot write gets no credit for it. */
+ * server that only queues what it cannot write gets no credit for it.
+ *
+ * Three more modes (--mode; ssegate's API only) measure the recovery
+ * paths: a lost subscription and a storm of resuming clients. They are
+ * described with their code at the end of this file:
+ *
+ *   --mode recovery  [--redis-port RP] [--restart] [--outage S] [--rate R]
+ *                    [--warmup S] [--after S] [--deadline S]
+ *   --mode prepare   --users U --history H --users-file F   (set-up)
+ *   --mode storm     --users-file F --history H [--rate R] [--warmup S]
+ *                    [--after S] [--deadline S] [--observers N] */
 /* For strcasestr (bench/run also passes -D_GNU_SOURCE). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -51,6 +64,7 @@
 #define HIST_BUCKETS 200        /* 20 per decade from 1 us to 10^10 ns */
 
 enum api { API_SSEGATE, API_NCHAN };
+enum mode { MODE_LOAD, MODE_RECOVERY, MODE_PREPARE, MODE_STORM };
 
 struct opts {
     const char *host;
@@ -62,6 +76,16 @@ struct opts {
     long events, max_events;
     double rate, duration, drain, connect_timeout;
     const char *json;
+    /* The recovery modes (the end of this file). */
+    enum mode mode;
+    int redis_port;             /* recovery: the Redis to break the subscription on */
+    const char *redis_channel;  /* recovery: the gateway's REDIS_CHANNEL */
+    int restart;                /* recovery: the runner restarts Redis instead */
+    double outage;              /* recovery: refuse SUBSCRIBE this long (ACL) */
+    double warmup, after, deadline;
+    int history;                /* prepare, storm: events per user in history */
+    int observers;              /* storm: live-only streams opened before it */
+    const char *users_file;     /* prepare writes it, storm reads it */
 };
 
 /* ------------------------------------------------------------ histogram */
@@ -123,6 +147,18 @@ struct stream {
     long long rx_ns;            /* kernel receive time of the bytes being parsed */
     uint8_t *seen;              /* bitmap over sequence numbers */
     long delivered, dups;
+    /* The recovery modes only. */
+    const char *resume;         /* Last-Event-ID to send, or NULL */
+    int status;                 /* the response's status (0: none yet) */
+    int server_closed;          /* the server ended it after its head */
+    long long t_head;           /* wall ns of the response head */
+    int ev_has_id, ev_gap;      /* the event being read: an id: line, event: gap */
+    unsigned long long ev_ms, ev_seq;
+    long ev_k;                  /* its "k" (a prepared history event), or -1 */
+    unsigned long long last_ms, last_seq;   /* the last id seen */
+    long id_regress, gaps;      /* ids not increasing; gap events */
+    long next_k, k_missing, k_dups;         /* history replay, in order */
+    long long t_replay_done;    /* wall ns of the last replayed event */
 };
 
 struct publisher {
@@ -133,12 +169,16 @@ struct publisher {
     int head_done;
     int status;
     long body_left;
+    char body[512];             /* the response body (recovery modes) */
+    long pos;                   /* prepare: this connection's next write */
 };
 
 static struct opts o = {
     .host = "127.0.0.1", .port = 3000, .api = API_SSEGATE, .streams = 100,
     .users = 100, .publishers = 4, .pad = 64, .max_events = 300000,
     .drain = 10, .connect_timeout = 30,
+    .mode = MODE_LOAD, .redis_port = 6379, .redis_channel = "user-events",
+    .warmup = 2, .after = 5, .deadline = 40, .history = 1000,
 };
 static struct event_base *base;
 static struct stream *streams;
@@ -218,12 +258,18 @@ connect_to(int port)
  * reached the client's socket, not how long this one client thread took
  * to get round to reading thousands of sockets after a fan-out. */
 
+static void stream_event_done_x(struct stream *s);
+
 static void
 stream_event_done(struct stream *s)
 {
     long long now = s->rx_ns;
     long q = s->ev_s;
 
+    if (o.mode != MODE_LOAD) {
+        stream_event_done_x(s);
+        return;
+    }
     if (q < 0 || q >= max_events || s->ev_t <= 0)
         return;
     if (s->seen[q >> 3] & (1u << (q & 7))) {
@@ -252,7 +298,24 @@ stream_line(struct stream *s, char *line, size_t len)
         stream_event_done(s);
         s->ev_t = 0;
         s->ev_s = -1;
+        s->ev_k = -1;
+        s->ev_has_id = 0;
+        s->ev_gap = 0;
         return;
+    }
+    if (o.mode != MODE_LOAD) {
+        /* The recovery modes check order by the frames' ids. */
+        if (len > 4 && strncmp(line, "id: ", 4) == 0) {
+            line[len] = '\0';
+            s->ev_ms = strtoull(line + 4, &p, 10);
+            s->ev_seq = *p == '-' ? strtoull(p + 1, NULL, 10) : 0;
+            s->ev_has_id = 1;
+            return;
+        }
+        if (len >= 10 && strncmp(line, "event: gap", 10) == 0) {
+            s->ev_gap = 1;
+            return;
+        }
     }
     if (len < 5 || strncmp(line, "data:", 5) != 0)
         return;
@@ -261,6 +324,8 @@ stream_line(struct stream *s, char *line, size_t len)
         s->ev_t = strtoll(p + 4, NULL, 10);
     if ((p = strstr(line, "\"s\":")) != NULL)
         s->ev_s = strtol(p + 4, NULL, 10);
+    if (o.mode != MODE_LOAD && (p = strstr(line, "\"k\":")) != NULL)
+        s->ev_k = strtol(p + 4, NULL, 10);
 }
 
 static void
@@ -287,6 +352,8 @@ stream_close(struct stream *s)
         return;
     if (s->state == 0)
         streams_failed++;
+    else
+        s->server_closed = 1;   /* EOF, an error or the body's end after the head */
     s->state = 2;
     streams_closed++;
     event_free(s->ev);
@@ -306,6 +373,8 @@ stream_head(struct stream *s, const char *d, size_t n)
         s->line[s->line_len++] = d[i];
         if (s->line_len >= 4 && memcmp(s->line + s->line_len - 4, "\r\n\r\n", 4) == 0) {
             s->line[s->line_len] = '\0';
+            s->status = s->line_len > 12 ? atoi(s->line + 9) : -1;
+            s->t_head = s->rx_ns;
             if (strncmp(s->line, "HTTP/1.1 200", 12) != 0 &&
                 strncmp(s->line, "HTTP/1.0 200", 12) != 0) {
                 stream_close(s);
@@ -432,6 +501,10 @@ stream_on_connect(evutil_socket_t fd, short what, void *arg)
     if (o.api == API_NCHAN)
         n = snprintf(req, sizeof(req), "GET /sub?id=%s HTTP/1.1\r\nHost: %s\r\n"
                      "Accept: text/event-stream\r\n\r\n", users[s->user], o.host);
+    else if (s->resume != NULL)
+        n = snprintf(req, sizeof(req), "GET /events/sse?userId=%s HTTP/1.1\r\nHost: %s\r\n"
+                     "Accept: text/event-stream\r\nLast-Event-ID: %s\r\n\r\n",
+                     users[s->user], o.host, s->resume);
     else
         n = snprintf(req, sizeof(req), "GET /events/sse?userId=%s HTTP/1.1\r\nHost: %s\r\n"
                      "Accept: text/event-stream\r\n\r\n", users[s->user], o.host);
@@ -510,12 +583,22 @@ publisher_send(struct publisher *p, long seq)
     bufferevent_write(p->bev, req, (size_t)rl);
 }
 
+/* The recovery modes: the mode's driver says when to stop; a schedule
+ * that fell behind (every connection waiting on a stalled server) skips
+ * the missed slots instead of bursting them out afterwards. */
+static int pub_stop;
+static double pace_slots;
+static long pace_skipped, rejected_overloaded, rejected_unavailable;
+#define PACE_SLACK 8
+
 /* Nothing more will be sent: the count or the duration is reached. */
 static int
 publisher_finished(void)
 {
     if (next_seq >= max_events || (o.events > 0 && next_seq >= o.events))
         return 1;
+    if (o.mode != MODE_LOAD)
+        return pub_stop;
     return o.events <= 0 && (double)(now_ns() - t_pub_start) / 1e9 >= o.duration;
 }
 
@@ -523,17 +606,36 @@ publisher_finished(void)
 static int
 publisher_due(void)
 {
+    double allowed;
+
     if (publishing_done || publisher_finished())
         return 0;
-    return o.rate <= 0 ||
-           (double)next_seq < o.rate * (double)(now_ns() - t_pub_start) / 1e9;
+    if (o.rate <= 0)
+        return 1;
+    allowed = o.rate * (double)(now_ns() - t_pub_start) / 1e9;
+    if (o.mode == MODE_LOAD)
+        return (double)next_seq < allowed;
+    if (allowed - pace_slots > PACE_SLACK) {
+        pace_skipped += (long)(allowed - pace_slots) - PACE_SLACK;
+        pace_slots = floor(allowed) - PACE_SLACK;
+    }
+    return pace_slots < allowed;
 }
+
+static void prepare_next(struct publisher *p);
+static void prepare_response(struct publisher *p);
 
 static void
 publisher_next(struct publisher *p)
 {
-    if (!p->busy && publisher_due())
+    if (o.mode == MODE_PREPARE) {
+        prepare_next(p);
+        return;
+    }
+    if (!p->busy && publisher_due()) {
+        pace_slots += 1;
         publisher_send(p, next_seq++);
+    }
 }
 
 static void
@@ -541,8 +643,19 @@ publisher_response(struct publisher *p)
 {
     long seq = p->seq;
 
+    if (o.mode == MODE_PREPARE) {
+        prepare_response(p);
+        return;
+    }
     outstanding--;
     p->busy = 0;
+    if (o.mode != MODE_LOAD && p->status == 503) {
+        /* overloaded: nothing was written; redis_unavailable: maybe. */
+        if (strstr(p->body, "overloaded") != NULL)
+            rejected_overloaded++;
+        else if (strstr(p->body, "redis_unavailable") != NULL)
+            rejected_unavailable++;
+    }
     if (p->status >= 200 && p->status < 300) {
         accepted++;
         accepted_bit[seq >> 3] |= (uint8_t)(1u << (seq & 7));
@@ -580,7 +693,13 @@ publisher_on_read(struct bufferevent *bev, void *arg)
         }
         if ((long)evbuffer_get_length(in) < p->body_left)
             return;
-        evbuffer_drain(in, (size_t)p->body_left);
+        p->body[0] = '\0';
+        if (o.mode != MODE_LOAD && p->body_left < (long)sizeof(p->body)) {
+            evbuffer_remove(in, p->body, (size_t)p->body_left);
+            p->body[p->body_left] = '\0';
+        } else {
+            evbuffer_drain(in, (size_t)p->body_left);
+        }
         p->head_done = 0;
         publisher_response(p);
         if (evbuffer_get_length(in) == 0)
@@ -720,12 +839,848 @@ create_accounts(void)
     }
 }
 
+/* ======================================================= recovery modes
+ *
+ * --mode recovery: U accounts (--accounts), N streams (N/U per user)
+ * opened without Last-Event-ID, and a publisher at --rate to random users.
+ * After --warmup seconds the gateway loses its subscription: the
+ * connection this client holds to Redis (--redis-port) sends
+ * CLIENT KILL TYPE pubsub (with --outage S, SUBSCRIBE is first refused
+ * for S seconds, ACL SETUSER default -subscribe, so the outage lasts
+ * longer than one back-off); with --restart this client instead prints
+ * "phase redis-restart" and the runner (bench/run) restarts redis-server
+ * on the same port, its history kept in its append-only file. The
+ * resubscribe is seen from Redis's side: PUBSUB NUMSUB on the channel,
+ * polled every 2 ms, going from 0 (or the connection lost) back to 1.
+ * Publishing goes on --after seconds past the resubscribe (at most
+ * --deadline seconds past the kill), then every stream is drained.
+ * Reported: the resubscribe (ms after the kill); the catch-up, i.e. when
+ * every event sent before the resubscribe had reached every open stream
+ * of its user (ms after the resubscribe and after the kill); the latency
+ * of live events sent after the resubscribe (during the catch-up, and
+ * all of them); lost and duplicated deliveries, ids out of order, and
+ * the streams the gateway ended (a failure: their client would have to
+ * resume).
+ *
+ * --mode prepare (set-up for storm, not a measurement): U accounts, then
+ * --history events per user, each user's in order (a user's next event
+ * is posted once its previous one is answered, so ids follow "k", its
+ * index), over --publishers keep-alive connections as fast as they are
+ * answered (503 overloaded is retried: nothing was written). Writes
+ * "<userId> <id of the user's event k=0>" per line to --users-file.
+ *
+ * --mode storm: the users of --users-file, one stream each, all opened at
+ * once with Last-Event-ID: the id of the user's k=0 event, so each has
+ * --history - 1 events to replay, while a publisher posts live events at
+ * --rate to those users (from --warmup seconds before the storm until
+ * --after seconds after every stream is resolved, at most --deadline
+ * seconds after the storm). Reported: the responses (200, 503, other),
+ * when every 200 stream had its whole replay (exactly once, in order:
+ * k = 1 .. history-1, ids increasing), the live events' losses,
+ * duplicates and latency. --observers N more streams, for the first N
+ * users, are opened before the publisher starts, without Last-Event-ID:
+ * their live events' latency during the storm is what the storm costs
+ * the streams that are not part of it (and the only live latency there
+ * is when every storm stream is refused). */
+
+#define OPEN_WAVE 1000          /* stream opens in flight at once (set-up) */
+
+struct delivery {
+    long q;                     /* sequence number */
+    int stream;
+    long long rx;               /* wall ns */
+};
+
+static struct delivery *dlv;
+static size_t ndlv, capdlv;
+static long replay_events;
+static char (*resume_ids)[48];  /* storm: per user; prepare: filled in */
+static long prepare_retries;
+
+static void
+record_delivery(long q, int stream, long long rx)
+{
+    if (ndlv == capdlv) {
+        size_t ncap = capdlv ? capdlv * 2 : 65536;
+        struct delivery *n = realloc(dlv, ncap * sizeof(*n));
+
+        if (n == NULL)
+            die("out of memory");
+        dlv = n;
+        capdlv = ncap;
+    }
+    dlv[ndlv].q = q;
+    dlv[ndlv].stream = stream;
+    dlv[ndlv].rx = rx;
+    ndlv++;
+}
+
+/* One event completed on a stream (these modes): a prepared history event
+ * ("k") is checked for order, a live one ("s") against its bitmap; every
+ * event with an id must come after the last one. */
+static void
+stream_event_done_x(struct stream *s)
+{
+    long q = s->ev_s;
+    int dup = 0, counted = 0;
+
+    if (s->ev_gap)
+        s->gaps++;
+    if (s->ev_k >= 0) {
+        counted = 1;
+        if (s->ev_k < s->next_k) {
+            s->k_dups++;
+            dup = 1;
+        } else {
+            if (s->ev_k > s->next_k)
+                s->k_missing += s->ev_k - s->next_k;
+            s->next_k = s->ev_k + 1;
+            replay_events++;
+            if (s->next_k >= o.history && s->t_replay_done == 0)
+                s->t_replay_done = s->rx_ns;
+        }
+    } else if (s->ev_t > 0 && q >= 0 && q < max_events) {
+        counted = 1;
+        if (s->seen[q >> 3] & (1u << (q & 7))) {
+            s->dups++;
+            dup = 1;
+        } else {
+            s->seen[q >> 3] |= (uint8_t)(1u << (q & 7));
+            s->delivered++;
+            event_recv[q]++;
+            if (event_first[q] == 0 || s->rx_ns < event_first[q])
+                event_first[q] = s->rx_ns;
+            if (s->rx_ns > event_last[q])
+                event_last[q] = s->rx_ns;
+            if (s->rx_ns > t_last_rx)
+                t_last_rx = s->rx_ns;
+            record_delivery(q, s->index, s->rx_ns);
+        }
+    }
+    if (counted && s->ev_has_id && !dup) {
+        if (s->last_ms > s->ev_ms || (s->last_ms == s->ev_ms && s->last_seq >= s->ev_seq))
+            s->id_regress++;
+        else {
+            s->last_ms = s->ev_ms;
+            s->last_seq = s->ev_seq;
+        }
+    }
+}
+
+static void
+phase(const char *name)
+{
+    fprintf(stderr, "phase %s\n", name);
+    fflush(stderr);
+}
+
+/* Quantiles are their bucket's upper edge (within 12 %), never above the
+ * largest value seen. */
+static void
+hist_json(FILE *f, const char *name, const struct hist *h, int comma)
+{
+    double mx = h->max_ns / 1e6, p50 = hist_quantile_ms(h, 0.5), p99 = hist_quantile_ms(h, 0.99);
+
+    fprintf(f, "\"%s\":{\"n\":%" PRIu64 ",\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f}%s", name,
+            h->count, p50 < mx ? p50 : mx, p99 < mx ? p99 : mx, mx, comma ? "," : "");
+}
+
+/* A JSON number of milliseconds, or null. */
+static void
+ms_json(FILE *f, const char *name, double ms, int valid, int comma)
+{
+    if (valid)
+        fprintf(f, "\"%s\":%.3f%s", name, ms, comma ? "," : "");
+    else
+        fprintf(f, "\"%s\":null%s", name, comma ? "," : "");
+}
+
+static void
+start_publishers(void)
+{
+    static struct event *tick_ev;
+    struct timeval ms = { 0, 1000 };
+
+    for (int i = 0; i < o.publishers; i++) {
+        pubs[i].port = o.port;
+        pubs[i].bev = connect_to(pubs[i].port);
+        bufferevent_setcb(pubs[i].bev, publisher_on_read, NULL, publisher_on_event, &pubs[i]);
+        bufferevent_enable(pubs[i].bev, EV_READ);
+    }
+    tick_ev = event_new(base, -1, EV_PERSIST, tick, NULL);
+    if (tick_ev == NULL || event_add(tick_ev, &ms) != 0)
+        die("out of memory");
+    t_pub_start = now_ns();
+}
+
+static void
+stream_init(struct stream *s, int i, int user)
+{
+    s->index = i;
+    s->user = user;
+    s->ev_s = -1;
+    s->ev_k = -1;
+    s->line = malloc(MAX_LINE);
+    s->seen = calloc((size_t)max_events / 8 + 1, 1);
+    if (!s->line || !s->seen)
+        die("out of memory");
+}
+
+/* Stops the publisher and lets the last answers come back. */
+static void
+stop_publishing(void)
+{
+    pub_stop = 1;
+    if (run_until(publishing_finished, 30) == -1)
+        fprintf(stderr, "loadgen: publishing did not finish in time\n");
+    phase("publish-done");
+}
+
+/* Whether an event must reach a user's open streams: accepted, or
+ * answered otherwise (503 redis_unavailable is "maybe") but delivered
+ * somewhere, i.e. written after all. */
+static int
+event_expected(long q)
+{
+    return (accepted_bit[q >> 3] & (1u << (q & 7))) || event_recv[q] > 0;
+}
+
+static int *open_per_user;      /* open streams per user, at the end */
+
+static void
+count_open_per_user(void)
+{
+    if (open_per_user == NULL && (open_per_user = calloc((size_t)o.users, sizeof(int))) == NULL)
+        die("out of memory");
+    memset(open_per_user, 0, (size_t)o.users * sizeof(int));
+    for (int i = 0; i < o.streams; i++) {
+        if (streams[i].state == 1)
+            open_per_user[streams[i].user]++;
+    }
+}
+
+/* Drained: every expected event on every open stream of its user. Scans
+ * every 20 ms, not every loop pass. */
+static int
+all_live_delivered(void)
+{
+    static long long next_scan;
+    long long now = now_ns();
+
+    if (now < next_scan)
+        return 0;
+    next_scan = now + 20000000LL;
+    count_open_per_user();
+    for (long q = 0; q < next_seq; q++) {
+        if (event_expected(q) && event_recv[q] < open_per_user[event_user[q]])
+            return 0;
+    }
+    return 1;
+}
+
+/* Per event, its deliveries to streams still open at the end. */
+static int *
+recv_on_open(void)
+{
+    int *r = calloc((size_t)(next_seq ? next_seq : 1), sizeof(int));
+
+    if (r == NULL)
+        die("out of memory");
+    for (size_t i = 0; i < ndlv; i++) {
+        if (streams[dlv[i].stream].state == 1)
+            r[dlv[i].q]++;
+    }
+    return r;
+}
+
+/* -------------------------------------------- the Redis side (recovery) */
+
+static redisAsyncContext *rac;
+static int rac_up, rac_numsub_busy, rac_seen_down, rac_watch;
+static long long t_kill, t_resub, t_numsub_sent, rac_next_connect;
+static struct event *rac_ev, *rac_allow_ev;
+
+static void rac_connect(void);
+
+static void
+rac_on_connect(const redisAsyncContext *ac, int status)
+{
+    (void)ac;
+    if (status != REDIS_OK) {
+        rac = NULL;             /* hiredis frees it */
+        rac_seen_down |= rac_watch;
+        return;
+    }
+    rac_up = 1;
+}
+
+static void
+rac_on_disconnect(const redisAsyncContext *ac, int status)
+{
+    (void)ac;
+    (void)status;
+    rac = NULL;
+    rac_up = 0;
+    rac_numsub_busy = 0;
+    rac_seen_down |= rac_watch;
+}
+
+static void
+rac_connect(void)
+{
+    rac_next_connect = now_ns() + 5000000LL;
+    rac = redisAsyncConnect(o.host, o.redis_port);
+    if (rac == NULL || rac->err) {
+        if (rac != NULL)
+            redisAsyncFree(rac);
+        rac = NULL;
+        return;
+    }
+    redisLibeventAttach(rac, base);
+    redisAsyncSetConnectCallback(rac, rac_on_connect);
+    redisAsyncSetDisconnectCallback(rac, rac_on_disconnect);
+}
+
+static void
+rac_on_reply(redisAsyncContext *ac, void *r, void *what)
+{
+    redisReply *reply = r;
+
+    (void)ac;
+    if (reply == NULL)
+        fprintf(stderr, "loadgen: redis: %s: no reply\n", (const char *)what);
+    else if (reply->type == REDIS_REPLY_ERROR)
+        fprintf(stderr, "loadgen: redis: %s: %s\n", (const char *)what, reply->str);
+}
+
+static void
+rac_on_numsub(redisAsyncContext *ac, void *r, void *arg)
+{
+    redisReply *reply = r;
+    long long n;
+
+    (void)ac;
+    (void)arg;
+    rac_numsub_busy = 0;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
+        reply->element[1]->type != REDIS_REPLY_INTEGER || !rac_watch)
+        return;
+    n = reply->element[1]->integer;
+    if (n == 0) {
+        rac_seen_down = 1;
+    } else if (rac_seen_down && t_resub == 0) {
+        /* SUBSCRIBE ran in Redis between the previous poll and this one. */
+        t_resub = t_numsub_sent;
+        phase("resubscribed");
+    }
+}
+
+/* Every 2 ms: reconnect if need be, and poll the channel's subscribers
+ * while waiting for the resubscribe. */
+static void
+rac_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    if (rac == NULL) {
+        if (now_ns() >= rac_next_connect)
+            rac_connect();
+        return;
+    }
+    if (rac_up && rac_watch && t_resub == 0 && !rac_numsub_busy) {
+        rac_numsub_busy = 1;
+        t_numsub_sent = wall_ns();
+        redisAsyncCommand(rac, rac_on_numsub, NULL, "PUBSUB NUMSUB %s", o.redis_channel);
+    }
+}
+
+static void
+rac_allow(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    if (rac != NULL)
+        redisAsyncCommand(rac, rac_on_reply, "ACL SETUSER +subscribe",
+                          "ACL SETUSER default +subscribe");
+    else
+        fprintf(stderr, "loadgen: redis: cannot allow SUBSCRIBE again (no connection)\n");
+}
+
+static int
+rac_ready(void)
+{
+    return rac_up;
+}
+
+static int
+resubscribed(void)
+{
+    return t_resub != 0;
+}
+
+static long long recovery_end;  /* mono ns: publishing stops */
+
+static int
+recovery_over(void)
+{
+    return now_ns() >= recovery_end;
+}
+
+static int waves_target;
+
+static int
+waves_done(void)
+{
+    return streams_open + streams_failed >= waves_target;
+}
+
+/* Opens streams [first, first + n) at most OPEN_WAVE at a time (a burst
+ * of thousands of opening reads is not these scenarios' subject); 0 once
+ * every one is open. */
+static int
+open_in_waves(int first, int n)
+{
+    long long deadline = now_ns() + (long long)(o.connect_timeout * 1e9);
+    int issued = first, base_done = streams_open + streams_failed;
+
+    waves_target = base_done + n;
+    while (!waves_done()) {
+        while (issued < first + n &&
+               (issued - first) - (streams_open + streams_failed - base_done) < OPEN_WAVE)
+            stream_connect(&streams[issued++], o.port);
+        if (now_ns() > deadline)
+            break;
+        run_until(waves_done, 0.002);
+    }
+    if (streams_failed > 0 || streams_open < waves_target) {
+        fprintf(stderr, "loadgen: %d of %d streams open, %d failed\n", streams_open,
+                waves_target, streams_failed);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+run_recovery(FILE *out)
+{
+    struct timeval every = { 0, 2000 };
+    long long t_end, max_rx = 0;
+    int closed = 0, *recv;
+    long lost = 0, dups = 0, regress = 0, gaps = 0, delivered = 0, expected = 0;
+    long missing_pre = 0, outage_events = 0, maybe_delivered = 0;
+    struct hist live_catchup = { { 0 }, 0, 0 }, live_after = { { 0 }, 0, 0 };
+    struct hist outage_lat = { { 0 }, 0, 0 };
+    double catchup_ms = 0;
+    int caught_up;
+
+    for (int i = 0; i < o.streams; i++)
+        stream_init(&streams[i], i, i % o.users);
+    if (open_in_waves(0, o.streams) == -1)
+        return 1;
+    phase("streams-open");
+    rac_ev = event_new(base, -1, EV_PERSIST, rac_tick, NULL);
+    rac_allow_ev = evtimer_new(base, rac_allow, NULL);
+    if (rac_ev == NULL || rac_allow_ev == NULL || event_add(rac_ev, &every) != 0)
+        die("out of memory");
+    rac_connect();
+    if (run_until(rac_ready, 5) == -1)
+        die("cannot connect to Redis");
+    start_publishers();
+    run_until(never, o.warmup);
+    rac_watch = 1;
+    t_kill = wall_ns();
+    if (o.restart) {
+        phase("redis-restart");     /* first: the runner acts on it at once */
+        phase("outage");
+    } else {
+        phase("outage");
+        if (o.outage > 0) {
+            struct timeval tv = { (time_t)o.outage, (suseconds_t)((o.outage - floor(o.outage)) * 1e6) };
+
+            redisAsyncCommand(rac, rac_on_reply, "ACL SETUSER -subscribe",
+                              "ACL SETUSER default -subscribe");
+            evtimer_add(rac_allow_ev, &tv);
+        }
+        redisAsyncCommand(rac, rac_on_reply, "CLIENT KILL", "CLIENT KILL TYPE pubsub");
+    }
+    if (run_until(resubscribed, o.deadline) == -1)
+        fprintf(stderr, "loadgen: the gateway did not subscribe again within %.0f s\n", o.deadline);
+    /* Publishing goes on --after seconds past the resubscribe, within the
+     * deadline counted from the kill. */
+    t_end = t_resub ? t_resub + (long long)(o.after * 1e9) : t_kill + (long long)(o.deadline * 1e9);
+    if (t_end > t_kill + (long long)(o.deadline * 1e9))
+        t_end = t_kill + (long long)(o.deadline * 1e9);
+    recovery_end = now_ns() + (t_end - wall_ns());
+    run_until(recovery_over, o.deadline + 1);
+    stop_publishing();
+    run_until(all_live_delivered, o.drain);
+    phase("drained");
+
+    /* Every expected event on every stream still open; the catch-up is
+     * when the last open stream had the last event sent before the
+     * resubscribe. */
+    count_open_per_user();
+    recv = recv_on_open();
+    for (int i = 0; i < o.streams; i++) {
+        closed += streams[i].server_closed;
+        dups += streams[i].dups;
+        regress += streams[i].id_regress;
+        gaps += streams[i].gaps;
+    }
+    for (long q = 0; q < next_seq; q++) {
+        long want;
+
+        if (!event_expected(q))
+            continue;
+        if (!(accepted_bit[q >> 3] & (1u << (q & 7))))
+            maybe_delivered++;
+        want = open_per_user[event_user[q]];
+        expected += want;
+        delivered += recv[q] < want ? recv[q] : want;
+        lost += recv[q] < want ? want - recv[q] : 0;
+        if (t_resub && event_sent[q] < t_resub) {
+            if (event_sent[q] >= t_kill)
+                outage_events++;
+            if (recv[q] < want)
+                missing_pre++;
+        }
+    }
+    for (size_t i = 0; i < ndlv; i++) {
+        long q = dlv[i].q;
+
+        if (streams[dlv[i].stream].state != 1 || !t_resub || event_sent[q] >= t_resub)
+            continue;
+        if (dlv[i].rx > max_rx)
+            max_rx = dlv[i].rx;
+        if (event_sent[q] >= t_kill)
+            hist_add(&outage_lat, (double)(dlv[i].rx - event_sent[q]));
+    }
+    /* Caught up: every stream (none ended by the gateway) has everything
+     * sent before the resubscribe. */
+    caught_up = t_resub != 0 && missing_pre == 0 && closed == 0 && max_rx > 0;
+    catchup_ms = max_rx > t_resub ? (double)(max_rx - t_resub) / 1e6 : 0;
+    for (size_t i = 0; i < ndlv; i++) {
+        long q = dlv[i].q;
+        double l = dlv[i].rx > event_sent[q] ? (double)(dlv[i].rx - event_sent[q]) : 0;
+
+        if (!t_resub || event_sent[q] < t_resub)
+            continue;
+        hist_add(&live_after, l);
+        /* During the catch-up: sent before the last pre-resubscribe
+         * event reached the last open stream (so far as it got). */
+        if (event_sent[q] <= max_rx)
+            hist_add(&live_catchup, l);
+    }
+    fprintf(out, "{\"mode\":\"recovery\",\"restart\":%d,\"outage_s\":%.3f,\"streams\":%d,\"users\":%d,"
+            "\"t_kill_ns\":%lld,\"t_resub_ns\":%lld,", o.restart, o.outage, o.streams, o.users,
+            t_kill, t_resub);
+    ms_json(out, "resubscribe_ms", (double)(t_resub - t_kill) / 1e6, t_resub != 0, 1);
+    ms_json(out, "catchup_from_resub_ms", catchup_ms, caught_up, 1);
+    ms_json(out, "catchup_from_kill_ms", (double)(max_rx - t_kill) / 1e6, caught_up, 1);
+    fprintf(out, "\"caught_up\":%d,\"missing_before_resub\":%ld,\"outage_events\":%ld,",
+            caught_up, missing_pre, outage_events);
+    hist_json(out, "outage_event_ms", &outage_lat, 1);
+    hist_json(out, "live_catchup_ms", &live_catchup, 1);
+    hist_json(out, "live_after_resub_ms", &live_after, 1);
+    fprintf(out, "\"published\":%ld,\"accepted\":%ld,\"rejected\":%ld,\"rejected_overloaded\":%ld,"
+            "\"rejected_unavailable\":%ld,\"maybe_delivered\":%ld,\"skipped_slots\":%ld,"
+            "\"reconnects\":%ld,\"expected_deliveries\":%ld,\"delivered\":%ld,\"lost\":%ld,"
+            "\"duplicates\":%ld,\"out_of_order\":%ld,\"gap_events\":%ld,"
+            "\"streams_closed_by_server\":%d}\n",
+            next_seq, accepted, rejected, rejected_overloaded, rejected_unavailable,
+            maybe_delivered, pace_skipped, reconnects, expected, delivered, lost, dups, regress,
+            gaps, closed);
+    free(recv);
+    return lost || dups || regress || gaps || closed || !caught_up ? 3 : 0;
+}
+
+/* ------------------------------------------------------------ prepare */
+
+static long
+prepare_count(int pi)
+{
+    /* publisher pi writes for the users pi, pi + K, pi + 2K, ... */
+    return pi < o.users ? (o.users - 1 - pi) / o.publishers + 1 : 0;
+}
+
+static void
+prepare_next(struct publisher *p)
+{
+    int pi = (int)(p - pubs);
+    long n = prepare_count(pi), k;
+    int u, bl, rl;
+    char body[1024], req[1536];
+
+    if (p->busy || n == 0 || p->pos >= n * o.history)
+        return;
+    u = pi + o.publishers * (int)(p->pos % n);
+    k = p->pos / n;
+    bl = snprintf(body, sizeof(body), "{\"userId\":\"%s\",\"type\":\"h\",\"data\":{\"k\":%ld,"
+                  "\"p\":\"%.*s\"}}", users[u], k, o.pad,
+                  "................................................................"
+                  "................................................................"
+                  "................................................................"
+                  "................................................................");
+    rl = snprintf(req, sizeof(req), "POST /events HTTP/1.1\r\nHost: %s\r\n"
+                  "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+                  o.host, bl, body);
+    p->busy = 1;
+    p->seq = u;
+    p->head_done = 0;
+    outstanding++;
+    bufferevent_write(p->bev, req, (size_t)rl);
+}
+
+static void
+prepare_response(struct publisher *p)
+{
+    int pi = (int)(p - pubs), u = (int)p->seq;
+    long n = prepare_count(pi);
+    char *id;
+
+    outstanding--;
+    p->busy = 0;
+    if (p->status == 202) {
+        if (p->pos / n == 0) {
+            if ((id = strstr(p->body, "\"id\":\"")) == NULL)
+                die("prepare: no id in a 202");
+            snprintf(resume_ids[u], sizeof(resume_ids[u]), "%.*s", (int)strcspn(id + 6, "\""), id + 6);
+        }
+        p->pos++;
+        accepted++;
+    } else if (p->status == 503 && strstr(p->body, "overloaded") != NULL) {
+        prepare_retries++;      /* nothing was written: the same event again */
+    } else {
+        fprintf(stderr, "loadgen: prepare: status %d: %s\n", p->status, p->body);
+        die("prepare: a write failed");
+    }
+    prepare_next(p);
+}
+
+static int
+prepare_finished(void)
+{
+    for (int i = 0; i < o.publishers; i++) {
+        if (pubs[i].pos < prepare_count(i) * o.history || pubs[i].busy)
+            return 0;
+    }
+    return 1;
+}
+
+static int
+run_prepare(FILE *out)
+{
+    long long t0, next_note;
+    long total = (long)o.users * o.history;
+    double secs;
+    FILE *f;
+
+    if ((resume_ids = calloc((size_t)o.users, sizeof(*resume_ids))) == NULL)
+        die("out of memory");
+    start_publishers();
+    t0 = now_ns();
+    next_note = t0 + 5000000000LL;
+    while (!prepare_finished()) {
+        if (run_until(prepare_finished, 1) == 0)
+            break;
+        if (now_ns() > t0 + (long long)(o.deadline * 1e9))
+            die("prepare: did not finish within the deadline");
+        if (now_ns() >= next_note) {
+            fprintf(stderr, "loadgen: prepare: %ld of %ld events written\n", accepted, total);
+            fflush(stderr);
+            next_note += 5000000000LL;
+        }
+    }
+    secs = (double)(now_ns() - t0) / 1e9;
+    if ((f = fopen(o.users_file, "w")) == NULL)
+        die("cannot write the users file");
+    for (int u = 0; u < o.users; u++)
+        fprintf(f, "%s %s\n", users[u], resume_ids[u]);
+    fclose(f);
+    fprintf(out, "{\"mode\":\"prepare\",\"users\":%d,\"history\":%d,\"events\":%ld,\"secs\":%.3f,"
+            "\"per_sec\":%.1f,\"retries\":%ld}\n", o.users, o.history, accepted, secs,
+            secs > 0 ? (double)accepted / secs : 0, prepare_retries);
+    return 0;
+}
+
+/* -------------------------------------------------------------- storm */
+
+/* Reads "<userId> <resume id>" lines; sets o.users and o.streams. */
+static void
+storm_read_users(void)
+{
+    FILE *f = fopen(o.users_file, "r");
+    char a[32], b[48];
+    int n = 0;
+
+    if (f == NULL)
+        die("cannot read the users file");
+    while (fscanf(f, "%31s %47s", a, b) == 2)
+        n++;
+    if (n == 0)
+        die("the users file is empty");
+    rewind(f);
+    o.users = n;
+    o.streams = n + o.observers;
+    users = calloc((size_t)n, sizeof(*users));
+    resume_ids = calloc((size_t)n, sizeof(*resume_ids));
+    if (users == NULL || resume_ids == NULL)
+        die("out of memory");
+    for (int u = 0; u < n && fscanf(f, "%31s %47s", a, b) == 2; u++) {
+        snprintf(users[u], sizeof(users[u]), "%s", a);
+        snprintf(resume_ids[u], sizeof(resume_ids[u]), "%s", b);
+    }
+    fclose(f);
+}
+
+static int
+storm_resolved(void)
+{
+    for (int i = 0; i < o.users; i++) {
+        const struct stream *s = &streams[i];
+
+        if (s->state == 0 || (s->state == 1 && s->next_k < o.history))
+            return 0;
+    }
+    return 1;
+}
+
+static int
+run_storm(FILE *out)
+{
+    long long t_storm, t_resolved, t_end;
+    int ok = 0, r503 = 0, rother = 0, none = 0, closed = 0, complete = 0, *recv;
+    long k_missing = 0, k_dups = 0, regress = 0, gaps = 0, lost = 0, dups = 0;
+    long expected = 0, delivered = 0, maybe_delivered = 0, incomplete = 0;
+    struct hist head = { { 0 }, 0, 0 }, done = { { 0 }, 0, 0 };
+    struct hist live = { { 0 }, 0, 0 }, live_storm = { { 0 }, 0, 0 };
+    struct hist obs = { { 0 }, 0, 0 }, obs_storm = { { 0 }, 0, 0 };
+    int resolved, obs_closed = 0;
+
+    for (int i = 0; i < o.users; i++) {
+        stream_init(&streams[i], i, i);
+        streams[i].resume = resume_ids[i];
+        streams[i].next_k = 1;
+    }
+    for (int i = o.users; i < o.streams; i++)
+        stream_init(&streams[i], i, (i - o.users) % o.users);
+    if (open_in_waves(o.users, o.observers) == -1)
+        return 1;
+    phase("streams-open");
+    start_publishers();
+    run_until(never, o.warmup);
+    phase("storm");
+    t_storm = wall_ns();
+    for (int i = 0; i < o.users; i++)
+        stream_connect(&streams[i], o.port);
+    resolved = run_until(storm_resolved, o.deadline) == 0;
+    t_resolved = wall_ns();
+    phase("storm-resolved");
+    t_end = t_resolved + (long long)(o.after * 1e9);
+    if (t_end > t_storm + (long long)(o.deadline * 1e9))
+        t_end = t_storm + (long long)(o.deadline * 1e9);
+    recovery_end = now_ns() + (t_end - wall_ns());
+    run_until(recovery_over, o.deadline + 1);
+    stop_publishing();
+    run_until(all_live_delivered, o.drain);
+    phase("drained");
+
+    count_open_per_user();
+    recv = recv_on_open();
+    for (int i = o.users; i < o.streams; i++) {
+        obs_closed += streams[i].server_closed;
+        dups += streams[i].dups;
+        regress += streams[i].id_regress;
+        gaps += streams[i].gaps;
+    }
+    for (int i = 0; i < o.users; i++) {
+        const struct stream *s = &streams[i];
+
+        if (s->status == 200)
+            ok++;
+        else if (s->status == 503)
+            r503++;
+        else if (s->status != 0)
+            rother++;
+        else
+            none++;
+        if (s->status != 200)
+            continue;
+        hist_add(&head, (double)(s->t_head - t_storm));
+        closed += s->server_closed;
+        k_missing += s->k_missing + (s->next_k < o.history ? o.history - s->next_k : 0);
+        k_dups += s->k_dups;
+        dups += s->dups;
+        regress += s->id_regress;
+        gaps += s->gaps;
+        if (s->next_k >= o.history && s->k_missing == 0) {
+            complete++;
+            hist_add(&done, (double)(s->t_replay_done - t_storm));
+        } else {
+            incomplete++;
+        }
+    }
+    for (long q = 0; q < next_seq; q++) {
+        long want;
+
+        if (!event_expected(q))
+            continue;
+        if (!(accepted_bit[q >> 3] & (1u << (q & 7))))
+            maybe_delivered++;
+        want = open_per_user[event_user[q]];
+        expected += want;
+        delivered += recv[q] < want ? recv[q] : want;
+        lost += recv[q] < want ? want - recv[q] : 0;
+    }
+    for (size_t i = 0; i < ndlv; i++) {
+        long q = dlv[i].q;
+        double l = dlv[i].rx > event_sent[q] ? (double)(dlv[i].rx - event_sent[q]) : 0;
+
+        int observer = dlv[i].stream >= o.users;
+
+        if (event_sent[q] < t_storm)
+            continue;
+        hist_add(observer ? &obs : &live, l);
+        if (event_sent[q] <= t_resolved)
+            hist_add(observer ? &obs_storm : &live_storm, l);
+    }
+    fprintf(out, "{\"mode\":\"storm\",\"streams\":%d,\"observers\":%d,\"history\":%d,"
+            "\"status_200\":%d,\"status_503\":%d,\"status_other\":%d,\"no_response\":%d,"
+            "\"streams_closed_by_server\":%d,\"observers_closed_by_server\":%d,"
+            "\"replay_complete\":%d,\"replay_incomplete\":%ld,",
+            o.users, o.observers, o.history, ok, r503, rother, none, closed, obs_closed, complete,
+            incomplete);
+    ms_json(out, "all_replayed_ms", done.max_ns / 1e6, complete == ok && ok > 0, 1);
+    ms_json(out, "resolved_ms", (double)(t_resolved - t_storm) / 1e6, resolved, 1);
+    hist_json(out, "head_ms", &head, 1);
+    hist_json(out, "replay_done_ms", &done, 1);
+    hist_json(out, "live_storm_ms", &live_storm, 1);
+    hist_json(out, "live_ms", &live, 1);
+    hist_json(out, "observer_storm_ms", &obs_storm, 1);
+    hist_json(out, "observer_ms", &obs, 1);
+    fprintf(out, "\"replayed_events\":%ld,\"replay_missing\":%ld,\"replay_duplicates\":%ld,"
+            "\"published\":%ld,\"accepted\":%ld,\"rejected\":%ld,\"rejected_overloaded\":%ld,"
+            "\"rejected_unavailable\":%ld,\"maybe_delivered\":%ld,\"skipped_slots\":%ld,"
+            "\"reconnects\":%ld,\"expected_deliveries\":%ld,\"delivered\":%ld,\"lost\":%ld,"
+            "\"duplicates\":%ld,\"out_of_order\":%ld,\"gap_events\":%ld}\n",
+            replay_events, k_missing, k_dups, next_seq, accepted, rejected, rejected_overloaded,
+            rejected_unavailable, maybe_delivered, pace_skipped, reconnects, expected, delivered,
+            lost, dups, regress, gaps);
+    free(recv);
+    return lost || dups || regress || gaps || closed || obs_closed || k_missing || k_dups ? 3 : 0;
+}
+
 static void
 usage(void)
 {
     fprintf(stderr, "usage: loadgen --port P [--host H] [--api ssegate|nchan] [--streams N] [--users U]\n"
                     "       [--accounts] [--events E | --duration S] [--rate R] [--publishers K]\n"
-                    "       [--pad B] [--drain S] [--json FILE]\n");
+                    "       [--pad B] [--drain S] [--json FILE]\n"
+                    "       [--mode load|recovery|prepare|storm] [--redis-port RP] [--redis-channel C]\n"
+                    "       [--restart] [--outage S] [--warmup S] [--after S] [--deadline S]\n"
+                    "       [--history H] [--users-file F] [--observers N]\n");
     exit(2);
 }
 
@@ -738,7 +1693,11 @@ parse_args(int argc, char **argv)
         { "events", 1, 0, 'e' }, { "rate", 1, 0, 'r' }, { "duration", 1, 0, 'd' },
         { "publishers", 1, 0, 'k' }, { "pad", 1, 0, 'P' }, { "drain", 1, 0, 'D' },
         { "json", 1, 0, 'j' }, { "max-events", 1, 0, 'M' }, { "port2", 1, 0, '2' },
-        { "idle", 1, 0, 'I' }, { 0, 0, 0, 0 }
+        { "idle", 1, 0, 'I' }, { "mode", 1, 0, 'm' }, { "redis-port", 1, 0, 'R' },
+        { "redis-channel", 1, 0, 'C' }, { "restart", 0, 0, 'x' }, { "outage", 1, 0, 'o' },
+        { "warmup", 1, 0, 'w' }, { "after", 1, 0, 'f' }, { "deadline", 1, 0, 'l' },
+        { "history", 1, 0, 'H' }, { "users-file", 1, 0, 'U' }, { "observers", 1, 0, 'O' },
+        { 0, 0, 0, 0 }
     };
     int c;
 
@@ -760,8 +1719,32 @@ parse_args(int argc, char **argv)
         case 'M': o.max_events = atol(optarg); break;
         case '2': o.port2 = atoi(optarg); break;
         case 'I': o.idle = atof(optarg); break;
+        case 'm':
+            o.mode = strcmp(optarg, "recovery") == 0 ? MODE_RECOVERY
+                   : strcmp(optarg, "prepare") == 0 ? MODE_PREPARE
+                   : strcmp(optarg, "storm") == 0 ? MODE_STORM
+                   : strcmp(optarg, "load") == 0 ? MODE_LOAD : (usage(), MODE_LOAD);
+            break;
+        case 'R': o.redis_port = atoi(optarg); break;
+        case 'C': o.redis_channel = optarg; break;
+        case 'x': o.restart = 1; break;
+        case 'o': o.outage = atof(optarg); break;
+        case 'w': o.warmup = atof(optarg); break;
+        case 'f': o.after = atof(optarg); break;
+        case 'l': o.deadline = atof(optarg); break;
+        case 'H': o.history = atoi(optarg); break;
+        case 'U': o.users_file = optarg; break;
+        case 'O': o.observers = atoi(optarg); break;
         default: usage();
         }
+    }
+    if (o.mode != MODE_LOAD) {
+        /* These modes stop by their own phases, not by a count. */
+        if (o.api != API_SSEGATE || o.history < 2 || o.deadline <= 0 ||
+            ((o.mode == MODE_PREPARE || o.mode == MODE_STORM) && o.users_file == NULL))
+            usage();
+        if (o.events <= 0 && o.duration <= 0)
+            o.duration = o.deadline;
     }
     if (o.port <= 0 || o.streams < 0 || o.users <= 0 || o.publishers <= 0 ||
         o.pad < 0 || o.pad > 256 || (o.events <= 0 && o.duration <= 0) ||
@@ -787,8 +1770,24 @@ main(int argc, char **argv)
     }
     /* Sized for the run: the events given, or --max-events for a timed run. */
     max_events = o.events > 0 ? o.events : o.max_events;
+    if (o.mode == MODE_STORM)
+        storm_read_users();
+    if (o.mode == MODE_RECOVERY || o.mode == MODE_STORM) {
+        /* At most the rate over every phase that publishes (the pacing
+         * skips rather than bursts), which also bounds the load. */
+        long cap = (long)(o.rate * (o.warmup + 2 * o.deadline + o.after + 5)) + 1000;
+
+        if (o.rate <= 0)
+            die("these modes need a --rate");
+        if (cap < max_events)
+            max_events = cap;
+    } else if (o.mode == MODE_PREPARE) {
+        max_events = 1;
+        o.streams = 0;
+    }
     base = event_base_new();
-    users = calloc((size_t)o.users, sizeof(*users));
+    if (users == NULL)
+        users = calloc((size_t)o.users, sizeof(*users));
     user_accepted = calloc((size_t)o.users, sizeof(long));
     streams = calloc((size_t)(o.streams ? o.streams : 1), sizeof(*streams));
     pubs = calloc((size_t)o.publishers, sizeof(*pubs));
@@ -801,10 +1800,23 @@ main(int argc, char **argv)
     if (!base || !users || !user_accepted || !streams || !pubs || !accepted_bit ||
         !event_user || !event_sent || !event_first || !event_last || !event_recv)
         die("out of memory");
-    for (int u = 0; u < o.users; u++)
-        snprintf(users[u], sizeof(users[u]), "%d", u + 1);
+    if (o.mode != MODE_STORM) {
+        for (int u = 0; u < o.users; u++)
+            snprintf(users[u], sizeof(users[u]), "%d", u + 1);
+    }
     if (o.accounts)
         create_accounts();
+    if (o.mode != MODE_LOAD) {
+        int rc;
+
+        if (o.json != NULL && (out = fopen(o.json, "w")) == NULL)
+            die("cannot write the JSON file");
+        rc = o.mode == MODE_RECOVERY ? run_recovery(out)
+           : o.mode == MODE_PREPARE ? run_prepare(out) : run_storm(out);
+        if (out != stdout)
+            fclose(out);
+        return rc;
+    }
 
     for (int i = 0; i < o.streams; i++) {
         struct stream *s = &streams[i];
