@@ -15,6 +15,7 @@
 #include "app.h"
 #include "auth.h"
 #include "body.h"
+#include "clients.h"
 #include "clock.h"
 #include "config.h"
 #include "eventid.h"
@@ -39,6 +40,14 @@
  * an HTTP thread never blocks on Redis. */
 enum api_pending_state {
     API_PENDING_NONE, API_PENDING_ROOM, API_PENDING_WAITING, API_PENDING_DONE
+};
+/* A request's rate-limit check (RATE_LIMIT_WRITES, RATE_LIMIT_STREAMS). */
+enum api_rate {
+    API_RATE_UNCHECKED,             /* not asked yet */
+    API_RATE_OK,                    /* within the limit (or no limit, or a
+                                     * stream open Redis could not check) */
+    API_RATE_REFUSED,               /* over it: 429, nothing done */
+    API_RATE_FAILED                 /* a write whose check Redis could not answer */
 };
 struct api_pending {
     enum api_pending_state state;
@@ -82,6 +91,15 @@ struct api_pending {
      * Idempotency-Key. The kept answer itself never holds a token. */
     char *token;                    /* owned */
     char *token_body;               /* owned */
+    /* The rate-limit check: its command (in flight before a write's, or
+     * beside a stream's opening read), its verdict, and for a refusal
+     * the seconds until the client may try again. */
+    struct store_cmd rl_cmd;
+    struct pipeline_req rl_q;
+    enum api_rate rl;
+    enum store_result rl_rc;        /* API_RATE_FAILED: why */
+    unsigned retry_after;
+    unsigned inflight;              /* a stream open's commands in flight */
 };
 
 /* ------------------------------------------------------------- answers */
@@ -117,6 +135,15 @@ api_send_overloaded(struct http_req *r)
     return http_send_error(r, 503, "overloaded",
                            "events are published faster than they can be "
                            "delivered; retry shortly", NULL);
+}
+
+/* A client over its rate limit: nothing was done. */
+static enum http_ret
+api_send_rate_limited(struct http_req *r, unsigned retry_after)
+{
+    return http_send_error_retry(r, 429, "rate_limited",
+                                 "too many requests from this address; retry after "
+                                 "Retry-After seconds", retry_after);
 }
 
 /* A rejected body is the client's fault (400), except when the parser
@@ -235,6 +262,83 @@ api_pending_room(struct api_pending *pd)
     pd->room_waiting = 0;
     pd->state = API_PENDING_NONE;
     return ok ? 1 : -1;
+}
+
+/* ------------------------------------------------------- rate limits */
+
+/* Reads a rate-limit check's reply into pd: its verdict, and for a
+ * refusal the seconds to wait. */
+static void
+api_rate_result(struct api_pending *pd, const struct redisReply *reply)
+{
+    int allowed;
+
+    pd->rl_rc = store_ratelimit_result(reply, &allowed, &pd->retry_after);
+    pd->rl = pd->rl_rc != STORE_OK ? API_RATE_FAILED
+             : allowed ? API_RATE_OK : API_RATE_REFUSED;
+}
+
+/* Builds the check of rate for pd's client in scope and sends it on the
+ * thread's pipeline with done. Returns -1 if nothing was sent (Redis is
+ * known to be down, or out of memory). */
+static int
+api_rate_send(struct api_pending *pd, const struct config_rate *rate, const char *scope,
+              pipeline_done_fn done)
+{
+    store_ratelimit_command(&pd->rl_cmd, scope, http_req_client(pd->req), rate->n,
+                            rate->window_s);
+    return pipeline_send(http_req_pipeline(pd->req), &pd->rl_q, &pd->rl_cmd, done, pd);
+}
+
+/* The pipeline answered a write's check (same thread, outside MHD_run):
+ * keep the verdict and resume the request, whose handler goes on. */
+static void
+api_on_write_rate(void *arg, const struct redisReply *reply)
+{
+    struct api_pending *pd = arg;
+
+    api_rate_result(pd, reply);
+    pd->state = API_PENDING_NONE;
+    http_req_resume(pd->req);
+}
+
+/* A write's rate limit (RATE_LIMIT_WRITES), checked once its body is
+ * valid and before anything is written, so a refused write writes
+ * nothing (not even the account id counter of POST /accounts). Returns
+ * 1 to go on; 0 when the check is in flight (the request waits,
+ * suspended, and the handler runs again on its reply); -1 when the
+ * write is refused (429) or Redis could not check it (503, as any Redis
+ * failure of a write), answered in *ret. */
+static int
+api_write_rate(struct api_pending *pd, enum http_ret *ret)
+{
+    const struct config_rate *rate = &pd->app->cfg->rate_limit_writes;
+
+    switch (pd->rl) {
+    case API_RATE_UNCHECKED:
+        if (rate->n == 0) {
+            pd->rl = API_RATE_OK;
+            return 1;
+        }
+        if (api_rate_send(pd, rate, "writes", api_on_write_rate) == -1) {
+            *ret = api_send_store_error(pd->req, STORE_UNAVAILABLE, NULL);
+            return -1;
+        }
+        pd->state = API_PENDING_WAITING;
+        http_req_suspend(pd->req);
+        *ret = HTTP_DONE;
+        return 0;
+    case API_RATE_OK:
+        return 1;
+    case API_RATE_REFUSED:
+        log_debug("api: %s over RATE_LIMIT_WRITES: refused", http_req_client(pd->req));
+        *ret = api_send_rate_limited(pd->req, pd->retry_after);
+        return -1;
+    case API_RATE_FAILED:
+        break;
+    }
+    *ret = api_send_store_error(pd->req, pd->rl_rc, NULL);
+    return -1;
 }
 
 /* ------------------------------------------------------- idempotency */
@@ -409,8 +513,14 @@ api_stream_start(struct api_pending *pd)
     char head[HTTP_STREAM_HEAD_MAX];
     size_t head_len;
     int fd, chunked, err;
+    struct clients_slot slot;
 
     pd->stream = NULL;
+    if (pd->rl == API_RATE_REFUSED) {
+        log_debug("api: %s over RATE_LIMIT_STREAMS: refused", http_req_client(r));
+        hub_drop_stream(hub, s, STREAM_END_OPEN_FAILED);
+        return api_send_rate_limited(r, pd->retry_after);
+    }
     if (pd->rc != STORE_OK) {
         hub_drop_stream(hub, s, STREAM_END_OPEN_FAILED);
         return api_send_store_error(r, pd->rc, "no account with this userId");
@@ -426,6 +536,9 @@ api_stream_start(struct api_pending *pd)
                                "the stream's connection could not be taken over",
                                NULL);
     }
+    /* The socket leaves libmicrohttpd but stays its client's connection. */
+    http_req_take_client(r, &slot);
+    stream_hold_client(s, &slot);
     log_info("stream %llu user=%s open%s%s", (unsigned long long)stream_serial(s),
              uid[0] ? uid : "*", pd->has_after ? " (resuming)" : "",
              pd->read_on ? " (history read on by the replay reader)" : "");
@@ -462,6 +575,34 @@ api_stream_read_later(struct api_pending *pd)
         pd->read_has_after = subscriber_last_id(pd->app->sub, &pd->read_after);
 }
 
+/* One of a stream open's commands (its rate-limit check, its opening
+ * read) was answered: once both are, the request resumes and its handler
+ * starts the stream, or refuses it. */
+static void
+api_stream_step_done(struct api_pending *pd)
+{
+    if (--pd->inflight > 0)
+        return;
+    pd->state = API_PENDING_DONE;
+    http_req_resume(pd->req);
+}
+
+/* The pipeline answered a stream open's rate-limit check. A check Redis
+ * could not answer admits the stream: any status but 200 stops
+ * EventSource for good, and a stream opened while Redis is away is
+ * already admitted the same way (its read waits for Redis), still
+ * bounded by MAX_CONNECTIONS_PER_CLIENT. */
+static void
+api_on_stream_rate(void *arg, const struct redisReply *reply)
+{
+    struct api_pending *pd = arg;
+
+    api_rate_result(pd, reply);
+    if (pd->rl == API_RATE_FAILED)
+        pd->rl = API_RATE_OK;
+    api_stream_step_done(pd);
+}
+
 /* The pipeline answered the opening read (same thread, outside
  * MHD_run): apply the page and resume the request, whose handler then
  * starts the stream. A Redis that could not answer does not refuse the
@@ -482,8 +623,7 @@ api_on_history_read(void *arg, const struct redisReply *reply)
     } else if (pd->rc == STORE_UNAVAILABLE) {
         api_stream_read_later(pd);
     }
-    pd->state = API_PENDING_DONE;
-    http_req_resume(pd->req);
+    api_stream_step_done(pd);
 }
 
 static enum http_ret
@@ -536,8 +676,18 @@ api_stream_open(struct http_req *r, void *arg)
     if (s == NULL)
         return api_send_out_of_memory(r);
     /* Index first, then read history: an event published in between is
-     * both held live and in the read, and the stream's dedup keeps one. */
-    if (hub_add(app->hub, s) == -1) {
+     * both held live and in the read, and the stream's dedup keeps one.
+     * The index also counts the user's streams (MAX_STREAMS_PER_USER). */
+    switch (hub_add_limited(app->hub, s, app->cfg->max_streams_per_user)) {
+    case 0:
+        break;
+    case HUB_ADD_FULL:
+        log_debug("api: user %s holds MAX_STREAMS_PER_USER streams: refused", uid);
+        stream_unref(s);
+        return http_send_error(r, 429, "too_many_streams",
+                               "this user holds MAX_STREAMS_PER_USER streams on this "
+                               "instance already", NULL);
+    default:
         stream_unref(s);
         return http_send_error(r, 503, "shutting_down", "this instance is stopping",
                                NULL);
@@ -545,27 +695,43 @@ api_stream_open(struct http_req *r, void *arg)
     pd->stream = s;
     pd->after = after;
     pd->has_after = has_after;
+    /* The rate-limit check goes out first, on the same pipeline as the
+     * opening read and in the same pass: no round trip of its own. The
+     * read changes nothing, so a refused open only drops its result. A
+     * check that cannot be sent (Redis known down) admits the stream. */
+    pd->inflight = 0;
+    pd->rl = API_RATE_OK;
+    if (app->cfg->rate_limit_streams.n > 0 &&
+        api_rate_send(pd, &app->cfg->rate_limit_streams, "streams", api_on_stream_rate) == 0)
+        pd->inflight++;
     if (api_open_reads >= API_OPEN_READS_MAX) {
         api_stream_read_later(pd);
-        return api_stream_start(pd);
+    } else {
+        /* Concurrent opens' reads share round trips on the pipeline. */
+        pd->gen = stream_replay_gen(s);
+        store_read_command(&pd->cmd, uid, has_after ? &pd->after : NULL,
+                           replay_open_page_bytes(app->cfg));
+        if (pipeline_send(http_req_pipeline(r), &pd->q, &pd->cmd, api_on_history_read,
+                          pd) == 0) {
+            pd->inflight++;
+            api_open_reads++;
+        } else {
+            api_stream_read_later(pd);      /* Redis is known to be down */
+        }
     }
-    /* Concurrent opens' reads share round trips on the pipeline. */
-    pd->gen = stream_replay_gen(s);
-    store_read_command(&pd->cmd, uid, has_after ? &pd->after : NULL,
-                       replay_open_page_bytes(app->cfg));
-    if (api_pending_send(pd, api_on_history_read) == -1) {
-        api_stream_read_later(pd);          /* Redis is known to be down */
+    if (pd->inflight == 0)
         return api_stream_start(pd);
-    }
-    api_open_reads++;
+    pd->state = API_PENDING_WAITING;
+    http_req_suspend(r);
     return HTTP_DONE;
 }
 
 /* What every write handler does before its command, on each call: the
  * answer once the command was answered, nothing while it waits; on the
- * first call the body (parse fills pd) and the Idempotency-Key; then room
- * in the fan-out, waiting for it suspended. Returns 1 with *out when the
- * handler goes on to send its command, else 0 with the handler's *ret. */
+ * first call the body (parse fills pd) and the Idempotency-Key; then the
+ * client's rate limit, then room in the fan-out, each waited for
+ * suspended. Returns 1 with *out when the handler goes on to send its
+ * command, else 0 with the handler's *ret. */
 typedef int (*api_parse_fn)(struct api_pending *pd, const char *body, size_t len,
                             struct body_error *e);
 
@@ -601,6 +767,8 @@ api_write_begin(struct http_req *r, struct app *app, api_parse_fn parse,
             return 0;
         }
     }
+    if (api_write_rate(pd, ret) != 1)
+        return 0;
     switch (api_pending_room(pd)) {
     case 0:
         return 0;                   /* waits for room, suspended */

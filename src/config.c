@@ -19,7 +19,10 @@ enum config_kind {
     CONFIG_KIND_STRING,     /* char[size], non-empty when min is 1 */
     CONFIG_KIND_IPV4,       /* char[size], an IPv4 literal */
     CONFIG_KIND_LOG_LEVEL,  /* int: debug|info|warn|error */
-    CONFIG_KIND_SECRET      /* char[size]: empty, or at least min bytes; never shown */
+    CONFIG_KIND_SECRET,     /* char[size]: empty, or at least min bytes; never shown */
+    CONFIG_KIND_RATE,       /* struct config_rate: "N/Ws", "" for none */
+    CONFIG_KIND_CIDRS,      /* struct netaddr_cidrs: "a/n,b/m" */
+    CONFIG_KIND_ORIGINS     /* struct cors_origins: "https://a,https://b" or "*" */
 };
 
 struct config_option {
@@ -97,6 +100,19 @@ static const struct config_option config_options[] = {
     { "AUTH_TOKEN_TTL_SECS", "--auth-token-ttl-secs", CONFIG_KIND_UINT, "3600",
       CONFIG_TOKEN_TTL_MIN, CONFIG_TOKEN_TTL_MAX,
       CONFIG_FIELD(auth_token_ttl_secs), "lifetime of the tokens POST /accounts returns" },
+    /* Limits per client, and CORS. */
+    { "RATE_LIMIT_WRITES", "--rate-limit-writes", CONFIG_KIND_RATE, "", 0, 0,
+      CONFIG_FIELD(rate_limit_writes), "writes per client address, N/Ws (e.g. 100/10s), shared by every instance" },
+    { "RATE_LIMIT_STREAMS", "--rate-limit-streams", CONFIG_KIND_RATE, "", 0, 0,
+      CONFIG_FIELD(rate_limit_streams), "stream opens per client address, N/Ws, shared by every instance" },
+    { "TRUSTED_PROXIES", "--trusted-proxies", CONFIG_KIND_CIDRS, "", 0, 0,
+      CONFIG_FIELD(trusted_proxies), "CIDRs of proxies whose X-Forwarded-For names the client" },
+    { "MAX_STREAMS_PER_USER", "--max-streams-per-user", CONFIG_KIND_UINT, "0", 0, 1000000,
+      CONFIG_FIELD(max_streams_per_user), "most streams of one userId on this instance (0: no limit)" },
+    { "MAX_CONNECTIONS_PER_CLIENT", "--max-connections-per-client", CONFIG_KIND_UINT, "256", 0, 1000000,
+      CONFIG_FIELD(max_connections_per_client), "most connections, streams included, of one client address (0: no limit)" },
+    { "CORS_ORIGINS", "--cors-origins", CONFIG_KIND_ORIGINS, "", 0, 0,
+      CONFIG_FIELD(cors_origins), "browser origins allowed to call the API, comma-separated, or *" },
 };
 
 #define CONFIG_NOPTIONS (sizeof(config_options) / sizeof(config_options[0]))
@@ -120,6 +136,49 @@ config_parse_digits(const char *v, unsigned long *out)
         n = n > (ULONG_MAX - d) / 10 ? ULONG_MAX : n * 10 + d;
     }
     *out = n;
+    return 0;
+}
+
+/* "N/Ws" (also "N/W" with m or h, and "N/s" for W = 1): at most N
+ * requests per W seconds. "" is no limit. */
+static int
+config_parse_rate(const char *v, struct config_rate *out)
+{
+    const char *slash = strchr(v, '/');
+    char num[16];
+    unsigned long n, w = 1;
+    size_t len, wlen;
+    unsigned long unit;
+
+    out->n = 0;
+    out->window_s = 0;
+    if (*v == '\0')
+        return 0;
+    if (slash == NULL || (len = (size_t)(slash - v)) == 0 || len >= sizeof(num))
+        return -1;
+    memcpy(num, v, len);
+    num[len] = '\0';
+    if (config_parse_digits(num, &n) == -1 || n < 1 || n > CONFIG_RATE_N_MAX)
+        return -1;
+    wlen = strlen(slash + 1);
+    if (wlen == 0 || wlen >= sizeof(num))
+        return -1;
+    switch (slash[wlen]) {
+    case 's': unit = 1; break;
+    case 'm': unit = 60; break;
+    case 'h': unit = 3600; break;
+    default: return -1;
+    }
+    if (wlen > 1) {
+        memcpy(num, slash + 1, wlen - 1);
+        num[wlen - 1] = '\0';
+        if (config_parse_digits(num, &w) == -1)
+            return -1;
+    }
+    if (w < 1 || w > CONFIG_RATE_WINDOW_MAX / unit)
+        return -1;
+    out->n = (unsigned)n;
+    out->window_s = (unsigned)(w * unit);
     return 0;
 }
 
@@ -165,7 +224,7 @@ config_set(struct config *cfg, const struct config_option *o, const char *name,
            const char *v, char *err, size_t errlen)
 {
     char *field = (char *)cfg + o->offset;
-    char shown[48];
+    char shown[48], why[160];
     unsigned long n;
     struct in_addr addr;
     int level;
@@ -218,6 +277,27 @@ config_set(struct config *cfg, const struct config_option *o, const char *name,
             return -1;
         }
         *(int *)(void *)field = level;
+        return 0;
+    case CONFIG_KIND_RATE:
+        if (config_parse_rate(v, (struct config_rate *)(void *)field) == -1) {
+            snprintf(err, errlen, "%s: '%s' is not N/Ws, N requests (1..%u) per W "
+                     "seconds (s, m or h; at most a day), e.g. 100/10s",
+                     name, shown, CONFIG_RATE_N_MAX);
+            return -1;
+        }
+        return 0;
+    case CONFIG_KIND_CIDRS:
+        if (netaddr_cidrs_parse(v, (struct netaddr_cidrs *)(void *)field, why,
+                                sizeof(why)) == -1) {
+            snprintf(err, errlen, "%s: %s", name, why);
+            return -1;
+        }
+        return 0;
+    case CONFIG_KIND_ORIGINS:
+        if (cors_parse(v, (struct cors_origins *)(void *)field, why, sizeof(why)) == -1) {
+            snprintf(err, errlen, "%s: %s", name, why);
+            return -1;
+        }
         return 0;
     }
     snprintf(err, errlen, "%s: unknown setting kind", name);
@@ -337,6 +417,11 @@ config_metavar(enum config_kind kind)
         return "ADDR";
     case CONFIG_KIND_LOG_LEVEL:
         return "LEVEL";
+    case CONFIG_KIND_RATE:
+        return "RATE";
+    case CONFIG_KIND_CIDRS:
+    case CONFIG_KIND_ORIGINS:
+        return "LIST";
     case CONFIG_KIND_STRING:
     case CONFIG_KIND_SECRET:
         break;

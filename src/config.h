@@ -7,6 +7,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "cors.h"
+#include "netaddr.h"
+
 /* Longest SERVER_ID. Every instance's id travels in its events, so the
  * envelope keeps ids this long (ENVELOPE_SERVER_MAX). */
 #define CONFIG_SERVER_ID_MAX 127
@@ -21,6 +24,16 @@
 #define CONFIG_TOKEN_TTL_MAX 2592000
 /* Longest `ssegate token --sub`: token.h's TOKEN_SUB_MAX. */
 #define CONFIG_TOKEN_SUB_MAX 64
+
+/* A rate limit, "N/Ws": at most n requests per window_s seconds from one
+ * client address, in bursts of up to n. n == 0: no limit. */
+struct config_rate {
+    unsigned n;
+    unsigned window_s;
+};
+/* The largest window a rate limit may name (a day), and the most requests. */
+#define CONFIG_RATE_WINDOW_MAX 86400u
+#define CONFIG_RATE_N_MAX 1000000u
 
 /* Each field's variable, flag, default and range live in one place:
  * the config_options[] table in config.c, which --help prints. The
@@ -61,6 +74,15 @@ struct config {
     char auth_issuer[256];      /* AUTH_ISSUER: a token's iss must match */
     char auth_audience[256];    /* AUTH_AUDIENCE: a token's aud must name it */
     unsigned auth_token_ttl_secs;   /* AUTH_TOKEN_TTL_SECS: tokens we sign */
+    /* Limits per client (a client is the TCP peer, or what X-Forwarded-For
+     * names when the peer is a trusted proxy). */
+    struct config_rate rate_limit_writes;   /* RATE_LIMIT_WRITES */
+    struct config_rate rate_limit_streams;  /* RATE_LIMIT_STREAMS */
+    struct netaddr_cidrs trusted_proxies;   /* TRUSTED_PROXIES */
+    unsigned max_streams_per_user;  /* MAX_STREAMS_PER_USER: per instance; 0 none */
+    /* MAX_CONNECTIONS_PER_CLIENT: connections, streams included; 0 none */
+    unsigned max_connections_per_client;
+    struct cors_origins cors_origins;       /* CORS_ORIGINS: none: CORS off */
 };
 
 enum config_result {

@@ -19,7 +19,20 @@
  * Each connection (struct http_conn, from libmicrohttpd's accept to its
  * close) carries the deadline by which its request must have arrived
  * (REQUEST_TIMEOUT_MS): libmicrohttpd 0.9.75 only has an idle timeout,
- * which every trickled byte resets. */
+ * which every trickled byte resets.
+ *
+ * Clients: each request knows its client's address (the TCP peer, or what
+ * X-Forwarded-For names when the peer is in TRUSTED_PROXIES) for the
+ * handlers' rate limits, and holds a place in that client's count of
+ * connections (MAX_CONNECTIONS_PER_CLIENT, clients.c): a direct client's
+ * connection from its accept (refused there when the count is full), a
+ * proxied client's request from its head (refused 429). A handler that
+ * takes a stream's socket over takes its place too (http_req_take_client).
+ *
+ * CORS (CORS_ORIGINS): every response to an allowed Origin carries its
+ * Access-Control-* headers, the event stream's head included, and an
+ * OPTIONS request on a known path is a preflight (204); the methods it
+ * allows come from the route table, as a 405's Allow does. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -36,16 +49,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/eventfd.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "body.h"
+#include "clients.h"
 #include "clock.h"
 #include "config.h"
+#include "cors.h"
 #include "http.h"
 #include "log.h"
+#include "netaddr.h"
 #include "pipeline.h"
 
 /* Per-connection memory: request headers plus MHD's read and write
@@ -68,6 +85,9 @@
 /* While libmicrohttpd has stopped accepting for want of descriptors, how
  * often the loop runs it again to see whether some are free. */
 #define HTTP_ACCEPT_RETRY_MS 100
+/* Every X-Forwarded-For line of a request, joined: they all sit in the
+ * connection's HTTP_CONN_MEMORY, so they cannot be longer together. */
+#define HTTP_XFF_MAX HTTP_CONN_MEMORY
 
 /* One connection, from libmicrohttpd's accept to its close (its socket
  * context): the deadline by which its request must have arrived. Owned
@@ -78,9 +98,20 @@ struct http_conn {
     struct http_loop *loop;
     int64_t deadline_ms;            /* monotonic; 0: not arriving */
     int in_body;                    /* head read, body arriving: 408 possible */
+    /* A direct client's place in its count, from the accept to the close
+     * (or until a stream takes it). Empty for a trusted proxy's
+     * connection, whose requests each hold their own. */
+    struct clients_slot slot;
 };
 TAILQ_HEAD(http_conn_list, http_conn);
 TAILQ_HEAD(http_req_list, http_req);
+
+/* Every X-Forwarded-For line of a request, joined with commas. Past the
+ * buffer the oldest bytes go: the client is read from the right. */
+struct http_xff {
+    char buf[HTTP_XFF_MAX];
+    size_t len;
+};
 
 /* One HTTP thread and the daemon it runs. */
 struct http_loop {
@@ -103,6 +134,12 @@ struct http_loop {
      * ENFILE...) and stopped listening; until a connection is accepted
      * again the loop wakes every HTTP_ACCEPT_RETRY_MS to retry. */
     int accept_paused;
+    /* The place the accept policy took for the connection libmicrohttpd
+     * is starting; its start (http_on_connection) moves it into the
+     * connection. Still held after MHD_run returns, the connection failed
+     * to start (0.9.75 calls nobody then): given back. */
+    struct clients_slot pending;
+    struct http_xff xff;            /* the request being identified's */
 };
 
 struct http {
@@ -112,6 +149,7 @@ struct http {
     int quiesce_fd;                 /* eventfd: readable once http_quiesce ran */
     const struct config *cfg;
     const struct http_routes *routes;
+    struct clients *clients;        /* borrowed: connections per client */
 };
 
 struct http_req {
@@ -133,6 +171,18 @@ struct http_req {
     TAILQ_ENTRY(http_req) wait_link;    /* in loop->waiting, while waiting */
     int64_t wait_deadline_ms;       /* monotonic */
     int waiting;
+    /* The client: its address as text (the limits' key), and, through a
+     * trusted proxy, this request's place in its count. */
+    char client[NETADDR_STR_MAX];
+    struct clients_slot slot;
+    /* CORS: Access-Control-Allow-Origin for this request's Origin (NULL:
+     * none), and whether credentials are allowed with it. */
+    const char *cors_origin;
+    int cors_credentials;
+    /* A preflight, answered once the request has wholly arrived (an
+     * answer queued with the head would close the connection, and the
+     * browser sends its real request next): the path's methods. */
+    char preflight[HTTP_ALLOW_MAX];
 };
 
 /* ------------------------------------------------------------ deadlines */
@@ -224,6 +274,24 @@ http_loop_deadline_ms(struct http_loop *l)
 
 /* ------------------------------------------------------------ responses */
 
+/* The CORS headers of every response: with CORS on, each varies on
+ * Origin (a cache must not hand one origin's answer to another); an
+ * allowed origin gets Access-Control-Allow-Origin, credentials with an
+ * exact origin, and the headers a page's script may read. */
+static void
+http_add_cors(struct http_req *r, struct MHD_Response *resp)
+{
+    if (!cors_enabled(&r->loop->http->cfg->cors_origins))
+        return;
+    MHD_add_response_header(resp, "Vary", "Origin");
+    if (r->cors_origin == NULL)
+        return;
+    MHD_add_response_header(resp, "Access-Control-Allow-Origin", r->cors_origin);
+    if (r->cors_credentials)
+        MHD_add_response_header(resp, "Access-Control-Allow-Credentials", "true");
+    MHD_add_response_header(resp, "Access-Control-Expose-Headers", CORS_EXPOSE_HEADERS);
+}
+
 static enum http_ret
 http_queue(struct http_req *r, unsigned status, struct MHD_Response *resp)
 {
@@ -231,6 +299,7 @@ http_queue(struct http_req *r, unsigned status, struct MHD_Response *resp)
 
     if (resp == NULL)
         return HTTP_CLOSE;  /* out of memory: MHD closes the connection */
+    http_add_cors(r, resp);
     ret = MHD_queue_response(r->conn, status, resp);
     MHD_destroy_response(resp);
     if (ret == MHD_YES)
@@ -238,12 +307,15 @@ http_queue(struct http_req *r, unsigned status, struct MHD_Response *resp)
     return ret == MHD_YES ? HTTP_DONE : HTTP_CLOSE;
 }
 
-/* Every JSON answer goes through here: one place for its headers. */
+/* Every JSON answer goes through here: one place for its headers.
+ * retry_after: Retry-After in seconds; 0: 1 for a 503, none otherwise. */
 static enum http_ret
 http_json_response(struct http_req *r, unsigned status, const char *body,
-                   size_t len, const char *location, const char *allow)
+                   size_t len, const char *location, const char *allow,
+                   unsigned retry_after)
 {
     struct MHD_Response *resp;
+    char secs[16];
 
     resp = MHD_create_response_from_buffer(len, (void *)(uintptr_t)body,
                                            MHD_RESPMEM_MUST_COPY);
@@ -258,8 +330,12 @@ http_json_response(struct http_req *r, unsigned status, const char *body,
         MHD_add_response_header(resp, "Allow", allow);
     if (r->challenge != NULL)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, r->challenge);
-    if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
-        MHD_add_response_header(resp, "Retry-After", "1");
+    if (retry_after == 0 && status == MHD_HTTP_SERVICE_UNAVAILABLE)
+        retry_after = 1;
+    if (retry_after > 0) {
+        snprintf(secs, sizeof(secs), "%u", retry_after);
+        MHD_add_response_header(resp, "Retry-After", secs);
+    }
     /* Out of descriptors, a kept-alive connection holds one that a
      * waiting client could use. */
     if (r->no_fd)
@@ -271,12 +347,13 @@ enum http_ret
 http_send_json(struct http_req *r, unsigned status, const char *body,
                size_t len, const char *location)
 {
-    return http_json_response(r, status, body, len, location, NULL);
+    return http_json_response(r, status, body, len, location, NULL, 0);
 }
 
-enum http_ret
-http_send_error(struct http_req *r, unsigned status, const char *code,
-                const char *message, const char *allow)
+/* The body of every error: {"error":code,"message":message}. */
+static enum http_ret
+http_error_response(struct http_req *r, unsigned status, const char *code,
+                    const char *message, const char *allow, unsigned retry_after)
 {
     json_object *o = json_object_new_object();
     const char *s = NULL;
@@ -290,7 +367,7 @@ http_send_error(struct http_req *r, unsigned status, const char *code,
         s = json_object_to_json_string_length(
             o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
     if (s != NULL)
-        ret = http_json_response(r, status, s, len, NULL, allow);
+        ret = http_json_response(r, status, s, len, NULL, allow, retry_after);
     json_object_put(o);
     return ret;
 }
@@ -305,6 +382,43 @@ http_send_challenge(struct http_req *r, const char *challenge, const char *code,
     ret = http_send_error(r, MHD_HTTP_UNAUTHORIZED, code, message, NULL);
     r->challenge = NULL;
     return ret;
+}
+
+enum http_ret
+http_send_error(struct http_req *r, unsigned status, const char *code,
+                const char *message, const char *allow)
+{
+    return http_error_response(r, status, code, message, allow, 0);
+}
+
+enum http_ret
+http_send_error_retry(struct http_req *r, unsigned status, const char *code,
+                      const char *message, unsigned retry_after_s)
+{
+    return http_error_response(r, status, code, message, NULL,
+                               retry_after_s > 0 ? retry_after_s : 1);
+}
+
+/* A CORS preflight (OPTIONS on a known path, CORS on): 204, the path's
+ * methods, and for an allowed origin what it may send and for how long
+ * the browser may remember the answer. An origin not allowed gets the
+ * 204 and Allow alone: no Access-Control-* header at all. */
+static enum http_ret
+http_send_preflight(struct http_req *r, const char *methods)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(0, (void *)(uintptr_t)"", MHD_RESPMEM_PERSISTENT);
+
+    if (resp == NULL)
+        return HTTP_CLOSE;
+    MHD_add_response_header(resp, "Allow", methods);
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    if (r->cors_origin != NULL) {
+        MHD_add_response_header(resp, "Access-Control-Allow-Methods", methods);
+        MHD_add_response_header(resp, "Access-Control-Allow-Headers", CORS_ALLOW_HEADERS);
+        MHD_add_response_header(resp, "Access-Control-Max-Age", CORS_MAX_AGE);
+    }
+    return http_queue(r, MHD_HTTP_NO_CONTENT, resp);
 }
 
 enum http_ret
@@ -367,6 +481,22 @@ int
 http_req_is_http10(struct http_req *r)
 {
     return r->version != NULL && strcmp(r->version, MHD_HTTP_VERSION_1_0) == 0;
+}
+
+const char *
+http_req_client(struct http_req *r)
+{
+    return r->client;
+}
+
+void
+http_req_take_client(struct http_req *r, struct clients_slot *out)
+{
+    out->c = NULL;
+    if (r->slot.c != NULL)
+        clients_move(out, &r->slot);
+    else if (r->hc != NULL)
+        clients_move(out, &r->hc->slot);
 }
 
 void *
@@ -486,16 +616,20 @@ http_req_take_over(struct http_req *r, int *fd, char *head, size_t *head_len,
     static const char head11[] =
         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
         "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"
-        "Transfer-Encoding: chunked\r\n\r\n";
+        "Transfer-Encoding: chunked\r\n";
     static const char head10[] =
         "HTTP/1.0 200 OK\r\nContent-Type: text/event-stream\r\n"
         "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"
-        "Connection: close\r\n\r\n";
-    _Static_assert(sizeof(head11) <= HTTP_STREAM_HEAD_MAX, "head11 fits");
-    _Static_assert(sizeof(head10) <= HTTP_STREAM_HEAD_MAX, "head10 fits");
+        "Connection: close\r\n";
+    /* The CORS lines at their longest, and the blank line. */
+    _Static_assert(sizeof(head11) + sizeof("Vary: Origin\r\nAccess-Control-Allow-Origin: \r\n"
+                                           "Access-Control-Allow-Credentials: true\r\n\r\n") +
+                   CORS_ORIGIN_MAX <= HTTP_STREAM_HEAD_MAX, "the stream head fits");
+    _Static_assert(sizeof(head10) <= sizeof(head11), "head10 fits where head11 does");
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    int d, e;
+    const char *base;
+    int d, e, n;
 
     /* MHD closes its own copy when the handler returns MHD_NO, without
      * shutdown() (MHD_USE_TURBO): the duplicate keeps the connection. */
@@ -515,13 +649,22 @@ http_req_take_over(struct http_req *r, int *fd, char *head, size_t *head_len,
      * before (Nagle): SSE frames are small and each should go at once. */
     (void)setsockopt(d, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
     *chunked = !http_req_is_http10(r);
-    if (*chunked) {
-        memcpy(head, head11, sizeof(head11) - 1);
-        *head_len = sizeof(head11) - 1;
-    } else {
-        memcpy(head, head10, sizeof(head10) - 1);
-        *head_len = sizeof(head10) - 1;
+    base = *chunked ? head11 : head10;
+    /* The same CORS headers as any other response (http_add_cors). */
+    if (!cors_enabled(&r->loop->http->cfg->cors_origins))
+        n = snprintf(head, HTTP_STREAM_HEAD_MAX, "%s\r\n", base);
+    else if (r->cors_origin == NULL)
+        n = snprintf(head, HTTP_STREAM_HEAD_MAX, "%sVary: Origin\r\n\r\n", base);
+    else
+        n = snprintf(head, HTTP_STREAM_HEAD_MAX,
+                     "%sVary: Origin\r\nAccess-Control-Allow-Origin: %s\r\n%s\r\n", base,
+                     r->cors_origin,
+                     r->cors_credentials ? "Access-Control-Allow-Credentials: true\r\n" : "");
+    if (n < 0 || n >= HTTP_STREAM_HEAD_MAX) {
+        close(d);
+        return -EOVERFLOW;
     }
+    *head_len = (size_t)n;
     *fd = d;
     return 0;
 }
@@ -655,6 +798,14 @@ http_on_head(struct http_loop *l, struct http_req *r, const char *url,
         return http_send_error(r, MHD_HTTP_BAD_REQUEST, "missing_host",
                                "an HTTP/1.1 request needs a Host header", NULL);
     r->route = http_route_find(rt, url, method, r, allow, sizeof(allow), &status);
+    /* No route takes OPTIONS: with CORS on, on a path that exists it is
+     * a preflight; with CORS off, a 405 as before. */
+    if (r->route == NULL && status == MHD_HTTP_METHOD_NOT_ALLOWED &&
+        strcmp(method, MHD_HTTP_METHOD_OPTIONS) == 0 &&
+        cors_enabled(&l->http->cfg->cors_origins)) {
+        memcpy(r->preflight, allow, sizeof(r->preflight));
+        return HTTP_DONE;
+    }
     if (r->route == NULL && status == MHD_HTTP_METHOD_NOT_ALLOWED)
         return http_send_error(r, status, "method_not_allowed",
                                "this resource does not support that method", allow);
@@ -696,9 +847,59 @@ http_on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     return HTTP_QUERY_TOO_LONG;
 }
 
+/* The address of a socket address libmicrohttpd gives (it keeps the
+ * length accept() returned, but does not pass it on). */
+static int
+http_peer(const struct sockaddr *sa, struct netaddr *out)
+{
+    if (sa == NULL)
+        return -1;
+    return netaddr_from_sockaddr(sa, sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                               : sizeof(struct sockaddr_in),
+                                 out);
+}
+
+/* libmicrohttpd's accept policy, called for each accepted socket before
+ * the connection is made: a direct client whose count is full is refused
+ * here, its socket closed at once (nothing is read or answered; a browser
+ * sees a network error and retries later). A trusted proxy's connections
+ * are not counted here: one carries many clients' requests, each counted
+ * on its own (http_req_identify). */
+static enum MHD_Result
+http_on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    struct http_loop *l = cls;
+    struct http *h = l->http;
+    struct netaddr a;
+    char text[NETADDR_STR_MAX];
+
+    /* Held still, the connection it was taken for never started. */
+    clients_release(&l->pending);
+    if (netaddr_from_sockaddr(addr, addrlen, &a) == -1 ||
+        netaddr_cidrs_match(&h->cfg->trusted_proxies, &a))
+        return MHD_YES;
+    netaddr_client_key(&a);
+    switch (clients_acquire(h->clients, &a, &l->pending)) {
+    case CLIENTS_OK:
+        return MHD_YES;
+    case CLIENTS_FULL:
+        netaddr_format(&a, 64, text, sizeof(text));
+        log_debug("http: %s holds MAX_CONNECTIONS_PER_CLIENT (%u) connections: "
+                  "refused", text, h->cfg->max_connections_per_client);
+        return MHD_NO;
+    case CLIENTS_NO_MEMORY:
+        break;
+    }
+    log_warn("http: out of memory counting a client's connections: refused");
+    return MHD_NO;
+}
+
 /* A connection was accepted or closed. Accepted: its request head must
- * arrive within REQUEST_TIMEOUT_MS, and accept() works again. Without
- * memory for its deadline it keeps only libmicrohttpd's idle timeout. */
+ * arrive within REQUEST_TIMEOUT_MS, accept() works again, and it takes
+ * the place in its client's count the accept policy took. Without memory
+ * for its state it keeps only libmicrohttpd's idle timeout and is not
+ * counted (better than a place never given back). Closed: the place goes
+ * back, unless a stream took it. */
 static void
 http_on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                    enum MHD_ConnectionNotificationCode toe)
@@ -710,17 +911,98 @@ http_on_connection(void *cls, struct MHD_Connection *conn, void **socket_context
         l->accept_paused = 0;
         if ((c = calloc(1, sizeof(*c))) == NULL) {
             log_warn("http: out of memory for a connection's deadline");
+            clients_release(&l->pending);
             return;
         }
         c->conn = conn;
         c->loop = l;
+        clients_move(&c->slot, &l->pending);
         *socket_context = c;
         http_conn_arm(c, 0);
         return;
     }
-    http_conn_disarm(c);
+    if (c != NULL) {
+        http_conn_disarm(c);
+        clients_release(&c->slot);
+    }
     free(c);
     *socket_context = NULL;
+}
+
+/* libmicrohttpd's header iterator: appends each X-Forwarded-For line
+ * (a proxy may add its own line rather than extend the last) to cls, a
+ * struct http_xff. */
+static enum MHD_Result
+http_xff_collect(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    struct http_xff *x = cls;
+    size_t n = strlen(value), cap = sizeof(x->buf);
+
+    (void)kind;
+    if (strcasecmp(key, "X-Forwarded-For") != 0)
+        return MHD_YES;
+    if (n >= cap) {
+        value += n - cap;
+        n = cap;
+        x->len = 0;
+    } else if (x->len > 0 && x->len + 1 + n > cap) {
+        size_t keep = cap - 1 - n;
+
+        memmove(x->buf, x->buf + (x->len - keep), keep);
+        x->len = keep;
+    }
+    if (x->len > 0)
+        x->buf[x->len++] = ',';
+    memcpy(x->buf + x->len, value, n);
+    x->len += n;
+    return MHD_YES;
+}
+
+/* Who sent r: its TCP peer, or, when the peer is a trusted proxy, the
+ * client X-Forwarded-For names (netaddr.h); never a header from a peer
+ * we do not trust, so a client cannot choose its own address. A client
+ * through a trusted proxy takes a place in its count for the request
+ * (its connection was not counted at accept). Returns 0, or -1 with the
+ * refusal queued in *ret. */
+static int
+http_req_identify(struct http_loop *l, struct http_req *r, enum http_ret *ret)
+{
+    const struct config *cfg = l->http->cfg;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    struct netaddr client;
+    int proxied;
+
+    if (ci == NULL || http_peer(ci->client_addr, &client) == -1) {
+        snprintf(r->client, sizeof(r->client), "unknown");
+        return 0;
+    }
+    proxied = netaddr_cidrs_match(&cfg->trusted_proxies, &client);
+    if (proxied) {
+        l->xff.len = 0;
+        MHD_get_connection_values(r->conn, MHD_HEADER_KIND, http_xff_collect, &l->xff);
+        (void)netaddr_client_from_xff(l->xff.buf, l->xff.len, &cfg->trusted_proxies, &client);
+    }
+    netaddr_client_key(&client);
+    netaddr_format(&client, 64, r->client, sizeof(r->client));
+    if (!proxied)
+        return 0;
+    switch (clients_acquire(l->http->clients, &client, &r->slot)) {
+    case CLIENTS_OK:
+        return 0;
+    case CLIENTS_FULL:
+        log_debug("http: %s holds MAX_CONNECTIONS_PER_CLIENT (%u) requests and "
+                  "streams: refused", r->client, cfg->max_connections_per_client);
+        *ret = http_send_error(r, MHD_HTTP_TOO_MANY_REQUESTS, "too_many_connections",
+                               "this client address holds MAX_CONNECTIONS_PER_CLIENT "
+                               "connections already", NULL);
+        return -1;
+    case CLIENTS_NO_MEMORY:
+        break;
+    }
+    *ret = http_send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "out_of_memory",
+                           "the server is out of memory", NULL);
+    return -1;
 }
 
 /* MHD calls this once with the headers, then once per body chunk, then
@@ -736,6 +1018,7 @@ http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
 {
     struct http_loop *l = cls;
     struct http_req *r = *con_cls;
+    enum http_ret ret;
 
     if (r == NULL || r == HTTP_QUERY_TOO_LONG) {
         const union MHD_ConnectionInfo *ci =
@@ -753,6 +1036,15 @@ http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
         r->hc = ci != NULL ? ci->socket_context : NULL;
         /* The head is in; the body, if any, gets its own deadline. */
         http_conn_arm(r->hc, 1);
+        if (cors_enabled(&l->http->cfg->cors_origins)) {
+            const char *origin = http_req_header(r, "Origin");
+
+            r->cors_origin = cors_allow(&l->http->cfg->cors_origins, origin,
+                                        origin != NULL ? strlen(origin) : 0,
+                                        &r->cors_credentials);
+        }
+        if (http_req_identify(l, r, &ret) == -1)
+            return (enum MHD_Result)ret;
         if (query_too_long)
             return (enum MHD_Result)http_send_error(
                 r, MHD_HTTP_URI_TOO_LONG, "uri_too_long",
@@ -773,6 +1065,8 @@ http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
         return (enum MHD_Result)http_send_error(
             r, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large",
             "the body is larger than 65536 bytes", NULL);
+    if (r->preflight[0] != '\0')
+        return (enum MHD_Result)http_send_preflight(r, r->preflight);
     return (enum MHD_Result)r->route->handler(r, l->http->routes->arg);
 }
 
@@ -797,6 +1091,7 @@ http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     http_wait_unlink(r);
     if (r->state_free != NULL)
         r->state_free(r->state);
+    clients_release(&r->slot);
     free(r->body);
     free(r);
     *con_cls = NULL;
@@ -855,7 +1150,7 @@ http_start_daemon(struct http_loop *l, const struct sockaddr_in *sin, unsigned c
          * copy of a taken-over socket must not shutdown() it
          * (connection.c, MHD_connection_mark_closed_). */
         MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_TURBO,
-        0, NULL, NULL, http_on_request, l,
+        0, http_on_accept, l, http_on_request, l,
         /* First, so MHD's own start-up messages use it too. */
         MHD_OPTION_EXTERNAL_LOGGER, http_on_mhd_log, l,
         MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)sin,
@@ -923,8 +1218,11 @@ http_loop_run_mhd(struct http_loop *l)
     unsigned before = http_loop_connections(l);
 
     MHD_run(l->daemon);
-    if (http_loop_connections(l) < before)
+    clients_release(&l->pending);   /* accepted, then failed to start */
+    if (http_loop_connections(l) < before) {
         MHD_run(l->daemon);
+        clients_release(&l->pending);
+    }
 }
 
 /* The HTTP thread. Why not MHD's own internal thread: in 0.9.75 (and
@@ -1009,6 +1307,7 @@ http_loop_main(void *arg)
     pipeline_free(l->pipe);
     l->pipe = NULL;
     MHD_run(l->daemon);
+    clients_release(&l->pending);
     return NULL;
 }
 
@@ -1029,7 +1328,7 @@ http_port_free(const struct sockaddr_in *sin)
 
 struct http *
 http_start(const struct config *cfg, const struct http_routes *routes,
-           char *err, size_t errlen)
+           struct clients *clients, char *err, size_t errlen)
 {
     unsigned n = cfg->http_threads;
     /* Each thread's share of MAX_CONNECTIONS, rounded up. */
@@ -1064,6 +1363,7 @@ http_start(const struct config *cfg, const struct http_routes *routes,
     }
     h->cfg = cfg;
     h->routes = routes;
+    h->clients = clients;
     while (h->nloops < n) {
         /* Counted before it is set up: http_stop cleans up whatever of
          * it was started. */

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct clients;
+struct clients_slot;
 struct config;
 struct http;
 struct http_req;
@@ -46,11 +48,12 @@ struct http_routes {
 };
 
 /* Starts cfg's HTTP_THREADS threads, each listening on cfg's address and
- * port and each with its pipelined Redis connection. Borrows cfg and
- * routes. Returns NULL with a reason in err. */
+ * port and each with its pipelined Redis connection. Counts connections
+ * per client in clients (MAX_CONNECTIONS_PER_CLIENT). Borrows cfg, routes
+ * and clients. Returns NULL with a reason in err. */
 struct http *
 http_start(const struct config *cfg, const struct http_routes *routes,
-           char *err, size_t errlen);
+           struct clients *clients, char *err, size_t errlen);
 
 /* Stops accepting connections; open ones carry on. */
 void
@@ -82,6 +85,20 @@ const char *
 http_req_body(struct http_req *r, size_t *len);
 int
 http_req_is_http10(struct http_req *r);
+
+/* The client's address as text, the key of its limits: the TCP peer, or
+ * the address X-Forwarded-For names when the peer is a trusted proxy; an
+ * IPv6 client as its /64 ("2001:db8:1:2::/64"); "unknown" if there is
+ * none. Valid for the request's life. */
+const char *
+http_req_client(struct http_req *r);
+
+/* After a successful http_req_take_over: moves the connection's place in
+ * its client's count (MAX_CONNECTIONS_PER_CLIENT) into *out (empty when
+ * it holds none), so the taken-over socket counts until whoever owns it
+ * then gives the place back (stream_hold_client). */
+void
+http_req_take_client(struct http_req *r, struct clients_slot *out);
 
 /* The request's own state, for a handler that answers later: set once;
  * free_fn(state) runs when the request ends, however it ends. */
@@ -117,13 +134,14 @@ http_wake(void *arg);
 
 /* Takes the connection over for an event stream ssegate writes itself:
  * *fd gets a non-blocking duplicate of the socket (TCP_NODELAY set),
- * head the response head (200, the event-stream headers; chunked on
+ * head the response head (200, the event-stream headers and, with
+ * CORS_ORIGINS, the same CORS headers as any response; chunked on
  * HTTP/1.1, close-delimited on 1.0), *chunked which of the two. Returns
  * 0, after which the handler must return HTTP_CLOSE (libmicrohttpd then
  * forgets the connection without shutting the socket down), or a
  * negative errno: -EMFILE or -ENFILE when no descriptor is left (the
  * answer then closes the connection, freeing its descriptor). */
-#define HTTP_STREAM_HEAD_MAX 256
+#define HTTP_STREAM_HEAD_MAX 512
 int
 http_req_take_over(struct http_req *r, int *fd, char *head, size_t *head_len,
                    int *chunked);
@@ -146,6 +164,11 @@ http_send_error(struct http_req *r, unsigned status, const char *code,
 enum http_ret
 http_send_challenge(struct http_req *r, const char *challenge, const char *code,
                     const char *message);
+/* Like http_send_error, with Retry-After: retry_after_s (at least 1):
+ * the 429 of a rate limit. */
+enum http_ret
+http_send_error_retry(struct http_req *r, unsigned status, const char *code,
+                      const char *message, unsigned retry_after_s);
 
 /* A static file (not copied: data must outlive the server). */
 enum http_ret

@@ -244,6 +244,12 @@ bucket_reserve(struct bucket *b)
 int
 hub_add(struct hub *h, struct stream *s)
 {
+    return hub_add_limited(h, s, 0);
+}
+
+int
+hub_add_limited(struct hub *h, struct stream *s, size_t max_per_user)
+{
     uint32_t hash;
     struct shard *sh = hub_shard_for(h, stream_user_id(s), &hash);
     struct stream_hub_link *l = stream_hub_link(s);
@@ -255,6 +261,10 @@ hub_add(struct hub *h, struct stream *s)
         goto out;
     if ((b = shard_get_bucket(sh, hash, stream_user_id(s))) == NULL)
         goto out;
+    if (max_per_user > 0 && sh != &h->shard[HUB_FIREHOSE] && b->count >= max_per_user) {
+        rc = HUB_ADD_FULL;          /* b has streams: it stays */
+        goto out;
+    }
     if (bucket_reserve(b) == -1) {
         if (b->count == 0)
             shard_drop_bucket(sh, hash, b);

@@ -30,6 +30,15 @@ hub_free(struct hub *h);
 int
 hub_add(struct hub *h, struct stream *s);
 
+/* Like hub_add, but a user (not the firehose) that already has
+ * max_per_user streams here gets none more: then returns HUB_ADD_FULL,
+ * and s is not indexed. max_per_user 0: no limit. The check and the add
+ * are one step under the user's shard lock, so opens racing on several
+ * HTTP threads never pass the limit. */
+#define HUB_ADD_FULL (-2)
+int
+hub_add_limited(struct hub *h, struct stream *s, size_t max_per_user);
+
 /* The one way a stream ends, whatever the reason: unindexes it (no
  * producer reaches it after this), closes it (no more writes or wakes),
  * logs one line with the reason, counts it, and drops the caller's

@@ -1,6 +1,7 @@
 /* main.c -- wiring, signals and the shutdown order. Owns the event base,
  * the fan-out helpers, the hub, the writer loops, the replay reader, the
- * subscriber, the HTTP server and the shared hello frame.
+ * subscriber, the HTTP server, the per-client connection counts and the
+ * shared hello frame.
  *
  * Threads: this one runs the libevent loop (the Redis subscription and
  * the fan-out, signals); http.c runs HTTP_THREADS HTTP threads, writer.c
@@ -19,6 +20,7 @@
 #include "api.h"
 #include "app.h"
 #include "auth.h"
+#include "clients.h"
 #include "clock.h"
 #include "config.h"
 #include "fanout.h"
@@ -48,6 +50,7 @@ struct gateway {
     struct http *http;
     struct http_routes routes;
     struct fanout *fanout;
+    struct clients *clients;    /* connections per client address */
     struct event *sigint_ev, *sigterm_ev, *drain_ev;
     int drain_ticks;
 };
@@ -228,6 +231,7 @@ main(int argc, char **argv)
     }
     if ((g.base = event_base_new()) == NULL ||
         (g.fanout = fanout_new(g.cfg.fanout_threads, MAIN_FANOUT_MIN)) == NULL ||
+        (g.clients = clients_new(g.cfg.max_connections_per_client)) == NULL ||
         (g.app.hub = hub_new(g.fanout, (int)g.cfg.fanout_uring)) == NULL ||
         (g.app.hello = main_hello_frame(&g.cfg)) == NULL ||
         (g.app.replay = replay_new(g.base, &g.cfg)) == NULL ||
@@ -244,7 +248,7 @@ main(int argc, char **argv)
         goto out;
     }
     api_routes(&g.app, &g.routes);
-    if ((g.http = http_start(&g.cfg, &g.routes, err, sizeof(err))) == NULL) {
+    if ((g.http = http_start(&g.cfg, &g.routes, g.clients, err, sizeof(err))) == NULL) {
         log_error("start-up failed: %s", err);
         goto out;
     }
@@ -269,6 +273,9 @@ out:
     subscriber_free(g.app.sub);
     replay_free(g.app.replay);
     hub_free(g.app.hub);
+    /* After every stream's last reference: each gave its client's place
+     * back as its socket closed. */
+    clients_free(g.clients);
     fanout_free(g.fanout);
     sse_frame_unref(g.app.hello);
     auth_free(g.app.auth);

@@ -163,7 +163,7 @@ pipeline_on_disconnect(const redisAsyncContext *ac, int status)
 }
 
 /* Starts connecting: commands sent now wait in hiredis's buffer until the
- * socket is up. Authenticates and loads both scripts first (pipelined,
+ * socket is up. Authenticates and loads every script first (pipelined,
  * so Redis runs them before any request's script). Returns -1 if Redis is known to be
  * down or cannot be reached. */
 static int

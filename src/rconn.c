@@ -65,8 +65,16 @@ rconn_port(void)
 const char *
 rconn_script_text(enum rconn_script script)
 {
-    return script == RCONN_SCRIPT_WRITE ? (const char *)rconn_lua_write
-                                        : (const char *)rconn_lua_read;
+    switch (script) {
+    case RCONN_SCRIPT_WRITE:
+        return (const char *)rconn_lua_write;
+    case RCONN_SCRIPT_READ:
+        return (const char *)rconn_lua_read;
+    case RCONN_SCRIPT_RATELIMIT:
+    case RCONN_SCRIPT_COUNT:
+        break;
+    }
+    return (const char *)rconn_lua_ratelimit;
 }
 
 /* Remembers the SHA a SCRIPT LOAD answered; -1 if r is not one. */

@@ -36,8 +36,11 @@ rconn_port(void);
 
 /* ------------------------------------------------------------ scripts */
 
-/* The Lua scripts every write and every history read run (src/lua/). */
-enum rconn_script { RCONN_SCRIPT_WRITE, RCONN_SCRIPT_READ, RCONN_SCRIPT_COUNT };
+/* The Lua scripts every write and every history read run, and the rate
+ * limits' check (src/lua/). */
+enum rconn_script {
+    RCONN_SCRIPT_WRITE, RCONN_SCRIPT_READ, RCONN_SCRIPT_RATELIMIT, RCONN_SCRIPT_COUNT
+};
 
 /* A script command's argv starts "EVALSHA" sha numkeys (or "EVAL" text
  * numkeys); the script's keys and arguments follow from RCONN_ARGV_FIRST. */
@@ -48,6 +51,7 @@ enum rconn_argv { RCONN_ARGV_CMD, RCONN_ARGV_SCRIPT, RCONN_ARGV_NKEYS, RCONN_ARG
  * rconn_script_text. */
 extern const unsigned char rconn_lua_write[];
 extern const unsigned char rconn_lua_read[];
+extern const unsigned char rconn_lua_ratelimit[];
 
 const char *
 rconn_script_text(enum rconn_script script);

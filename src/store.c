@@ -11,6 +11,7 @@
  *        ssegate:lastid            the last event id handed out
  *        ssegate:history           firehose history (stream, capped)
  *        ssegate:history:<userId>  one user's history (stream, capped)
+ *        ssegate:rl:<scope>:<addr> a client's rate-limit bucket (GCRA time, expiring)
  * History entries have fields t (event type) and e (the envelope). */
 #include <errno.h>
 #include <hiredis/hiredis.h>
@@ -98,6 +99,15 @@ enum store_read_reply {
 };
 #define READ_NKEYS "3"
 _Static_assert(READ_MUST_EXIST - READ_KEY_HISTORY == 3, "READ_NKEYS");
+
+/* The rate-limit script's argv (src/lua/ratelimit.lua). */
+enum store_ratelimit_argv {
+    RATELIMIT_KEY = RCONN_ARGV_FIRST,
+    RATELIMIT_LIMIT,                /* ARGV[1]: N */
+    RATELIMIT_INTERVAL,             /* ms between requests at the rate: W / N */
+    RATELIMIT_ARGC
+};
+#define RATELIMIT_NKEYS "1"
 
 _Static_assert(CREATE_ARGC <= STORE_CMD_ARGC_MAX && EVENT_ARGC <= STORE_CMD_ARGC_MAX &&
                SNAPSHOT_ARGC <= STORE_CMD_ARGC_MAX && READ_ARGC <= STORE_CMD_ARGC_MAX,
@@ -518,6 +528,54 @@ store_read_command(struct store_cmd *c, const char *user_id,
     c->argv[READ_COUNT] = c->count;
     c->argv[READ_BUDGET] = c->budget;
     store_cmd_finish(c, READ_ARGC);
+}
+
+void
+store_ratelimit_command(struct store_cmd *c, const char *scope, const char *client,
+                        unsigned n, unsigned window_s)
+{
+    /* Rounded up: the sustained rate never exceeds N per W, and the
+     * burst stays N whatever the rounding (ratelimit.lua). */
+    uint64_t interval = ((uint64_t)window_s * 1000 + n - 1) / n;
+
+    memset(c, 0, sizeof(*c));
+    c->script = RCONN_SCRIPT_RATELIMIT;
+    snprintf(c->key, sizeof(c->key), "ssegate:rl:%s:%s", scope, client);
+    snprintf(c->num1, sizeof(c->num1), "%u", n);
+    snprintf(c->num2, sizeof(c->num2), "%" PRIu64, interval);
+    c->argv[RCONN_ARGV_NKEYS] = RATELIMIT_NKEYS;
+    c->argv[RATELIMIT_KEY] = c->key;
+    c->argv[RATELIMIT_LIMIT] = c->num1;
+    c->argv[RATELIMIT_INTERVAL] = c->num2;
+    store_cmd_finish(c, RATELIMIT_ARGC);
+}
+
+enum store_result
+store_ratelimit_result(const struct redisReply *r, int *allowed, unsigned *retry_after_s)
+{
+    enum store_result rc = store_reply_status(r, "rate limit");
+    long long ms;
+
+    *allowed = 0;
+    *retry_after_s = 1;
+    if (rc != STORE_OK)
+        return rc;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER ||
+        r->element[1]->type != REDIS_REPLY_INTEGER) {
+        log_error("redis: unexpected reply to a rate-limit check");
+        return STORE_ERROR;
+    }
+    *allowed = r->element[0]->integer == 1;
+    ms = r->element[1]->integer;
+    /* Whole seconds, rounded up: a client that waits that long is let in. */
+    if (ms > 1000) {
+        long long secs = (ms + 999) / 1000;
+
+        *retry_after_s = secs > (long long)CONFIG_RATE_WINDOW_MAX ? CONFIG_RATE_WINDOW_MAX
+                                                                 : (unsigned)secs;
+    }
+    return STORE_OK;
 }
 
 void

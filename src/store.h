@@ -77,6 +77,7 @@ struct store_cmd {
     size_t lens[STORE_CMD_ARGC_MAX];
     char history[STORE_KEY_MAX];
     char account[STORE_KEY_MAX];
+    char key[STORE_KEY_MAX];    /* any other key (a rate limit's) */
     char after[EVENTID_STR_MAX];
     char count[STORE_NUM_MAX];
     char budget[STORE_NUM_MAX];
@@ -171,6 +172,20 @@ store_event_command(struct store_cmd *c, const char *user_id,
 void
 store_read_command(struct store_cmd *c, const char *user_id,
                    const struct event_id *after, size_t budget);
+
+/* Fills c for one rate-limit check (src/lua/ratelimit.lua) of the client
+ * named client (an address as text) in scope ("writes", "streams"): at
+ * most n requests per window_s seconds, shared by every instance. */
+void
+store_ratelimit_command(struct store_cmd *c, const char *scope, const char *client,
+                        unsigned n, unsigned window_s);
+
+/* The outcome of a rate-limit check (NULL: no answer): STORE_OK with
+ * *allowed (1: counted, go on; 0: refused, *retry_after_s the whole
+ * seconds, at least 1, until a request would be allowed), or the store's
+ * error (Redis could not answer). */
+enum store_result
+store_ratelimit_result(const struct redisReply *r, int *allowed, unsigned *retry_after_s);
 
 void
 store_command_clear(struct store_cmd *c);

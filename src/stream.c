@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clients.h"
 #include "clock.h"
 #include "sse.h"
 #include "stream.h"
@@ -52,6 +53,9 @@ struct stream {
     struct event_id last_id;    /* id of the last frame queued */
 
     struct wire wire;           /* the socket, after the hand-off */
+    /* Its client's connection count, held until the socket closes. Set
+     * once by the owner before the hand-off; read only at the free. */
+    struct clients_slot client;
     int ready;                  /* head sent, socket not full: producers may write */
     int inflight;               /* a prepared write is pending (stream_push_complete) */
     int ending;                 /* send what is queued, then end */
@@ -187,8 +191,17 @@ stream_unref(struct stream *s)
     frameq_clear(&s->queue);
     frameq_clear(&s->held);
     wire_close(&s->wire);
+    /* The socket is closed: the client may connect once more. */
+    clients_release(&s->client);
     pthread_mutex_destroy(&s->mu);
     free(s);
+}
+
+void
+stream_hold_client(struct stream *s, struct clients_slot *slot)
+{
+    clients_release(&s->client);        /* never held twice */
+    clients_move(&s->client, slot);
 }
 
 int

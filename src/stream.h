@@ -13,6 +13,7 @@
 #include "envelope.h"
 #include "eventid.h"
 
+struct clients_slot;
 struct event;
 struct hub;
 struct sse_frame;
@@ -56,6 +57,14 @@ struct stream *
 stream_ref(struct stream *s);
 void
 stream_unref(struct stream *s);
+
+/* The stream takes over *slot (its client's connection count,
+ * MAX_CONNECTIONS_PER_CLIENT) and gives it back when its socket closes,
+ * with its last reference: a stream counts as its client's connection
+ * after libmicrohttpd has forgotten it. *slot is left empty. Call before
+ * the hand-off, from the stream's owner. */
+void
+stream_hold_client(struct stream *s, struct clients_slot *slot);
 
 /* The hand-off: the stream writes to fd (taken over, non-blocking) from
  * now on, head first; chunked: frames go out as HTTP/1.1 chunks. wake

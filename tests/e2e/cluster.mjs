@@ -86,7 +86,10 @@ export async function http(port, method, p, body, headers = {}) {
 export class Cluster {
   constructor(opts = {}) {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ssegate-e2e-'));
-    this.env = { HEARTBEAT_SECS: '1', SSE_RETRY_MS: '300', HTTP_THREADS: '4', ...(opts.env || {}) };
+    // TRUSTED_PROXIES as scripts/cluster sets it: nginx connects from
+    // 127.0.0.1 and names each client in X-Forwarded-For.
+    this.env = { HEARTBEAT_SECS: '1', SSE_RETRY_MS: '300', HTTP_THREADS: '4',
+                 TRUSTED_PROXIES: '127.0.0.1/32', ...(opts.env || {}) };
     this.procs = [];
   }
 

@@ -350,11 +350,12 @@ class SSEClient:
     """A streaming GET /events/sse reader: parses status and headers, then
     chunked encoding and SSE fields incrementally."""
 
-    def __init__(self, port, query="", last_event_id=None, timeout=10):
+    def __init__(self, port, query="", last_event_id=None, timeout=10, headers=None):
         self.sock = socket.create_connection((HOST, port), timeout=timeout)
         hdrs = "Host: %s:%d\r\nAccept: text/event-stream\r\n" % (HOST, port)
         if last_event_id is not None:
             hdrs += "Last-Event-ID: %s\r\n" % last_event_id
+        hdrs += "".join("%s: %s\r\n" % kv for kv in (headers or {}).items())
         path = "/events/sse" + ("?" + query if query else "")
         self.sock.sendall(("GET %s HTTP/1.1\r\n%s\r\n" % (path, hdrs)).encode())
         self.raw = b""          # undecoded bytes from the socket
@@ -368,6 +369,7 @@ class SSEClient:
         self._cur = {}
         head = self._read_until(b"\r\n\r\n", timeout)
         lines = head.decode("latin-1").split("\r\n")
+        self.head_lines = lines
         self.status = int(lines[0].split()[1])
         self.headers = {}
         for line in lines[1:]:

@@ -3,6 +3,7 @@
 compose/docker-compose.yml and checks its services, ports and variables
 against env.example, nginx/nginx.conf, the Dockerfile and what the binary
 itself accepts (`ssegate --help`). Prints TAP."""
+import ipaddress
 import os
 import re
 import subprocess
@@ -65,6 +66,13 @@ def test_compose_services():
         assert b["depends_on"]["redis"]["condition"] == "service_healthy"
     n = svcs["nginx"]
     assert "80:80" in n["ports"], n["ports"]
+    # The backends trust nginx, and only nginx, for X-Forwarded-For.
+    nginx_ip = n["networks"]["default"]["ipv4_address"]
+    subnet = c["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    assert ipaddress.ip_address(nginx_ip) in ipaddress.ip_network(subnet), (nginx_ip, subnet)
+    for name in ("backend-1", "backend-2"):
+        assert svcs[name]["environment"]["TRUSTED_PROXIES"] == nginx_ip + "/32", \
+            svcs[name]["environment"]
     assert "../nginx/nginx.conf:/etc/nginx/nginx.conf:ro" in n["volumes"], n["volumes"]
     for name in ("backend-1", "backend-2"):
         assert n["depends_on"][name]["condition"] == "service_healthy"

@@ -296,8 +296,11 @@ def test_descriptor_shortage(env):
     gone the instance accepts again at once. It used to stop accepting for
     good: libmicrohttpd stops accept() on EMFILE and re-arms it only in a
     later MHD_run, while our loop slept in poll() with no timeout."""
+    # A long REDIS_TIMEOUT_MS: a Redis connection reset on a loaded
+    # machine would free a descriptor in the middle of the count.
     g = Gateway(BIN, env.redis, env.work.path, "limits-fd", HTTP_THREADS=1,
-                REQUEST_TIMEOUT_MS=int(TIMEOUT_S * 1000))
+                REQUEST_TIMEOUT_MS=int(TIMEOUT_S * 1000), REDIS_TIMEOUT_MS=30000,
+                MAX_CONNECTIONS_PER_CLIENT=0)
     env.extra.append(g)
     acct = env.account(g.port)
     base = fd_count(g.proc.pid)

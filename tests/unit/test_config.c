@@ -316,6 +316,88 @@ test_error_buffer_is_bounded(void **state)
 }
 
 /* Reads config_usage() into buf through a temporary file. */
+/* RATE_LIMIT_*, TRUSTED_PROXIES, the per-client and per-user caps and
+ * CORS_ORIGINS: off by default but the connection cap; every accepted
+ * form; the one-line error for each bad one. */
+static void
+test_client_limits(void **state)
+{
+    const char *env[] = {
+        "RATE_LIMIT_WRITES=100/10s", "RATE_LIMIT_STREAMS=5/1m",
+        "TRUSTED_PROXIES=127.0.0.1/32, 10.0.0.0/8,fd00::/8",
+        "MAX_STREAMS_PER_USER=3", "MAX_CONNECTIONS_PER_CLIENT=0",
+        "CORS_ORIGINS=https://app.example.com,http://localhost:8080", NULL
+    };
+    static const struct { const char *v; unsigned n, w; } rates[] = {
+        { "1/1s", 1, 1 }, { "10/s", 10, 1 }, { "100/10s", 100, 10 },
+        { "2/3m", 2, 180 }, { "1000000/24h", 1000000, 86400 }, { "7/86400s", 7, 86400 },
+        { "007/010s", 7, 10 },
+    };
+    const char *rate_bad[] = { "100", "100/", "/10s", "0/10s", "100/0s", "100/10",
+                               "100/10x", "100/25h", "100/86401s", "1000001/1s",
+                               "-1/10s", "1e3/10s", "100/10 s", " 100/10s", "100/10S",
+                               "99999999999999999999/1s", NULL };
+    struct config c;
+    char err[256], want[256];
+
+    (void)state;
+    assert_int_equal(load(&c, NULL, NULL, err, sizeof(err)), CONFIG_OK);
+    assert_int_equal(c.rate_limit_writes.n, 0);
+    assert_int_equal(c.rate_limit_streams.n, 0);
+    assert_int_equal(c.trusted_proxies.n, 0);
+    assert_int_equal(c.max_streams_per_user, 0);
+    assert_int_equal(c.max_connections_per_client, 256);
+    assert_false(cors_enabled(&c.cors_origins));
+
+    assert_int_equal(load(&c, env, NULL, err, sizeof(err)), CONFIG_OK);
+    assert_int_equal(c.rate_limit_writes.n, 100);
+    assert_int_equal(c.rate_limit_writes.window_s, 10);
+    assert_int_equal(c.rate_limit_streams.n, 5);
+    assert_int_equal(c.rate_limit_streams.window_s, 60);
+    assert_int_equal(c.trusted_proxies.n, 3);
+    assert_int_equal(c.max_streams_per_user, 3);
+    assert_int_equal(c.max_connections_per_client, 0);
+    assert_int_equal(c.cors_origins.n, 2);
+    assert_string_equal(c.cors_origins.v[1], "http://localhost:8080");
+
+    for (size_t i = 0; i < sizeof(rates) / sizeof(rates[0]); i++) {
+        const char *args[] = { "--rate-limit-writes", rates[i].v, NULL };
+
+        assert_int_equal(load(&c, NULL, args, err, sizeof(err)), CONFIG_OK);
+        assert_int_equal(c.rate_limit_writes.n, rates[i].n);
+        assert_int_equal(c.rate_limit_writes.window_s, rates[i].w);
+    }
+    for (const char **v = rate_bad; *v != NULL; v++) {
+        char var[64];
+        const char *e[] = { var, NULL };
+        char shown[48];
+
+        snprintf(var, sizeof(var), "RATE_LIMIT_STREAMS=%s", *v);
+        snprintf(shown, sizeof(shown), "%.44s%s", *v, strlen(*v) > 44 ? "..." : "");
+        snprintf(want, sizeof(want), "RATE_LIMIT_STREAMS: '%s' is not N/Ws, N requests "
+                 "(1..1000000) per W seconds (s, m or h; at most a day), e.g. 100/10s",
+                 shown);
+        expect_error(e, NULL, want);
+    }
+    {
+        const char *bad_cidr[] = { "TRUSTED_PROXIES=127.0.0.1/32,localhost", NULL };
+        const char *bad_bits[] = { "TRUSTED_PROXIES=10.0.0.1/8", NULL };
+        const char *flag[] = { "--trusted-proxies=10.0.0.0/8,", NULL };
+        const char *bad_origin[] = { "CORS_ORIGINS=https://app.example.com/", NULL };
+        const char *bad_cap[] = { "MAX_CONNECTIONS_PER_CLIENT=1000001", NULL };
+
+        expect_error(bad_cidr, NULL,
+                     "TRUSTED_PROXIES: 'localhost' is not an IPv4 or IPv6 address");
+        expect_error(bad_bits, NULL, "TRUSTED_PROXIES: '10.0.0.1/8' has bits set past its /8");
+        expect_error(NULL, flag, "--trusted-proxies: an empty item in the list");
+        expect_error(bad_origin, NULL,
+                     "CORS_ORIGINS: 'https://app.example.com/' is not an origin like "
+                     "https://app.example.com (lower case, no path, no trailing slash) or *");
+        expect_error(bad_cap, NULL,
+                     "MAX_CONNECTIONS_PER_CLIENT: '1000001' is out of range 0..1000000");
+    }
+}
+
 static void
 read_usage(char *buf, size_t cap)
 {
@@ -340,8 +422,10 @@ test_usage(void **state)
         "HEARTBEAT_SECS", "SSE_RETRY_MS", "HTTP_THREADS", "MAX_CONNECTIONS",
         "STREAM_QUEUE_KIB", "WRITER_THREADS", "FANOUT_THREADS", "FANOUT_URING",
         "PUBLISH_BACKLOG", "PUBLISH_WAIT_MS", "REDIS_TIMEOUT_MS", "LOG_LEVEL",
+        "RATE_LIMIT_WRITES", "RATE_LIMIT_STREAMS", "TRUSTED_PROXIES",
+        "MAX_STREAMS_PER_USER", "MAX_CONNECTIONS_PER_CLIENT", "CORS_ORIGINS",
     };
-    char buf[8192];
+    char buf[16384];
     const char *line;
     long column = -1;
 
@@ -494,6 +578,7 @@ main(void)
         cmocka_unit_test(test_usage),
         cmocka_unit_test(test_auth_settings),
         cmocka_unit_test(test_token_args),
+        cmocka_unit_test(test_client_limits),
     };
 
     /* A hang (a deadlock, an endless loop) must fail the test, not stall

@@ -72,12 +72,44 @@ test_dropped_stream_gets_nothing(void **state)
     hub_free(h);
 }
 
+/* MAX_STREAMS_PER_USER: a user at the limit gets no more until one of
+ * its streams goes; other users and the firehose are not limited by it. */
+static void
+test_limit_per_user(void **state)
+{
+    struct hub *h = hub_new(NULL, 0);
+    struct stream *s[6];
+
+    (void)state;
+    assert_non_null(h);
+    for (int i = 0; i < 6; i++)
+        assert_non_null(s[i] = stream_new(i < 3 ? "7" : i == 3 ? "8" : "", 1 << 20, NULL));
+    assert_int_equal(hub_add_limited(h, s[0], 2), 0);
+    assert_int_equal(hub_add_limited(h, s[1], 2), 0);
+    assert_int_equal(hub_add_limited(h, s[2], 2), HUB_ADD_FULL);
+    assert_int_equal(hub_add_limited(h, s[3], 2), 0);          /* user 8 */
+    assert_int_equal(hub_add_limited(h, s[4], 1), 0);          /* the firehose */
+    assert_int_equal(hub_add_limited(h, s[5], 1), 0);
+    assert_int_equal(hub_count(h), 5);
+    hub_drop_stream(h, s[0], STREAM_END_CLIENT);
+    assert_int_equal(hub_add_limited(h, s[2], 2), 0);
+    assert_int_equal(hub_add_limited(h, s[2], 0), -1);         /* indexed once */
+    hub_drop_stream(h, s[1], STREAM_END_CLIENT);
+    hub_drop_stream(h, s[2], STREAM_END_CLIENT);
+    hub_drop_stream(h, s[3], STREAM_END_CLIENT);
+    hub_drop_stream(h, s[4], STREAM_END_CLIENT);
+    hub_drop_stream(h, s[5], STREAM_END_CLIENT);
+    assert_int_equal(hub_count(h), 0);
+    hub_free(h);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_drop_counts_each_reason),
         cmocka_unit_test(test_dropped_stream_gets_nothing),
+        cmocka_unit_test(test_limit_per_user),
     };
 
     alarm(60);
