@@ -4,7 +4,7 @@
 const $ = (sel) => document.querySelector(sel);
 // EventSource delivers named events only to listeners of that name.
 const EVENT_TYPES = ['account.created', 'snapshot', 'gap', 'message', 'order.shipped'];
-const state = { es: null, accountId: null, opens: 0, events: [] };
+const state = { es: null, accountId: null, opens: 0, events: [], lastId: null, tokens: 0 };
 window.ssegate = state;   // for the end-to-end test
 
 function setState(name) {
@@ -19,12 +19,19 @@ function say(text, bad) {
   el.style.color = bad ? 'var(--bad)' : '';
 }
 
+// Secure mode: every write needs a publish key. A real page never holds
+// one; here the page plays the part of your application's back end too.
+function publishKey() {
+  return $('#publish-key').value.trim();
+}
+
 async function api(method, path, body) {
   const init = { method, headers: {} };
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
   }
+  if (publishKey()) init.headers['Authorization'] = 'Bearer ' + publishKey();
   const res = await fetch(path, init);
   const json = await res.json().catch(() => ({}));
   if (!res.ok) throw new Error(json.message || ('HTTP ' + res.status));
@@ -53,19 +60,48 @@ function addRow(ev) {
   }
   $('#events tbody').prepend(tr);
   $('#count').textContent = '(' + state.events.length + ')';
-  if (row.id) $('#last-id').textContent = row.id;
+  if (row.id) {
+    state.lastId = row.id;
+    $('#last-id').textContent = row.id;
+  }
 }
 
-// fromStart: replay the account's whole history first (lastEventId=0);
-// later reconnects carry Last-Event-ID, which the server prefers.
-function connect(id, fromStart) {
+// Secure mode: a stream needs a token for its user. Your application's
+// back end would issue it; this page asks the gateway with the publish
+// key (POST /tokens). No key: open mode, no token.
+async function streamToken(id) {
+  if (!publishKey()) return null;
+  const ttlSecs = Number($('#token-ttl').value) || 3600;
+  const t = await api('POST', '/tokens', { sub: id, ttlSecs });
+  state.tokens += 1;
+  $('#tokens').textContent = String(state.tokens);
+  return t.token;
+}
+
+// resume: the id to replay after ('0': the account's whole history), or
+// null for live events only. Later reconnects of the same EventSource
+// carry Last-Event-ID, which the server prefers.
+async function connect(id, resume) {
   if (state.es) state.es.close();
-  state.accountId = id;
-  state.opens = 0;
+  state.es = null;
+  if (id !== state.accountId) {
+    state.accountId = id;
+    state.opens = 0;
+  }
   $('#account-id').textContent = id;
   $('#snapshot').disabled = false;
-  const url = '/events/sse?userId=' + encodeURIComponent(id) + (fromStart ? '&lastEventId=0' : '');
-  $('#stream-url').textContent = 'GET ' + url;
+  let token;
+  try {
+    token = await streamToken(id);
+  } catch (err) {
+    setState('closed');
+    say('Could not get a stream token: ' + err.message, true);
+    return;
+  }
+  let url = '/events/sse?userId=' + encodeURIComponent(id);
+  if (resume) url += '&lastEventId=' + encodeURIComponent(resume);
+  $('#stream-url').textContent = 'GET ' + url + (token ? '&token=…' : '');
+  if (token) url += '&token=' + encodeURIComponent(token);
   setState('connecting');
   // EventSource reconnects by itself (after the server's "retry:") and
   // sends Last-Event-ID, so the server replays whatever was missed.
@@ -76,8 +112,21 @@ function connect(id, fromStart) {
     $('#reconnects').textContent = String(Math.max(0, state.opens - 1));
     setState('open');
   };
-  es.onerror = () => setState(es.readyState === EventSource.CLOSED ? 'closed' : 'reconnecting');
+  es.onerror = () => {
+    if (es !== state.es) return;
+    // 401/403 (a refused token) or 404 close an EventSource for good.
+    setState(es.readyState === EventSource.CLOSED ? 'closed' : 'reconnecting');
+  };
   for (const t of EVENT_TYPES) es.addEventListener(t, addRow);
+  // The token expired and the server ended the stream. EventSource would
+  // reconnect with the same token, be refused and stop for good: close
+  // it, get a fresh token, and reopen after the last event seen. Nothing
+  // is lost.
+  es.addEventListener('token-expired', () => {
+    es.close();
+    setState('renewing');
+    connect(id, state.lastId);
+  });
 }
 
 $('#create-form').addEventListener('submit', async (e) => {
@@ -89,7 +138,8 @@ $('#create-form').addEventListener('submit', async (e) => {
     // account's history: account.created and the first snapshot show too.
     const acct = await api('POST', '/accounts', body);
     say('Created account ' + acct.id + ' for ' + acct.name + '.');
-    connect(acct.id, true);
+    state.lastId = null;
+    connect(acct.id, '0');
   } catch (err) {
     say('Could not create the account: ' + err.message, true);
   }
@@ -98,7 +148,10 @@ $('#create-form').addEventListener('submit', async (e) => {
 $('#use-form').addEventListener('submit', (e) => {
   e.preventDefault();
   const id = $('#use-id').value.trim();
-  if (id) connect(id, false);
+  if (id) {
+    state.lastId = null;
+    connect(id, null);
+  }
 });
 
 $('#snapshot-form').addEventListener('submit', async (e) => {
