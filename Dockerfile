@@ -5,6 +5,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential autoconf automake autoconf-archive libtool pkg-config \
       libmicrohttpd-dev libhiredis-dev libevent-dev libjson-c-dev liburing-dev \
+      libssl-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -15,7 +16,7 @@ FROM debian:bookworm-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libmicrohttpd12 libhiredis0.14 libevent-2.1-7 libevent-pthreads-2.1-7 \
-      libjson-c5 liburing2 curl ca-certificates \
+      libjson-c5 liburing2 libssl3 curl ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --no-create-home --uid 10001 ssegate
 COPY --from=build /out/ /

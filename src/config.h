@@ -12,6 +12,12 @@
 #define CONFIG_SERVER_ID_MAX 127
 /* Longest REDIS_CHANNEL. */
 #define CONFIG_CHANNEL_MAX 127
+/* PUBLISH_KEYS: at most this many keys (two let a key be rotated: add
+ * the new one, move the writers over, drop the old one), each this long
+ * (16 characters of a random base64 string are 96 bits). */
+#define CONFIG_PUBLISH_KEYS_COUNT 8
+#define CONFIG_PUBLISH_KEY_MIN 16
+#define CONFIG_PUBLISH_KEY_MAX 128
 
 /* Each field's variable, flag, default and range live in one place:
  * the config_options[] table in config.c, which --help prints. The
@@ -23,6 +29,7 @@ struct config {
     char server_id[CONFIG_SERVER_ID_MAX + 1];
     char redis_host[256];       /* REDIS_HOST */
     uint16_t redis_port;        /* REDIS_PORT */
+    char redis_username[256];   /* REDIS_USERNAME: Redis 6 ACL user; "" is "default" */
     char redis_password[256];   /* REDIS_PASSWORD: "" sends no AUTH */
     /* REDIS_CHANNEL: the pub/sub channel all instances share */
     char redis_channel[CONFIG_CHANNEL_MAX + 1];
@@ -45,6 +52,10 @@ struct config {
     unsigned redis_timeout_ms;  /* REDIS_TIMEOUT_MS: per-command timeout before a 503 */
     unsigned request_timeout_ms; /* REQUEST_TIMEOUT_MS: for a request's head, then its body */
     int log_level;              /* LOG_LEVEL: a LOG_LEVEL_* from log.h */
+    /* PUBLISH_KEYS: keys separated by commas, each of which a write may
+     * send as "Authorization: Bearer <key>"; "" lets every write in.
+     * Secret: never logged, never echoed in an error. */
+    char publish_keys[CONFIG_PUBLISH_KEYS_COUNT * (CONFIG_PUBLISH_KEY_MAX + 1)];
 };
 
 enum config_result {
