@@ -1,7 +1,8 @@
 /* api.c -- the endpoints. Each validates its input (body.c), calls the
  * store (through the HTTP thread's pipeline where a request may wait on
  * Redis) and answers through http.c; nothing is written unless the whole
- * input is valid. A request that waits keeps its state in a struct
+ * input is valid, and, with PUBLISH_KEYS set, nothing is even read of a
+ * write without a publish key (its route's head hook refuses it). A request that waits keeps its state in a struct
  * api_pending, owned by the request (freed by http.c when it ends).
  * Handlers run on the HTTP threads. */
 #include <errno.h>
@@ -23,6 +24,7 @@
 #include "hub.h"
 #include "log.h"
 #include "pipeline.h"
+#include "pubkey.h"
 #include "replay.h"
 #include "sse.h"
 #include "store.h"
@@ -474,6 +476,68 @@ api_auth_user(struct http_req *r, struct app *app, const char *user_id,
     return 0;
 }
 
+/* ------------------------------------------------------- publish keys */
+
+/* 1 if the request carries one of PUBLISH_KEYS, or none is set. */
+static int
+api_has_publish_key(struct http_req *r, const struct app *app)
+{
+    return !pubkey_set_enabled(app->keys) ||
+           pubkey_check(app->keys, http_req_header(r, "Authorization"));
+}
+
+/* One answer whatever was wrong (no header, another scheme, a wrong key),
+ * and nothing logged: a guess learns nothing but "no". */
+static enum http_ret
+api_send_unauthorized(struct http_req *r)
+{
+    return http_send_error(r, 401, "unauthorized",
+                           "this needs Authorization: Bearer <a publish key>", NULL);
+}
+
+/* Every write's head hook (http.h): with PUBLISH_KEYS set, a write
+ * without one of the keys is refused before its body is read, before
+ * anything else is looked at. */
+static enum http_ret
+api_write_check(struct http_req *r, void *arg)
+{
+    if (api_has_publish_key(r, arg))
+        return HTTP_DONE;
+    return api_send_unauthorized(r);
+}
+
+/* 1 if the request carries a valid stream token that opens account_id's
+ * stream (its "sub", or the firehose claim, which sees every account's
+ * events anyway): that account's own client may read it. */
+static int
+api_token_grants_account(struct http_req *r, const struct app *app,
+                         const char *account_id)
+{
+    struct token_claims c;
+    const char *tok, *why;
+    size_t len;
+
+    if (app->auth == NULL)
+        return 0;
+    token_find(http_req_header(r, "Authorization"), http_req_query(r, "token"),
+               http_req_cookie(r, "ssegate_token"), &tok, &len);
+    return auth_check_user(app->auth, tok, len, account_id, clock_wall_ms(), &c,
+                           &why) == AUTH_OK;
+}
+
+/* GET /accounts/ID's head hook: with PUBLISH_KEYS set, an account is
+ * read with a publish key or by its own user (api_token_grants_account). */
+static enum http_ret
+api_account_read_check(struct http_req *r, void *arg)
+{
+    const struct app *app = arg;
+
+    if (api_has_publish_key(r, app) ||
+        api_token_grants_account(r, app, http_req_param(r)))
+        return HTTP_DONE;
+    return api_send_unauthorized(r);
+}
+
 /* ---------------------------------------------------------------- streams */
 
 /* The id to resume after: the Last-Event-ID header (what EventSource
@@ -644,10 +708,14 @@ api_stream_open(struct http_req *r, void *arg)
         return api_stream_start(pd);
     if (pd != NULL && pd->state == API_PENDING_WAITING)
         return HTTP_DONE;           /* suspended; not called again until done */
+    /* "?userId" without a value is a mistake, not the firehose; and two
+     * userIds are one too many to guess between (a proxy that checks
+     * one may pass the request on for the other). */
     uid = http_req_query(r, "userId");
-    if (uid != NULL && !body_user_id_valid(uid, strlen(uid)))
+    if (uid != NULL && (!body_user_id_valid(uid, strlen(uid)) ||
+                        http_req_query_count(r, "userId") > 1))
         return http_send_error(r, 400, "invalid_parameter",
-                               "userId must be 1 to 18 digits", NULL);
+                               "userId must be given once, as 1 to 18 digits", NULL);
     if (!api_auth_user(r, app, uid, &claims, &ret))
         return ret;
     /* An id that is not ours does not refuse the stream: any status but
@@ -1183,13 +1251,14 @@ api_id_ok(const char *seg, size_t len)
 }
 
 static const struct http_route api_route_table[] = {
-    { NULL, api_is_web_asset, "GET", 0, api_web_asset },
-    { "/events/sse", NULL, "GET", HTTP_ROUTE_NO_HEAD, api_stream_open },
-    { "/events", NULL, "POST", 0, api_event_publish },
-    { "/accounts", NULL, "POST", 0, api_account_create },
-    { "/accounts/{id}", NULL, "GET", 0, api_account_get },
-    { "/accounts/{id}/snapshots", NULL, "POST", 0, api_snapshot_create },
-    { "/health", NULL, "GET", 0, api_health },
+    { NULL, api_is_web_asset, "GET", 0, api_web_asset, NULL },
+    { "/events/sse", NULL, "GET", HTTP_ROUTE_NO_HEAD, api_stream_open, NULL },
+    { "/events", NULL, "POST", 0, api_event_publish, api_write_check },
+    { "/accounts", NULL, "POST", 0, api_account_create, api_write_check },
+    { "/accounts/{id}", NULL, "GET", 0, api_account_get, api_account_read_check },
+    { "/accounts/{id}/snapshots", NULL, "POST", 0, api_snapshot_create,
+      api_write_check },
+    { "/health", NULL, "GET", 0, api_health, NULL },
 };
 
 void

@@ -1,6 +1,6 @@
 /* app.h -- the read-mostly context every request handler borrows: the
  * configuration, the hub of streams, the writer loops, the subscriber's
- * health and the shutdown flag. main.c owns it and everything it points
+ * health, the publish keys and the shutdown flag. main.c owns it and everything it points
  * to. */
 #ifndef SSEGATE_APP_H
 #define SSEGATE_APP_H
@@ -10,6 +10,7 @@
 struct auth;
 struct config;
 struct hub;
+struct pubkey_set;
 struct replay;
 struct subscriber;
 struct sse_frame;
@@ -23,6 +24,7 @@ struct app {
     struct replay *replay;      /* reads history for streams, page by page */
     struct sse_frame *hello;    /* "retry: N\n: ssegate <id>\n", shared by every stream */
     struct auth *auth;          /* stream tokens; NULL: open mode (no AUTH_* key) */
+    const struct pubkey_set *keys;  /* PUBLISH_KEYS: none lets every write in */
     atomic_int stopping;        /* set once shutdown starts; new streams get 503 */
 };
 

@@ -114,40 +114,9 @@ body_read_balance(json_object *o, int *has, int64_t *out, struct body_error *e)
     return 0;
 }
 
-/* Decodes the UTF-8 sequence at s[*i] (n bytes in all) and advances *i.
- * The tokener has validated the UTF-8 and json-c writes \u escapes as
- * valid UTF-8, so -1 here would mean a bug upstream; it is still refused. */
-static int
-body_next_code_point(const unsigned char *s, size_t n, size_t *i, unsigned long *cp)
-{
-    unsigned char b = s[*i];
-    unsigned long c;
-    size_t extra;
-
-    if (b < 0x80) {
-        *cp = b;
-        (*i)++;
-        return 0;
-    }
-    if (b >= 0xf5 || b < 0xc2)          /* not a lead byte */
-        return -1;
-    extra = b >= 0xf0 ? 3 : b >= 0xe0 ? 2 : 1;
-    if (extra > n - *i - 1)
-        return -1;
-    c = b & (0x3fu >> extra);
-    for (size_t k = 1; k <= extra; k++) {
-        if ((s[*i + k] & 0xc0) != 0x80)
-            return -1;
-        c = (c << 6) | (s[*i + k] & 0x3fu);
-    }
-    *i += extra + 1;
-    *cp = c;
-    return 0;
-}
-
 /* Unicode White_Space, less the controls refused before this is asked. */
 static int
-body_is_space(unsigned long cp)
+body_is_space(uint32_t cp)
 {
     return cp == 0x20 || cp == 0xa0 || cp == 0x1680 ||
            (cp >= 0x2000 && cp <= 0x200a) || cp == 0x2028 || cp == 0x2029 ||
@@ -172,9 +141,11 @@ body_read_name(json_object *o, char *out, size_t cap, struct body_error *e)
     s = (const unsigned char *)json_object_get_string(v);
     n = (size_t)json_object_get_string_len(v);
     for (size_t i = 0; i < n;) {
-        unsigned long cp;
+        uint32_t cp;
 
-        if (body_next_code_point(s, n, &i, &cp) == -1)
+        /* The parse checked the UTF-8 already; decoding it again is how
+         * the characters are counted. */
+        if (strictjson_utf8_next(s, n, &i, &cp) == -1)
             return body_fail(e, "invalid_field", "name is not valid UTF-8");
         if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
             return body_fail(e, "invalid_field",
@@ -269,6 +240,11 @@ body_read_type(json_object *o, char *out, size_t cap, struct body_error *e)
         return body_fail(e, "invalid_field",
                          "type must be 1 to %d of A-Z a-z 0-9 . _ -", SSE_EVENT_MAX);
     snprintf(out, cap, "%s", json_object_get_string(v));
+    /* The type is checked above, so it can be quoted back as it is. */
+    if (envelope_type_reserved(out))
+        return body_fail(e, "reserved_type",
+                         "type '%s' is reserved (the gateway or EventSource "
+                         "gives it its own meaning)", out);
     return 0;
 }
 

@@ -15,8 +15,8 @@
 #define BODY_USER_ID_MAX_DIGITS 18
 
 /* A rejected body: code is the JSON "error" value ("invalid_json",
- * "invalid_field", "missing_field", "unknown_field"), message says what
- * is wrong in one sentence naming the field. */
+ * "invalid_field", "missing_field", "unknown_field", "reserved_type"),
+ * message says what is wrong in one sentence naming the field. */
 struct body_error {
     char code[32];
     char message[200];
@@ -60,7 +60,9 @@ body_parse_snapshot(const char *buf, size_t len, struct snapshot_input *out,
                     struct body_error *err);
 
 /* {"userId": string of 1..18 digits or an integer >= 1, "type":
- * 1..SSE_EVENT_MAX of [A-Za-z0-9._-], "data": optional, any JSON value}.
+ * 1..SSE_EVENT_MAX of [A-Za-z0-9._-] and not reserved
+ * (envelope_type_reserved: "reserved_type"), "data": optional, any JSON
+ * value}.
  * data is re-serialised as one line (JSON_C_TO_STRING_PLAIN |
  * JSON_C_TO_STRING_NOSLASHESCAPE). On success out->data_json is owned by
  * out; on failure nothing is left to free. */

@@ -22,7 +22,8 @@ enum config_kind {
     CONFIG_KIND_SECRET,     /* char[size]: empty, or at least min bytes; never shown */
     CONFIG_KIND_RATE,       /* struct config_rate: "N/Ws", "" for none */
     CONFIG_KIND_CIDRS,      /* struct netaddr_cidrs: "a/n,b/m" */
-    CONFIG_KIND_ORIGINS     /* struct cors_origins: "https://a,https://b" or "*" */
+    CONFIG_KIND_ORIGINS,    /* struct cors_origins: "https://a,https://b" or "*" */
+    CONFIG_KIND_KEY_LIST    /* char[size]: "" or keys separated by commas */
 };
 
 struct config_option {
@@ -51,6 +52,8 @@ static const struct config_option config_options[] = {
       CONFIG_FIELD(redis_host), "Redis host" },
     { "REDIS_PORT", "--redis-port", CONFIG_KIND_PORT, "6379", 1, 65535,
       CONFIG_FIELD(redis_port), "Redis port" },
+    { "REDIS_USERNAME", "--redis-username", CONFIG_KIND_STRING, "", 0, 0,
+      CONFIG_FIELD(redis_username), "Redis ACL user for AUTH (Redis 6 and later)" },
     { "REDIS_PASSWORD", "--redis-password", CONFIG_KIND_STRING, "", 0, 0,
       CONFIG_FIELD(redis_password), "Redis AUTH password" },
     { "REDIS_CHANNEL", "--redis-channel", CONFIG_KIND_STRING, "user-events", 1, 0,
@@ -113,6 +116,9 @@ static const struct config_option config_options[] = {
       CONFIG_FIELD(max_connections_per_client), "most connections, streams included, of one client address (0: no limit)" },
     { "CORS_ORIGINS", "--cors-origins", CONFIG_KIND_ORIGINS, "", 0, 0,
       CONFIG_FIELD(cors_origins), "browser origins allowed to call the API, comma-separated, or *" },
+    { "PUBLISH_KEYS", "--publish-keys", CONFIG_KIND_KEY_LIST, "", 0, 0,
+      CONFIG_FIELD(publish_keys),
+      "keys separated by commas; every write then needs Authorization: Bearer and one of them" },
 };
 
 #define CONFIG_NOPTIONS (sizeof(config_options) / sizeof(config_options[0]))
@@ -217,6 +223,51 @@ config_set_string(char *field, const struct config_option *o, const char *name,
     return 0;
 }
 
+/* A key's characters: RFC 6750's b64token, what a Bearer token may hold. */
+static int
+config_key_char(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+           (c >= '0' && c <= '9') || strchr("-._~+/=", c) != NULL;
+}
+
+/* PUBLISH_KEYS: 1..CONFIG_PUBLISH_KEYS_COUNT keys separated by commas,
+ * each CONFIG_PUBLISH_KEY_MIN..CONFIG_PUBLISH_KEY_MAX b64token
+ * characters, or "". The error names the key by its place, never by its
+ * value: it is a secret. */
+static int
+config_check_keys(const char *name, const char *v, char *err, size_t errlen)
+{
+    unsigned count = 0;
+
+    if (*v == '\0')
+        return 0;
+    for (;;) {
+        size_t n = strcspn(v, ",");
+
+        if (++count > CONFIG_PUBLISH_KEYS_COUNT) {
+            snprintf(err, errlen, "%s: more than %d keys", name,
+                     CONFIG_PUBLISH_KEYS_COUNT);
+            return -1;
+        }
+        if (n < CONFIG_PUBLISH_KEY_MIN || n > CONFIG_PUBLISH_KEY_MAX) {
+            snprintf(err, errlen, "%s: key %u has %zu characters, not %d to %d",
+                     name, count, n, CONFIG_PUBLISH_KEY_MIN, CONFIG_PUBLISH_KEY_MAX);
+            return -1;
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (!config_key_char(v[i])) {
+                snprintf(err, errlen, "%s: key %u has a character outside "
+                         "A-Z a-z 0-9 - . _ ~ + / =", name, count);
+                return -1;
+            }
+        }
+        if (v[n] == '\0')
+            return 0;
+        v += n + 1;
+    }
+}
+
 /* Stores value v of option o in cfg. name is what the user wrote, the
  * variable or the flag, so the error points at the thing to fix. */
 static int
@@ -270,6 +321,10 @@ config_set(struct config *cfg, const struct config_option *o, const char *name,
         }
         memcpy(field, v, strlen(v) + 1);
         return 0;
+    case CONFIG_KIND_KEY_LIST:
+        if (config_check_keys(name, v, err, errlen) == -1)
+            return -1;
+        return config_set_string(field, o, name, v, err, errlen);
     case CONFIG_KIND_LOG_LEVEL:
         if ((level = log_parse_level(v)) < 0) {
             snprintf(err, errlen, "%s: '%s' is not one of debug, info, warn, error",
@@ -422,6 +477,8 @@ config_metavar(enum config_kind kind)
     case CONFIG_KIND_CIDRS:
     case CONFIG_KIND_ORIGINS:
         return "LIST";
+    case CONFIG_KIND_KEY_LIST:
+        return "KEYS";
     case CONFIG_KIND_STRING:
     case CONFIG_KIND_SECRET:
         break;

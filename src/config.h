@@ -34,6 +34,12 @@ struct config_rate {
 /* The largest window a rate limit may name (a day), and the most requests. */
 #define CONFIG_RATE_WINDOW_MAX 86400u
 #define CONFIG_RATE_N_MAX 1000000u
+/* PUBLISH_KEYS: at most this many keys (two let a key be rotated: add
+ * the new one, move the writers over, drop the old one), each this long
+ * (16 characters of a random base64 string are 96 bits). */
+#define CONFIG_PUBLISH_KEYS_COUNT 8
+#define CONFIG_PUBLISH_KEY_MIN 16
+#define CONFIG_PUBLISH_KEY_MAX 128
 
 /* Each field's variable, flag, default and range live in one place:
  * the config_options[] table in config.c, which --help prints. The
@@ -45,6 +51,7 @@ struct config {
     char server_id[CONFIG_SERVER_ID_MAX + 1];
     char redis_host[256];       /* REDIS_HOST */
     uint16_t redis_port;        /* REDIS_PORT */
+    char redis_username[256];   /* REDIS_USERNAME: Redis 6 ACL user; "" is "default" */
     char redis_password[256];   /* REDIS_PASSWORD: "" sends no AUTH */
     /* REDIS_CHANNEL: the pub/sub channel all instances share */
     char redis_channel[CONFIG_CHANNEL_MAX + 1];
@@ -83,6 +90,10 @@ struct config {
     /* MAX_CONNECTIONS_PER_CLIENT: connections, streams included; 0 none */
     unsigned max_connections_per_client;
     struct cors_origins cors_origins;       /* CORS_ORIGINS: none: CORS off */
+    /* PUBLISH_KEYS: keys separated by commas, each of which a write may
+     * send as "Authorization: Bearer <key>"; "" lets every write in.
+     * Secret: never logged, never echoed in an error. */
+    char publish_keys[CONFIG_PUBLISH_KEYS_COUNT * (CONFIG_PUBLISH_KEY_MAX + 1)];
 };
 
 enum config_result {

@@ -34,6 +34,61 @@ envelope_type_valid(const char *s, size_t len)
     return 1;
 }
 
+int
+envelope_find_tag(const char *msg, size_t len, struct envelope_tagged *out)
+{
+    static const char head[] = "{\"id\":\"";
+    static const char mid[] = "\",\"idTag\":\"";
+    static const char tail[] = "\",";
+    const size_t head_len = sizeof(head) - 1, mid_len = sizeof(mid) - 1;
+    size_t i = head_len, id_len;
+
+    if (len < head_len || memcmp(msg, head, head_len) != 0)
+        return -1;
+    while (i < len && ((msg[i] >= '0' && msg[i] <= '9') || msg[i] == '-'))
+        i++;
+    id_len = i - head_len;
+    if (id_len == 0 || id_len >= EVENTID_STR_MAX ||
+        len - i < mid_len + ENVELOPE_TAG_LEN + 2 || memcmp(msg + i, mid, mid_len) != 0)
+        return -1;
+    for (size_t k = 0; k < ENVELOPE_TAG_LEN; k++) {
+        char c = msg[i + mid_len + k];
+
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return -1;
+    }
+    if (memcmp(msg + i + mid_len + ENVELOPE_TAG_LEN, tail, 2) != 0)
+        return -1;
+    out->id = msg + head_len;
+    out->id_len = id_len;
+    out->tag = msg + i + mid_len;
+    /* Keep '{"id":"<id>",' and cut '"idTag":"<hex>",': what is left is
+     * the envelope as history holds it. */
+    out->cut_off = i + 2;
+    out->cut_len = mid_len - 2 + ENVELOPE_TAG_LEN + 2;
+    return 0;
+}
+
+int
+envelope_type_fires_handler(const char *type)
+{
+    return strcmp(type, "error") == 0 || strcmp(type, "open") == 0;
+}
+
+int
+envelope_type_reserved(const char *type)
+{
+    static const char *const emitted[] = {
+        "account.created", "snapshot", "gap", "token-expired"
+    };
+
+    for (size_t i = 0; i < sizeof(emitted) / sizeof(emitted[0]); i++) {
+        if (strcmp(type, emitted[i]) == 0)
+            return 1;
+    }
+    return strncmp(type, "presence.", 9) == 0 || envelope_type_fires_handler(type);
+}
+
 char *
 envelope_build_rest(const char *type, const char *user_id,
                     const char *data_json, size_t data_len,
@@ -128,6 +183,10 @@ envelope_parse(const char *msg, size_t len, struct envelope_view *out,
             !envelope_type_valid(json_object_get_string(v),
                                  (size_t)json_object_get_string_len(v))) {
             why = "type must be 1 to 64 of A-Z a-z 0-9 . _ -";
+            goto err;
+        }
+        if (envelope_type_fires_handler(json_object_get_string(v))) {
+            why = "type error or open would fire a client's own handler";
             goto err;
         }
         snprintf(out->type, sizeof(out->type), "%s", json_object_get_string(v));

@@ -30,7 +30,9 @@ envelope_build_rest(const char *type, const char *user_id,
 
 /* What the subscriber needs from a channel message. */
 struct envelope_view {
-    int has_id;                         /* message had a valid "id" */
+    /* The message had a valid "id": what it claims, not yet trusted
+     * (only a tag, envelope_find_tag and idtag.c, makes it so). */
+    int has_id;
     struct event_id id;
     char type[SSE_EVENT_MAX + 1];       /* "message" when absent */
     char user_id[ENVELOPE_USER_MAX + 1];
@@ -38,10 +40,12 @@ struct envelope_view {
 };
 
 /* Parses one channel message (len bytes, not NUL-terminated): a JSON
- * object with "userId" (a non-empty string of at most ENVELOPE_USER_MAX
- * bytes without control characters, or a non-negative integer, written
- * as its decimal string), optional "type" (1..SSE_EVENT_MAX of
- * [A-Za-z0-9._-]; default "message"), optional "id" (a string
+ * object (strictjson_parse_object: valid UTF-8, no raw control
+ * character in a string) with "userId" (a non-empty string of at most
+ * ENVELOPE_USER_MAX bytes without control characters, or a non-negative
+ * integer, written as its decimal string), optional "type"
+ * (1..SSE_EVENT_MAX of [A-Za-z0-9._-], not "error" or "open"; default
+ * "message"), optional "id" (a string
  * eventid_parse accepts; an id of another form is an error) and optional
  * "serverId" (kept when a string of at most ENVELOPE_SERVER_MAX bytes,
  * else left empty). Returns 0, or -1 with a short reason in err for
@@ -50,9 +54,44 @@ int
 envelope_parse(const char *msg, size_t len, struct envelope_view *out,
                char *err, size_t errlen);
 
+/* How write.lua vouches for an event id it allocated (idtag.c): the
+ * message it publishes starts
+ *   {"id":"<id>","idTag":"<ENVELOPE_TAG_LEN lowercase hex digits>",<rest>
+ * and history keeps the same envelope without the tag:
+ *   {"id":"<id>",<rest>
+ * (a client never sees the tag). */
+#define ENVELOPE_TAG_LEN 40
+struct envelope_tagged {
+    const char *id;                     /* into the message, not NUL-terminated */
+    size_t id_len;
+    const char *tag;                    /* ENVELOPE_TAG_LEN bytes into the message */
+    size_t cut_off, cut_len;            /* the bytes to cut to get the envelope */
+};
+
+/* Finds the tag of a channel message (len bytes) that starts exactly as
+ * write.lua writes one: the id 1..EVENTID_STR_MAX - 1 of [0-9-], the tag
+ * lowercase hex. Returns 0 with out filled (pointers into msg), or -1 for
+ * any other start. Says nothing of whether the tag is right. */
+int
+envelope_find_tag(const char *msg, size_t len, struct envelope_tagged *out);
+
 /* Returns 1 if s (len bytes) is a valid event type: 1..SSE_EVENT_MAX
  * characters of [A-Za-z0-9._-]. */
 int
 envelope_type_valid(const char *s, size_t len);
+
+/* Returns 1 if type (NUL-terminated) is reserved, which no one may post:
+ * a type the gateway itself emits (account.created, snapshot, gap,
+ * token-expired, and every presence.*), so a client can trust that such
+ * an event is the real thing, or one EventSource gives a meaning of its
+ * own (error and open fire a stream's onerror and onopen handlers on a
+ * stream that is fine). Case matters, as it does to EventSource. */
+int
+envelope_type_reserved(const char *type);
+
+/* 1 for the types EventSource itself dispatches (error, open): refused on
+ * the channel too, where the gateway's own types are not. */
+int
+envelope_type_fires_handler(const char *type);
 
 #endif

@@ -165,6 +165,7 @@ struct http_req {
     int too_large;
     int no_fd;              /* a take-over found no descriptor: answer, close */
     const char *challenge;  /* WWW-Authenticate of a 401, when not NULL */
+    int answered;           /* a response was queued */
     struct http_conn *hc;   /* its connection's deadline; NULL if none */
     void *state;            /* the handler's, freed by state_free */
     void (*state_free)(void *);
@@ -302,8 +303,10 @@ http_queue(struct http_req *r, unsigned status, struct MHD_Response *resp)
     http_add_cors(r, resp);
     ret = MHD_queue_response(r->conn, status, resp);
     MHD_destroy_response(resp);
-    if (ret == MHD_YES)
+    if (ret == MHD_YES) {
+        r->answered = 1;
         http_conn_disarm(r->hc);    /* answered: nothing more to wait for */
+    }
     return ret == MHD_YES ? HTTP_DONE : HTTP_CLOSE;
 }
 
@@ -328,8 +331,12 @@ http_json_response(struct http_req *r, unsigned status, const char *body,
         MHD_add_response_header(resp, "Location", location);
     if (allow != NULL)
         MHD_add_response_header(resp, "Allow", allow);
+    /* RFC 9110 11.6.1: a 401 names the scheme that would be accepted. */
     if (r->challenge != NULL)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, r->challenge);
+    else if (status == MHD_HTTP_UNAUTHORIZED)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                "Bearer realm=\"ssegate\"");
     if (retry_after == 0 && status == MHD_HTTP_SERVICE_UNAVAILABLE)
         retry_after = 1;
     if (retry_after > 0) {
@@ -455,7 +462,49 @@ http_req_param(struct http_req *r)
 const char *
 http_req_query(struct http_req *r, const char *name)
 {
-    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+    const char *v = NULL;
+
+    /* "?userId" (no "=") is a parameter without a value, which
+     * MHD_lookup_connection_value would report as absent. */
+    if (MHD_lookup_connection_value_n(r->conn, MHD_GET_ARGUMENT_KIND, name,
+                                      strlen(name), &v, NULL) != MHD_YES)
+        return NULL;
+    return v != NULL ? v : "";
+}
+
+/* Counts the records of one kind named cls->name, in any case: as
+ * libmicrohttpd's lookups match names, query parameters too. */
+struct http_count {
+    const char *name;
+    unsigned n;
+};
+
+static enum MHD_Result
+http_count_one(void *cls, enum MHD_ValueKind kind, const char *key,
+               const char *value)
+{
+    struct http_count *c = cls;
+
+    (void)kind;
+    (void)value;
+    if (key != NULL && strcasecmp(key, c->name) == 0)
+        c->n++;
+    return MHD_YES;
+}
+
+static unsigned
+http_count_values(struct http_req *r, enum MHD_ValueKind kind, const char *name)
+{
+    struct http_count c = { name, 0 };
+
+    MHD_get_connection_values(r->conn, kind, http_count_one, &c);
+    return c.n;
+}
+
+unsigned
+http_req_query_count(struct http_req *r, const char *name)
+{
+    return http_count_values(r, MHD_GET_ARGUMENT_KIND, name);
 }
 
 const char *
@@ -734,6 +783,40 @@ http_route_find(const struct http_routes *rt, const char *url, const char *metho
     return NULL;
 }
 
+/* How a request's body is framed must be beyond doubt: behind a proxy
+ * that reads it one way while we read it another (two Content-Lengths,
+ * the first or the last; Content-Length beside Transfer-Encoding), the
+ * rest of the body is taken for a second request: request smuggling.
+ * libmicrohttpd 0.9.75 takes the first Content-Length and lets chunked
+ * win over Content-Length without a word, and waits for a body that
+ * never ends under a transfer coding it does not know ("gzip, chunked").
+ * So a request may carry one Content-Length, or one Transfer-Encoding
+ * that is exactly "chunked" on HTTP/1.1 (RFC 9112 6.1: HTTP/1.0 has no
+ * transfer codings), and nothing else. Returns 0, or 1 when refused
+ * (*ret set). */
+static int
+http_check_framing(struct http_req *r, enum http_ret *ret)
+{
+    unsigned ncl = http_count_values(r, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    unsigned nte = http_count_values(r, MHD_HEADER_KIND,
+                                     MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    const char *te = http_req_header(r, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+
+    if (ncl <= 1 && nte == 0)
+        return 0;
+    if (ncl > 1 || nte > 1 || (ncl > 0 && nte > 0))
+        *ret = http_send_error(r, MHD_HTTP_BAD_REQUEST, "invalid_framing",
+                               "a request carries one Content-Length or one "
+                               "Transfer-Encoding, not two of them", NULL);
+    else if (http_req_is_http10(r) || te == NULL || strcasecmp(te, "chunked") != 0)
+        *ret = http_send_error(r, MHD_HTTP_BAD_REQUEST, "invalid_framing",
+                               "the only Transfer-Encoding taken is chunked, "
+                               "on HTTP/1.1", NULL);
+    else
+        return 0;
+    return 1;
+}
+
 /* First call of a POST: reject by headers alone, before reading the body.
  * Returns 0 to go on, or 1 when a response was queued (*ret set). */
 static int
@@ -741,14 +824,19 @@ http_check_upload(struct http_req *r, enum http_ret *ret)
 {
     const char *cl = http_req_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
     const char *ct = http_req_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
+    /* Framing is settled by now: a body is chunked, or has a length. */
+    int has_body = http_req_header(r, MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL ||
+                   (cl != NULL && strtoull(cl, NULL, 10) > 0);
 
     if (cl != NULL && strtoull(cl, NULL, 10) > BODY_MAX_BYTES) {
         *ret = http_send_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large",
                                "the body is larger than 65536 bytes", NULL);
         return 1;
     }
-    /* No Content-Type is read as JSON; any other type is refused. */
-    if (ct != NULL && !body_content_type_is_json(ct)) {
+    /* A body must say it is JSON: one sent as a form (curl -d) or as
+     * text is refused rather than guessed at. A POST without a body
+     * (a snapshot of the current balance) needs no type. */
+    if (has_body && (ct == NULL || !body_content_type_is_json(ct))) {
         *ret = http_send_error(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
                                "unsupported_media_type",
                                "send the body as Content-Type: application/json", NULL);
@@ -793,6 +881,8 @@ http_on_head(struct http_loop *l, struct http_req *r, const char *url,
     unsigned status;
     enum http_ret ret;
 
+    if (http_check_framing(r, &ret))
+        return ret;
     /* RFC 9112 3.2: an HTTP/1.1 request without Host is 400. */
     if (!http_req_is_http10(r) && http_req_header(r, MHD_HTTP_HEADER_HOST) == NULL)
         return http_send_error(r, MHD_HTTP_BAD_REQUEST, "missing_host",
@@ -811,6 +901,11 @@ http_on_head(struct http_loop *l, struct http_req *r, const char *url,
                                "this resource does not support that method", allow);
     if (r->route == NULL)
         return http_send_error(r, status, "not_found", "no such resource", NULL);
+    if (r->route->head != NULL) {
+        ret = r->route->head(r, rt->arg);
+        if (ret == HTTP_CLOSE || r->answered)
+            return ret;
+    }
     if (strcmp(r->route->method, MHD_HTTP_METHOD_POST) == 0 &&
         http_check_upload(r, &ret))
         return ret;

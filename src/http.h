@@ -30,7 +30,15 @@ typedef enum http_ret (*http_handler_fn)(struct http_req *r, void *arg);
  * it. A path no route matches is 404; a matched path asked with another
  * method is 405 with Allow. A GET route also answers HEAD (libmicrohttpd
  * drops the body), except with HTTP_ROUTE_NO_HEAD. A POST's body is read
- * whole (at most BODY_MAX_BYTES) before the handler runs. */
+ * whole (at most BODY_MAX_BYTES) before the handler runs; a POST with a
+ * body must say Content-Type: application/json (else 415).
+ *
+ * head, when set, runs as soon as the request's head has arrived, before
+ * the body is read or any other check of the route: it either answers
+ * (http_send_*: a refusal, after which the body is not read and the
+ * connection closes) or returns HTTP_DONE without answering, and the
+ * request goes on. For what must be refused before it costs anything
+ * (credentials). */
 #define HTTP_ROUTE_NO_HEAD 1u
 struct http_route {
     const char *path;
@@ -38,6 +46,7 @@ struct http_route {
     const char *method;         /* "GET" or "POST" */
     unsigned flags;
     http_handler_fn handler;
+    http_handler_fn head;       /* NULL: none */
 };
 
 struct http_routes {
@@ -68,7 +77,8 @@ http_stop(struct http *h);
 /* ------------------------------------------------------------ requests */
 
 /* The path, the {id} segment ("" when the route has none), a query
- * parameter, a header or a cookie (NULL when absent), the body (NUL-terminated,
+ * parameter (NULL when absent, "" when named without "=", the first when
+ * named twice), a header or a cookie (NULL when absent), the body (NUL-terminated,
  * "" when none), the protocol ("HTTP/1.1"). Valid for the request's
  * life. */
 const char *
@@ -79,6 +89,9 @@ const char *
 http_req_query(struct http_req *r, const char *name);
 const char *
 http_req_header(struct http_req *r, const char *name);
+/* How many times the query names the parameter name (0: absent). */
+unsigned
+http_req_query_count(struct http_req *r, const char *name);
 const char *
 http_req_cookie(struct http_req *r, const char *name);
 const char *
@@ -154,7 +167,7 @@ http_send_json(struct http_req *r, unsigned status, const char *body,
                size_t len, const char *location);
 
 /* {"error":code,"message":message}; a 405 also gets Allow: allow, a 503
- * Retry-After: 1. */
+ * Retry-After: 1, a 401 WWW-Authenticate: Bearer realm="ssegate". */
 enum http_ret
 http_send_error(struct http_req *r, unsigned status, const char *code,
                 const char *message, const char *allow);

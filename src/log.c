@@ -34,6 +34,40 @@ log_parse_level(const char *name)
     return -1;
 }
 
+const char *
+log_excerpt(char *out, size_t cap, const char *s, size_t n, size_t max)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0, i;
+
+    if (cap == 0)
+        return out;
+    for (i = 0; i < n && i < max; i++) {
+        unsigned char c = (unsigned char)s[i];
+        size_t need = c == '\\' ? 2 : c < 0x20 || c > 0x7e ? 4 : 1;
+
+        if (o + need + 4 > cap)     /* keep room for "..." and the NUL */
+            break;
+        if (c == '\\') {
+            out[o++] = '\\';
+            out[o++] = '\\';
+        } else if (need == 4) {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 0xf];
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    if (i < n && o + 4 <= cap) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o < cap ? o : cap - 1] = '\0';
+    return out;
+}
+
 void
 log_set_level(enum log_level level)
 {

@@ -27,6 +27,7 @@
 #include "http.h"
 #include "hub.h"
 #include "log.h"
+#include "pubkey.h"
 #include "replay.h"
 #include "sse.h"
 #include "store.h"
@@ -51,6 +52,7 @@ struct gateway {
     struct http_routes routes;
     struct fanout *fanout;
     struct clients *clients;    /* connections per client address */
+    struct pubkey_set keys;
     struct event *sigint_ev, *sigterm_ev, *drain_ev;
     int drain_ticks;
 };
@@ -224,6 +226,13 @@ main(int argc, char **argv)
 
     g.app.cfg = &g.cfg;
     atomic_init(&g.app.stopping, 0);
+    /* Only digests are kept; the keys' text goes from the config. */
+    if (pubkey_set_init(&g.keys, g.cfg.publish_keys) == -1) {
+        log_error("start-up failed: PUBLISH_KEYS: cannot hash the keys");
+        return 1;
+    }
+    memset(g.cfg.publish_keys, 0, sizeof(g.cfg.publish_keys));
+    g.app.keys = &g.keys;
     /* The writer loops are woken from other threads (event_active). */
     if (evthread_use_pthreads() != 0) {
         log_error("start-up failed: libevent threads");
@@ -255,9 +264,10 @@ main(int argc, char **argv)
     /* Room in the publish backlog resumes the publishers waiting for it. */
     subscriber_on_room(g.app.sub, http_wake, g.http);
     log_info("ssegate %s listening on %s:%u (server id %s, %u HTTP threads, "
-             "redis %s:%u, channel %s)", SSEGATE_VERSION, g.cfg.listen_addr,
-             g.cfg.port, g.cfg.server_id, g.cfg.http_threads,
-             g.cfg.redis_host, g.cfg.redis_port, g.cfg.redis_channel);
+             "redis %s:%u, channel %s, writes %s)", SSEGATE_VERSION,
+             g.cfg.listen_addr, g.cfg.port, g.cfg.server_id, g.cfg.http_threads,
+             g.cfg.redis_host, g.cfg.redis_port, g.cfg.redis_channel,
+             pubkey_set_enabled(&g.keys) ? "need a publish key" : "open to all");
     if (g.app.auth != NULL)
         log_info("secure mode: streams need a token (%s)", auth_algs(g.app.auth));
     event_base_dispatch(g.base);
@@ -288,5 +298,6 @@ out:
     if (g.base != NULL)
         event_base_free(g.base);
     libevent_global_shutdown();
+    pubkey_set_clear(&g.keys);
     return status;
 }

@@ -50,6 +50,9 @@ struct pipeline {
     int64_t last_reply_ms;          /* monotonic; 0: never */
     int64_t last_ping_ms;           /* when the last PING was tried */
     int ping_inflight;
+    /* This connection's AUTH was refused: the replies to the commands
+     * behind it are void (pipeline_on_reply), and it is being dropped. */
+    int auth_refused;
     unsigned conn_serial;           /* counts connections made */
     struct pipeline_req ping_q;
     struct store_cmd ping_cmd;
@@ -157,9 +160,30 @@ pipeline_on_disconnect(const redisAsyncContext *ac, int status)
 {
     struct pipeline *p = ac->data;
 
-    if (status != REDIS_OK)
+    /* After a refused AUTH, Redis closing on us is that refusal again
+     * (it drops an unauthenticated client that sends a long command). */
+    if (status != REDIS_OK && !p->auth_refused)
         log_warn("redis: pipelined connection lost: %s", ac->errstr);
     p->ac = NULL;
+}
+
+/* A refused AUTH (rconn logs it, once for every connection): drop the
+ * connection. What was sent behind the AUTH fails (503: the commands went
+ * out pipelined with the AUTH, so a Redis whose default user is open may
+ * still have run them, as a 503 on a write allows), and the next command
+ * connects again after the back-off and sends AUTH anew, so a password or
+ * ACL fixed in Redis is picked up without a restart (AUTH is only ever
+ * sent on connecting). */
+static void
+pipeline_on_auth(redisAsyncContext *ac, void *reply, void *arg)
+{
+    struct pipeline *p = arg;
+
+    if (rconn_auth_result(reply) == 0)
+        return;
+    p->auth_refused = 1;
+    rconn_backoff_fail(&p->backoff);
+    redisAsyncDisconnect(ac);       /* flags only: hiredis ends it after the replies */
 }
 
 /* Starts connecting: commands sent now wait in hiredis's buffer until the
@@ -193,7 +217,8 @@ pipeline_connect(struct pipeline *p)
     p->events = POLLOUT;
     /* Queued only in hiredis's buffer, so these cannot fail but for
      * memory; a request's script sent after them then fails too. */
-    rconn_async_auth(ac, NULL, NULL);
+    p->auth_refused = 0;
+    rconn_async_auth(ac, pipeline_on_auth, p);
     rconn_async_load_scripts(ac);
     return 0;
 }
@@ -240,6 +265,10 @@ pipeline_on_reply(redisAsyncContext *ac, void *reply, void *arg)
     const redisReply *r = reply;
 
     pipeline_pop(p, q);
+    /* Behind a refused AUTH every reply is void: an error is the refusal
+     * again, and a success came from Redis's default user, not ours. */
+    if (p->auth_refused)
+        r = NULL;
     /* Any answer but "cannot serve now" (LOADING, BUSY...) shows Redis
      * alive: /health's clock. */
     if (r != NULL && !(r->type == REDIS_REPLY_ERROR && rconn_is_unavailable(r)))

@@ -1,9 +1,11 @@
 /* rconn.c -- the Redis connection layer shared by store.c, pipeline.c and
  * subscriber.c. Owns the copy of the Redis target, the script registry
  * (texts generated from src/lua/, SHAs learnt from SCRIPT LOAD), the
- * "Redis is back" generation, and the rules written once: which error
- * replies mean "unavailable", when to resend a script as EVAL, and how
- * long to wait after a failure. Owns no connection: each caller owns its
+ * "Redis is back" generation, the refusals noted (one log line per
+ * change for the whole process, not one per retry per connection), and
+ * the rules written once: which error replies mean "unavailable" or
+ * "refused", when to resend a script as EVAL, and how long to wait after
+ * a failure. Owns no connection: each caller owns its
  * contexts and frees them. */
 #include <errno.h>
 #include <hiredis/async.h>
@@ -22,9 +24,16 @@
 static struct {
     char host[RCONN_HOST_MAX];
     uint16_t port;
+    char username[RCONN_USERNAME_MAX];
     char password[RCONN_PASSWORD_MAX];
     unsigned timeout_ms;
 } rconn_cfg;
+
+/* Refusals noted (rconn_note_refused), by kind: credentials, ACL. Under
+ * rconn_refused_mu, which is only ever taken alone. */
+enum rconn_refusal { RCONN_REFUSED_CREDENTIALS, RCONN_REFUSED_ACL, RCONN_REFUSED_KINDS };
+static int rconn_refused[RCONN_REFUSED_KINDS];
+static pthread_mutex_t rconn_refused_mu = PTHREAD_MUTEX_INITIALIZER;
 
 /* Each script's SHA1: the same on every connection and server (it is the
  * hash of the text), so it is learnt once, from whichever SCRIPT LOAD
@@ -43,6 +52,8 @@ rconn_setup(const struct config *cfg)
 {
     snprintf(rconn_cfg.host, sizeof(rconn_cfg.host), "%s", cfg->redis_host);
     rconn_cfg.port = cfg->redis_port;
+    snprintf(rconn_cfg.username, sizeof(rconn_cfg.username), "%s",
+             cfg->redis_username);
     snprintf(rconn_cfg.password, sizeof(rconn_cfg.password), "%s",
              cfg->redis_password);
     rconn_cfg.timeout_ms = cfg->redis_timeout_ms;
@@ -130,16 +141,104 @@ int
 rconn_is_unavailable(const struct redisReply *r)
 {
     /* Redis is starting, running a long script, has lost its master, is
-     * a replica, is full, or wants (other) credentials: all pass. */
+     * a replica, or is full: all pass. So does a refusal, once someone
+     * fixes the password or the ACL. */
     static const char *const codes[] = {
-        "LOADING", "BUSY", "MASTERDOWN", "READONLY", "OOM", "NOAUTH",
-        "WRONGPASS"
+        "LOADING", "BUSY", "MASTERDOWN", "READONLY", "OOM"
     };
 
     for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
         if (rconn_is_error(r, codes[i]))
             return 1;
+    return rconn_is_refusal(r);
+}
+
+/* ------------------------------------------------------------ refusals */
+
+/* Which kind of refusal an error text is; -1 for none. Redis 7 answers a
+ * long command from an unauthenticated client with "ERR Protocol error:
+ * unauthenticated multibulk length" (or bulk length) and closes. */
+static int
+rconn_refusal_kind(const char *why)
+{
+    if (strncmp(why, "NOPERM", 6) == 0)
+        return RCONN_REFUSED_ACL;
+    if (strncmp(why, "WRONGPASS", 9) == 0 || strncmp(why, "NOAUTH", 6) == 0 ||
+        strncmp(why, "ERR Protocol error: unauthenticated", 35) == 0)
+        return RCONN_REFUSED_CREDENTIALS;
+    return -1;
+}
+
+int
+rconn_is_refusal(const struct redisReply *r)
+{
+    return r != NULL && r->type == REDIS_REPLY_ERROR && rconn_refusal_kind(r->str) >= 0;
+}
+
+void
+rconn_note_refused(const char *cmd, const char *why)
+{
+    int kind = rconn_refusal_kind(why), news;
+
+    if (kind < 0)
+        kind = RCONN_REFUSED_CREDENTIALS;
+    pthread_mutex_lock(&rconn_refused_mu);
+    news = !rconn_refused[kind];
+    rconn_refused[kind] = 1;
+    pthread_mutex_unlock(&rconn_refused_mu);
+    /* A wrong password makes every later command on that connection a
+     * NOAUTH, and every connection retries: all one refusal, one line. */
+    if (news)
+        log_error("redis: %s refused at %s:%u: %.160s (check %s; every "
+                  "connection retries, /health says down until then)",
+                  cmd, rconn_cfg.host, rconn_cfg.port, why,
+                  kind == RCONN_REFUSED_ACL ? "the ACL of REDIS_USERNAME"
+                                            : "REDIS_USERNAME and REDIS_PASSWORD");
+    else
+        log_debug("redis: %s refused: %.160s", cmd, why);
+}
+
+/* Ends the refusals of the kinds set in which; says so once if any was
+ * noted. */
+static void
+rconn_note_over(int credentials, int acl)
+{
+    int was = 0;
+
+    pthread_mutex_lock(&rconn_refused_mu);
+    if (credentials) {
+        was |= rconn_refused[RCONN_REFUSED_CREDENTIALS];
+        rconn_refused[RCONN_REFUSED_CREDENTIALS] = 0;
+    }
+    if (acl) {
+        was |= rconn_refused[RCONN_REFUSED_ACL];
+        rconn_refused[RCONN_REFUSED_ACL] = 0;
+    }
+    pthread_mutex_unlock(&rconn_refused_mu);
+    if (was)
+        log_info("redis: %s:%u accepts this gateway again", rconn_cfg.host,
+                 rconn_cfg.port);
+}
+
+int
+rconn_auth_result(const struct redisReply *r)
+{
+    if (r == NULL)
+        return 0;
+    if (r->type == REDIS_REPLY_ERROR) {
+        rconn_note_refused("AUTH", r->str);
+        return -1;
+    }
+    /* Accepted credentials say nothing of the ACL: only a working
+     * subscription ends an ACL's refusal (rconn_note_accepted). */
+    rconn_note_over(1, 0);
     return 0;
+}
+
+void
+rconn_note_accepted(void)
+{
+    rconn_note_over(1, 1);
 }
 
 /* ---------------------------------------------------------- connecting */
@@ -171,10 +270,16 @@ rconn_async_auth(struct redisAsyncContext *ac,
                  void (*fn)(struct redisAsyncContext *, void *, void *),
                  void *privdata)
 {
+    /* Binary-safe arguments (%b): a password may hold any byte. */
+    if (rconn_cfg.username[0] != '\0')
+        return redisAsyncCommand(ac, fn, privdata, "AUTH %b %b",
+                                 rconn_cfg.username, strlen(rconn_cfg.username),
+                                 rconn_cfg.password,
+                                 strlen(rconn_cfg.password)) == REDIS_OK ? 0 : -1;
     if (rconn_cfg.password[0] == '\0')
         return 0;
-    return redisAsyncCommand(ac, fn, privdata, "AUTH %s",
-                             rconn_cfg.password) == REDIS_OK ? 0 : -1;
+    return redisAsyncCommand(ac, fn, privdata, "AUTH %b", rconn_cfg.password,
+                             strlen(rconn_cfg.password)) == REDIS_OK ? 0 : -1;
 }
 
 /* privdata: the script, as an enum value in the pointer. */
@@ -186,7 +291,11 @@ rconn_on_script_load(redisAsyncContext *ac, void *reply, void *privdata)
 
     (void)ac;
     /* NULL: the context is going away; its owner hears of that. */
-    if (r != NULL && rconn_script_learn(script, r) == -1)
+    if (r == NULL || rconn_script_learn(script, r) == 0)
+        return;
+    if (rconn_is_refusal(r))
+        rconn_note_refused("SCRIPT LOAD", r->str);
+    else
         log_warn("redis: SCRIPT LOAD: %s",
                  r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
 }

@@ -18,11 +18,12 @@ struct redisReply;
 #define RCONN_SHA_LEN 40
 
 #define RCONN_HOST_MAX 256
+#define RCONN_USERNAME_MAX 256
 #define RCONN_PASSWORD_MAX 256
 /* Room for why a connect failed: "host:port: hiredis's errstr". */
 #define RCONN_ERR_MAX (RCONN_HOST_MAX + 160)
 
-/* Copies the Redis target (host, port, password, timeout) from cfg. Call
+/* Copies the Redis target (host, port, user, password, timeout) from cfg. Call
  * once, before any other rconn_* call and before other threads start
  * (store_setup does). */
 void
@@ -71,10 +72,41 @@ int
 rconn_is_noscript(const struct redisReply *r);
 
 /* 1 if the error reply r means "Redis cannot serve now, retry later"
- * (loading, busy, no master, read-only, out of memory, not
- * authenticated), 0 if it is a bug or a refusal to report. */
+ * (loading, busy, no master, read-only, out of memory, or a refusal:
+ * rconn_is_refusal), 0 if it is a bug to report. */
 int
 rconn_is_unavailable(const struct redisReply *r);
+
+/* ------------------------------------------------------------ refusals */
+
+/* 1 if the error reply r is Redis refusing us: wrong or missing
+ * credentials (WRONGPASS, NOAUTH, and the protocol error Redis gives an
+ * unauthenticated client that sends a long command) or an ACL that denies
+ * a command, key or channel (NOPERM). Every connection keeps retrying
+ * after one, with back-off, so it is logged through rconn_note_refused. */
+int
+rconn_is_refusal(const struct redisReply *r);
+
+/* Logs a refusal (why: Redis's error text; cmd: what was refused) once
+ * per change, process-wide, whichever connection saw it: the first
+ * credentials refusal, then nothing until credentials are accepted again
+ * (rconn_note_accepted); the same, apart, for an ACL's denials. The line
+ * names no secret (Redis's own texts name none). Any thread. */
+void
+rconn_note_refused(const char *cmd, const char *why);
+
+/* A connection's AUTH reply (NULL: the connection is going away): 0 when
+ * accepted (credentials refused before are then said to work again), -1
+ * when refused (noted). The caller drops a refused connection: its
+ * later commands would only be refused too, and a fixed password or ACL
+ * needs a new AUTH. Any thread. */
+int
+rconn_auth_result(const struct redisReply *r);
+
+/* Redis serves us fully again (the subscription is up): a refusal of any
+ * kind is over, said once. Any thread. */
+void
+rconn_note_accepted(void);
 
 /* ---------------------------------------------------------- connecting */
 
@@ -85,9 +117,11 @@ rconn_is_unavailable(const struct redisReply *r);
 struct redisAsyncContext *
 rconn_async_connect(void *data, char *err, size_t err_cap);
 
-/* Queues AUTH first on a freshly created async context when a password
- * is set; fn (may be NULL) hears the reply. Returns 0, or -1 when the
- * command could not be queued. */
+/* Queues AUTH first on a freshly created async context when a user or
+ * a password is set ("AUTH user password" with REDIS_USERNAME, else
+ * "AUTH password"); fn (may be NULL) hears the reply and should pass it
+ * to rconn_auth_result. Returns 0, or -1 when the command could not be
+ * queued. */
 int
 rconn_async_auth(struct redisAsyncContext *ac,
                  void (*fn)(struct redisAsyncContext *, void *, void *),

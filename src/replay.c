@@ -164,11 +164,20 @@ replay_apply(struct stream *s, const struct event_id *after,
     struct sse_frame *gap = NULL;
     enum stream_replay rc;
     char id[EVENTID_STR_MAX];
+    const char *why = NULL;
 
     memset(next, 0, sizeof(*next));
-    if (r->gap && after != NULL) {
+    /* An id past the deployment's newest was never handed out (taken from
+     * a message someone else published with an id, before ids on the
+     * channel were checked; or Redis lost its data): said like a trimmed
+     * one, so the client reloads rather than trusting nothing is missing. */
+    if (after != NULL && r->has_start && eventid_cmp(after, &r->start) > 0)
+        why = "this id is past every event of this service";
+    else if (after != NULL && r->gap)
+        why = "events after this id were trimmed from history";
+    if (why != NULL) {
         eventid_format(after, id, sizeof(id));
-        if ((gap = replay_gap_frame(id, "events after this id were trimmed from history")) == NULL) {
+        if ((gap = replay_gap_frame(id, why)) == NULL) {
             store_replay_clear(r);
             stream_end(s, STREAM_END_OUT_OF_MEMORY);
             return STREAM_REPLAY_OVER;

@@ -12,6 +12,8 @@
  *        ssegate:history           firehose history (stream, capped)
  *        ssegate:history:<userId>  one user's history (stream, capped)
  *        ssegate:rl:<scope>:<addr> a client's rate-limit bucket (GCRA time, expiring)
+ *        ssegate:channelkey        the channel key (idtag.h), set once
+ *        ssegate:idem:<scope>:<k>  a write's kept answer (Idempotency-Key)
  * History entries have fields t (event type) and e (the envelope). */
 #include <errno.h>
 #include <hiredis/hiredis.h>
@@ -46,6 +48,7 @@ enum store_write_argv {
     WRITE_KEY_FIREHOSE,
     WRITE_KEY_HISTORY,
     WRITE_KEY_ACCOUNT,
+    WRITE_KEY_CHANNEL_KEY,          /* tags the ids it publishes */
     WRITE_OP,                       /* ARGV[1] */
     WRITE_CHANNEL,
     WRITE_HISTORY_CAP,
@@ -57,8 +60,8 @@ enum store_write_argv {
     WRITE_IDEM_BODY,                /* the answer's template */
     WRITE_OP_ARGS                   /* the op's own arguments start here */
 };
-#define WRITE_NKEYS "4"
-_Static_assert(WRITE_OP - WRITE_KEY_LAST_ID == 4, "WRITE_NKEYS");
+#define WRITE_NKEYS "5"
+_Static_assert(WRITE_OP - WRITE_KEY_LAST_ID == 5, "WRITE_NKEYS");
 
 enum store_create_argv {
     CREATE_NAME = WRITE_OP_ARGS,
@@ -146,10 +149,16 @@ store_setup(const struct config *cfg)
 /* ----------------------------------------------------------- replies */
 
 /* Maps a Redis error reply to a result: a Redis that is loading, busy or
- * read-only is "unavailable" (retry later), anything else is a bug. */
+ * read-only, or that refuses us, is "unavailable" (retry later), anything
+ * else is a bug. */
 static enum store_result
 store_error_result(const redisReply *r, const char *what)
 {
+    /* Every request would log it again: said once, process-wide. */
+    if (rconn_is_refusal(r)) {
+        rconn_note_refused(what, r->str);
+        return STORE_UNAVAILABLE;
+    }
     if (rconn_is_unavailable(r)) {
         log_warn("redis: %s: %s", what, r->str);
         return STORE_UNAVAILABLE;
@@ -250,6 +259,7 @@ store_write_command(struct store_cmd *c, const char *user_id, const char *op)
     c->argv[WRITE_KEY_FIREHOSE] = "ssegate:history";
     c->argv[WRITE_KEY_HISTORY] = c->history;
     c->argv[WRITE_KEY_ACCOUNT] = c->account;
+    c->argv[WRITE_KEY_CHANNEL_KEY] = STORE_CHANNEL_KEY;
     c->argv[WRITE_OP] = op;
     c->argv[WRITE_CHANNEL] = store_cfg.channel;
     c->argv[WRITE_HISTORY_CAP] = store_cfg.history_maxlen;

@@ -18,6 +18,10 @@ struct config;
 struct redisReply;
 struct sse_frame;
 
+/* The channel key (idtag.h): HMAC pads write.lua tags every id it
+ * publishes with, made by the first subscriber that finds none (SET NX). */
+#define STORE_CHANNEL_KEY "ssegate:channelkey"
+
 enum store_result {
     STORE_OK = 0,
     STORE_NOT_FOUND,        /* no such account */

@@ -15,7 +15,13 @@
  * request, api.c): this module only counts the waiters and, when room
  * comes while some wait, calls the room hook (http_wake: it wakes the
  * HTTP loops, which resume their waiting requests). Connecting, AUTH and the back-off between
- * attempts are rconn.c's, shared with every other Redis connection. */
+ * attempts are rconn.c's, shared with every other Redis connection.
+ *
+ * Anybody who may PUBLISH on the channel reaches streams, so a message's
+ * "id" is taken only when write.lua vouched for it: the subscriber reads
+ * the channel key before each SUBSCRIBE (making it first if none exists)
+ * and trusts an id only when its tag verifies (idtag.c); every other
+ * message is framed verbatim without an id. */
 #include <event2/event.h>
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
@@ -29,10 +35,12 @@
 #include "config.h"
 #include "envelope.h"
 #include "hub.h"
+#include "idtag.h"
 #include "log.h"
 #include "rconn.h"
 #include "replay.h"
 #include "sse.h"
+#include "store.h"
 #include "stream.h"
 #include "subscriber.h"
 
@@ -44,10 +52,12 @@
  * up to this many events instead of one each, when events come faster
  * than one fan-out takes). */
 #define SUB_BATCH_MAX 64
-/* The start of a refusal kept to tell a new one from a repeat. */
-#define SUB_REFUSED_MAX 128
 /* Room for why a channel message was refused (envelope_parse). */
 #define SUB_ERR_MAX 128
+/* How much of a malformed channel message its log line shows. */
+#define SUB_SHOWN_MAX 80
+
+_Static_assert(ENVELOPE_TAG_LEN == IDTAG_HEX_LEN, "a tag is an HMAC in hex");
 
 /* A message taken from Redis, framed, waiting for the end of its read. */
 struct sub_pending {
@@ -65,9 +75,18 @@ struct subscriber {
     struct event *retry_ev;         /* back-off before the next connect */
     struct event *deadline_ev;      /* connect + subscribe must finish by then */
     struct rconn_backoff backoff;   /* between connect attempts */
-    /* Redis's last refusal (NOAUTH, WRONGPASS, an ACL denial) as logged:
-     * one line per change, not one per retry. "" while none. */
-    char refused[SUB_REFUSED_MAX];
+    /* This connection's AUTH was refused (rconn logged it) and it is
+     * being dropped: what Redis answers behind it is void, a refusal being
+     * the same one again and a success its default user's, not ours. */
+    int auth_refused;
+    /* The channel key (read before each SUBSCRIBE): only an id whose tag
+     * it verifies is taken as an event id. key_state says what was last
+     * logged of it, so a missing key is said once, not per reconnect. */
+    struct idtag_key key;
+    enum { SUB_KEY_UNKNOWN, SUB_KEY_OK, SUB_KEY_MISSING } key_state;
+    /* A tagged message's envelope without its tag, for the frame. */
+    char *untagged;
+    size_t untagged_cap;
     int freeing;
     atomic_int up;
     /* Publish backpressure: atomics, no lock. A waiter registers before
@@ -91,20 +110,6 @@ struct subscriber {
 };
 
 static void subscriber_connect(struct subscriber *sub);
-
-/* Redis refused the subscriber (a wrong or missing password, an ACL
- * denial): logs it when it is news, once per change rather than once per
- * retry; the back-off retries, and a fixed password or ACL lets a later
- * try in. */
-static void
-subscriber_note_refusal(struct subscriber *sub, const char *cmd, const char *why)
-{
-    if (strncmp(sub->refused, why, sizeof(sub->refused) - 1) == 0)
-        return;
-    log_error("redis: %s refused at %s:%u: %s (check REDIS_PASSWORD and the ACL; "
-              "retrying)", cmd, sub->cfg->redis_host, sub->cfg->redis_port, why);
-    snprintf(sub->refused, sizeof(sub->refused), "%s", why);
-}
 
 /* ------------------------------------------------------- backpressure */
 
@@ -262,6 +267,43 @@ subscriber_on_flush(evutil_socket_t fd, short what, void *arg)
     subscriber_flush(arg);
 }
 
+/* Whether the id a message claims (v->id) is one write.lua allocated:
+ * the message starts as write.lua writes it, with that very id, and the
+ * id's tag verifies under the channel key. Then *data and *len are the
+ * envelope without its tag, as history holds it (in sub->untagged), and
+ * the message is framed with its id; else it is framed as it came, with
+ * no id, like any message someone else publishes. Returns 1 or 0; -1
+ * when out of memory. */
+static int
+subscriber_trust_id(struct subscriber *sub, const struct envelope_view *v,
+                    const char **data, size_t *len)
+{
+    struct envelope_tagged t;
+    struct event_id tagged;
+    size_t n;
+
+    if (!v->has_id || envelope_find_tag(*data, *len, &t) == -1 ||
+        eventid_parse(t.id, t.id_len, &tagged) == -1 ||
+        eventid_cmp(&tagged, &v->id) != 0 ||
+        !idtag_verify(&sub->key, t.id, t.id_len, t.tag))
+        return 0;
+    n = *len - t.cut_len;
+    if (n > sub->untagged_cap) {
+        char *b = realloc(sub->untagged, n);
+
+        if (b == NULL)
+            return -1;
+        sub->untagged = b;
+        sub->untagged_cap = n;
+    }
+    memcpy(sub->untagged, *data, t.cut_off);
+    memcpy(sub->untagged + t.cut_off, *data + t.cut_off + t.cut_len,
+           *len - t.cut_off - t.cut_len);
+    *data = sub->untagged;
+    *len = n;
+    return 1;
+}
+
 /* The reply is borrowed: hiredis frees it when we return. The frame is
  * built from the message bytes once and waits in the batch until the end
  * of this read (flush_ev runs after the read callback, in the same loop
@@ -271,17 +313,27 @@ subscriber_deliver(struct subscriber *sub, const char *msg, size_t len)
 {
     struct envelope_view v;
     struct sub_pending *p;
-    char err[SUB_ERR_MAX];
+    char err[SUB_ERR_MAX], shown[LOG_EXCERPT_SIZE(SUB_SHOWN_MAX)];
+    const char *data = msg;
+    size_t data_len = len;
+    int trusted;
 
     if (envelope_parse(msg, len, &v, err, sizeof(err)) == -1) {
-        log_warn("channel %s: skipping a malformed message (%s): %.80s",
-                 sub->cfg->redis_channel, err, msg);
+        /* The message may be anything (invalid UTF-8, control bytes):
+         * shown escaped, so the log stays one line of text. */
+        log_warn("channel %s: skipping a malformed message (%s): %s",
+                 sub->cfg->redis_channel, err,
+                 log_excerpt(shown, sizeof(shown), msg, len, SUB_SHOWN_MAX));
+        return;
+    }
+    if ((trusted = subscriber_trust_id(sub, &v, &data, &data_len)) == -1) {
+        log_error("out of memory framing an event for user %s", v.user_id);
         return;
     }
     if (sub->nbatch == SUB_BATCH_MAX)
         subscriber_flush(sub);
     p = &sub->batch[sub->nbatch];
-    p->f = sse_frame_new_event(v.has_id ? &v.id : NULL, v.type, msg, len);
+    p->f = sse_frame_new_event(trusted ? &v.id : NULL, v.type, data, data_len);
     if (p->f == NULL) {
         log_error("out of memory framing an event for user %s", v.user_id);
         return;
@@ -305,10 +357,12 @@ subscriber_on_reply(redisAsyncContext *ac, void *r, void *privdata)
         reply->elements < 3 || reply->element[0]->type != REDIS_REPLY_STRING)
         return;
     kind = reply->element[0];
-    if (strcmp(kind->str, "message") == 0 &&
+    if (strcmp(kind->str, "message") == 0 && !sub->auth_refused &&
         reply->element[2]->type == REDIS_REPLY_STRING) {
         subscriber_deliver(sub, reply->element[2]->str, reply->element[2]->len);
-    } else if (strcmp(kind->str, "subscribe") == 0) {
+    } else if (strcmp(kind->str, "subscribe") == 0 && !sub->auth_refused) {
+        /* (Behind a refused AUTH, Redis's default user may subscribe: not
+         * us, and the connection is on its way out.) */
         subscriber_flush(sub);
         evtimer_del(sub->deadline_ev);
         rconn_backoff_reset(&sub->backoff);
@@ -317,7 +371,7 @@ subscriber_on_reply(redisAsyncContext *ac, void *r, void *privdata)
         rconn_redis_is_back();
         log_info("redis: subscribed to %s at %s:%u", sub->cfg->redis_channel,
                  sub->cfg->redis_host, sub->cfg->redis_port);
-        sub->refused[0] = '\0';
+        rconn_note_accepted();
         /* Every open stream missed whatever was published while we were
          * not subscribed: each reads it from history after its last id,
          * asynchronously; live messages flow meanwhile, and each stream's
@@ -329,12 +383,47 @@ subscriber_on_reply(redisAsyncContext *ac, void *r, void *privdata)
 static void
 subscriber_on_auth(redisAsyncContext *ac, void *r, void *privdata)
 {
-    redisReply *reply = r;
+    struct subscriber *sub = privdata;
 
-    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
-        subscriber_note_refusal(privdata, "AUTH", reply->str);
-        redisAsyncDisconnect(ac);   /* flags only; hiredis frees later */
+    if (rconn_auth_result(r) == 0)
+        return;
+    sub->auth_refused = 1;
+    redisAsyncDisconnect(ac);       /* flags only; hiredis frees later */
+}
+
+/* The channel key, read on this connection before its SUBSCRIBE (so it is
+ * known before any message): a key made by whichever gateway set it
+ * first (SET NX), shared by all. Without one no id on the channel is
+ * trusted, and events reach streams without an id line (none is lost;
+ * a resume may repeat them): said once until a key is read again. */
+static void
+subscriber_on_key(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct subscriber *sub = privdata;
+    const redisReply *reply = r;
+
+    (void)ac;
+    if (reply == NULL || sub->auth_refused)
+        return;
+    if (reply->type == REDIS_REPLY_STRING &&
+        idtag_key_load(&sub->key, (const unsigned char *)reply->str,
+                       reply->len) == 0) {
+        if (sub->key_state != SUB_KEY_OK)
+            log_debug("redis: channel key read");
+        sub->key_state = SUB_KEY_OK;
+        return;
     }
+    if (rconn_is_refusal(reply)) {
+        rconn_note_refused("GET " STORE_CHANNEL_KEY, reply->str);
+    } else if (sub->key_state != SUB_KEY_MISSING) {
+        log_error("redis: no channel key in %s (%s): events reach streams "
+                  "without their ids until one is read",
+                  STORE_CHANNEL_KEY, reply->type == REDIS_REPLY_ERROR ? reply->str
+                                     : reply->type == REDIS_REPLY_NIL ? "none"
+                                     : "not one");
+    }
+    sub->key.set = 0;
+    sub->key_state = SUB_KEY_MISSING;
 }
 
 /* ---------------------------------------------------------- connection */
@@ -371,11 +460,12 @@ subscriber_on_disconnect(const redisAsyncContext *ac, int status)
     if (atomic_exchange(&sub->up, 0) && !sub->freeing)
         log_warn("redis: subscription lost: %s",
                  status == REDIS_OK ? "closed" : ac->errstr);
-    else if (status != REDIS_OK && ac->err == REDIS_ERR_OTHER && !sub->freeing)
+    else if (status != REDIS_OK && ac->err == REDIS_ERR_OTHER && !sub->freeing &&
+             !sub->auth_refused)
         /* hiredis 0.14 keeps no callback for SUBSCRIBE's reply: an error
          * reply to it (NOAUTH, NOPERM) ends the connection with the reply
          * as errstr, and lands here. */
-        subscriber_note_refusal(sub, "SUBSCRIBE", ac->errstr);
+        rconn_note_refused("SUBSCRIBE", ac->errstr);
     subscriber_reset_backlog(sub);
     subscriber_schedule_retry(sub);
 }
@@ -387,6 +477,7 @@ subscriber_connect(struct subscriber *sub)
     struct timeval deadline = { CONNECT_TIMEOUT_MS / 1000,
                                 (CONNECT_TIMEOUT_MS % 1000) * 1000 };
     char err[RCONN_ERR_MAX];
+    unsigned char fresh[IDTAG_STORED_LEN];
 
     if ((ac = rconn_async_connect(sub, err, sizeof(err))) == NULL) {
         log_warn("redis: cannot connect to %s", err);
@@ -401,8 +492,14 @@ subscriber_connect(struct subscriber *sub)
     redisAsyncSetConnectCallback(ac, subscriber_on_connect);
     redisAsyncSetDisconnectCallback(ac, subscriber_on_disconnect);
     /* Commands queue until the connection is up; failing to queue them
-     * (out of memory) shows as no subscription by the deadline. */
+     * (out of memory) shows as no subscription by the deadline. A fresh
+     * key is offered each time; SET NX keeps the one already there. */
+    sub->auth_refused = 0;
     rconn_async_auth(ac, subscriber_on_auth, sub);
+    if (idtag_key_generate(fresh) == 0)
+        redisAsyncCommand(ac, NULL, NULL, "SET %s %b NX", STORE_CHANNEL_KEY,
+                          fresh, sizeof(fresh));
+    redisAsyncCommand(ac, subscriber_on_key, sub, "GET %s", STORE_CHANNEL_KEY);
     redisAsyncCommand(ac, subscriber_on_reply, sub, "SUBSCRIBE %s",
                       sub->cfg->redis_channel);
     sub->ac = ac;
@@ -464,6 +561,7 @@ subscriber_free(struct subscriber *sub)
     /* Shutting down: what is still pending goes nowhere. */
     for (size_t i = 0; i < sub->nbatch; i++)
         sse_frame_unref(sub->batch[i].f);
+    free(sub->untagged);
     pthread_mutex_destroy(&sub->last_mu);
     free(sub);
 }

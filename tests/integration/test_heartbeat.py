@@ -218,7 +218,14 @@ def test_many_streams_due_together(env):
     """1,000 streams opened at once are due together: each writer loop
     spreads them over a few slots, and every one still gets its heartbeat
     within HEARTBEAT_SECS + a tick of its hello (and none before)."""
+    # The firehose sees the account's events once they are fanned out:
+    # then no stream opened after it can take them for its own (a stream
+    # opened "now" gets what is fanned out after it opens).
+    fire = SSEClient(env.g.port)
+    eq(fire.status, 200, "the firehose's status")
     uid = env.account()
+    fire.wait_events(2)
+    fire.close()
     n = 1000
     sel = selectors.DefaultSelector()
     state = {}

@@ -337,6 +337,62 @@ test_event_rejects(void **state)
     expect_event_error("[{\"userId\":\"1\",\"type\":\"t\"}]", "invalid_json", "object");
 }
 
+/* The types the gateway emits, and those EventSource handles itself. */
+static void
+test_event_rejects_reserved_types(void **state)
+{
+    static const char *const reserved[] = {
+        "account.created", "snapshot", "gap", "token-expired", "presence.join",
+        "presence.", "error", "open",
+    };
+    char json[128];
+    struct event_input in;
+    struct body_error e;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++) {
+        snprintf(json, sizeof(json), "{\"userId\":\"1\",\"type\":\"%s\"}", reserved[i]);
+        expect_event_error(json, "reserved_type", reserved[i]);
+    }
+    /* Near misses are anybody's. */
+    assert_int_equal(event("{\"userId\":\"1\",\"type\":\"presence\"}", &in, &e), 0);
+    event_input_clear(&in);
+    assert_int_equal(event("{\"userId\":\"1\",\"type\":\"Snapshot\"}", &in, &e), 0);
+    event_input_clear(&in);
+}
+
+/* Invalid UTF-8 json-c would pass, and lone surrogates it would turn into
+ * U+FFFD, are refused wherever they are (data, keys, names). */
+static void
+test_bodies_reject_invalid_text(void **state)
+{
+    static const char *const data[] = {
+        "\xc0\x80", "\xe0\x80\x80", "\xed\xa0\x80", "\xf4\x90\x80\x80",
+        "\xf5\x80\x80\x80", "\xff",
+    };
+    struct account_input a;
+    struct body_error e;
+    char json[128];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(data) / sizeof(data[0]); i++) {
+        snprintf(json, sizeof(json), "{\"userId\":\"1\",\"type\":\"t\",\"data\":\"%s\"}",
+                 data[i]);
+        expect_event_error(json, "invalid_json", "UTF-8");
+        snprintf(json, sizeof(json), "{\"name\":\"A%s\"}", data[i]);
+        assert_int_equal(body_parse_account(json, strlen(json), &a, &e), -1);
+        assert_string_equal(e.code, "invalid_json");
+    }
+    expect_event_error("{\"userId\":\"1\",\"type\":\"t\",\"data\":\"\\ud800\"}",
+                       "invalid_json", "surrogate");
+    expect_event_error("{\"userId\":\"1\",\"type\":\"t\",\"data\":{\"\\udfff\":1}}",
+                       "invalid_json", "surrogate");
+    expect_event_error("{\"userId\":\"1\",\"type\":\"t\",\"data\":\"a\nb\"}",
+                       "invalid_json", "control character");
+    assert_int_equal(body_parse_account("{\"name\":\"\\udc00x\"}", 17, &a, &e), -1);
+    assert_string_equal(e.code, "invalid_json");
+}
+
 /* json-c reads these in strict mode and would write them back verbatim,
  * which would put invalid JSON into every subscriber's event. */
 static void
@@ -440,6 +496,8 @@ main(void)
         cmocka_unit_test(test_snapshot),
         cmocka_unit_test(test_event_ok),
         cmocka_unit_test(test_event_rejects),
+        cmocka_unit_test(test_event_rejects_reserved_types),
+        cmocka_unit_test(test_bodies_reject_invalid_text),
         cmocka_unit_test(test_event_rejects_numbers_json_c_would_echo),
         cmocka_unit_test(test_event_is_length_bounded),
         cmocka_unit_test(test_content_type),

@@ -72,6 +72,8 @@ test_defaults(void **state)
     assert_string_equal(c.redis_host, "127.0.0.1");
     assert_int_equal(c.redis_port, 6379);
     assert_string_equal(c.redis_password, "");
+    assert_string_equal(c.redis_username, "");
+    assert_string_equal(c.publish_keys, "");
     assert_string_equal(c.redis_channel, "user-events");
     assert_int_equal(c.history_maxlen, 1000);
     assert_int_equal(c.firehose_maxlen, 10000);
@@ -562,6 +564,63 @@ test_token_args(void **state)
                        "--subject: unknown option (see --help)");
 }
 
+/* PUBLISH_KEYS: checked whole at start-up, and never echoed (a secret). */
+static void
+test_publish_keys(void **state)
+{
+    static const char k16[] = "abcdefghij012345", k128[] =
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    char env0[1200], many[1200];
+    const char *env[] = { env0, NULL };
+    struct config c;
+    char err[256];
+
+    (void)state;
+    snprintf(env0, sizeof(env0), "PUBLISH_KEYS=%s,%s", k16, k128);
+    assert_int_equal(load(&c, env, NULL, err, sizeof(err)), CONFIG_OK);
+    assert_string_equal(c.publish_keys, strchr(env0, '=') + 1);
+    snprintf(env0, sizeof(env0), "PUBLISH_KEYS=A-Za-z0-9._~+/=x");
+    assert_int_equal(load(&c, env, NULL, err, sizeof(err)), CONFIG_OK);
+    expect_error((const char *[]){ "PUBLISH_KEYS=short-secret", NULL }, NULL,
+                 "PUBLISH_KEYS: key 1 has 12 characters, not 16 to 128");
+    expect_error((const char *[]){ "PUBLISH_KEYS=abcdefghij012345,", NULL }, NULL,
+                 "PUBLISH_KEYS: key 2 has 0 characters, not 16 to 128");
+    expect_error((const char *[]){ "PUBLISH_KEYS=abcdefghij012345,,abcdefghij012345", NULL },
+                 NULL, "PUBLISH_KEYS: key 2 has 0 characters, not 16 to 128");
+    expect_error((const char *[]){ "PUBLISH_KEYS=abcdefghij012345, abcdefghij012345", NULL },
+                 NULL, "PUBLISH_KEYS: key 2 has a character outside "
+                       "A-Z a-z 0-9 - . _ ~ + / =");
+    expect_error(NULL, (const char *[]){ "--publish-keys", "secret\"secret\"secret", NULL },
+                 "--publish-keys: key 1 has a character outside "
+                 "A-Z a-z 0-9 - . _ ~ + / =");
+    snprintf(env0, sizeof(env0), "PUBLISH_KEYS=%s0", k128);
+    assert_int_equal(load(&c, env, NULL, err, sizeof(err)), CONFIG_ERROR);
+    assert_string_equal(err, "PUBLISH_KEYS: key 1 has 129 characters, not 16 to 128");
+    many[0] = '\0';
+    for (int i = 0; i < CONFIG_PUBLISH_KEYS_COUNT + 1; i++)
+        snprintf(many + strlen(many), sizeof(many) - strlen(many), "%s%s",
+                 i ? "," : "", k16);
+    snprintf(env0, sizeof(env0), "PUBLISH_KEYS=%s", many);
+    assert_int_equal(load(&c, env, NULL, err, sizeof(err)), CONFIG_ERROR);
+    assert_string_equal(err, "PUBLISH_KEYS: more than 8 keys");
+    assert_null(strstr(err, k16));
+}
+
+static void
+test_redis_username(void **state)
+{
+    struct config c;
+    char err[256];
+
+    (void)state;
+    assert_int_equal(load(&c, (const char *[]){ "REDIS_USERNAME=gateway", NULL },
+                          (const char *[]){ "--redis-password=pw", NULL }, err,
+                          sizeof(err)), CONFIG_OK);
+    assert_string_equal(c.redis_username, "gateway");
+    assert_string_equal(c.redis_password, "pw");
+}
+
 int
 main(void)
 {
@@ -578,6 +637,8 @@ main(void)
         cmocka_unit_test(test_usage),
         cmocka_unit_test(test_auth_settings),
         cmocka_unit_test(test_token_args),
+        cmocka_unit_test(test_publish_keys),
+        cmocka_unit_test(test_redis_username),
         cmocka_unit_test(test_client_limits),
     };
 

@@ -226,6 +226,21 @@ test_parse_malformed(void **state)
         "{\"userId\":\"1\",\"id\":null}", "{\"userId\":\"1\",\"type\":\"a b\"}",
         "{\"userId\":\"1\",\"type\":\"\"}", "{\"userId\":\"1\",\"type\":5}",
         "{\"userId\":\"1\",\"type\":\"a\\nb\"}", "{\"userId\":\"\xff\"}",
+        /* What json-c alone lets through, and what would reach a client
+         * as it came (a channel message is framed verbatim). */
+        "{\"userId\":\"1\",\"data\":\"\xc0\x80\"}",
+        "{\"userId\":\"1\",\"data\":\"\xe0\x80\x80\"}",
+        "{\"userId\":\"1\",\"data\":\"\xed\xa0\x80\"}",
+        "{\"userId\":\"1\",\"data\":\"\xf4\x90\x80\x80\"}",
+        "{\"userId\":\"1\",\"data\":\"\xf5\x80\x80\x80\"}",
+        "{\"userId\":\"1\",\"data\":\"\\ud800\"}",
+        "{\"userId\":\"1\",\"data\":\"a\nb\"}",
+        "{\"userId\":\"1\",\"data\":\"a\rb\"}",
+        "{\"userId\":\"1\",\"data\":\"a\tb\"}",
+        "{\"userId\":\"1\",\"data\":{\"k\":\"\x1f\"}}",
+        /* Types that fire EventSource's own handlers. */
+        "{\"userId\":\"1\",\"type\":\"error\"}",
+        "{\"userId\":\"1\",\"type\":\"open\"}",
     };
     char user65[80], type65[80], msg[200];
     struct envelope_view v;
@@ -274,6 +289,85 @@ test_parse_error_reasons(void **state)
 }
 
 static void
+test_type_reserved(void **state)
+{
+    static const char *const reserved[] = {
+        "account.created", "snapshot", "gap", "token-expired", "presence.",
+        "presence.join", "presence.x.y", "error", "open",
+    };
+    static const char *const free_types[] = {
+        "message", "order.shipped", "Snapshot", "snapshots", "account.created2",
+        "gap.", "presence", "presencex", "Presence.join", "errors", "Error", "opened",
+        "x",
+    };
+    struct envelope_view v;
+    char err[128];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
+        if (!envelope_type_reserved(reserved[i]))
+            fail_msg("not reserved: %s", reserved[i]);
+    for (size_t i = 0; i < sizeof(free_types) / sizeof(free_types[0]); i++)
+        if (envelope_type_reserved(free_types[i]))
+            fail_msg("reserved: %s", free_types[i]);
+    /* On the channel only error and open are refused: the gateway's own
+     * events come that way with their own types. */
+    assert_true(envelope_type_fires_handler("error"));
+    assert_true(envelope_type_fires_handler("open"));
+    assert_false(envelope_type_fires_handler("snapshot"));
+    assert_int_equal(parse("{\"userId\":\"1\",\"type\":\"snapshot\"}", &v, err,
+                           sizeof(err)), 0);
+    assert_int_equal(parse("{\"userId\":\"1\",\"type\":\"presence.join\"}", &v, err,
+                           sizeof(err)), 0);
+    assert_int_equal(parse("{\"userId\":\"1\",\"type\":\"open\"}", &v, err,
+                           sizeof(err)), -1);
+    assert_non_null(strstr(err, "handler"));
+}
+
+/* What write.lua publishes: {"id":"<id>","idTag":"<40 hex>",<rest>. */
+#define TAG40 "0123456789abcdef0123456789abcdef01234567"
+
+static void
+test_find_tag(void **state)
+{
+    static const char msg[] = "{\"id\":\"1732484473123-7\",\"idTag\":\"" TAG40
+                              "\",\"type\":\"x\",\"userId\":\"1\",\"data\":null}";
+    static const char *const bad[] = {
+        "{\"id\":\"1-0\",\"type\":\"x\"}",                        /* no tag */
+        " {\"id\":\"1-0\",\"idTag\":\"" TAG40 "\",\"a\":1}",    /* not at the start */
+        "{\"idTag\":\"" TAG40 "\",\"id\":\"1-0\",\"a\":1}",     /* not after the id */
+        "{\"id\": \"1-0\",\"idTag\":\"" TAG40 "\",\"a\":1}",
+        "{\"id\":\"\",\"idTag\":\"" TAG40 "\",\"a\":1}",        /* no id */
+        "{\"id\":\"1-0x\",\"idTag\":\"" TAG40 "\",\"a\":1}",
+        "{\"id\":\"1-0\",\"idTag\":\"" TAG40 "8\",\"a\":1}",    /* 41 digits */
+        "{\"id\":\"1-0\",\"idTag\":\"0123456789ABCDEF0123456789abcdef01234567\",\"a\":1}",
+        "{\"id\":\"1-0\",\"idTag\":\"" TAG40 "\"}",                /* no rest */
+        "{\"id\":\"1-0\",\"idTag\":\"" TAG40,                       /* cut short */
+        "{\"id\":\"",
+        "",
+    };
+    struct envelope_tagged t;
+    char untagged[256];
+
+    (void)state;
+    assert_int_equal(envelope_find_tag(msg, sizeof(msg) - 1, &t), 0);
+    assert_int_equal(t.id_len, 15);
+    assert_memory_equal(t.id, "1732484473123-7", 15);
+    assert_memory_equal(t.tag, TAG40, ENVELOPE_TAG_LEN);
+    /* Cutting [cut_off, cut_off + cut_len) leaves history's envelope. */
+    memcpy(untagged, msg, t.cut_off);
+    memcpy(untagged + t.cut_off, msg + t.cut_off + t.cut_len,
+           sizeof(msg) - t.cut_off - t.cut_len);
+    assert_string_equal(untagged, "{\"id\":\"1732484473123-7\",\"type\":\"x\","
+                                  "\"userId\":\"1\",\"data\":null}");
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (envelope_find_tag(bad[i], strlen(bad[i]), &t) != -1)
+            fail_msg("found a tag in: %s", bad[i]);
+    /* Only len bytes are looked at. */
+    assert_int_equal(envelope_find_tag(msg, 60, &t), -1);
+}
+
+static void
 test_type_valid(void **state)
 {
     char t65[66];
@@ -308,6 +402,8 @@ main(void)
         cmocka_unit_test(test_parse_malformed),
         cmocka_unit_test(test_parse_error_reasons),
         cmocka_unit_test(test_type_valid),
+        cmocka_unit_test(test_type_reserved),
+        cmocka_unit_test(test_find_tag),
     };
 
     /* A hang (a deadlock, an endless loop) must fail the test, not stall

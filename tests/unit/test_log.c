@@ -217,6 +217,39 @@ test_threads_never_mix(void **state)
     free(out);
 }
 
+/* Untrusted bytes become one line of printable ASCII, bounded. */
+static void
+test_excerpt(void **state)
+{
+    char out[LOG_EXCERPT_SIZE(16)], tiny[8];
+    static const char raw[] = "a\nb\xff\\c\x7f\"";
+
+    (void)state;
+    assert_string_equal(log_excerpt(out, sizeof(out), raw, sizeof(raw) - 1, 16),
+                        "a\\x0ab\\xff\\\\c\\x7f\"");
+    assert_string_equal(log_excerpt(out, sizeof(out), "0123456789abcdefXYZ", 19, 16),
+                        "0123456789abcdef...");
+    assert_string_equal(log_excerpt(out, sizeof(out), "abc", 3, 16), "abc");
+    assert_string_equal(log_excerpt(out, sizeof(out), "", 0, 16), "");
+    /* NULs inside are bytes like any other, and only n are read. */
+    assert_string_equal(log_excerpt(out, sizeof(out), "a\0bXX", 3, 16), "a\\x00b");
+    /* A small buffer cuts, and still ends with the mark and a NUL. */
+    assert_string_equal(log_excerpt(tiny, sizeof(tiny), "abcdefgh", 8, 16), "abcd...");
+    assert_string_equal(log_excerpt(tiny, sizeof(tiny), "\xff\xff", 2, 16), "\\xff...");
+    assert_string_equal(log_excerpt(tiny, 3, "abcdef", 6, 16), "");
+    /* The worst case fits its size. */
+    memset(out, 'z', sizeof(out));
+    {
+        char all[16];
+
+        memset(all, 0xff, sizeof(all));
+        log_excerpt(out, sizeof(out), all, sizeof(all), 16);
+        assert_int_equal(strlen(out), 64);
+        log_excerpt(out, sizeof(out), all, sizeof(all), 17);
+        assert_int_equal(strlen(out), 64);
+    }
+}
+
 int
 main(void)
 {
@@ -227,6 +260,7 @@ main(void)
         cmocka_unit_test(test_long_message_is_cut),
         cmocka_unit_test(test_errno_is_kept),
         cmocka_unit_test(test_threads_never_mix),
+        cmocka_unit_test(test_excerpt),
     };
 
     /* A hang (a deadlock, an endless loop) must fail the test, not stall

@@ -89,6 +89,14 @@ test_error_classes(void **state)
         "OOM command not allowed when used memory > 'maxmemory'.",
         "NOAUTH Authentication required.",
         "WRONGPASS invalid username-password pair",
+        "NOPERM this user has no permissions to run the 'evalsha' command",
+        "ERR Protocol error: unauthenticated multibulk length",
+    };
+    static char *const refusals[] = {
+        "NOAUTH Authentication required.",
+        "WRONGPASS invalid username-password pair",
+        "NOPERM this user has no permissions to access one of the channels",
+        "ERR Protocol error: unauthenticated bulk length",
     };
     char err[] = "ERR unknown op", noscript[] = "NOSCRIPT No matching script.";
     char status[] = "LOADING";
@@ -100,8 +108,15 @@ test_error_classes(void **state)
         assert_true(rconn_is_unavailable(&r));
         assert_false(rconn_is_noscript(&r));
     }
+    for (size_t i = 0; i < sizeof(refusals) / sizeof(refusals[0]); i++) {
+        r = error_reply(refusals[i]);
+        assert_true(rconn_is_refusal(&r));
+    }
+    r = error_reply(unavailable[0]);
+    assert_false(rconn_is_refusal(&r));             /* LOADING passes by itself */
     r = error_reply(err);
     assert_false(rconn_is_unavailable(&r));
+    assert_false(rconn_is_refusal(&r));
     r = error_reply(noscript);
     assert_true(rconn_is_noscript(&r));
     assert_false(rconn_is_unavailable(&r));
@@ -111,6 +126,7 @@ test_error_classes(void **state)
     assert_false(rconn_is_unavailable(&s));
     assert_false(rconn_is_noscript(NULL));
     assert_false(rconn_is_unavailable(NULL));
+    assert_false(rconn_is_refusal(NULL));
 }
 
 static void
