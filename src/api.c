@@ -1200,6 +1200,47 @@ api_event_publish(struct http_req *r, void *arg)
     return HTTP_DONE;
 }
 
+/* ---------------------------------------------------------------- tokens */
+
+/* POST /tokens (a publish key, checked by the head hook): a stream token
+ * for userId, signed with AUTH_SECRET, for an application's back end that
+ * holds a publish key but not the secret, and for the demo page. Nothing
+ * is written anywhere: a token is only a signature. */
+static enum http_ret
+api_token_create(struct http_req *r, void *arg)
+{
+    struct app *app = arg;
+    struct token_input in;
+    struct body_error e;
+    const char *body;
+    size_t len;
+    unsigned ttl;
+    int64_t now = clock_wall_ms();
+    char *tok;
+    json_object *o;
+
+    if (!auth_can_sign(app->auth))
+        return http_send_error(r, 404, "not_found",
+                               "this gateway signs no tokens: AUTH_SECRET is not set", NULL);
+    body = http_req_body(r, &len);
+    if (body_parse_token(body, len, &in, &e) == -1)
+        return api_send_body_error(r, &e);
+    ttl = in.ttl_secs != 0 ? in.ttl_secs : app->cfg->auth_token_ttl_secs;
+    if ((tok = auth_sign(app->auth, in.user_id, now, ttl, in.firehose)) == NULL)
+        return api_send_out_of_memory(r);
+    o = json_object_new_object();
+    if (o != NULL &&
+        (json_object_object_add(o, "token", json_object_new_string(tok)) != 0 ||
+         json_object_object_add(o, "userId", json_object_new_string(in.user_id)) != 0 ||
+         json_object_object_add(o, "expiresAt",
+                                json_object_new_int64(now + (int64_t)ttl * 1000)) != 0)) {
+        json_object_put(o);
+        o = NULL;
+    }
+    free(tok);
+    return api_send_object(r, 200, o, NULL);
+}
+
 /* ---------------------------------------------------------------- health */
 
 static enum http_ret
@@ -1258,6 +1299,7 @@ static const struct http_route api_route_table[] = {
     { "/accounts/{id}", NULL, "GET", 0, api_account_get, api_account_read_check },
     { "/accounts/{id}/snapshots", NULL, "POST", 0, api_snapshot_create,
       api_write_check },
+    { "/tokens", NULL, "POST", 0, api_token_create, api_write_check },
     { "/health", NULL, "GET", 0, api_health, NULL },
 };
 

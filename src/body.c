@@ -363,6 +363,43 @@ out:
     return rc;
 }
 
+int
+body_parse_token(const char *buf, size_t len, struct token_input *out,
+                 struct body_error *err)
+{
+    static const char *const allowed[] = { "userId", "ttlSecs", "firehose", NULL };
+    json_object *o, *v;
+    int rc = -1;
+
+    memset(out, 0, sizeof(*out));
+    if ((o = body_parse_object(buf, len, err)) == NULL)
+        return -1;
+    if (body_check_fields(o, allowed, err) == -1 ||
+        body_read_user_id(o, out->user_id, sizeof(out->user_id), err) == -1)
+        goto out;
+    if (json_object_object_get_ex(o, "ttlSecs", &v)) {
+        int64_t t = json_object_get_int64(v);
+
+        if (!json_object_is_type(v, json_type_int) || t < 1 || t > BODY_TOKEN_TTL_MAX) {
+            body_fail(err, "invalid_field", "ttlSecs must be an integer from 1 to %d",
+                      BODY_TOKEN_TTL_MAX);
+            goto out;
+        }
+        out->ttl_secs = (unsigned)t;
+    }
+    if (json_object_object_get_ex(o, "firehose", &v)) {
+        if (!json_object_is_type(v, json_type_boolean)) {
+            body_fail(err, "invalid_field", "firehose must be true or false");
+            goto out;
+        }
+        out->firehose = json_object_get_boolean(v);
+    }
+    rc = 0;
+out:
+    json_object_put(o);
+    return rc;
+}
+
 void
 event_input_clear(struct event_input *in)
 {

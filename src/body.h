@@ -73,6 +73,19 @@ body_parse_event(const char *buf, size_t len, struct event_input *out,
 void
 event_input_clear(struct event_input *in);
 
+/* POST /tokens: {"userId": as for events, "ttlSecs": optional integer
+ * 1..BODY_TOKEN_TTL_MAX (0 in out: the default), "firehose": optional
+ * boolean}. */
+#define BODY_TOKEN_TTL_MAX 2592000
+struct token_input {
+    char user_id[BODY_USER_ID_MAX_DIGITS + 1];
+    unsigned ttl_secs;
+    int firehose;
+};
+int
+body_parse_token(const char *buf, size_t len, struct token_input *out,
+                 struct body_error *err);
+
 /* Returns 1 if a Content-Type header value is JSON: "application/json"
  * (case-insensitive) optionally followed by parameters (";
  * charset=utf-8"); a charset other than utf-8 is rejected. */

@@ -217,6 +217,13 @@ main(int argc, char **argv)
         fprintf(stderr, "ssegate: %s\n", err);
         return 2;
     }
+    /* Checking who reads while letting anyone write is not secure. */
+    if (g.app.auth != NULL && g.cfg.publish_keys[0] == '\0') {
+        fprintf(stderr, "ssegate: secure mode (AUTH_SECRET or AUTH_PUBLIC_KEY_FILE) "
+                        "needs PUBLISH_KEYS: otherwise anyone may write\n");
+        auth_free(g.app.auth);
+        return 2;
+    }
     log_set_level((enum log_level)g.cfg.log_level);
     /* MHD sends with MSG_NOSIGNAL, but hiredis uses plain write(). */
     signal(SIGPIPE, SIG_IGN);

@@ -72,7 +72,7 @@ function addRow(ev) {
 async function streamToken(id) {
   if (!publishKey()) return null;
   const ttlSecs = Number($('#token-ttl').value) || 3600;
-  const t = await api('POST', '/tokens', { sub: id, ttlSecs });
+  const t = await api('POST', '/tokens', { userId: id, ttlSecs });
   state.tokens += 1;
   $('#tokens').textContent = String(state.tokens);
   return t.token;

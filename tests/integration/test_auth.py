@@ -33,6 +33,8 @@ SECRET = "test-secret-0123456789-abcdefghij-0123"     # 38 bytes
 TTL = 600               # AUTH_TOKEN_TTL_SECS of "hs"
 ISS = "https://idp.test"
 AUD = "ssegate-test"
+KEY = "publish-key-0123456789abcdef"    # PUBLISH_KEYS of the secure gateways
+WRITE = {"Authorization": "Bearer " + KEY}
 CHALLENGE = 'Bearer realm="ssegate"'
 CHALLENGE_INVALID = 'Bearer realm="ssegate", error="invalid_token"'
 EXPIRED_FRAME = 'event: token-expired\ndata: {"type":"token-expired"}\n\n'
@@ -122,10 +124,11 @@ class Env:
                                                        "ec_paramgen_curve:P-256"])
         common = {"LOG_LEVEL": "debug", "HTTP_THREADS": 1, "WRITER_THREADS": 1}
         self.hs = Gateway(BIN, self.redis, d, "hs", AUTH_SECRET=SECRET,
-                          AUTH_TOKEN_TTL_SECS=TTL, **common)
-        self.rs = Gateway(BIN, self.redis, d, "rs", AUTH_PUBLIC_KEY_FILE=self.rsa_pub, **common)
+                          AUTH_TOKEN_TTL_SECS=TTL, PUBLISH_KEYS=KEY, **common)
+        self.rs = Gateway(BIN, self.redis, d, "rs", AUTH_PUBLIC_KEY_FILE=self.rsa_pub,
+                          PUBLISH_KEYS=KEY, **common)
         self.es = Gateway(BIN, self.redis, d, "es", AUTH_PUBLIC_KEY_FILE=self.ec_pub,
-                          AUTH_ISSUER=ISS, AUTH_AUDIENCE=AUD, **common)
+                          AUTH_ISSUER=ISS, AUTH_AUDIENCE=AUD, PUBLISH_KEYS=KEY, **common)
         self.open = Gateway(BIN, self.redis, d, "open", **common)
 
     def keypair(self, name, genopts):
@@ -139,7 +142,8 @@ class Env:
         return key, pub
 
     def account(self, g=None):
-        st, _, acct = post_json((g or self.open).port, "/accounts", {"name": "Ada"})
+        st, _, acct = post_json((g or self.open).port, "/accounts", {"name": "Ada"},
+                                headers=WRITE)
         eq(st, 201, "POST /accounts status")
         return acct["id"]
 
@@ -453,7 +457,8 @@ def test_expired_before_handoff(env):
 
 
 def test_accounts_token(env):
-    st, h, body = http(env.hs.port, "POST", "/accounts", {"name": "Ada", "balance": 5})
+    st, h, body = http(env.hs.port, "POST", "/accounts", {"name": "Ada", "balance": 5},
+                       headers=WRITE)
     eq(st, 201, "status")
     acct = json.loads(body)
     eq(list(acct), ["id", "name", "balance", "createdAt", "token"], "fields, token last")
@@ -466,7 +471,7 @@ def test_accounts_token(env):
     c = open_ok(env.hs, "userId=" + acct["id"], bearer(acct["token"]))
     c.close()
     # Without AUTH_SECRET there is nothing to sign with: no token field.
-    st, _, other = post_json(env.rs.port, "/accounts", {"name": "Bo"})
+    st, _, other = post_json(env.rs.port, "/accounts", {"name": "Bo"}, headers=WRITE)
     eq(st, 201, "status on rs")
     check("token" not in other, "no token from a gateway without AUTH_SECRET: %r" % other)
 
@@ -475,7 +480,7 @@ def test_accounts_token_idempotent(env):
     """The kept answer is replayed byte for byte, and its token signed
     anew: the kept copy in Redis holds none."""
     key = "auth-idem-%d" % time.monotonic_ns()
-    h = {"Idempotency-Key": key}
+    h = dict(WRITE, **{"Idempotency-Key": key})
     st, _, first = http(env.hs.port, "POST", "/accounts", {"name": "Cy"}, headers=h)
     eq(st, 201, "first status")
     t1 = json.loads(first)["token"]
@@ -535,6 +540,43 @@ def test_cli_token(env):
                                      "the 32 required\n"), "a short secret")
 
 
+def test_tokens_endpoint(env):
+    """POST /tokens: a publish key buys a stream token for any user (what
+    an application's back end asks for its page); without a key 401,
+    without AUTH_SECRET 404, a bad body 400. Nothing is written."""
+    uid = env.account()
+    keys_before = env.redis.cli("DBSIZE")
+    st, h, body = post_json(env.hs.port, "/tokens", {"userId": uid, "ttlSecs": 30},
+                            headers=WRITE)
+    eq(st, 200, "status (%r)" % body)
+    eq(sorted(body), ["expiresAt", "token", "userId"], "fields")
+    SENT.add(body["token"])
+    claims = verify_hs256(body["token"])
+    eq((claims["sub"], claims["exp"] - claims["iat"]), (uid, 30), "sub and lifetime")
+    check("firehose" not in claims, "no firehose claim: %r" % claims)
+    check(abs(body["expiresAt"] / 1000 - claims["exp"]) < 1, "expiresAt is exp: %r" % body)
+    open_ok(env.hs, "userId=" + uid, bearer(body["token"])).close()
+    st, _, body = post_json(env.hs.port, "/tokens", {"userId": 7, "firehose": True},
+                            headers=WRITE)
+    eq(st, 200, "firehose token status")
+    SENT.add(body["token"])
+    claims = verify_hs256(body["token"])
+    eq((claims["sub"], claims["firehose"], claims["exp"] - claims["iat"]), ("7", True, TTL),
+       "firehose claim and the default lifetime")
+    st, h, body = post_json(env.hs.port, "/tokens", {"userId": uid})
+    eq((st, body["error"], h.get("www-authenticate")), (401, "unauthorized", CHALLENGE),
+       "without a publish key")
+    for bad, field in (({"userId": uid, "ttlSecs": 0}, "ttlSecs"),
+                       ({"userId": uid, "firehose": "yes"}, "firehose"),
+                       ({"ttlSecs": 5}, "userId"), ({"userId": uid, "sub": "x"}, "sub")):
+        st, _, body = post_json(env.hs.port, "/tokens", bad, headers=WRITE)
+        eq(st, 400, "status for %r" % bad)
+        check(field in body["message"], "the message names %s: %r" % (field, body))
+    st, _, body = post_json(env.rs.port, "/tokens", {"userId": uid}, headers=WRITE)
+    eq((st, body["error"]), (404, "not_found"), "a gateway without AUTH_SECRET signs nothing")
+    eq(env.redis.cli("DBSIZE"), keys_before, "nothing written")
+
+
 def test_startup_errors(env):
     """A bad key setting stops start-up: exit 2, one line naming it, and
     never the secret itself."""
@@ -543,6 +585,12 @@ def test_startup_errors(env):
     with open(bad_pem, "w") as f:
         f.write("not a key\n")
     cases = [
+        ({"AUTH_SECRET": SECRET},
+         "ssegate: secure mode (AUTH_SECRET or AUTH_PUBLIC_KEY_FILE) needs PUBLISH_KEYS: "
+         "otherwise anyone may write\n"),
+        ({"AUTH_PUBLIC_KEY_FILE": env.rsa_pub},
+         "ssegate: secure mode (AUTH_SECRET or AUTH_PUBLIC_KEY_FILE) needs PUBLISH_KEYS: "
+         "otherwise anyone may write\n"),
         ({"AUTH_SECRET": "s3cr3t-but-short"},
          "ssegate: AUTH_SECRET: 16 bytes is shorter than the 32 required\n"),
         ({"AUTH_PUBLIC_KEY_FILE": env.rsa_key},
@@ -584,6 +632,7 @@ def test_tokens_never_logged(env):
 
 TESTS = [
     test_open_mode_unchanged,
+    test_tokens_endpoint,
     test_no_token,
     test_three_places,
     test_other_user,

@@ -187,6 +187,49 @@ test_account_is_length_bounded(void **state)
     assert_string_equal(e.code, "invalid_json");
 }
 
+/* ------------------------------------------------------------------ tokens */
+
+static int
+token(const char *json, struct token_input *in, struct body_error *e)
+{
+    return body_parse_token(json, strlen(json), in, e);
+}
+
+static void
+test_token_request(void **state)
+{
+    struct token_input in;
+    struct body_error e;
+    static const struct { const char *json, *code, *word; } bad[] = {
+        { "{}", "missing_field", "userId" },
+        { "{\"userId\":\"007\"}", "invalid_field", "userId" },
+        { "{\"userId\":\"7\",\"ttlSecs\":0}", "invalid_field", "ttlSecs" },
+        { "{\"userId\":\"7\",\"ttlSecs\":2592001}", "invalid_field", "ttlSecs" },
+        { "{\"userId\":\"7\",\"ttlSecs\":1.5}", "invalid_field", "ttlSecs" },
+        { "{\"userId\":\"7\",\"firehose\":1}", "invalid_field", "firehose" },
+        { "{\"userId\":\"7\",\"sub\":\"7\"}", "unknown_field", "sub" },
+        { "[]", "invalid_json", "" },
+    };
+
+    (void)state;
+    assert_int_equal(token("{\"userId\":\"42\"}", &in, &e), 0);
+    assert_string_equal(in.user_id, "42");
+    assert_int_equal(in.ttl_secs, 0);
+    assert_int_equal(in.firehose, 0);
+    assert_int_equal(token("{\"userId\":42,\"ttlSecs\":2592000,\"firehose\":true}", &in, &e), 0);
+    assert_string_equal(in.user_id, "42");
+    assert_int_equal(in.ttl_secs, 2592000);
+    assert_int_equal(in.firehose, 1);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        memset(&e, 0, sizeof(e));
+        if (token(bad[i].json, &in, &e) != -1)
+            fail_msg("accepted: %s", bad[i].json);
+        if (strcmp(e.code, bad[i].code) != 0 || strstr(e.message, bad[i].word) == NULL)
+            fail_msg("%s: %s (%s), want %s naming %s", bad[i].json, e.code, e.message,
+                     bad[i].code, bad[i].word);
+    }
+}
+
 /* --------------------------------------------------------------- snapshots */
 
 static void
@@ -502,6 +545,7 @@ main(void)
         cmocka_unit_test(test_event_is_length_bounded),
         cmocka_unit_test(test_content_type),
         cmocka_unit_test(test_user_id_valid),
+        cmocka_unit_test(test_token_request),
     };
 
     /* A hang (a deadlock, an endless loop) must fail the test, not stall
