@@ -4,24 +4,16 @@
 // page's backend is killed and the page resumes on the survivor with every
 // event exactly once. Screenshots are kept as test artifacts.
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { chromium } from 'playwright-core';
-import { Cluster, http, top, waitFor } from './cluster.mjs';
+import { ARTIFACTS, launchChromium } from './chromium.mjs';
+import { Cluster, http, waitFor } from './cluster.mjs';
 
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const ARTIFACTS = process.env.ARTIFACTS_DIR || path.join(top, 'build', 'test-logs');
 let c, browser;
 
 before(async () => {
   c = await new Cluster().start();
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-           '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  browser = await launchChromium();
 });
 
 after(async () => {

@@ -6,14 +6,11 @@
 // one and reopens after the last event it saw: every event exactly once.
 // Without the key the page is refused, and so is a stream without a token.
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { chromium } from 'playwright-core';
-import { Cluster, http, top, waitFor } from './cluster.mjs';
+import { ARTIFACTS, launchChromium } from './chromium.mjs';
+import { Cluster, http, waitFor } from './cluster.mjs';
 
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const ARTIFACTS = process.env.ARTIFACTS_DIR || path.join(top, 'build', 'test-logs');
 const SECRET = 'e2e-secret-0123456789abcdef0123456789abcdef';
 const KEY = 'e2e-publish-key-0123456789';
 const WRITE = { Authorization: `Bearer ${KEY}` };
@@ -22,12 +19,7 @@ let c, browser;
 
 before(async () => {
   c = await new Cluster({ env: { AUTH_SECRET: SECRET, PUBLISH_KEYS: KEY } }).start();
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-           '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  browser = await launchChromium();
 });
 
 after(async () => {
