@@ -23,8 +23,16 @@ enum config_kind {
     CONFIG_KIND_RATE,       /* struct config_rate: "N/Ws", "" for none */
     CONFIG_KIND_CIDRS,      /* struct netaddr_cidrs: "a/n,b/m" */
     CONFIG_KIND_ORIGINS,    /* struct cors_origins: "https://a,https://b" or "*" */
-    CONFIG_KIND_KEY_LIST    /* char[size]: "" or keys separated by commas */
+    CONFIG_KIND_KEY_LIST,   /* char[size]: "" or keys separated by commas */
+    CONFIG_KIND_CHANNEL     /* char[size], non-empty, outside CONFIG_OWN_PREFIX */
 };
+
+/* The gateways' own namespace in Redis: their keys and their channel
+ * (ssegate:events, store.h), the one whose ids streams trust. REDIS_CHANNEL,
+ * where anybody may publish, must lie outside it, so that it can never be
+ * that channel and one ACL pattern (&ssegate:*) keeps outside publishers
+ * off ours. */
+#define CONFIG_OWN_PREFIX "ssegate:"
 
 struct config_option {
     const char *env;
@@ -56,8 +64,8 @@ static const struct config_option config_options[] = {
       CONFIG_FIELD(redis_username), "Redis ACL user for AUTH (Redis 6 and later)" },
     { "REDIS_PASSWORD", "--redis-password", CONFIG_KIND_STRING, "", 0, 0,
       CONFIG_FIELD(redis_password), "Redis AUTH password" },
-    { "REDIS_CHANNEL", "--redis-channel", CONFIG_KIND_STRING, "user-events", 1, 0,
-      CONFIG_FIELD(redis_channel), "pub/sub channel all instances share" },
+    { "REDIS_CHANNEL", "--redis-channel", CONFIG_KIND_CHANNEL, "user-events", 1, 0,
+      CONFIG_FIELD(redis_channel), "pub/sub channel others publish on (not ssegate:*)" },
     { "HISTORY_MAXLEN", "--history-maxlen", CONFIG_KIND_UINT, "1000", 1, 1000000,
       CONFIG_FIELD(history_maxlen), "events kept per user for resume" },
     { "FIREHOSE_MAXLEN", "--firehose-maxlen", CONFIG_KIND_UINT, "10000", 1, 1000000,
@@ -307,6 +315,13 @@ config_set(struct config *cfg, const struct config_option *o, const char *name,
         return config_set_string(field, o, name, v, err, errlen);
     case CONFIG_KIND_STRING:
         return config_set_string(field, o, name, v, err, errlen);
+    case CONFIG_KIND_CHANNEL:
+        if (strncmp(v, CONFIG_OWN_PREFIX, sizeof(CONFIG_OWN_PREFIX) - 1) == 0) {
+            snprintf(err, errlen, "%s: '%s' is in " CONFIG_OWN_PREFIX "*, the "
+                     "gateways' own names; pick a channel outside it", name, shown);
+            return -1;
+        }
+        return config_set_string(field, o, name, v, err, errlen);
     case CONFIG_KIND_SECRET:
         /* The error says how long, never what: it may be most of a key. */
         if (v[0] != '\0' && strlen(v) < o->min) {
@@ -480,6 +495,7 @@ config_metavar(enum config_kind kind)
     case CONFIG_KIND_KEY_LIST:
         return "KEYS";
     case CONFIG_KIND_STRING:
+    case CONFIG_KIND_CHANNEL:
     case CONFIG_KIND_SECRET:
         break;
     }

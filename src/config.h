@@ -53,7 +53,8 @@ struct config {
     uint16_t redis_port;        /* REDIS_PORT */
     char redis_username[256];   /* REDIS_USERNAME: Redis 6 ACL user; "" is "default" */
     char redis_password[256];   /* REDIS_PASSWORD: "" sends no AUTH */
-    /* REDIS_CHANNEL: the pub/sub channel all instances share */
+    /* REDIS_CHANNEL: the pub/sub channel others publish on (never in
+     * ssegate:*, the gateways' own names) */
     char redis_channel[CONFIG_CHANNEL_MAX + 1];
     unsigned history_maxlen;    /* HISTORY_MAXLEN: events kept per user */
     unsigned firehose_maxlen;   /* FIREHOSE_MAXLEN: events kept for the firehose */

@@ -35,41 +35,6 @@ envelope_type_valid(const char *s, size_t len)
 }
 
 int
-envelope_find_tag(const char *msg, size_t len, struct envelope_tagged *out)
-{
-    static const char head[] = "{\"id\":\"";
-    static const char mid[] = "\",\"idTag\":\"";
-    static const char tail[] = "\",";
-    const size_t head_len = sizeof(head) - 1, mid_len = sizeof(mid) - 1;
-    size_t i = head_len, id_len;
-
-    if (len < head_len || memcmp(msg, head, head_len) != 0)
-        return -1;
-    while (i < len && ((msg[i] >= '0' && msg[i] <= '9') || msg[i] == '-'))
-        i++;
-    id_len = i - head_len;
-    if (id_len == 0 || id_len >= EVENTID_STR_MAX ||
-        len - i < mid_len + ENVELOPE_TAG_LEN + 2 || memcmp(msg + i, mid, mid_len) != 0)
-        return -1;
-    for (size_t k = 0; k < ENVELOPE_TAG_LEN; k++) {
-        char c = msg[i + mid_len + k];
-
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-            return -1;
-    }
-    if (memcmp(msg + i + mid_len + ENVELOPE_TAG_LEN, tail, 2) != 0)
-        return -1;
-    out->id = msg + head_len;
-    out->id_len = id_len;
-    out->tag = msg + i + mid_len;
-    /* Keep '{"id":"<id>",' and cut '"idTag":"<hex>",': what is left is
-     * the envelope as history holds it. */
-    out->cut_off = i + 2;
-    out->cut_len = mid_len - 2 + ENVELOPE_TAG_LEN + 2;
-    return 0;
-}
-
-int
 envelope_type_fires_handler(const char *type)
 {
     return strcmp(type, "error") == 0 || strcmp(type, "open") == 0;

@@ -30,8 +30,8 @@ envelope_build_rest(const char *type, const char *user_id,
 
 /* What the subscriber needs from a channel message. */
 struct envelope_view {
-    /* The message had a valid "id": what it claims, not yet trusted
-     * (only a tag, envelope_find_tag and idtag.c, makes it so). */
+    /* The message had a valid "id": what it claims, trusted only when
+     * it came on the gateways' own channel (subscriber.c). */
     int has_id;
     struct event_id id;
     char type[SSE_EVENT_MAX + 1];       /* "message" when absent */
@@ -53,27 +53,6 @@ struct envelope_view {
 int
 envelope_parse(const char *msg, size_t len, struct envelope_view *out,
                char *err, size_t errlen);
-
-/* How write.lua vouches for an event id it allocated (idtag.c): the
- * message it publishes starts
- *   {"id":"<id>","idTag":"<ENVELOPE_TAG_LEN lowercase hex digits>",<rest>
- * and history keeps the same envelope without the tag:
- *   {"id":"<id>",<rest>
- * (a client never sees the tag). */
-#define ENVELOPE_TAG_LEN 40
-struct envelope_tagged {
-    const char *id;                     /* into the message, not NUL-terminated */
-    size_t id_len;
-    const char *tag;                    /* ENVELOPE_TAG_LEN bytes into the message */
-    size_t cut_off, cut_len;            /* the bytes to cut to get the envelope */
-};
-
-/* Finds the tag of a channel message (len bytes) that starts exactly as
- * write.lua writes one: the id 1..EVENTID_STR_MAX - 1 of [0-9-], the tag
- * lowercase hex. Returns 0 with out filled (pointers into msg), or -1 for
- * any other start. Says nothing of whether the tag is right. */
-int
-envelope_find_tag(const char *msg, size_t len, struct envelope_tagged *out);
 
 /* Returns 1 if s (len bytes) is a valid event type: 1..SSE_EVENT_MAX
  * characters of [A-Za-z0-9._-]. */

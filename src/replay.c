@@ -168,9 +168,10 @@ replay_apply(struct stream *s, const struct event_id *after,
 
     memset(next, 0, sizeof(*next));
     /* An id past the deployment's newest was never handed out (taken from
-     * a message someone else published with an id, before ids on the
-     * channel were checked; or Redis lost its data): said like a trimmed
-     * one, so the client reloads rather than trusting nothing is missing. */
+     * a message someone else published with an id, by a gateway of a
+     * version that trusted ids on REDIS_CHANNEL; or Redis lost its data):
+     * said like a trimmed one, so the client reloads rather than trusting
+     * nothing is missing. */
     if (after != NULL && r->has_start && eventid_cmp(after, &r->start) > 0)
         why = "this id is past every event of this service";
     else if (after != NULL && r->gap)

@@ -12,9 +12,10 @@
  *        ssegate:history           firehose history (stream, capped)
  *        ssegate:history:<userId>  one user's history (stream, capped)
  *        ssegate:rl:<scope>:<addr> a client's rate-limit bucket (GCRA time, expiring)
- *        ssegate:channelkey        the channel key (idtag.h), set once
  *        ssegate:idem:<scope>:<k>  a write's kept answer (Idempotency-Key)
- * History entries have fields t (event type) and e (the envelope). */
+ * History entries have fields t (event type) and e (the envelope).
+ * Channel: ssegate:events            every event write.lua writes, as
+ *                                    history holds it (STORE_EVENTS_CHANNEL) */
 #include <errno.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
@@ -35,7 +36,7 @@
 /* How far a history may run over its cap before the write script cuts it
  * back (src/lua/write.lua): cap / 16, at most 63. Passed to the script. */
 #define STORE_TRIM_SLACK(cap) ((cap) / 16 < 63 ? (cap) / 16 : 63)
-/* Room for the channel and server id copied from struct config. */
+/* Room for the server id copied from struct config. */
 #define STORE_NAME_CFG_MAX 128
 /* A snapshot's data: {"accountId","balance","takenAt"}, two int64s and an id. */
 #define STORE_SNAPSHOT_DATA_MAX 160
@@ -48,9 +49,8 @@ enum store_write_argv {
     WRITE_KEY_FIREHOSE,
     WRITE_KEY_HISTORY,
     WRITE_KEY_ACCOUNT,
-    WRITE_KEY_CHANNEL_KEY,          /* tags the ids it publishes */
     WRITE_OP,                       /* ARGV[1] */
-    WRITE_CHANNEL,
+    WRITE_CHANNEL,                  /* where it publishes: STORE_EVENTS_CHANNEL */
     WRITE_HISTORY_CAP,
     WRITE_FIREHOSE_CAP,
     WRITE_HISTORY_SLACK,
@@ -60,8 +60,8 @@ enum store_write_argv {
     WRITE_IDEM_BODY,                /* the answer's template */
     WRITE_OP_ARGS                   /* the op's own arguments start here */
 };
-#define WRITE_NKEYS "5"
-_Static_assert(WRITE_OP - WRITE_KEY_LAST_ID == 5, "WRITE_NKEYS");
+#define WRITE_NKEYS "4"
+_Static_assert(WRITE_OP - WRITE_KEY_LAST_ID == 4, "WRITE_NKEYS");
 
 enum store_create_argv {
     CREATE_NAME = WRITE_OP_ARGS,
@@ -117,7 +117,6 @@ _Static_assert(CREATE_ARGC <= STORE_CMD_ARGC_MAX && EVENT_ARGC <= STORE_CMD_ARGC
                "STORE_CMD_ARGC_MAX");
 
 static struct {
-    char channel[STORE_NAME_CFG_MAX];
     char server_id[STORE_NAME_CFG_MAX];
     char history_maxlen[STORE_NUM_MAX];
     char firehose_maxlen[STORE_NUM_MAX];
@@ -130,8 +129,6 @@ void
 store_setup(const struct config *cfg)
 {
     rconn_setup(cfg);
-    snprintf(store_cfg.channel, sizeof(store_cfg.channel), "%s",
-             cfg->redis_channel);
     snprintf(store_cfg.server_id, sizeof(store_cfg.server_id), "%s",
              cfg->server_id);
     snprintf(store_cfg.history_maxlen, sizeof(store_cfg.history_maxlen), "%u",
@@ -259,9 +256,8 @@ store_write_command(struct store_cmd *c, const char *user_id, const char *op)
     c->argv[WRITE_KEY_FIREHOSE] = "ssegate:history";
     c->argv[WRITE_KEY_HISTORY] = c->history;
     c->argv[WRITE_KEY_ACCOUNT] = c->account;
-    c->argv[WRITE_KEY_CHANNEL_KEY] = STORE_CHANNEL_KEY;
     c->argv[WRITE_OP] = op;
-    c->argv[WRITE_CHANNEL] = store_cfg.channel;
+    c->argv[WRITE_CHANNEL] = STORE_EVENTS_CHANNEL;
     c->argv[WRITE_HISTORY_CAP] = store_cfg.history_maxlen;
     c->argv[WRITE_FIREHOSE_CAP] = store_cfg.firehose_maxlen;
     c->argv[WRITE_HISTORY_SLACK] = store_cfg.history_slack;

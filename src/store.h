@@ -18,9 +18,12 @@ struct config;
 struct redisReply;
 struct sse_frame;
 
-/* The channel key (idtag.h): HMAC pads write.lua tags every id it
- * publishes with, made by the first subscriber that finds none (SET NX). */
-#define STORE_CHANNEL_KEY "ssegate:channelkey"
+/* The gateways' own channel: write.lua publishes every event it writes
+ * here, and only here, so a message on it is one of ours and its id can
+ * be trusted. Outside publishers use REDIS_CHANNEL; in the ssegate:
+ * namespace like our keys, so one ACL pattern (&ssegate:*) names what
+ * they must not have. */
+#define STORE_EVENTS_CHANNEL "ssegate:events"
 
 enum store_result {
     STORE_OK = 0,
@@ -55,8 +58,8 @@ struct store_replay {
     struct event_id start;  /* the deployment's last event id at the read */
 };
 
-/* Copies what the store needs from cfg (addresses, limits, channel,
- * server id). Call once before any other store_* call. */
+/* Copies what the store needs from cfg (addresses, limits, server
+ * id). Call once before any other store_* call. */
 void
 store_setup(const struct config *cfg);
 

@@ -17,11 +17,16 @@
  * HTTP loops, which resume their waiting requests). Connecting, AUTH and the back-off between
  * attempts are rconn.c's, shared with every other Redis connection.
  *
- * Anybody who may PUBLISH on the channel reaches streams, so a message's
- * "id" is taken only when write.lua vouched for it: the subscriber reads
- * the channel key before each SUBSCRIBE (making it first if none exists)
- * and trusts an id only when its tag verifies (idtag.c); every other
- * message is framed verbatim without an id. */
+ * One SUBSCRIBE takes two channels, and the channel a message comes on
+ * says whose it is. The gateways' own events come on STORE_EVENTS_CHANNEL,
+ * where only write.lua publishes (with Redis ACLs, no one else may): their
+ * ids are trusted. Anybody allowed to PUBLISH on REDIS_CHANNEL reaches
+ * streams too, but an id there would move streams' places (a far-future
+ * one made every later real event a duplicate), so such a message is
+ * framed verbatim without an id, whatever it claims, and is never counted
+ * as one of ours in the backlog. No secret, so nothing to read before
+ * subscribing: a Redis still loading accepts the SUBSCRIBE and ids flow
+ * at once. */
 #include <event2/event.h>
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
@@ -35,7 +40,6 @@
 #include "config.h"
 #include "envelope.h"
 #include "hub.h"
-#include "idtag.h"
 #include "log.h"
 #include "rconn.h"
 #include "replay.h"
@@ -56,8 +60,11 @@
 #define SUB_ERR_MAX 128
 /* How much of a malformed channel message its log line shows. */
 #define SUB_SHOWN_MAX 80
-
-_Static_assert(ENVELOPE_TAG_LEN == IDTAG_HEX_LEN, "a tag is an HMAC in hex");
+/* The two channels of the one SUBSCRIBE, as bits of what Redis has
+ * confirmed on the current connection. */
+#define SUB_CH_OURS 1u          /* STORE_EVENTS_CHANNEL: write.lua's events */
+#define SUB_CH_OUTSIDE 2u       /* REDIS_CHANNEL: anybody's messages */
+#define SUB_CH_BOTH (SUB_CH_OURS | SUB_CH_OUTSIDE)
 
 /* A message taken from Redis, framed, waiting for the end of its read. */
 struct sub_pending {
@@ -79,14 +86,9 @@ struct subscriber {
      * being dropped: what Redis answers behind it is void, a refusal being
      * the same one again and a success its default user's, not ours. */
     int auth_refused;
-    /* The channel key (read before each SUBSCRIBE): only an id whose tag
-     * it verifies is taken as an event id. key_state says what was last
-     * logged of it, so a missing key is said once, not per reconnect. */
-    struct idtag_key key;
-    enum { SUB_KEY_UNKNOWN, SUB_KEY_OK, SUB_KEY_MISSING } key_state;
-    /* A tagged message's envelope without its tag, for the frame. */
-    char *untagged;
-    size_t untagged_cap;
+    /* The channels Redis confirmed on this connection (SUB_CH_*): the
+     * subscription is up, and recovery runs, once both are. */
+    unsigned confirmed;
     int freeing;
     atomic_int up;
     /* Publish backpressure: atomics, no lock. A waiter registers before
@@ -267,81 +269,79 @@ subscriber_on_flush(evutil_socket_t fd, short what, void *arg)
     subscriber_flush(arg);
 }
 
-/* Whether the id a message claims (v->id) is one write.lua allocated:
- * the message starts as write.lua writes it, with that very id, and the
- * id's tag verifies under the channel key. Then *data and *len are the
- * envelope without its tag, as history holds it (in sub->untagged), and
- * the message is framed with its id; else it is framed as it came, with
- * no id, like any message someone else publishes. Returns 1 or 0; -1
- * when out of memory. */
-static int
-subscriber_trust_id(struct subscriber *sub, const struct envelope_view *v,
-                    const char **data, size_t *len)
+/* Which of our channels (SUB_CH_*) name (len bytes) is; 0 for neither. */
+static unsigned
+subscriber_channel(const struct subscriber *sub, const char *name, size_t len)
 {
-    struct envelope_tagged t;
-    struct event_id tagged;
-    size_t n;
-
-    if (!v->has_id || envelope_find_tag(*data, *len, &t) == -1 ||
-        eventid_parse(t.id, t.id_len, &tagged) == -1 ||
-        eventid_cmp(&tagged, &v->id) != 0 ||
-        !idtag_verify(&sub->key, t.id, t.id_len, t.tag))
-        return 0;
-    n = *len - t.cut_len;
-    if (n > sub->untagged_cap) {
-        char *b = realloc(sub->untagged, n);
-
-        if (b == NULL)
-            return -1;
-        sub->untagged = b;
-        sub->untagged_cap = n;
-    }
-    memcpy(sub->untagged, *data, t.cut_off);
-    memcpy(sub->untagged + t.cut_off, *data + t.cut_off + t.cut_len,
-           *len - t.cut_off - t.cut_len);
-    *data = sub->untagged;
-    *len = n;
-    return 1;
+    if (len == sizeof(STORE_EVENTS_CHANNEL) - 1 &&
+        memcmp(name, STORE_EVENTS_CHANNEL, len) == 0)
+        return SUB_CH_OURS;
+    if (len == strlen(sub->cfg->redis_channel) &&
+        memcmp(name, sub->cfg->redis_channel, len) == 0)
+        return SUB_CH_OUTSIDE;
+    return 0;
 }
 
 /* The reply is borrowed: hiredis frees it when we return. The frame is
  * built from the message bytes once and waits in the batch until the end
  * of this read (flush_ev runs after the read callback, in the same loop
- * pass); hub_publish then gives each recipient a reference. */
+ * pass); hub_publish then gives each recipient a reference. ours: the
+ * message came on STORE_EVENTS_CHANNEL, so it is write.lua's envelope,
+ * exactly as history holds it, and its id is the event's. */
 static void
-subscriber_deliver(struct subscriber *sub, const char *msg, size_t len)
+subscriber_deliver(struct subscriber *sub, int ours, const char *msg, size_t len)
 {
     struct envelope_view v;
     struct sub_pending *p;
     char err[SUB_ERR_MAX], shown[LOG_EXCERPT_SIZE(SUB_SHOWN_MAX)];
-    const char *data = msg;
-    size_t data_len = len;
-    int trusted;
 
     if (envelope_parse(msg, len, &v, err, sizeof(err)) == -1) {
         /* The message may be anything (invalid UTF-8, control bytes):
          * shown escaped, so the log stays one line of text. */
         log_warn("channel %s: skipping a malformed message (%s): %s",
-                 sub->cfg->redis_channel, err,
+                 ours ? STORE_EVENTS_CHANNEL : sub->cfg->redis_channel, err,
                  log_excerpt(shown, sizeof(shown), msg, len, SUB_SHOWN_MAX));
-        return;
-    }
-    if ((trusted = subscriber_trust_id(sub, &v, &data, &data_len)) == -1) {
-        log_error("out of memory framing an event for user %s", v.user_id);
         return;
     }
     if (sub->nbatch == SUB_BATCH_MAX)
         subscriber_flush(sub);
     p = &sub->batch[sub->nbatch];
-    p->f = sse_frame_new_event(trusted ? &v.id : NULL, v.type, data, data_len);
+    p->f = sse_frame_new_event(ours && v.has_id ? &v.id : NULL, v.type, msg, len);
     if (p->f == NULL) {
         log_error("out of memory framing an event for user %s", v.user_id);
         return;
     }
     memcpy(p->user_id, v.user_id, sizeof(p->user_id));
-    p->own = strcmp(v.server_id, sub->cfg->server_id) == 0;
+    /* Only our own channel counts: a copy of our event someone published
+     * on REDIS_CHANNEL would free room its original still takes. */
+    p->own = ours && strcmp(v.server_id, sub->cfg->server_id) == 0;
     if (sub->nbatch++ == 0)
         event_active(sub->flush_ev, EV_TIMEOUT, 1);
+}
+
+/* Redis confirmed one channel of the SUBSCRIBE. Both are confirmed before
+ * any message comes (Redis runs the command whole), and the subscription
+ * counts as up only then: once per connection. */
+static void
+subscriber_on_confirmed(struct subscriber *sub, unsigned channel)
+{
+    sub->confirmed |= channel;
+    if (sub->confirmed != SUB_CH_BOTH || atomic_load(&sub->up))
+        return;
+    subscriber_flush(sub);
+    evtimer_del(sub->deadline_ev);
+    rconn_backoff_reset(&sub->backoff);
+    subscriber_reset_backlog(sub);
+    atomic_store(&sub->up, 1);
+    rconn_redis_is_back();
+    log_info("redis: subscribed to %s and %s at %s:%u", STORE_EVENTS_CHANNEL,
+             sub->cfg->redis_channel, sub->cfg->redis_host, sub->cfg->redis_port);
+    rconn_note_accepted();
+    /* Every open stream missed whatever was published while we were
+     * not subscribed: each reads it from history after its last id,
+     * asynchronously; live messages flow meanwhile, and each stream's
+     * dedup drops whatever arrives twice. */
+    replay_recover(sub->replay, sub->hub);
 }
 
 static void
@@ -349,35 +349,27 @@ subscriber_on_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
     struct subscriber *sub = privdata;
     redisReply *reply = r;
-    const redisReply *kind;
+    const redisReply *kind, *name;
+    unsigned channel;
 
     (void)ac;
-    /* NULL: the context is going away; on_disconnect handles it. */
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
-        reply->elements < 3 || reply->element[0]->type != REDIS_REPLY_STRING)
+    /* NULL: the context is going away; on_disconnect handles it. (Behind
+     * a refused AUTH, Redis's default user may subscribe: not us, and the
+     * connection is on its way out.) */
+    if (reply == NULL || sub->auth_refused || reply->type != REDIS_REPLY_ARRAY ||
+        reply->elements < 3 || reply->element[0]->type != REDIS_REPLY_STRING ||
+        reply->element[1]->type != REDIS_REPLY_STRING)
         return;
     kind = reply->element[0];
-    if (strcmp(kind->str, "message") == 0 && !sub->auth_refused &&
-        reply->element[2]->type == REDIS_REPLY_STRING) {
-        subscriber_deliver(sub, reply->element[2]->str, reply->element[2]->len);
-    } else if (strcmp(kind->str, "subscribe") == 0 && !sub->auth_refused) {
-        /* (Behind a refused AUTH, Redis's default user may subscribe: not
-         * us, and the connection is on its way out.) */
-        subscriber_flush(sub);
-        evtimer_del(sub->deadline_ev);
-        rconn_backoff_reset(&sub->backoff);
-        subscriber_reset_backlog(sub);
-        atomic_store(&sub->up, 1);
-        rconn_redis_is_back();
-        log_info("redis: subscribed to %s at %s:%u", sub->cfg->redis_channel,
-                 sub->cfg->redis_host, sub->cfg->redis_port);
-        rconn_note_accepted();
-        /* Every open stream missed whatever was published while we were
-         * not subscribed: each reads it from history after its last id,
-         * asynchronously; live messages flow meanwhile, and each stream's
-         * dedup drops whatever arrives twice. */
-        replay_recover(sub->replay, sub->hub);
-    }
+    name = reply->element[1];
+    if ((channel = subscriber_channel(sub, name->str, name->len)) == 0)
+        return;
+    if (strcmp(kind->str, "message") == 0 &&
+        reply->element[2]->type == REDIS_REPLY_STRING)
+        subscriber_deliver(sub, channel == SUB_CH_OURS, reply->element[2]->str,
+                           reply->element[2]->len);
+    else if (strcmp(kind->str, "subscribe") == 0)
+        subscriber_on_confirmed(sub, channel);
 }
 
 static void
@@ -389,41 +381,6 @@ subscriber_on_auth(redisAsyncContext *ac, void *r, void *privdata)
         return;
     sub->auth_refused = 1;
     redisAsyncDisconnect(ac);       /* flags only; hiredis frees later */
-}
-
-/* The channel key, read on this connection before its SUBSCRIBE (so it is
- * known before any message): a key made by whichever gateway set it
- * first (SET NX), shared by all. Without one no id on the channel is
- * trusted, and events reach streams without an id line (none is lost;
- * a resume may repeat them): said once until a key is read again. */
-static void
-subscriber_on_key(redisAsyncContext *ac, void *r, void *privdata)
-{
-    struct subscriber *sub = privdata;
-    const redisReply *reply = r;
-
-    (void)ac;
-    if (reply == NULL || sub->auth_refused)
-        return;
-    if (reply->type == REDIS_REPLY_STRING &&
-        idtag_key_load(&sub->key, (const unsigned char *)reply->str,
-                       reply->len) == 0) {
-        if (sub->key_state != SUB_KEY_OK)
-            log_debug("redis: channel key read");
-        sub->key_state = SUB_KEY_OK;
-        return;
-    }
-    if (rconn_is_refusal(reply)) {
-        rconn_note_refused("GET " STORE_CHANNEL_KEY, reply->str);
-    } else if (sub->key_state != SUB_KEY_MISSING) {
-        log_error("redis: no channel key in %s (%s): events reach streams "
-                  "without their ids until one is read",
-                  STORE_CHANNEL_KEY, reply->type == REDIS_REPLY_ERROR ? reply->str
-                                     : reply->type == REDIS_REPLY_NIL ? "none"
-                                     : "not one");
-    }
-    sub->key.set = 0;
-    sub->key_state = SUB_KEY_MISSING;
 }
 
 /* ---------------------------------------------------------- connection */
@@ -477,7 +434,6 @@ subscriber_connect(struct subscriber *sub)
     struct timeval deadline = { CONNECT_TIMEOUT_MS / 1000,
                                 (CONNECT_TIMEOUT_MS % 1000) * 1000 };
     char err[RCONN_ERR_MAX];
-    unsigned char fresh[IDTAG_STORED_LEN];
 
     if ((ac = rconn_async_connect(sub, err, sizeof(err))) == NULL) {
         log_warn("redis: cannot connect to %s", err);
@@ -492,16 +448,14 @@ subscriber_connect(struct subscriber *sub)
     redisAsyncSetConnectCallback(ac, subscriber_on_connect);
     redisAsyncSetDisconnectCallback(ac, subscriber_on_disconnect);
     /* Commands queue until the connection is up; failing to queue them
-     * (out of memory) shows as no subscription by the deadline. A fresh
-     * key is offered each time; SET NX keeps the one already there. */
+     * (out of memory) shows as no subscription by the deadline. One
+     * SUBSCRIBE for both channels: Redis takes or refuses it whole (an ACL
+     * denying either channel refuses both). */
     sub->auth_refused = 0;
+    sub->confirmed = 0;
     rconn_async_auth(ac, subscriber_on_auth, sub);
-    if (idtag_key_generate(fresh) == 0)
-        redisAsyncCommand(ac, NULL, NULL, "SET %s %b NX", STORE_CHANNEL_KEY,
-                          fresh, sizeof(fresh));
-    redisAsyncCommand(ac, subscriber_on_key, sub, "GET %s", STORE_CHANNEL_KEY);
-    redisAsyncCommand(ac, subscriber_on_reply, sub, "SUBSCRIBE %s",
-                      sub->cfg->redis_channel);
+    redisAsyncCommand(ac, subscriber_on_reply, sub, "SUBSCRIBE %s %s",
+                      STORE_EVENTS_CHANNEL, sub->cfg->redis_channel);
     sub->ac = ac;
     evtimer_add(sub->deadline_ev, &deadline);
 }
@@ -561,7 +515,6 @@ subscriber_free(struct subscriber *sub)
     /* Shutting down: what is still pending goes nowhere. */
     for (size_t i = 0; i < sub->nbatch; i++)
         sse_frame_unref(sub->batch[i].f);
-    free(sub->untagged);
     pthread_mutex_destroy(&sub->last_mu);
     free(sub);
 }

@@ -1,7 +1,8 @@
-/* subscriber.h -- the instance's one Redis subscription: hiredis async on
- * the main libevent loop. Turns each channel message into one shared
- * frame for the hub, reconnects with back-off and, once resubscribed,
- * has the replay reader catch every open stream up from history. */
+/* subscriber.h -- the instance's one Redis subscription (the gateways'
+ * own channel and REDIS_CHANNEL): hiredis async on the main libevent
+ * loop. Turns each channel message into one shared frame for the hub,
+ * reconnects with back-off and, once resubscribed, has the replay reader
+ * catch every open stream up from history. */
 #ifndef SSEGATE_SUBSCRIBER_H
 #define SSEGATE_SUBSCRIBER_H
 
@@ -23,7 +24,8 @@ subscriber_new(struct event_base *base, const struct config *cfg,
 void
 subscriber_free(struct subscriber *sub);
 
-/* 1 while subscribed to the channel; any thread. */
+/* 1 while subscribed to both channels (ours and REDIS_CHANNEL); any
+ * thread. */
 int
 subscriber_is_up(const struct subscriber *sub);
 

@@ -22,13 +22,11 @@
 -- (STORE_TRIM_SLACK in store.c), which also reads cap + slack entries on
 -- replay so none is missed.
 --
--- Every id it publishes carries a tag, the HMAC-SHA1 of the id under the
--- deployment's channel key (channel_key_key: the key's inner and outer
--- pads, 64 bytes each, made by the gateways, idtag.c), placed right after
--- the id: {"id":"<id>","idTag":"<hex>",<rest>. Anybody may PUBLISH on
--- the channel, but only an id with a valid tag moves a stream's last id;
--- history keeps the envelope without the tag. With no key (not made yet,
--- or lost) events are published untagged and reach streams without an id.
+-- Every event is published on the gateways' own channel (ssegate:events,
+-- passed in as channel), not on the REDIS_CHANNEL outside publishers use:
+-- the subscribers trust an id only on this one, so the envelope goes out
+-- exactly as history holds it. Who may publish here is Redis's to say
+-- (ACL channel permissions, docs/API.md "The channel").
 --
 -- Returns, by op:
 --   create:   {id of account.created, id of snapshot}
@@ -42,10 +40,9 @@ local last_id_key = KEYS[1]     -- the last event id handed out
 local firehose_key = KEYS[2]    -- firehose history (stream)
 local history_key = KEYS[3]     -- the user's history (stream)
 local account_key = KEYS[4]     -- the account (hash)
-local channel_key_key = KEYS[5] -- the channel key: HMAC pads (idtag.c)
 
 local op = ARGV[1]              -- 'create', 'event' or 'snapshot'
-local channel = ARGV[2]         -- pub/sub channel
+local channel = ARGV[2]         -- the gateways' own channel: ssegate:events
 local history_cap = ARGV[3]     -- user history cap
 local firehose_cap = ARGV[4]    -- firehose history cap
 local history_slack = ARGV[5]   -- how far the user history may run over
@@ -114,28 +111,12 @@ local function append(key, cap, slack, id, etype, env)
   end
 end
 
--- The id's tag: HMAC-SHA1(key, id) in hex, from the stored pads; nil
--- without a key. Read once per script run.
-local pads
-local function tag(id)
-  if pads == nil then pads = redis.call('GET', channel_key_key) or false end
-  if not pads or #pads ~= 128 then return nil end
-  local inner = redis.sha1hex(string.sub(pads, 1, 64) .. id)
-  inner = string.gsub(inner, '..', function(h) return string.char(tonumber(h, 16)) end)
-  return redis.sha1hex(string.sub(pads, 65, 128) .. inner)
-end
-
 local function emit(etype, rest)
   local id = next_id()
   local env = '{"id":"' .. id .. '",' .. rest
   append(firehose_key, firehose_cap, firehose_slack, id, etype, env)
   append(history_key, history_cap, history_slack, id, etype, env)
-  local t = tag(id)
-  if t then
-    redis.call('PUBLISH', channel, '{"id":"' .. id .. '","idTag":"' .. t .. '",' .. rest)
-  else
-    redis.call('PUBLISH', channel, env)
-  end
+  redis.call('PUBLISH', channel, env)
   return id
 end
 

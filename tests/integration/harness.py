@@ -7,6 +7,7 @@ deadline. Standard library only.
 """
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -123,6 +124,9 @@ class Redis:
         return self.proc.stop()
 
 
+SUBSCRIBE_CMD = re.compile(rb"\*\d+\r\n\$9\r\nsubscribe\r\n", re.I)
+
+
 class Relay:
     """A TCP relay in front of Redis (for a gateway's REDIS_PORT) that can
     hold back what Redis sends to subscribed connections (the gateway's
@@ -174,7 +178,9 @@ class Relay:
                     except OSError:
                         pass
                 return
-            if upstream and b"subscribe" in d.lower():
+            # The SUBSCRIBE command itself (RESP), not the word: a script's
+            # text, sent by SCRIPT LOAD, may say "subscribers".
+            if upstream and SUBSCRIBE_CMD.search(d):
                 conn["sub"] = True
                 with self.cv:
                     if self.hold_subs:

@@ -8,13 +8,12 @@ instances on loopback; prints TAP.
 """
 import json
 import os
-import re
 import socket
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (HOST, Gateway, Process, Redis, SSEClient, TestFailure,  # noqa: E402
+from harness import (HOST, Gateway, Process, Redis, Relay, SSEClient, TestFailure,  # noqa: E402
                      Workdir, check, eq, free_port, get_json, http, ids_of,
                      parse_response, post_json, run_suite, wait_until)
 
@@ -224,20 +223,46 @@ def start_unready(env, name, **extra):
     return p, port
 
 
+# The gateway's own ACL user, exactly as docs/API.md ("The channel") gives
+# it: its two channels, its keys, and the commands it and its scripts run.
+GATEWAY_ACL = ["resetchannels", "&ssegate:events", "&user-events", "resetkeys", "~ssegate:*",
+               "-@all", "+evalsha", "+eval", "+script|load", "+subscribe", "+ping", "+incr",
+               "+hgetall", "+get", "+set", "+exists", "+hget", "+hset", "+time", "+publish",
+               "+xadd", "+xlen", "+xrange", "+xrevrange", "+xdel", "+xinfo|stream"]
+
+
 def test_redis_acl_user(env):
-    """REDIS_USERNAME: every connection authenticates as that ACL user. A
-    refused password is one log line (not one per retry, per connection),
-    /health is 503 and writes 503 meanwhile, and once the user takes the
-    password the gateway works without a restart, saying so once."""
+    """REDIS_USERNAME: every connection authenticates as that ACL user,
+    and the user docs/API.md gives the gateway is enough for every path
+    (writes, idempotent writes, both rate limits, account reads, streams,
+    resume): Redis denies it nothing. A refused password is one log line
+    (not one per retry, per connection), /health is 503 and writes 503
+    meanwhile, and once the user takes the password the gateway works
+    without a restart, saying so once."""
     r = env.redis
-    eq(r.cli("ACL", "SETUSER", "gw", "on", ">right-pass-1", "~*", "&*", "+@all"), "OK", "ACL SETUSER")
-    g = Gateway(BIN, r, env.work.path, "acl-ok", REDIS_USERNAME="gw", REDIS_PASSWORD="right-pass-1")
+    eq(r.cli("ACL", "SETUSER", "gw", "on", ">right-pass-1", *GATEWAY_ACL), "OK", "ACL SETUSER")
+    eq(r.cli("ACL", "LOG", "RESET"), "OK", "ACL LOG RESET")
+    g = Gateway(BIN, r, env.work.path, "acl-ok", REDIS_USERNAME="gw", REDIS_PASSWORD="right-pass-1",
+                RATE_LIMIT_WRITES="1000/1s", RATE_LIMIT_STREAMS="1000/1s")
     try:
         uid = env.account(g.port)
         s = open_stream(g.port, "userId=" + uid)
         eid = env.event(g.port, uid, "as-gw")
-        eq(ids_of(s.wait_events(1)), [eid], "events as the ACL user")
+        st, _, snap = post_json(g.port, "/accounts/%s/snapshots" % uid, {"balance": 5})
+        eq(st, 201, "a snapshot as the ACL user")
+        again = [post_json(g.port, "/events", {"userId": uid, "type": "idem"},
+                           headers={"Idempotency-Key": "acl-1"}) for _ in range(2)]
+        eq([a[0] for a in again], [202, 202], "an idempotent write, twice")
+        eq(again[0][2], again[1][2], "the same answer")
+        idem = again[0][2]["id"]
+        eq(ids_of(s.wait_events(3)), [eid, snap["id"], idem], "events as the ACL user")
+        st, _, acct = get_json(g.port, "/accounts/" + uid)
+        eq((st, acct["id"], acct["balance"]), (200, uid, 5), "the account as the ACL user")
         s.close()
+        s = open_stream(g.port, "userId=" + uid, last_event_id=eid)
+        eq(ids_of(s.wait_events(2)), [snap["id"], idem], "a resume as the ACL user")
+        s.close()
+        eq(r.cli("ACL", "LOG"), "", "Redis denied the gateway nothing")
         check("user=gw" in r.cli("CLIENT", "LIST"), "connections are the gw user's")
         check("right-pass-1" not in g.proc.output(), "the password is in no log line")
     finally:
@@ -276,6 +301,50 @@ def test_redis_acl_user(env):
     eq(code, 0, "acl-bad exits 0")
     check("ERROR: AddressSanitizer" not in p.output() and "runtime error:" not in p.output(),
           "acl-bad: no sanitizer report")
+
+
+def test_gateway_user_needs_both_channels(env):
+    """A gateway user without ssegate:events: Redis refuses the one
+    SUBSCRIBE whole (NOPERM), so the subscription is never up on one
+    channel alone: /health says down, one line says why. Once the ACL
+    grants the channel the gateway subscribes by itself, once, and
+    delivers events with their ids; a lost subscription comes back once,
+    and catches its stream up once."""
+    r = env.redis
+    half = [a for a in GATEWAY_ACL if a != "&ssegate:events"]
+    eq(r.cli("ACL", "SETUSER", "gw-half", "on", ">half-pass-1", *half), "OK", "ACL SETUSER")
+    p, port = start_unready(env, "acl-half", REDIS_USERNAME="gw-half", REDIS_PASSWORD="half-pass-1")
+    subscribed = "redis: subscribed to ssegate:events and user-events"
+    try:
+        wait_until(lambda: "refused at" in p.output(), 5, "the refusal logged")
+        lines = [l for l in p.output().splitlines() if "refused at" in l]
+        eq(len(lines), 1, "one line: %r" % lines)
+        check("SUBSCRIBE refused" in lines[0] and "NOPERM" in lines[0] and
+              "the ACL of REDIS_USERNAME" in lines[0], "it says what to fix: %r" % lines[0])
+        st, _, body = get_json(port, "/health")
+        eq((st, body["redis"]), (503, "down"), "/health while refused")
+        check("subscribed to" not in p.output(), "never subscribed to one channel alone")
+        eq(r.cli("ACL", "SETUSER", "gw-half", "&ssegate:events"), "OK", "grant the channel")
+        wait_until(lambda: http(port, "GET", "/health")[0] == 200, 15, "/health 200 after the fix")
+        eq(p.output().count(subscribed), 1, "subscribed once")
+        uid = env.account(port)
+        s = open_stream(port, "userId=" + uid)
+        e1 = env.event(port, uid, "both")
+        eq(ids_of(s.wait_events(1)), [e1], "events with their ids")
+        r.cli("CLIENT", "KILL", "USER", "gw-half", "TYPE", "pubsub")
+        wait_until(lambda: p.output().count(subscribed) == 2, 10, "subscribed again")
+        e2 = env.event(port, uid, "again")
+        eq(ids_of(s.wait_events(2)), [e1, e2], "events after the resubscribe")
+        out = p.output()
+        eq((out.count(subscribed), out.count("catching up 1 of 1 open streams")), (2, 1),
+           "one subscription and one catch-up per connection")
+        s.close()
+    finally:
+        code = p.stop()
+        r.cli("ACL", "DELUSER", "gw-half")
+    eq(code, 0, "acl-half exits 0")
+    check("ERROR: AddressSanitizer" not in p.output() and "runtime error:" not in p.output(),
+          "acl-half: no sanitizer report")
 
 
 # ------------------------------------------------------------ request bodies
@@ -372,19 +441,117 @@ def test_invalid_utf8_bodies(env):
 
 # ------------------------------------------------------------ the channel
 
-def publish(env, msg):
-    """PUBLISHes raw bytes on the channel (redis-cli would mangle them)."""
-    cmd = b"*3\r\n$7\r\nPUBLISH\r\n$11\r\nuser-events\r\n$%d\r\n%s\r\n" % (len(msg), msg)
-    with socket.create_connection((HOST, env.redis.port), timeout=5) as s:
-        s.sendall(cmd)
-        got = b""
-        while not got.endswith(b"\r\n"):
-            d = s.recv(100)
+CHANNEL = b"user-events"        # REDIS_CHANNEL's default: anybody's
+OURS = b"ssegate:events"        # the gateways' own: write.lua's events
+
+
+class RespError(str):
+    """An error reply, as Redis wrote it ("NOPERM ...")."""
+
+
+class RawRedis:
+    """A Redis connection speaking RESP itself: replies byte for byte
+    (redis-cli would mangle invalid UTF-8 and hide which channel a message
+    came on). Every read has a deadline."""
+
+    def __init__(self, port, timeout=5):
+        self.sock = socket.create_connection((HOST, port), timeout=timeout)
+        self.buf = b""
+
+    def send(self, *args):
+        args = [a if isinstance(a, bytes) else str(a).encode() for a in args]
+        self.sock.sendall(b"*%d\r\n" % len(args) +
+                          b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
+
+    def _parse(self, i):
+        """(value, next index) of the reply at buf[i:], or None if it is
+        not all in yet."""
+        end = self.buf.find(b"\r\n", i)
+        if end < 0:
+            return None
+        kind, line, i = self.buf[i:i + 1], self.buf[i + 1:end], end + 2
+        if kind == b"+":
+            return line.decode(), i
+        if kind == b"-":
+            return RespError(line.decode()), i
+        if kind == b":":
+            return int(line), i
+        if kind == b"$":
+            n = int(line)
+            if n < 0:
+                return None, i
+            if len(self.buf) < i + n + 2:
+                return None
+            return self.buf[i:i + n], i + n + 2
+        if kind == b"*":
+            out = []
+            for _ in range(int(line)):
+                got = self._parse(i)
+                if got is None:
+                    return None
+                v, i = got
+                out.append(v)
+            return out, i
+        raise TestFailure("not RESP: %r" % self.buf[i - len(line) - 3:][:80])
+
+    def reply(self, timeout=5):
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self._parse(0) if self.buf else None
+            if got is not None:
+                self.buf = self.buf[got[1]:]
+                return got[0]
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TestFailure("no reply from Redis within %.1fs" % timeout)
+            self.sock.settimeout(left)
+            try:
+                d = self.sock.recv(65536)
+            except socket.timeout:
+                continue
             if not d:
-                break
-            got += d
-    check(got.startswith(b":"), "PUBLISH answered %r" % got)
-    return int(got[1:])
+                raise TestFailure("Redis closed the connection")
+            self.buf += d
+
+    def call(self, *args):
+        self.send(*args)
+        return self.reply()
+
+    def nothing_for(self, seconds):
+        """Fails if a reply (a message) arrives within seconds."""
+        self.sock.settimeout(seconds)
+        try:
+            self.buf += self.sock.recv(65536)
+        except socket.timeout:
+            pass
+        eq(self.buf, b"", "nothing more from Redis")
+
+    def close(self):
+        self.sock.close()
+
+
+def publish(env, msg, channel=CHANNEL):
+    """PUBLISHes raw bytes on a channel, as an outside publisher would;
+    returns how many subscribers got it."""
+    r = RawRedis(env.redis.port)
+    try:
+        got = r.call(b"PUBLISH", channel, msg)
+    finally:
+        r.close()
+    check(isinstance(got, int), "PUBLISH answered %r" % got)
+    return got
+
+
+def history_entry(env, uid, eid):
+    """The envelope history holds for event eid, byte for byte."""
+    r = RawRedis(env.redis.port)
+    try:
+        got = r.call(b"XRANGE", "ssegate:history:" + uid, eid, eid)
+    finally:
+        r.close()
+    eq([e[0] for e in got], [eid.encode()], "history holds %s" % eid)
+    fields = got[0][1]
+    return fields[fields.index(b"e") + 1]
 
 
 def log_bytes(g):
@@ -429,60 +596,57 @@ def test_channel_refuses_malformed_text(env):
 
 
 def test_channel_ids_are_not_trusted(env):
-    """The attack: an outside message with an id far ahead. It reaches
-    streams without an id line, so later real events still arrive, and a
-    resume after it loses nothing. A copied tag does not make a forged id
-    either, and a real message published again is a duplicate."""
+    """The attack: a message on REDIS_CHANNEL with an id far ahead. It
+    reaches streams without an id line, so later real events still arrive,
+    and a resume after it loses nothing. The gateways' own events travel on
+    ssegate:events, exactly as history holds them, and never on
+    REDIS_CHANNEL; a copy of one published on REDIS_CHANNEL is an outside
+    message like any other: delivered again, verbatim, without an id line
+    (no longer dropped as a duplicate: nothing on that channel is
+    compared with a stream's ids)."""
     uid = env.account()
+    u = uid.encode()
     streams = [open_stream(g.port, "userId=" + uid) for g in (env.open, env.keyed)]
     fh = open_stream(env.open.port)
     e1 = env.event(env.open.port, uid, "real", {"n": 1})
-    raw_e1 = []
-    # What write.lua published for e1, as a subscriber of the channel
-    # sees it: with the id's tag.
-    sub = socket.create_connection((HOST, env.redis.port), timeout=5)
-    sub.sendall(b"*2\r\n$9\r\nSUBSCRIBE\r\n$11\r\nuser-events\r\n")
-    wait_until(lambda: b"subscribe" in sub.recv(1000), 5, "our own subscription")
+    eq(ids_of(fh.wait_events(1)), [e1], "the firehose got e1")
+    # Both channels, as a gateway subscribes to them.
+    watch = RawRedis(env.redis.port)
+    watch.send(b"SUBSCRIBE", OURS, CHANNEL)
+    eq(watch.reply(), [b"subscribe", OURS, 1], "subscribed to ssegate:events")
+    eq(watch.reply(), [b"subscribe", CHANNEL, 2], "subscribed to user-events")
     e1b = env.event(env.keyed.port, uid, "real", {"n": 2}, headers=bearer(KEY1))
-    buf = b""
-
-    def got_tagged():
-        nonlocal buf
-        buf += sub.recv(65536)
-        m = re.search(rb'\{"id":"%s","idTag":"([0-9a-f]{40})",[^\r]*' % e1b.encode(), buf)
-        if m:
-            raw_e1.append(m.group(0))
-            return m.group(1)
-        return None
-    tag = wait_until(got_tagged, 5, "the tagged message on the channel")
-    sub.close()
-    u = uid.encode()
+    held = history_entry(env, uid, e1b)
+    eq(watch.reply(), [b"message", OURS, held],
+       "write.lua published on ssegate:events what history holds")
+    watch.nothing_for(0.3)          # and nothing on REDIS_CHANNEL
     far = b"99999999999999-0"
-    forged = [b'{"userId":"%s","id":"%s","type":"x","data":{}}' % (u, far),
-              b'{"id":"%s","idTag":"%s","type":"x","userId":"%s","data":{}}' % (far, tag, u),
-              b'{"id":"%s","idTag":"%s","type":"x","userId":"%s","data":{}}' % (far, b"0" * 40, u)]
-    for m in forged:
-        publish(env, m)
-    publish(env, raw_e1[0])          # a real message, again
+    forged = b'{"userId":"%s","id":"%s","type":"x","data":{}}' % (u, far)
+    eq(publish(env, forged), 3, "both instances (and the watch) got the forged id")
+    eq(publish(env, held), 3, "a real event, copied to REDIS_CHANNEL")
     e2 = env.event(env.open.port, uid, "real", {"n": 3})
+    eq([watch.reply() for _ in range(3)],
+       [[b"message", CHANNEL, forged], [b"message", CHANNEL, held],
+        [b"message", OURS, history_entry(env, uid, e2)]], "what each channel carried")
+    watch.close()
     for c in streams + [fh]:
-        evs = c.wait_events(6)
+        evs = c.wait_events(5)
         eq([(e.id, e.event) for e in evs],
-           [(e1, "real"), (e1b, "real"), (None, "x"), (None, "x"), (None, "x"), (e2, "real")],
-           "forged ids have no id line; the real event after them arrives")
-        eq([e.data.encode() for e in evs[2:5]], forged, "forged messages verbatim")
-        check(not any("idTag" in e.data for e in evs if e.id is not None),
-              "clients never see the gateway's own tags")
-        eq(evs[1].data, env.redis.cli("XRANGE", "ssegate:history:" + uid, e1b, e1b).split("\n")[-1],
-           "a live event has exactly history's bytes")
-        no_more_events(c, 6, 0.2)
+           [(e1, "real"), (e1b, "real"), (None, "x"), (None, "real"), (e2, "real")],
+           "the forged id and the copy have no id line; the real event after them arrives")
+        eq(evs[2].data.encode(), forged, "the forged message verbatim")
+        eq([evs[1].data.encode(), evs[3].data.encode()], [held, held],
+           "the event and its copy: history's bytes, twice")
+        no_more_events(c, 5, 0.2)
     # Resume from the last real id, and from the forged one (as a client
-    # that got it before ids were checked would): nothing is lost.
+    # of a gateway that trusted ids on REDIS_CHANNEL might): nothing is
+    # lost, and the copy, in no history, is not replayed.
     last = streams[0].events[-1].id
     for s in streams:
         s.close()
     r = open_stream(env.keyed.port, "userId=" + uid, last_event_id=e1b)
     eq(ids_of(r.wait_events(1)), [e2], "a resume replays what followed")
+    no_more_events(r, 1, 0.2)
     r.close()
     r = open_stream(env.keyed.port, "userId=" + uid, last_event_id=far.decode())
     first = r.wait_events(1)[0]
@@ -495,27 +659,76 @@ def test_channel_ids_are_not_trusted(env):
     fh.close()
 
 
-def test_lost_channel_key(env):
-    """Without the channel key ids cannot be checked: events still reach
-    every stream (without an id line); once the subscriptions come back a
-    new key is made and ids return."""
-    uid = env.account()
-    s = open_stream(env.open.port, "userId=" + uid)
-    eq(env.redis.cli("DEL", "ssegate:channelkey"), "1", "DEL the key")
-    lost = env.event(env.open.port, uid, "untagged")
-    ev = s.wait_events(1)[0]
-    eq((ev.id, ev.event), (None, "untagged"), "delivered, without an id")
-    env.redis.cli("CLIENT", "KILL", "TYPE", "pubsub")
-    for g in (env.open, env.keyed):
-        wait_until(g.ready, 10, "%s subscribed again" % g.name)
-    eq(env.redis.cli("STRLEN", "ssegate:channelkey"), "128", "a key again")
-    eid = env.event(env.keyed.port, uid, "tagged", headers=bearer(KEY2))
-    # The catch-up after the resubscribe replays the event from history,
-    # with its id: a repeat, never a loss.
-    eq([(e.id, e.event) for e in s.wait_events(3)],
-       [(None, "untagged"), (lost, "untagged"), (eid, "tagged")], "ids are back")
-    no_more_events(s, 3, 0.2)
-    s.close()
+def test_channel_copies_take_no_backlog(env):
+    """Only a gateway's own events, on ssegate:events, count against its
+    PUBLISH_BACKLOG: copies of its envelope (its serverId) published on
+    REDIS_CHANNEL reach streams but free no room. Were they counted, these
+    three would leave room for three more writes while the subscriber
+    is behind."""
+    relay = Relay(env.redis.port)
+    g = None
+    try:
+        g = Gateway(BIN, relay, env.work.path, "backlog-1", PUBLISH_BACKLOG=1,
+                    PUBLISH_WAIT_MS=1000)
+        uid = env.account()
+        s = open_stream(g.port, "userId=" + uid)
+        copy = b'{"userId":"%s","type":"copy","data":{},"serverId":"backlog-1"}' % uid.encode()
+        for _ in range(3):
+            publish(env, copy)
+        eq([(e.id, e.event) for e in s.wait_events(3)], [(None, "copy")] * 3,
+           "the copies, fanned out")
+        relay.freeze_subscribers()
+        e1 = env.event(g.port, uid, "own")
+        t0 = time.monotonic()
+        expect_error(post_json(g.port, "/events", {"userId": uid, "type": "refused"}), 503,
+                     "overloaded", "events are published faster than they can be delivered; "
+                     "retry shortly",
+                     "the second write with one of ours behind")
+        check(time.monotonic() - t0 >= 0.9, "refused at PUBLISH_WAIT_MS")
+        relay.thaw()
+        eq(ids_of(s.wait_events(4))[3:], [e1], "the accepted event, once the subscriber caught up")
+        no_more_events(s, 4, 0.3)
+        s.close()
+    finally:
+        if g is not None:
+            eq(g.stop(), 0, "backlog-1 exits 0")
+            check(g.sanitizer_report() is None, "backlog-1: no sanitizer report")
+        relay.stop()
+
+
+def test_acl_keeps_publishers_off_our_channel(env):
+    """The defence where others share the Redis: an outside publisher's
+    ACL user, as docs/API.md gives it (resetchannels &user-events
+    +publish), may publish on REDIS_CHANNEL only. On ssegate:events Redis
+    refuses it (NOPERM), and it can write no history either, so no one but
+    the gateways makes an id streams trust."""
+    r = env.redis
+    eq(r.cli("ACL", "SETUSER", "publisher", "on", ">pub-pass-1", "resetchannels",
+             "&user-events", "+publish"), "OK", "ACL SETUSER publisher")
+    p = RawRedis(r.port)
+    try:
+        uid = env.account()
+        u = uid.encode()
+        s = open_stream(env.open.port, "userId=" + uid)
+        eq(p.call(b"AUTH", b"publisher", b"pub-pass-1"), "OK", "AUTH as the publisher")
+        forged = b'{"id":"99999999999999-0","type":"x","userId":"%s","data":{}}' % u
+        for cmd in ((b"PUBLISH", OURS, forged),
+                    (b"XADD", b"ssegate:history:" + u, b"99999999999999-0", b"e", forged),
+                    (b"SUBSCRIBE", OURS)):
+            got = p.call(*cmd)
+            check(isinstance(got, RespError) and got.startswith("NOPERM"),
+                  "%s refused: %r" % (cmd[0].decode(), got))
+        eq(p.call(b"PUBLISH", CHANNEL, forged), 2, "REDIS_CHANNEL is the publisher's")
+        eid = env.event(env.open.port, uid, "real")
+        evs = s.wait_events(2)
+        eq([(e.id, e.event) for e in evs], [(None, "x"), (eid, "real")],
+           "only the message on REDIS_CHANNEL, without an id; then the real event")
+        eq(evs[0].data.encode(), forged, "verbatim")
+        no_more_events(s, 2, 0.3)
+        s.close()
+    finally:
+        p.close()
+        r.cli("ACL", "DELUSER", "publisher")
 
 
 # ------------------------------------------------------------ request heads
@@ -582,14 +795,16 @@ TESTS = [
     test_big_body_without_key_is_refused_cleanly,
     test_account_read_needs_a_key,
     test_redis_acl_user,
+    test_gateway_user_needs_both_channels,
     test_content_type,
     test_reserved_types,
     test_invalid_utf8_bodies,
     test_channel_refuses_malformed_text,
     test_channel_ids_are_not_trusted,
+    test_channel_copies_take_no_backlog,
+    test_acl_keeps_publishers_off_our_channel,
     test_ambiguous_framing,
     test_user_id_query,
-    test_lost_channel_key,
 ]
 
 

@@ -396,8 +396,7 @@ def test_subscriber_refusal_logged_once(env):
     try:
         r.cli("CONFIG", "SET", "requirepass", pw)
         cli("CLIENT", "KILL", "TYPE", "pubsub")
-        # Whichever command of the subscriber's connection Redis refuses
-        # first (the channel key's GET, or SUBSCRIBE) says so.
+        # The subscriber's SUBSCRIBE, refused, says so.
         wait_until(lambda: "refused at" in g.proc.output(), 5, "the refusal logged")
         line = [l for l in g.proc.output().splitlines() if "refused at" in l][0]
         check("NOAUTH" in line and "REDIS_PASSWORD" in line, "it says why: %r" % line)

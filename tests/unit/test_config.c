@@ -223,6 +223,9 @@ test_bad_strings(void **state)
                *addr3[] = { "LISTEN_ADDR=1.2.3", NULL };
     const char *flag_level[] = { "--log-level=verbose", NULL };
     const char *flag_empty_id[] = { "--server-id=", NULL };
+    const char *own_channel[] = { "REDIS_CHANNEL=ssegate:events", NULL },
+               *own_prefix[] = { "--redis-channel=ssegate:mine", NULL },
+               *near_prefix[] = { "REDIS_CHANNEL=ssegate-events", NULL };
     char fits[128], fits_env[140];
     const char *env_fits[] = { fits_env, NULL };
     struct config c;
@@ -249,6 +252,14 @@ test_bad_strings(void **state)
     expect_error(addr6, NULL, "LISTEN_ADDR: '::1' is not an IPv4 address");
     expect_error(addr3, NULL, "LISTEN_ADDR: '1.2.3' is not an IPv4 address");
     expect_error(NULL, flag_empty_id, "--server-id: must not be empty");
+    /* REDIS_CHANNEL is anybody's: never the gateways' own channel, nor
+     * anything else in their namespace. */
+    expect_error(own_channel, NULL, "REDIS_CHANNEL: 'ssegate:events' is in ssegate:*, the "
+                 "gateways' own names; pick a channel outside it");
+    expect_error(NULL, own_prefix, "--redis-channel: 'ssegate:mine' is in ssegate:*, the "
+                 "gateways' own names; pick a channel outside it");
+    assert_int_equal(load(&c, near_prefix, NULL, err, sizeof(err)), CONFIG_OK);
+    assert_string_equal(c.redis_channel, "ssegate-events");
 }
 
 static void

@@ -324,49 +324,6 @@ test_type_reserved(void **state)
     assert_non_null(strstr(err, "handler"));
 }
 
-/* What write.lua publishes: {"id":"<id>","idTag":"<40 hex>",<rest>. */
-#define TAG40 "0123456789abcdef0123456789abcdef01234567"
-
-static void
-test_find_tag(void **state)
-{
-    static const char msg[] = "{\"id\":\"1732484473123-7\",\"idTag\":\"" TAG40
-                              "\",\"type\":\"x\",\"userId\":\"1\",\"data\":null}";
-    static const char *const bad[] = {
-        "{\"id\":\"1-0\",\"type\":\"x\"}",                        /* no tag */
-        " {\"id\":\"1-0\",\"idTag\":\"" TAG40 "\",\"a\":1}",    /* not at the start */
-        "{\"idTag\":\"" TAG40 "\",\"id\":\"1-0\",\"a\":1}",     /* not after the id */
-        "{\"id\": \"1-0\",\"idTag\":\"" TAG40 "\",\"a\":1}",
-        "{\"id\":\"\",\"idTag\":\"" TAG40 "\",\"a\":1}",        /* no id */
-        "{\"id\":\"1-0x\",\"idTag\":\"" TAG40 "\",\"a\":1}",
-        "{\"id\":\"1-0\",\"idTag\":\"" TAG40 "8\",\"a\":1}",    /* 41 digits */
-        "{\"id\":\"1-0\",\"idTag\":\"0123456789ABCDEF0123456789abcdef01234567\",\"a\":1}",
-        "{\"id\":\"1-0\",\"idTag\":\"" TAG40 "\"}",                /* no rest */
-        "{\"id\":\"1-0\",\"idTag\":\"" TAG40,                       /* cut short */
-        "{\"id\":\"",
-        "",
-    };
-    struct envelope_tagged t;
-    char untagged[256];
-
-    (void)state;
-    assert_int_equal(envelope_find_tag(msg, sizeof(msg) - 1, &t), 0);
-    assert_int_equal(t.id_len, 15);
-    assert_memory_equal(t.id, "1732484473123-7", 15);
-    assert_memory_equal(t.tag, TAG40, ENVELOPE_TAG_LEN);
-    /* Cutting [cut_off, cut_off + cut_len) leaves history's envelope. */
-    memcpy(untagged, msg, t.cut_off);
-    memcpy(untagged + t.cut_off, msg + t.cut_off + t.cut_len,
-           sizeof(msg) - t.cut_off - t.cut_len);
-    assert_string_equal(untagged, "{\"id\":\"1732484473123-7\",\"type\":\"x\","
-                                  "\"userId\":\"1\",\"data\":null}");
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        if (envelope_find_tag(bad[i], strlen(bad[i]), &t) != -1)
-            fail_msg("found a tag in: %s", bad[i]);
-    /* Only len bytes are looked at. */
-    assert_int_equal(envelope_find_tag(msg, 60, &t), -1);
-}
-
 static void
 test_type_valid(void **state)
 {
@@ -403,7 +360,6 @@ main(void)
         cmocka_unit_test(test_parse_error_reasons),
         cmocka_unit_test(test_type_valid),
         cmocka_unit_test(test_type_reserved),
-        cmocka_unit_test(test_find_tag),
     };
 
     /* A hang (a deadlock, an endless loop) must fail the test, not stall
