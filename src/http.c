@@ -47,6 +47,7 @@
 #include "http.h"
 #include "log.h"
 #include "pipeline.h"
+#include "query.h"
 
 /* Per-connection memory: request headers plus MHD's read and write
  * buffers. 8 KiB fits a browser's headers and cookies; bodies are
@@ -323,10 +324,39 @@ http_req_param(struct http_req *r)
     return r->param;
 }
 
+/* The query's arguments, for query_value. */
+struct http_query {
+    struct query_arg v[HTTP_QUERY_PARAMS_MAX];
+    size_t n;
+    int over;                       /* more than fit: cannot happen past http_on_uri */
+};
+
+static enum MHD_Result
+http_query_add(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_len,
+               const char *value, size_t value_len)
+{
+    struct http_query *q = cls;
+
+    (void)kind;
+    if (q->n == HTTP_QUERY_PARAMS_MAX) {
+        q->over = 1;
+        return MHD_NO;
+    }
+    q->v[q->n++] = (struct query_arg){ key, key_len, value, value_len };
+    return MHD_YES;
+}
+
+/* Not MHD_lookup_connection_value: it returns the first of several and
+ * a value cut at a decoded %00 (query.c). */
 const char *
 http_req_query(struct http_req *r, const char *name)
 {
-    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+    struct http_query q = { .n = 0 };
+
+    MHD_get_connection_values_n(r->conn, MHD_GET_ARGUMENT_KIND, http_query_add, &q);
+    if (q.over)
+        return "";
+    return query_value(q.v, q.n, name);
 }
 
 const char *

@@ -65,9 +65,10 @@ http_stop(struct http *h);
 /* ------------------------------------------------------------ requests */
 
 /* The path, the {id} segment ("" when the route has none), a query
- * parameter or a header (NULL when absent), the body (NUL-terminated,
- * "" when none), the protocol ("HTTP/1.1"). Valid for the request's
- * life. */
+ * parameter or a header (NULL when absent; a query parameter given
+ * twice, without "=" or with a %00 in its value reads as "", see
+ * query.h), the body (NUL-terminated, "" when none), the protocol
+ * ("HTTP/1.1"). Valid for the request's life. */
 const char *
 http_req_path(struct http_req *r);
 const char *
