@@ -49,10 +49,22 @@
 #include "pipeline.h"
 #include "query.h"
 
-/* Per-connection memory: request headers plus MHD's read and write
- * buffers. 8 KiB fits a browser's headers and cookies; bodies are
- * buffered outside it (up to BODY_MAX_BYTES). */
-#define HTTP_CONN_MEMORY 8192
+/* The largest request head (request line and headers) we serve; a
+ * larger one is answered 431. Browsers send 1-3 KiB, cookies can make it
+ * several times that, and 16 KiB is what Node.js accepts. */
+#define HTTP_HEAD_MAX 16384
+/* Per-connection memory, libmicrohttpd's pool: its read buffer (which
+ * holds the whole head, parsed in place), a record of 56 bytes per header
+ * and query parameter, and the reply's head. Room for an HTTP_HEAD_MAX
+ * head with two hundred headers; a head that fills it (or some three
+ * hundred header lines) is refused by libmicrohttpd itself, with its own
+ * 431 (an HTML body) and the connection closed. Past 32 KiB 0.9.75 maps
+ * a pool with mmap rather than malloc (memorypool.c, MHD_pool_create):
+ * pages never touched cost nothing, and a closed connection's go back to
+ * the kernel at once instead of staying in the heap. Bodies are buffered
+ * outside it (up to BODY_MAX_BYTES, all of them within
+ * MAX_PENDING_BODY_KIB). */
+#define HTTP_CONN_MEMORY (2 * HTTP_HEAD_MAX + 4096)
 /* Reaps slowloris requests and keep-alive clients that went quiet;
  * a stream leaves libmicrohttpd once its socket is taken over. */
 #define HTTP_CONN_TIMEOUT_S 60
@@ -113,6 +125,12 @@ struct http {
     int quiesce_fd;                 /* eventfd: readable once http_quiesce ran */
     const struct config *cfg;
     const struct http_routes *routes;
+    /* Bytes the bodies of requests in progress hold (their buffers, or a
+     * Content-Length reserved before its body came), across every HTTP
+     * thread; at most body_max. A request adds before it allocates and
+     * subtracts when it is freed. */
+    atomic_size_t body_bytes;
+    size_t body_max;
 };
 
 struct http_req {
@@ -125,8 +143,11 @@ struct http_req {
     char *body;             /* owned; NUL-terminated for convenience */
     size_t len;
     size_t cap;
+    size_t reserved;        /* of http.body_bytes; >= cap */
     int too_large;
+    int over_budget;        /* its body would pass MAX_PENDING_BODY_KIB */
     int no_fd;              /* a take-over found no descriptor: answer, close */
+    int close;              /* the answer closes the connection */
     struct http_conn *hc;   /* its connection's deadline; NULL if none */
     void *state;            /* the handler's, freed by state_free */
     void (*state_free)(void *);
@@ -260,7 +281,7 @@ http_json_response(struct http_req *r, unsigned status, const char *body,
         MHD_add_response_header(resp, "Retry-After", "1");
     /* Out of descriptors, a kept-alive connection holds one that a
      * waiting client could use. */
-    if (r->no_fd)
+    if (r->no_fd || r->close)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     return http_queue(r, status, resp);
 }
@@ -600,6 +621,45 @@ http_route_find(const struct http_routes *rt, const char *url, const char *metho
     return NULL;
 }
 
+/* Takes n more bytes of the budget all bodies in progress share
+ * (MAX_PENDING_BODY_KIB) for r, or returns -1 when they would pass it.
+ * The add comes first, so two threads can never both take the last
+ * room; one that finds itself over undoes its add. */
+static int
+http_body_reserve(struct http_req *r, size_t n)
+{
+    struct http *h = r->loop->http;
+    size_t before = atomic_fetch_add(&h->body_bytes, n);
+
+    if (before + n > h->body_max) {
+        atomic_fetch_sub(&h->body_bytes, n);
+        return -1;
+    }
+    r->reserved += n;
+    return 0;
+}
+
+/* Gives r's body and its share of the budget back. */
+static void
+http_body_release(struct http_req *r)
+{
+    free(r->body);
+    r->body = NULL;
+    r->len = r->cap = 0;
+    if (r->reserved > 0)
+        atomic_fetch_sub(&r->loop->http->body_bytes, r->reserved);
+    r->reserved = 0;
+}
+
+static enum http_ret
+http_send_over_budget(struct http_req *r)
+{
+    r->close = 1;
+    return http_send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "overloaded",
+                           "the server holds as many request bodies as it may "
+                           "(MAX_PENDING_BODY_KIB); retry", NULL);
+}
+
 /* First call of a POST: reject by headers alone, before reading the body.
  * Returns 0 to go on, or 1 when a response was queued (*ret set). */
 static int
@@ -607,10 +667,18 @@ http_check_upload(struct http_req *r, enum http_ret *ret)
 {
     const char *cl = http_req_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
     const char *ct = http_req_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
+    unsigned long long n = cl != NULL ? strtoull(cl, NULL, 10) : 0;
 
-    if (cl != NULL && strtoull(cl, NULL, 10) > BODY_MAX_BYTES) {
+    if (n > BODY_MAX_BYTES) {
         *ret = http_send_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large",
                                "the body is larger than 65536 bytes", NULL);
+        return 1;
+    }
+    /* A body's room is taken before any of it is read, so the refusal
+     * comes now, as an answer (libmicrohttpd then closes the connection
+     * without reading the body), rather than once memory is spent. */
+    if (n > 0 && http_body_reserve(r, (size_t)n + 1) == -1) {
+        *ret = http_send_over_budget(r);
         return 1;
     }
     /* No Content-Type is read as JSON; any other type is refused. */
@@ -623,21 +691,37 @@ http_check_upload(struct http_req *r, enum http_ret *ret)
     return 0;
 }
 
-/* Appends an upload chunk within BODY_MAX_BYTES; past it, remembers the
- * overflow and discards the rest (MHD must still be told it was read). */
+/* Appends an upload chunk within BODY_MAX_BYTES and the budget of all
+ * bodies; past either, remembers it, lets the body go and discards the
+ * rest (MHD must still be told it was read): the answer (413, 503) waits
+ * for the body's end, or REQUEST_TIMEOUT_MS. A body with a Content-Length
+ * gets one buffer of its size, reserved at its head; one without
+ * (chunked) grows, each growth reserved first. */
 static int
 http_body_append(struct http_req *r, const char *data, size_t n)
 {
-    if (r->too_large || r->len + n > BODY_MAX_BYTES) {
+    if (r->too_large || r->over_budget)
+        return 0;
+    if (r->len + n > BODY_MAX_BYTES) {
         r->too_large = 1;
+        http_body_release(r);
         return 0;
     }
     if (r->len + n + 1 > r->cap) {
-        size_t ncap = r->cap ? r->cap : 1024;
+        size_t need = r->len + n + 1, ncap = r->cap ? r->cap : 1024;
         char *nb;
 
-        while (ncap < r->len + n + 1)
+        while (ncap < need)
             ncap *= 2;
+        if (ncap > BODY_MAX_BYTES + 1)
+            ncap = BODY_MAX_BYTES + 1;
+        if (r->reserved >= need)
+            ncap = r->reserved;         /* its Content-Length: exactly */
+        if (ncap > r->reserved && http_body_reserve(r, ncap - r->reserved) == -1) {
+            r->over_budget = 1;
+            http_body_release(r);
+            return 0;
+        }
         if ((nb = realloc(r->body, ncap)) == NULL)
             return -1;
         r->body = nb;
@@ -766,6 +850,11 @@ http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
             return (enum MHD_Result)http_send_error(
                 r, MHD_HTTP_URI_TOO_LONG, "uri_too_long",
                 "the query has more than 32 parameters", NULL);
+        if ((ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE)) != NULL &&
+            ci->header_size > HTTP_HEAD_MAX)
+            return (enum MHD_Result)http_send_error(
+                r, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large",
+                "the request head is larger than 16384 bytes", NULL);
         return (enum MHD_Result)http_on_head(l, r, url, method);
     }
     if (*upload_data_size > 0) {
@@ -782,6 +871,8 @@ http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
         return (enum MHD_Result)http_send_error(
             r, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large",
             "the body is larger than 65536 bytes", NULL);
+    if (r->over_budget)
+        return (enum MHD_Result)http_send_over_budget(r);
     return (enum MHD_Result)r->route->handler(r, l->http->routes->arg);
 }
 
@@ -806,7 +897,7 @@ http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     http_wait_unlink(r);
     if (r->state_free != NULL)
         r->state_free(r->state);
-    free(r->body);
+    http_body_release(r);
     free(r);
     *con_cls = NULL;
 }
@@ -817,6 +908,7 @@ http_on_mhd_log(void *cls, const char *fmt, va_list ap)
     struct http_loop *l = cls;
     char line[512];
     size_t n;
+    unsigned code;
 
     vsnprintf(line, sizeof(line), fmt, ap);
     n = strlen(line);
@@ -827,8 +919,16 @@ http_on_mhd_log(void *cls, const char *fmt, va_list ap)
     if (strstr(line, "Failed to send") != NULL ||
         strstr(line, "Application reported internal error") != NULL ||
         strstr(line, "no longer available") != NULL ||
-        strstr(line, "reset by") != NULL)
+        strstr(line, "reset by") != NULL ||
+        strstr(line, "Not enough memory in pool") != NULL)
         log_debug("http: %s", line);
+    else if (sscanf(line, "Error processing request (HTTP response code is %u", &code) == 1)
+        /* A client's mistake (a head that fills the connection's memory:
+         * 431 or 414; a malformed one: 400), answered by MHD with its own
+         * HTML body: one short line, not its whole page. */
+        log_info("http: libmicrohttpd answered a request %u and closed its "
+                 "connection (its head did not fit %d bytes, or was malformed)",
+                 code, HTTP_CONN_MEMORY);
     else if (l->accept_paused && strstr(line, "accepting connection") != NULL)
         log_debug("http: %s", line);    /* once per pause is enough */
     else
@@ -1073,6 +1173,8 @@ http_start(const struct config *cfg, const struct http_routes *routes,
     }
     h->cfg = cfg;
     h->routes = routes;
+    atomic_init(&h->body_bytes, 0);
+    h->body_max = (size_t)cfg->max_pending_body_kib * 1024;
     while (h->nloops < n) {
         /* Counted before it is set up: http_stop cleans up whatever of
          * it was started. */
