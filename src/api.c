@@ -710,10 +710,10 @@ api_stream_open(struct http_req *r, void *arg)
         return HTTP_DONE;           /* suspended; not called again until done */
     /* "?userId" without a value is a mistake, not the firehose; and two
      * userIds are one too many to guess between (a proxy that checks
-     * one may pass the request on for the other). */
+     * one may pass the request on for the other): http_req_query reads
+     * both as "", which is no user id. */
     uid = http_req_query(r, "userId");
-    if (uid != NULL && (!body_user_id_valid(uid, strlen(uid)) ||
-                        http_req_query_count(r, "userId") > 1))
+    if (uid != NULL && !body_user_id_valid(uid, strlen(uid)))
         return http_send_error(r, 400, "invalid_parameter",
                                "userId must be given once, as 1 to 18 digits", NULL);
     if (!api_auth_user(r, app, uid, &claims, &ret))

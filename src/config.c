@@ -96,6 +96,8 @@ static const struct config_option config_options[] = {
       CONFIG_FIELD(idempotency_ttl_secs), "how long a write's Idempotency-Key keeps its first answer" },
     { "REQUEST_TIMEOUT_MS", "--request-timeout-ms", CONFIG_KIND_UINT, "10000", 100, 600000,
       CONFIG_FIELD(request_timeout_ms), "time a request's head, then its body, may take to arrive" },
+    { "MAX_PENDING_BODY_KIB", "--max-pending-body-kib", CONFIG_KIND_UINT, "65536", 64, 4194304,
+      CONFIG_FIELD(max_pending_body_kib), "KiB all request bodies being received may hold together; past it a new one gets 503" },
     { "REDIS_TIMEOUT_MS", "--redis-timeout-ms", CONFIG_KIND_UINT, "500", 10, 60000,
       CONFIG_FIELD(redis_timeout_ms), "Redis command timeout before a 503" },
     { "LOG_LEVEL", "--log-level", CONFIG_KIND_LOG_LEVEL, "info", 0, 0,

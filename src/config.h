@@ -74,6 +74,8 @@ struct config {
     unsigned stream_write_timeout_secs;
     unsigned redis_timeout_ms;  /* REDIS_TIMEOUT_MS: per-command timeout before a 503 */
     unsigned request_timeout_ms; /* REQUEST_TIMEOUT_MS: for a request's head, then its body */
+    /* MAX_PENDING_BODY_KIB: request bodies held at once (all HTTP threads) */
+    unsigned max_pending_body_kib;
     int log_level;              /* LOG_LEVEL: a LOG_LEVEL_* from log.h */
     /* Stream tokens (auth.c). Either key turns secure mode on for
      * streams; "" is unset. */

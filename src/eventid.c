@@ -69,3 +69,18 @@ eventid_format(const struct event_id *id, char *buf, size_t cap)
     }
     return n;
 }
+
+void
+eventid_show_foreign(const char *raw, char *out, size_t cap)
+{
+    size_t n = 0;
+
+    if (cap == 0)
+        return;
+    for (; *raw != '\0' && n + 1 < cap && n < EVENTID_FOREIGN_MAX; raw++) {
+        unsigned char ch = (unsigned char)*raw;
+
+        out[n++] = ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\' ? (char)ch : '?';
+    }
+    out[n] = '\0';
+}

@@ -33,4 +33,15 @@ eventid_cmp(const struct event_id *a, const struct event_id *b);
 int
 eventid_format(const struct event_id *id, char *buf, size_t cap);
 
+/* Most bytes of a foreign id eventid_show_foreign keeps. */
+#define EVENTID_FOREIGN_MAX 64
+
+/* A client's resume id that is not an event id (a UUID, an id of an
+ * earlier system), made safe to quote inside a JSON string and a log
+ * line: its first EVENTID_FOREIGN_MAX bytes (fewer if cap - 1 is
+ * smaller), each byte outside printable ASCII, and '"' and '\\', as '?'.
+ * Always writes a NUL (cap > 0). */
+void
+eventid_show_foreign(const char *raw, char *out, size_t cap);
+
 #endif

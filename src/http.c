@@ -64,11 +64,24 @@
 #include "log.h"
 #include "netaddr.h"
 #include "pipeline.h"
+#include "query.h"
 
-/* Per-connection memory: request headers plus MHD's read and write
- * buffers. 8 KiB fits a browser's headers and cookies; bodies are
- * buffered outside it (up to BODY_MAX_BYTES). */
-#define HTTP_CONN_MEMORY 8192
+/* The largest request head (request line and headers) we serve; a
+ * larger one is answered 431. Browsers send 1-3 KiB, cookies can make it
+ * several times that, and 16 KiB is what Node.js accepts. */
+#define HTTP_HEAD_MAX 16384
+/* Per-connection memory, libmicrohttpd's pool: its read buffer (which
+ * holds the whole head, parsed in place), a record of 56 bytes per header
+ * and query parameter, and the reply's head. Room for an HTTP_HEAD_MAX
+ * head with two hundred headers; a head that fills it (or some three
+ * hundred header lines) is refused by libmicrohttpd itself, with its own
+ * 431 (an HTML body) and the connection closed. Past 32 KiB 0.9.75 maps
+ * a pool with mmap rather than malloc (memorypool.c, MHD_pool_create):
+ * pages never touched cost nothing, and a closed connection's go back to
+ * the kernel at once instead of staying in the heap. Bodies are buffered
+ * outside it (up to BODY_MAX_BYTES, all of them within
+ * MAX_PENDING_BODY_KIB). */
+#define HTTP_CONN_MEMORY (2 * HTTP_HEAD_MAX + 4096)
 /* Reaps slowloris requests and keep-alive clients that went quiet;
  * a stream leaves libmicrohttpd once its socket is taken over. */
 #define HTTP_CONN_TIMEOUT_S 60
@@ -150,6 +163,12 @@ struct http {
     const struct config *cfg;
     const struct http_routes *routes;
     struct clients *clients;        /* borrowed: connections per client */
+    /* Bytes the bodies of requests in progress hold (their buffers, or a
+     * Content-Length reserved before its body came), across every HTTP
+     * thread; at most body_max. A request adds before it allocates and
+     * subtracts when it is freed. */
+    atomic_size_t body_bytes;
+    size_t body_max;
 };
 
 struct http_req {
@@ -162,10 +181,13 @@ struct http_req {
     char *body;             /* owned; NUL-terminated for convenience */
     size_t len;
     size_t cap;
+    size_t reserved;        /* of http.body_bytes; >= cap */
     int too_large;
+    int over_budget;        /* its body would pass MAX_PENDING_BODY_KIB */
     int no_fd;              /* a take-over found no descriptor: answer, close */
     const char *challenge;  /* WWW-Authenticate of a 401, when not NULL */
     int answered;           /* a response was queued */
+    int close;              /* the answer closes the connection */
     struct http_conn *hc;   /* its connection's deadline; NULL if none */
     void *state;            /* the handler's, freed by state_free */
     void (*state_free)(void *);
@@ -345,7 +367,7 @@ http_json_response(struct http_req *r, unsigned status, const char *body,
     }
     /* Out of descriptors, a kept-alive connection holds one that a
      * waiting client could use. */
-    if (r->no_fd)
+    if (r->no_fd || r->close)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     return http_queue(r, status, resp);
 }
@@ -459,21 +481,43 @@ http_req_param(struct http_req *r)
     return r->param;
 }
 
+/* The query's arguments, for query_value. */
+struct http_query {
+    struct query_arg v[HTTP_QUERY_PARAMS_MAX];
+    size_t n;
+    int over;                       /* more than fit: cannot happen past http_on_uri */
+};
+
+static enum MHD_Result
+http_query_add(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_len,
+               const char *value, size_t value_len)
+{
+    struct http_query *q = cls;
+
+    (void)kind;
+    if (q->n == HTTP_QUERY_PARAMS_MAX) {
+        q->over = 1;
+        return MHD_NO;
+    }
+    q->v[q->n++] = (struct query_arg){ key, key_len, value, value_len };
+    return MHD_YES;
+}
+
+/* Not MHD_lookup_connection_value: it returns the first of several and
+ * a value cut at a decoded %00 (query.c). */
 const char *
 http_req_query(struct http_req *r, const char *name)
 {
-    const char *v = NULL;
+    struct http_query q = { .n = 0 };
 
-    /* "?userId" (no "=") is a parameter without a value, which
-     * MHD_lookup_connection_value would report as absent. */
-    if (MHD_lookup_connection_value_n(r->conn, MHD_GET_ARGUMENT_KIND, name,
-                                      strlen(name), &v, NULL) != MHD_YES)
-        return NULL;
-    return v != NULL ? v : "";
+    MHD_get_connection_values_n(r->conn, MHD_GET_ARGUMENT_KIND, http_query_add, &q);
+    if (q.over)
+        return "";
+    return query_value(q.v, q.n, name);
 }
 
-/* Counts the records of one kind named cls->name, in any case: as
- * libmicrohttpd's lookups match names, query parameters too. */
+/* Counts the headers named cls->name, in any case, as libmicrohttpd's
+ * lookups match names. */
 struct http_count {
     const char *name;
     unsigned n;
@@ -499,12 +543,6 @@ http_count_values(struct http_req *r, enum MHD_ValueKind kind, const char *name)
 
     MHD_get_connection_values(r->conn, kind, http_count_one, &c);
     return c.n;
-}
-
-unsigned
-http_req_query_count(struct http_req *r, const char *name)
-{
-    return http_count_values(r, MHD_GET_ARGUMENT_KIND, name);
 }
 
 const char *
@@ -817,6 +855,45 @@ http_check_framing(struct http_req *r, enum http_ret *ret)
     return 1;
 }
 
+/* Takes n more bytes of the budget all bodies in progress share
+ * (MAX_PENDING_BODY_KIB) for r, or returns -1 when they would pass it.
+ * The add comes first, so two threads can never both take the last
+ * room; one that finds itself over undoes its add. */
+static int
+http_body_reserve(struct http_req *r, size_t n)
+{
+    struct http *h = r->loop->http;
+    size_t before = atomic_fetch_add(&h->body_bytes, n);
+
+    if (before + n > h->body_max) {
+        atomic_fetch_sub(&h->body_bytes, n);
+        return -1;
+    }
+    r->reserved += n;
+    return 0;
+}
+
+/* Gives r's body and its share of the budget back. */
+static void
+http_body_release(struct http_req *r)
+{
+    free(r->body);
+    r->body = NULL;
+    r->len = r->cap = 0;
+    if (r->reserved > 0)
+        atomic_fetch_sub(&r->loop->http->body_bytes, r->reserved);
+    r->reserved = 0;
+}
+
+static enum http_ret
+http_send_over_budget(struct http_req *r)
+{
+    r->close = 1;
+    return http_send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "overloaded",
+                           "the server holds as many request bodies as it may "
+                           "(MAX_PENDING_BODY_KIB); retry", NULL);
+}
+
 /* First call of a POST: reject by headers alone, before reading the body.
  * Returns 0 to go on, or 1 when a response was queued (*ret set). */
 static int
@@ -824,13 +901,20 @@ http_check_upload(struct http_req *r, enum http_ret *ret)
 {
     const char *cl = http_req_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
     const char *ct = http_req_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
+    unsigned long long n = cl != NULL ? strtoull(cl, NULL, 10) : 0;
     /* Framing is settled by now: a body is chunked, or has a length. */
-    int has_body = http_req_header(r, MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL ||
-                   (cl != NULL && strtoull(cl, NULL, 10) > 0);
+    int has_body = http_req_header(r, MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL || n > 0;
 
-    if (cl != NULL && strtoull(cl, NULL, 10) > BODY_MAX_BYTES) {
+    if (n > BODY_MAX_BYTES) {
         *ret = http_send_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large",
                                "the body is larger than 65536 bytes", NULL);
+        return 1;
+    }
+    /* A body's room is taken before any of it is read, so the refusal
+     * comes now, as an answer (libmicrohttpd then closes the connection
+     * without reading the body), rather than once memory is spent. */
+    if (n > 0 && http_body_reserve(r, (size_t)n + 1) == -1) {
+        *ret = http_send_over_budget(r);
         return 1;
     }
     /* A body must say it is JSON: one sent as a form (curl -d) or as
@@ -845,21 +929,37 @@ http_check_upload(struct http_req *r, enum http_ret *ret)
     return 0;
 }
 
-/* Appends an upload chunk within BODY_MAX_BYTES; past it, remembers the
- * overflow and discards the rest (MHD must still be told it was read). */
+/* Appends an upload chunk within BODY_MAX_BYTES and the budget of all
+ * bodies; past either, remembers it, lets the body go and discards the
+ * rest (MHD must still be told it was read): the answer (413, 503) waits
+ * for the body's end, or REQUEST_TIMEOUT_MS. A body with a Content-Length
+ * gets one buffer of its size, reserved at its head; one without
+ * (chunked) grows, each growth reserved first. */
 static int
 http_body_append(struct http_req *r, const char *data, size_t n)
 {
-    if (r->too_large || r->len + n > BODY_MAX_BYTES) {
+    if (r->too_large || r->over_budget)
+        return 0;
+    if (r->len + n > BODY_MAX_BYTES) {
         r->too_large = 1;
+        http_body_release(r);
         return 0;
     }
     if (r->len + n + 1 > r->cap) {
-        size_t ncap = r->cap ? r->cap : 1024;
+        size_t need = r->len + n + 1, ncap = r->cap ? r->cap : 1024;
         char *nb;
 
-        while (ncap < r->len + n + 1)
+        while (ncap < need)
             ncap *= 2;
+        if (ncap > BODY_MAX_BYTES + 1)
+            ncap = BODY_MAX_BYTES + 1;
+        if (r->reserved >= need)
+            ncap = r->reserved;         /* its Content-Length: exactly */
+        if (ncap > r->reserved && http_body_reserve(r, ncap - r->reserved) == -1) {
+            r->over_budget = 1;
+            http_body_release(r);
+            return 0;
+        }
         if ((nb = realloc(r->body, ncap)) == NULL)
             return -1;
         r->body = nb;
@@ -1144,6 +1244,11 @@ http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
             return (enum MHD_Result)http_send_error(
                 r, MHD_HTTP_URI_TOO_LONG, "uri_too_long",
                 "the query has more than 32 parameters", NULL);
+        if ((ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE)) != NULL &&
+            ci->header_size > HTTP_HEAD_MAX)
+            return (enum MHD_Result)http_send_error(
+                r, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large",
+                "the request head is larger than 16384 bytes", NULL);
         return (enum MHD_Result)http_on_head(l, r, url, method);
     }
     if (*upload_data_size > 0) {
@@ -1160,6 +1265,8 @@ http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
         return (enum MHD_Result)http_send_error(
             r, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large",
             "the body is larger than 65536 bytes", NULL);
+    if (r->over_budget)
+        return (enum MHD_Result)http_send_over_budget(r);
     if (r->preflight[0] != '\0')
         return (enum MHD_Result)http_send_preflight(r, r->preflight);
     return (enum MHD_Result)r->route->handler(r, l->http->routes->arg);
@@ -1187,7 +1294,7 @@ http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (r->state_free != NULL)
         r->state_free(r->state);
     clients_release(&r->slot);
-    free(r->body);
+    http_body_release(r);
     free(r);
     *con_cls = NULL;
 }
@@ -1198,6 +1305,7 @@ http_on_mhd_log(void *cls, const char *fmt, va_list ap)
     struct http_loop *l = cls;
     char line[512];
     size_t n;
+    unsigned code;
 
     vsnprintf(line, sizeof(line), fmt, ap);
     n = strlen(line);
@@ -1208,8 +1316,16 @@ http_on_mhd_log(void *cls, const char *fmt, va_list ap)
     if (strstr(line, "Failed to send") != NULL ||
         strstr(line, "Application reported internal error") != NULL ||
         strstr(line, "no longer available") != NULL ||
-        strstr(line, "reset by") != NULL)
+        strstr(line, "reset by") != NULL ||
+        strstr(line, "Not enough memory in pool") != NULL)
         log_debug("http: %s", line);
+    else if (sscanf(line, "Error processing request (HTTP response code is %u", &code) == 1)
+        /* A client's mistake (a head that fills the connection's memory:
+         * 431 or 414; a malformed one: 400), answered by MHD with its own
+         * HTML body: one short line, not its whole page. */
+        log_info("http: libmicrohttpd answered a request %u and closed its "
+                 "connection (its head did not fit %d bytes, or was malformed)",
+                 code, HTTP_CONN_MEMORY);
     else if (l->accept_paused && strstr(line, "accepting connection") != NULL)
         log_debug("http: %s", line);    /* once per pause is enough */
     else
@@ -1459,6 +1575,8 @@ http_start(const struct config *cfg, const struct http_routes *routes,
     h->cfg = cfg;
     h->routes = routes;
     h->clients = clients;
+    atomic_init(&h->body_bytes, 0);
+    h->body_max = (size_t)cfg->max_pending_body_kib * 1024;
     while (h->nloops < n) {
         /* Counted before it is set up: http_stop cleans up whatever of
          * it was started. */

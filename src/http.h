@@ -77,10 +77,10 @@ http_stop(struct http *h);
 /* ------------------------------------------------------------ requests */
 
 /* The path, the {id} segment ("" when the route has none), a query
- * parameter (NULL when absent, "" when named without "=", the first when
- * named twice), a header or a cookie (NULL when absent), the body (NUL-terminated,
- * "" when none), the protocol ("HTTP/1.1"). Valid for the request's
- * life. */
+ * parameter, a header or a cookie (NULL when absent; a query parameter
+ * given twice, without "=" or with a %00 in its value reads as "", see
+ * query.h), the body (NUL-terminated, "" when none), the protocol
+ * ("HTTP/1.1"). Valid for the request's life. */
 const char *
 http_req_path(struct http_req *r);
 const char *
@@ -89,9 +89,6 @@ const char *
 http_req_query(struct http_req *r, const char *name);
 const char *
 http_req_header(struct http_req *r, const char *name);
-/* How many times the query names the parameter name (0: absent). */
-unsigned
-http_req_query_count(struct http_req *r, const char *name);
 const char *
 http_req_cookie(struct http_req *r, const char *name);
 const char *

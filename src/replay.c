@@ -131,28 +131,13 @@ replay_gap_frame(const char *id, const char *why)
 }
 
 /* A Last-Event-ID that is not one of ours (an id from an earlier system,
- * a trailing space), shown safely: printable ASCII but the JSON string's
- * own specials, at most REPLAY_FOREIGN_ID_MAX bytes. */
-#define REPLAY_FOREIGN_ID_MAX 64
-static void
-replay_show_id(const char *raw, char *out, size_t cap)
-{
-    size_t n = 0;
-
-    for (; *raw != '\0' && n + 1 < cap && n < REPLAY_FOREIGN_ID_MAX; raw++) {
-        unsigned char ch = (unsigned char)*raw;
-
-        out[n++] = ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\' ? (char)ch : '?';
-    }
-    out[n] = '\0';
-}
-
+ * a trailing space), shown safely (eventid_show_foreign). */
 struct sse_frame *
 replay_foreign_gap(const char *raw_id)
 {
-    char id[REPLAY_FOREIGN_ID_MAX + 1];
+    char id[EVENTID_FOREIGN_MAX + 1];
 
-    replay_show_id(raw_id, id, sizeof(id));
+    eventid_show_foreign(raw_id, id, sizeof(id));
     return replay_gap_frame(id, "this id is not an event id of this service, "
                                 "so events before this stream may be missing");
 }

@@ -280,6 +280,23 @@ def check_refusals(answers, what):
            "frees its connection's" % what)
 
 
+def settle_fds(pid, what, quiet=0.3, timeout=5):
+    """Waits until the instance's descriptor count has not changed for
+    quiet seconds: connections of an earlier phase (some still in the
+    listen backlog when their clients closed them, accepted and closed
+    later) must not free descriptors in the middle of the next one."""
+    last, since = fd_count(pid), time.monotonic()
+    deadline = since + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        n = fd_count(pid)
+        if n != last:
+            last, since = n, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+    raise TestFailure("%s: the descriptor count kept changing for %ds" % (what, timeout))
+
+
 def check_accepting(g, acct, what):
     """/health and a new stream answer promptly."""
     t0 = time.monotonic()
@@ -324,6 +341,7 @@ def test_descriptor_shortage(env):
     for s in socks:
         s.close()
     check_accepting(g, acct, "after the burst")
+    settle_fds(g.proc.pid, "after the burst")
 
     # One at a time: streams take the descriptors until one is refused.
     streams = []

@@ -127,6 +127,25 @@ test_round_trip(void **state)
     }
 }
 
+static void
+test_show_foreign(void **state)
+{
+    char out[EVENTID_FOREIGN_MAX + 1], small[4];
+    char longer[200];
+
+    (void)state;
+    eventid_show_foreign("a\"b\\c\td\x7f\xc3\xa9 e", out, sizeof(out));
+    assert_string_equal(out, "a?b?c?d??? e");
+    eventid_show_foreign("", out, sizeof(out));
+    assert_string_equal(out, "");
+    eventid_show_foreign("abcdef", small, sizeof(small));
+    assert_string_equal(small, "abc");              /* cap - 1 bytes */
+    memset(longer, 'x', sizeof(longer) - 1);
+    longer[sizeof(longer) - 1] = '\0';
+    eventid_show_foreign(longer, out, sizeof(out));
+    assert_int_equal(strlen(out), EVENTID_FOREIGN_MAX);
+}
+
 int
 main(void)
 {
@@ -137,6 +156,7 @@ main(void)
         cmocka_unit_test(test_compare),
         cmocka_unit_test(test_format),
         cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_show_foreign),
     };
 
     /* A hang (a deadlock, an endless loop) must fail the test, not stall

@@ -1,0 +1,24 @@
+/* query.h -- which value of a request's query parameter the API reads.
+ * Pure: no I/O, no allocation. */
+#ifndef SSEGATE_QUERY_H
+#define SSEGATE_QUERY_H
+
+#include <stddef.h>
+
+/* One query argument as libmicrohttpd decoded it ("%xx" and "+" undone),
+ * with its lengths: a decoded "%00" puts a NUL inside key or value. */
+struct query_arg {
+    const char *key;
+    size_t key_len;
+    const char *value;          /* NULL: the name came without "=" */
+    size_t value_len;
+};
+
+/* The value of name among the n arguments: NULL when none has that name;
+ * "" when they do not give it exactly one value (the name twice, without
+ * "=", or a NUL inside the value), which no validator accepts; else the
+ * value, a NUL-terminated string of exactly its value_len bytes. */
+const char *
+query_value(const struct query_arg *args, size_t n, const char *name);
+
+#endif

@@ -1,0 +1,57 @@
+/* test_query.c -- which value of a query parameter the API reads. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "query.h"
+
+#define ARG(k, v) { k, sizeof(k) - 1, v, sizeof(v) - 1 }
+#define NOVALUE(k) { k, sizeof(k) - 1, NULL, 0 }
+
+static void
+test_one_value(void **state)
+{
+    const struct query_arg args[] = { ARG("a", "1"), ARG("userId", "42"), ARG("b", "") };
+
+    (void)state;
+    assert_string_equal(query_value(args, 3, "userId"), "42");
+    assert_string_equal(query_value(args, 3, "b"), "");     /* "b=": empty */
+    assert_null(query_value(args, 3, "userid"));             /* names are exact */
+    assert_null(query_value(args, 3, "user"));
+    assert_null(query_value(args, 0, "a"));
+}
+
+static void
+test_not_one_value(void **state)
+{
+    /* libmicrohttpd decoded "userId=1%00x" into a value with a NUL. */
+    const struct query_arg nul[] = { { "userId", 6, "1\0x", 3 } };
+    const struct query_arg twice[] = { ARG("userId", "1"), ARG("userId", "2") };
+    const struct query_arg bare[] = { NOVALUE("userId") };
+    const struct query_arg bare_then[] = { NOVALUE("userId"), ARG("userId", "1") };
+    /* "user%00Id=1" is not userId. */
+    const struct query_arg key_nul[] = { { "userId\0x", 8, "1", 1 } };
+
+    (void)state;
+    assert_string_equal(query_value(nul, 1, "userId"), "");
+    assert_string_equal(query_value(twice, 2, "userId"), "");
+    assert_string_equal(query_value(bare, 1, "userId"), "");
+    assert_string_equal(query_value(bare_then, 2, "userId"), "");
+    assert_null(query_value(key_nul, 1, "userId"));
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_one_value),
+        cmocka_unit_test(test_not_one_value),
+    };
+
+    alarm(60);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
