@@ -613,9 +613,12 @@ api_stream_start(struct api_pending *pd)
     return HTTP_CLOSE;
 }
 
-/* This HTTP thread's opening reads in flight. Past API_OPEN_READS_MAX a
- * stream opens without one and the replay reader reads its history: a
- * resume storm then neither queues thousands of reads on the pipeline,
+/* This HTTP thread's opening reads of resuming streams in flight (a
+ * stream opened without Last-Event-ID reads only its account and the last
+ * id: cheap, never capped, so it is live as soon as it has its 200).
+ * Past API_OPEN_READS_MAX a resuming stream opens without its read and
+ * the replay reader reads its history: a resume storm then neither queues
+ * thousands of reads on the pipeline,
  * where every write would wait behind them and the oldest would pass
  * REDIS_TIMEOUT_MS and fail the rest, nor holds them in memory at once.
  * Such a stream (like one opened while Redis cannot answer) gets its 200
@@ -678,7 +681,8 @@ api_on_history_read(void *arg, const struct redisReply *reply)
     struct api_pending *pd = arg;
     struct store_replay rp;
 
-    api_open_reads--;
+    if (pd->has_after)
+        api_open_reads--;
     pd->rc = store_stream_result(reply, &pd->cmd, &rp);
     if (pd->rc == STORE_OK) {
         if (replay_apply(pd->stream, pd->has_after ? &pd->after : NULL, &rp,
@@ -772,7 +776,7 @@ api_stream_open(struct http_req *r, void *arg)
     if (app->cfg->rate_limit_streams.n > 0 &&
         api_rate_send(pd, &app->cfg->rate_limit_streams, "streams", api_on_stream_rate) == 0)
         pd->inflight++;
-    if (api_open_reads >= API_OPEN_READS_MAX) {
+    if (has_after && api_open_reads >= API_OPEN_READS_MAX) {
         api_stream_read_later(pd);
     } else {
         /* Concurrent opens' reads share round trips on the pipeline. */
@@ -782,7 +786,8 @@ api_stream_open(struct http_req *r, void *arg)
         if (pipeline_send(http_req_pipeline(r), &pd->q, &pd->cmd, api_on_history_read,
                           pd) == 0) {
             pd->inflight++;
-            api_open_reads++;
+            if (has_after)
+                api_open_reads++;
         } else {
             api_stream_read_later(pd);      /* Redis is known to be down */
         }

@@ -1,10 +1,12 @@
 /* query.c -- which value of a query parameter the API reads. libmicrohttpd
  * hands a parameter over as a C string and answers a lookup with its
  * first occurrence, so "userId=1%00x" read as user 1 and "?userId" (no
- * "=", no value) as no userId at all: the firehose. Here a name stands
+ * "=", no value) as no userId at all: the firehose. Names match in any
+ * case, as libmicrohttpd's lookups do. Here a name stands
  * for one value or none, never for a truncated or an arbitrary one.
  * Pure; owns nothing. */
 #include <string.h>
+#include <strings.h>
 
 #include "query.h"
 
@@ -15,7 +17,9 @@ query_value(const struct query_arg *args, size_t n, const char *name)
     const struct query_arg *found = NULL;
 
     for (size_t i = 0; i < n; i++) {
-        if (args[i].key_len != name_len || memcmp(args[i].key, name, name_len) != 0)
+        /* In any case, as libmicrohttpd's own lookups match names: a
+         * "userid" beside a "userId" is the name given twice. */
+        if (args[i].key_len != name_len || strncasecmp(args[i].key, name, name_len) != 0)
             continue;
         if (found != NULL)
             return "";          /* given twice: which one would a proxy read? */

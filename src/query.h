@@ -14,7 +14,8 @@ struct query_arg {
     size_t value_len;
 };
 
-/* The value of name among the n arguments: NULL when none has that name;
+/* The value of name (matched in any case) among the n arguments: NULL
+ * when none has that name;
  * "" when they do not give it exactly one value (the name twice, without
  * "=", or a NUL inside the value), which no validator accepts; else the
  * value, a NUL-terminated string of exactly its value_len bytes. */

@@ -14,6 +14,7 @@
 #include <microhttpd.h>
 #include <stdint.h>
 #include <string.h>
+#include <strings.h>
 
 #include "body.h"
 #include "eventid.h"
@@ -79,7 +80,7 @@ only(const struct args *a, const char *name, int *count)
 
     *count = 0;
     for (size_t i = 0; i < a->n; i++) {
-        if (a->v[i].key_len == strlen(name) && memcmp(a->v[i].key, name, a->v[i].key_len) == 0) {
+        if (a->v[i].key_len == strlen(name) && strncasecmp(a->v[i].key, name, a->v[i].key_len) == 0) {
             found = &a->v[i];
             (*count)++;
         }

@@ -348,7 +348,8 @@ def test_query_read_once(env):
     %00 in it, it is 400 invalid_parameter (it opened user 1's stream, or
     the firehose); a resume id given twice is no resume id."""
     p = env.g.port
-    bad = {"error": "invalid_parameter", "message": "userId must be 1 to 18 digits"}
+    bad = {"error": "invalid_parameter",
+           "message": "userId must be given once, as 1 to 18 digits"}
     u = env.user
     for q in ("userId=%s%%00x" % u, "userId", "userId&userId=%s" % u,
               "userId=%s&userId=%s" % (u, u), "userId=%s%%00" % u, "userId="):

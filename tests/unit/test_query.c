@@ -20,7 +20,7 @@ test_one_value(void **state)
     (void)state;
     assert_string_equal(query_value(args, 3, "userId"), "42");
     assert_string_equal(query_value(args, 3, "b"), "");     /* "b=": empty */
-    assert_null(query_value(args, 3, "userid"));             /* names are exact */
+    assert_string_equal(query_value(args, 3, "userid"), "42");   /* names match in any case */
     assert_null(query_value(args, 3, "user"));
     assert_null(query_value(args, 0, "a"));
 }
@@ -33,8 +33,10 @@ test_not_one_value(void **state)
     const struct query_arg twice[] = { ARG("userId", "1"), ARG("userId", "2") };
     const struct query_arg bare[] = { NOVALUE("userId") };
     const struct query_arg bare_then[] = { NOVALUE("userId"), ARG("userId", "1") };
-    /* "user%00Id=1" is not userId. */
+    /* "user%00Id=1" is not userId; "userid" is (names match in any case). */
     const struct query_arg key_nul[] = { { "userId\0x", 8, "1", 1 } };
+    const struct query_arg two_cases[] = { ARG("userid", "1"), ARG("userId", "1") };
+    const struct query_arg upper[] = { ARG("USERID", "5") };
 
     (void)state;
     assert_string_equal(query_value(nul, 1, "userId"), "");
@@ -42,6 +44,8 @@ test_not_one_value(void **state)
     assert_string_equal(query_value(bare, 1, "userId"), "");
     assert_string_equal(query_value(bare_then, 2, "userId"), "");
     assert_null(query_value(key_nul, 1, "userId"));
+    assert_string_equal(query_value(two_cases, 2, "userId"), "");
+    assert_string_equal(query_value(upper, 1, "userId"), "5");
 }
 
 int
