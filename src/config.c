@@ -198,6 +198,16 @@ config_parse_rate(const char *v, struct config_rate *out)
     return 0;
 }
 
+/* A list parser's reason, which quotes the item it refused: printable,
+ * like config_show's copies, before it reaches a terminal or a log. */
+static void
+config_printable(char *why)
+{
+    for (; *why != '\0'; why++)
+        if ((unsigned char)*why < 0x20 || *why == 0x7f)
+            *why = '?';
+}
+
 /* A bounded, printable copy of a user's value for a one-line error. */
 static void
 config_show(const char *v, char *out, size_t cap)
@@ -361,12 +371,14 @@ config_set(struct config *cfg, const struct config_option *o, const char *name,
     case CONFIG_KIND_CIDRS:
         if (netaddr_cidrs_parse(v, (struct netaddr_cidrs *)(void *)field, why,
                                 sizeof(why)) == -1) {
+            config_printable(why);
             snprintf(err, errlen, "%s: %s", name, why);
             return -1;
         }
         return 0;
     case CONFIG_KIND_ORIGINS:
         if (cors_parse(v, (struct cors_origins *)(void *)field, why, sizeof(why)) == -1) {
+            config_printable(why);
             snprintf(err, errlen, "%s: %s", name, why);
             return -1;
         }

@@ -25,7 +25,7 @@ static void
 check_error(const struct body_error *e)
 {
     static const char *const codes[] = { "invalid_json", "invalid_field", "missing_field",
-                                         "unknown_field", "out_of_memory", NULL };
+                                         "unknown_field", "reserved_type", "out_of_memory", NULL };
     const char *const *c = codes;
 
     FUZZ_CHECK(memchr(e->code, '\0', sizeof(e->code)) != NULL);
