@@ -23,6 +23,7 @@
 #include "http.h"
 #include "hub.h"
 #include "log.h"
+#include "metrics.h"
 #include "pipeline.h"
 #include "pubkey.h"
 #include "replay.h"
@@ -143,6 +144,7 @@ api_send_overloaded(struct http_req *r)
 static enum http_ret
 api_send_rate_limited(struct http_req *r, unsigned retry_after)
 {
+    metrics_add(METRICS_RATE_LIMITED, 1);
     return http_send_error_retry(r, 429, "rate_limited",
                                  "too many requests from this address; retry after "
                                  "Retry-After seconds", retry_after);
@@ -1271,6 +1273,51 @@ api_health(struct http_req *r, void *arg)
     return api_send_object(r, up ? 200 : 503, o, NULL);
 }
 
+/* ---------------------------------------------------------------- metrics */
+
+/* GET /metrics's head hook: with METRICS_KEY set, a scrape without one of
+ * its keys is refused, compared in constant time (pubkey.c). */
+static enum http_ret
+api_metrics_check(struct http_req *r, void *arg)
+{
+    const struct app *app = arg;
+
+    if (!pubkey_set_enabled(app->metrics_keys) ||
+        pubkey_check(app->metrics_keys, http_req_header(r, "Authorization")))
+        return HTTP_DONE;
+    return http_send_error(r, 401, "unauthorized",
+                           "this needs Authorization: Bearer <METRICS_KEY>", NULL);
+}
+
+/* GET /metrics: the Prometheus text (metrics.c), with what the hub and
+ * the subscriber keep. Reads atomics only: a scrape takes no lock a
+ * delivery takes. */
+static enum http_ret
+api_metrics(struct http_req *r, void *arg)
+{
+    struct app *app = arg;
+    struct metrics_view v;
+    enum http_ret ret;
+    char *text;
+    size_t len;
+
+    memset(&v, 0, sizeof(v));
+    for (int k = 0; k < HUB_KIND_COUNT && v.nstreams < METRICS_LABELS_MAX; k++)
+        v.streams[v.nstreams++] = (struct metrics_labelled){
+            hub_kind_name((enum hub_kind)k), hub_count_kind(app->hub, (enum hub_kind)k) };
+    v.streams_opened = hub_opened(app->hub);
+    for (int e = 0; e < STREAM_END_COUNT && v.nclosed < METRICS_LABELS_MAX; e++)
+        v.closed[v.nclosed++] = (struct metrics_labelled){
+            stream_end_name((enum stream_end)e), hub_ended(app->hub, (enum stream_end)e) };
+    v.redis_up = subscriber_is_up(app->sub);
+    v.publish_backlog = subscriber_backlog(app->sub);
+    if ((text = metrics_render(&v, &len)) == NULL)
+        return api_send_out_of_memory(r);
+    ret = http_send_text(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+    free(text);
+    return ret;
+}
+
 /* ---------------------------------------------------------------- the page */
 
 static int
@@ -1306,6 +1353,7 @@ static const struct http_route api_route_table[] = {
       api_write_check },
     { "/tokens", NULL, "POST", 0, api_token_create, api_write_check },
     { "/health", NULL, "GET", 0, api_health, NULL },
+    { "/metrics", NULL, "GET", 0, api_metrics, api_metrics_check },
 };
 
 void

@@ -25,6 +25,7 @@ struct app {
     struct sse_frame *hello;    /* "retry: N\n: ssegate <id>\n", shared by every stream */
     struct auth *auth;          /* stream tokens; NULL: open mode (no AUTH_* key) */
     const struct pubkey_set *keys;  /* PUBLISH_KEYS: none lets every write in */
+    const struct pubkey_set *metrics_keys;  /* METRICS_KEY: none leaves /metrics open */
     atomic_int stopping;        /* set once shutdown starts; new streams get 503 */
 };
 

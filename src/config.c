@@ -19,6 +19,7 @@ enum config_kind {
     CONFIG_KIND_STRING,     /* char[size], non-empty when min is 1 */
     CONFIG_KIND_IPV4,       /* char[size], an IPv4 literal */
     CONFIG_KIND_LOG_LEVEL,  /* int: debug|info|warn|error */
+    CONFIG_KIND_LOG_FORMAT, /* int: text|json */
     CONFIG_KIND_SECRET,     /* char[size]: empty, or at least min bytes; never shown */
     CONFIG_KIND_RATE,       /* struct config_rate: "N/Ws", "" for none */
     CONFIG_KIND_CIDRS,      /* struct netaddr_cidrs: "a/n,b/m" */
@@ -102,6 +103,14 @@ static const struct config_option config_options[] = {
       CONFIG_FIELD(redis_timeout_ms), "Redis command timeout before a 503" },
     { "LOG_LEVEL", "--log-level", CONFIG_KIND_LOG_LEVEL, "info", 0, 0,
       CONFIG_FIELD(log_level), "debug, info, warn or error" },
+    { "LOG_FORMAT", "--log-format", CONFIG_KIND_LOG_FORMAT, "text", 0, 0,
+      CONFIG_FIELD(log_format), "text, or json: one JSON object a line" },
+    { "LOG_FILE", "--log-file", CONFIG_KIND_STRING, "", 0, 0,
+      CONFIG_FIELD(log_file), "file the logs are appended to, reopened on SIGHUP (none: stderr)" },
+    { "ACCESS_LOG", "--access-log", CONFIG_KIND_UINT, "1", 0, 1,
+      CONFIG_FIELD(access_log), "1: a line per HTTP request (streams: at the open); 0: none" },
+    { "METRICS_KEY", "--metrics-key", CONFIG_KIND_KEY_LIST, "", 0, 0,
+      CONFIG_FIELD(metrics_key), "keys separated by commas; when set, GET /metrics needs Authorization: Bearer <one of them>" },
     { "AUTH_SECRET", "--auth-secret", CONFIG_KIND_SECRET, "", CONFIG_AUTH_SECRET_MIN, 0,
       CONFIG_FIELD(auth_secret), "HS256 key (32 bytes or more): streams need a token" },
     { "AUTH_PUBLIC_KEY_FILE", "--auth-public-key-file", CONFIG_KIND_STRING, "", 0, 0,
@@ -360,6 +369,13 @@ config_set(struct config *cfg, const struct config_option *o, const char *name,
         }
         *(int *)(void *)field = level;
         return 0;
+    case CONFIG_KIND_LOG_FORMAT:
+        if ((level = log_parse_format(v)) < 0) {
+            snprintf(err, errlen, "%s: '%s' is not text or json", name, shown);
+            return -1;
+        }
+        *(int *)(void *)field = level;
+        return 0;
     case CONFIG_KIND_RATE:
         if (config_parse_rate(v, (struct config_rate *)(void *)field) == -1) {
             snprintf(err, errlen, "%s: '%s' is not N/Ws, N requests (1..%u) per W "
@@ -501,6 +517,8 @@ config_metavar(enum config_kind kind)
         return "ADDR";
     case CONFIG_KIND_LOG_LEVEL:
         return "LEVEL";
+    case CONFIG_KIND_LOG_FORMAT:
+        return "FORMAT";
     case CONFIG_KIND_RATE:
         return "RATE";
     case CONFIG_KIND_CIDRS:

@@ -77,6 +77,12 @@ struct config {
     /* MAX_PENDING_BODY_KIB: request bodies held at once (all HTTP threads) */
     unsigned max_pending_body_kib;
     int log_level;              /* LOG_LEVEL: a LOG_LEVEL_* from log.h */
+    int log_format;             /* LOG_FORMAT: a LOG_FORMAT_* from log.h */
+    char log_file[1024];        /* LOG_FILE: "" is stderr */
+    unsigned access_log;        /* ACCESS_LOG: 1 logs a line per request */
+    /* METRICS_KEY: keys (as PUBLISH_KEYS) one of which GET /metrics must
+     * send as "Authorization: Bearer <key>"; "" leaves it open. Secret. */
+    char metrics_key[CONFIG_PUBLISH_KEYS_COUNT * (CONFIG_PUBLISH_KEY_MAX + 1)];
     /* Stream tokens (auth.c). Either key turns secure mode on for
      * streams; "" is unset. */
     char auth_secret[CONFIG_AUTH_SECRET_MAX + 1];   /* AUTH_SECRET: HS256 key */

@@ -174,6 +174,10 @@ envelope_parse(const char *msg, size_t len, struct envelope_view *out,
         (size_t)json_object_get_string_len(v) <= ENVELOPE_SERVER_MAX)
         memcpy(out->server_id, json_object_get_string(v),
                (size_t)json_object_get_string_len(v) + 1);
+    /* Only for the delivery delay metric: an odd ts is ignored. */
+    if (json_object_object_get_ex(o, "ts", &v) && json_object_is_type(v, json_type_int) &&
+        json_object_get_int64(v) > 0)
+        out->ts_ms = json_object_get_int64(v);
     json_object_put(o);
     return 0;
 err:

@@ -37,6 +37,7 @@ struct envelope_view {
     char type[SSE_EVENT_MAX + 1];       /* "message" when absent */
     char user_id[ENVELOPE_USER_MAX + 1];
     char server_id[ENVELOPE_SERVER_MAX + 1]; /* "" when absent */
+    int64_t ts_ms;                      /* "ts" when a positive integer; else 0 */
 };
 
 /* Parses one channel message (len bytes, not NUL-terminated): a JSON
@@ -48,7 +49,8 @@ struct envelope_view {
  * "message"), optional "id" (a string
  * eventid_parse accepts; an id of another form is an error) and optional
  * "serverId" (kept when a string of at most ENVELOPE_SERVER_MAX bytes,
- * else left empty). Returns 0, or -1 with a short reason in err for
+ * else left empty) and optional "ts" (kept when a positive integer, else
+ * 0). Returns 0, or -1 with a short reason in err for
  * anything malformed. */
 int
 envelope_parse(const char *msg, size_t len, struct envelope_view *out,

@@ -62,6 +62,7 @@
 #include "cors.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "netaddr.h"
 #include "pipeline.h"
 #include "query.h"
@@ -101,6 +102,9 @@
 /* Every X-Forwarded-For line of a request, joined: they all sit in the
  * connection's HTTP_CONN_MEMORY, so they cannot be longer together. */
 #define HTTP_XFF_MAX HTTP_CONN_MEMORY
+/* How much of a request's target (path and query) its access log line
+ * shows. */
+#define HTTP_LOG_TARGET_MAX 512
 
 /* One connection, from libmicrohttpd's accept to its close (its socket
  * context): the deadline by which its request must have arrived. Owned
@@ -206,6 +210,14 @@ struct http_req {
      * answer queued with the head would close the connection, and the
      * browser sends its real request next): the path's methods. */
     char preflight[HTTP_ALLOW_MAX];
+    /* For its metrics and its access log line (http_req_done). */
+    int started;                    /* the access handler has run */
+    int query_too_long;             /* http_on_uri cut its query: 414 */
+    const char *method;             /* MHD's, live as long as the request */
+    unsigned status;                /* the answer's; 0 until answered */
+    int64_t start_us;               /* monotonic: when its head was in */
+    char target[HTTP_LOG_TARGET_MAX];   /* as sent, its token left out */
+    char addr[NETADDR_STR_MAX];     /* the client's own address (not its /64) */
 };
 
 /* ------------------------------------------------------------ deadlines */
@@ -327,6 +339,7 @@ http_queue(struct http_req *r, unsigned status, struct MHD_Response *resp)
     MHD_destroy_response(resp);
     if (ret == MHD_YES) {
         r->answered = 1;
+        r->status = status;
         http_conn_disarm(r->hc);    /* answered: nothing more to wait for */
     }
     return ret == MHD_YES ? HTTP_DONE : HTTP_CLOSE;
@@ -448,6 +461,21 @@ http_send_preflight(struct http_req *r, const char *methods)
         MHD_add_response_header(resp, "Access-Control-Max-Age", CORS_MAX_AGE);
     }
     return http_queue(r, MHD_HTTP_NO_CONTENT, resp);
+}
+
+enum http_ret
+http_send_text(struct http_req *r, unsigned status, const char *content_type,
+               const char *body, size_t len)
+{
+    struct MHD_Response *resp;
+
+    resp = MHD_create_response_from_buffer(len, (void *)(uintptr_t)body,
+                                           MHD_RESPMEM_MUST_COPY);
+    if (resp == NULL)
+        return HTTP_CLOSE;
+    MHD_add_response_header(resp, "Content-Type", content_type);
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    return http_queue(r, status, resp);
 }
 
 enum http_ret
@@ -753,6 +781,7 @@ http_req_take_over(struct http_req *r, int *fd, char *head, size_t *head_len,
     }
     *head_len = (size_t)n;
     *fd = d;
+    r->status = MHD_HTTP_OK;        /* the head goes out on the stream */
     return 0;
 }
 
@@ -1027,19 +1056,27 @@ static char http_query_too_long_mark;
 static void *
 http_on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
+    struct http_loop *l = cls;
     char *q = strchr(uri, '?');
     unsigned n = 1;
+    /* The request starts here (the access handler takes it over): the
+     * only place that sees the query as sent, for the access log. */
+    struct http_req *r = calloc(1, sizeof(*r));
 
-    (void)cls;
     (void)conn;
+    if (r != NULL && l->http->cfg->access_log)
+        query_redact(uri, "token", r->target, sizeof(r->target));
     if (q == NULL)
-        return NULL;
+        return r;
     for (const char *p = q + 1; *p != '\0'; p++)
         n += *p == '&';            /* MHD's only separator */
     if (n <= HTTP_QUERY_PARAMS_MAX)
-        return NULL;
+        return r;
     q[1] = '\0';
-    return HTTP_QUERY_TOO_LONG;
+    if (r == NULL)
+        return HTTP_QUERY_TOO_LONG;
+    r->query_too_long = 1;
+    return r;
 }
 
 /* The address of a socket address libmicrohttpd gives (it keeps the
@@ -1178,6 +1215,7 @@ http_req_identify(struct http_loop *l, struct http_req *r, enum http_ret *ret)
         MHD_get_connection_values(r->conn, MHD_HEADER_KIND, http_xff_collect, &l->xff);
         (void)netaddr_client_from_xff(l->xff.buf, l->xff.len, &cfg->trusted_proxies, &client);
     }
+    netaddr_format(&client, 128, r->addr, sizeof(r->addr));
     netaddr_client_key(&client);
     netaddr_format(&client, 64, r->client, sizeof(r->client));
     if (!proxied)
@@ -1215,15 +1253,20 @@ http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
     struct http_req *r = *con_cls;
     enum http_ret ret;
 
-    if (r == NULL || r == HTTP_QUERY_TOO_LONG) {
+    if (r == NULL || r == HTTP_QUERY_TOO_LONG || !r->started) {
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-        int query_too_long = r == HTTP_QUERY_TOO_LONG;
+        int query_too_long = r == HTTP_QUERY_TOO_LONG || (r != NULL && r->query_too_long);
 
-        *con_cls = NULL;
-        if ((r = calloc(1, sizeof(*r))) == NULL)
-            return MHD_NO;
-        *con_cls = r;
+        if (r == NULL || r == HTTP_QUERY_TOO_LONG) {
+            *con_cls = NULL;
+            if ((r = calloc(1, sizeof(*r))) == NULL)
+                return MHD_NO;
+            *con_cls = r;
+        }
+        r->started = 1;
+        r->method = method;
+        r->start_us = clock_mono_us();
         r->conn = conn;
         r->loop = l;
         r->path = url;
@@ -1272,6 +1315,33 @@ http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
     return (enum MHD_Result)r->route->handler(r, l->http->routes->arg);
 }
 
+/* A request ended: counted (metrics.c) and, with ACCESS_LOG, logged in
+ * one line; never its token (query_redact) nor any header. One the
+ * client left before its answer counts as 499, as nginx says. */
+static void
+http_req_done(struct http_loop *l, struct http_req *r)
+{
+    const struct http_routes *rt = l->http->routes;
+    unsigned status = r->status != 0 ? r->status : 499;
+    int64_t us = clock_mono_us() - r->start_us;
+    size_t route = r->route != NULL ? (size_t)(r->route - rt->v) : rt->n;
+
+    metrics_observe_request(route, status, us);
+    if (!l->http->cfg->access_log || !log_enabled(LOG_LEVEL_INFO))
+        return;
+    {
+        const struct log_field f[] = {
+            LOG_STR("method", r->method),
+            LOG_STR("path", r->target[0] != '\0' ? r->target : r->path),
+            LOG_INT("status", status),
+            LOG_NUM("duration_ms", (double)us / 1000.0),
+            LOG_STR("client", r->addr[0] != '\0' ? r->addr : r->client),
+        };
+
+        log_fields(LOG_LEVEL_INFO, f, sizeof(f) / sizeof(f[0]), "request");
+    }
+}
+
 /* A request ended, however it ended. A connection kept alive waits for
  * its next request's head, which gets its own REQUEST_TIMEOUT_MS. */
 static void
@@ -1282,7 +1352,6 @@ http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 
-    (void)cls;
     (void)toe;
     if (ci != NULL)
         http_conn_arm(ci->socket_context, 0);
@@ -1290,6 +1359,8 @@ http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         *con_cls = NULL;
         return;
     }
+    if (r->started)
+        http_req_done(cls, r);
     http_wait_unlink(r);
     if (r->state_free != NULL)
         r->state_free(r->state);
@@ -1522,6 +1593,23 @@ http_loop_main(void *arg)
     return NULL;
 }
 
+/* The routes' labels in ssegate_http_requests_total: each path, and
+ * "static" for one matched by its function (the demo page's files). */
+static int
+http_metrics_routes(const struct http_routes *rt)
+{
+    const char **names = calloc(rt->n + 1, sizeof(*names));
+    int rc;
+
+    if (names == NULL)
+        return -1;
+    for (size_t i = 0; i < rt->n; i++)
+        names[i] = rt->v[i].path != NULL ? rt->v[i].path : "static";
+    rc = metrics_set_routes(names, rt->n);
+    free(names);
+    return rc;
+}
+
 /* SO_REUSEPORT would let a second process share the port silently; bind
  * it once without that first, so a port in use is an error. */
 static int
@@ -1575,6 +1663,11 @@ http_start(const struct config *cfg, const struct http_routes *routes,
     h->cfg = cfg;
     h->routes = routes;
     h->clients = clients;
+    if (http_metrics_routes(routes) == -1) {
+        snprintf(err, errlen, "out of memory");
+        http_stop(h);
+        return NULL;
+    }
     atomic_init(&h->body_bytes, 0);
     h->body_max = (size_t)cfg->max_pending_body_kib * 1024;
     while (h->nloops < n) {

@@ -180,6 +180,11 @@ enum http_ret
 http_send_error_retry(struct http_req *r, unsigned status, const char *code,
                       const char *message, unsigned retry_after_s);
 
+/* A text body (copied) of content_type, not cached. */
+enum http_ret
+http_send_text(struct http_req *r, unsigned status, const char *content_type,
+               const char *body, size_t len);
+
 /* A static file (not copied: data must outlive the server). */
 enum http_ret
 http_send_static(struct http_req *r, const char *content_type,

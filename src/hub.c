@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "fanout.h"
 #include "hub.h"
 #include "log.h"
@@ -53,7 +54,22 @@ struct hub {
     struct sender **senders;
     int *sender_tried;
     atomic_ulong ended[STREAM_END_COUNT];   /* streams dropped, by reason */
+    atomic_ulong opened;                    /* streams indexed */
+    atomic_size_t kind_count[HUB_KIND_COUNT];   /* streams indexed now */
 };
+
+static const char *const hub_kind_names[HUB_KIND_COUNT] = {
+#define HUB_KIND_NAME(e, name) [e] = name,
+    HUB_KINDS(HUB_KIND_NAME)
+#undef HUB_KIND_NAME
+};
+
+/* A stream's kind, from the shard it is indexed in. */
+static enum hub_kind
+hub_kind_of(const struct hub *h, const struct shard *sh)
+{
+    return sh == &h->shard[HUB_FIREHOSE] ? HUB_KIND_FIREHOSE : HUB_KIND_USER;
+}
 
 static uint32_t
 hub_hash(const char *s)
@@ -99,6 +115,9 @@ hub_new(struct fanout *fo, int uring)
     atomic_init(&h->closed, 0);
     for (int r = 0; r < STREAM_END_COUNT; r++)
         atomic_init(&h->ended[r], 0);
+    for (int k = 0; k < HUB_KIND_COUNT; k++)
+        atomic_init(&h->kind_count[k], 0);
+    atomic_init(&h->opened, 0);
     h->fanout = fo;
     h->uring = uring;
     if (!uring)
@@ -274,6 +293,8 @@ hub_add_limited(struct hub *h, struct stream *s, size_t max_per_user)
     b->v[b->count++] = s;
     l->bucket = b;
     atomic_fetch_add(&h->count, 1);
+    atomic_fetch_add(&h->kind_count[hub_kind_of(h, sh)], 1);
+    atomic_fetch_add(&h->opened, 1);
     rc = 0;
 out:
     pthread_mutex_unlock(&sh->mu);
@@ -297,6 +318,7 @@ hub_remove(struct hub *h, struct stream *s)
         stream_hub_link(last)->index = l->index;
         l->bucket = NULL;
         atomic_fetch_sub(&h->count, 1);
+        atomic_fetch_sub(&h->kind_count[hub_kind_of(h, sh)], 1);
         if (b->count == 0)
             shard_drop_bucket(sh, hash, b);
     }
@@ -307,13 +329,45 @@ void
 hub_drop_stream(struct hub *h, struct stream *s, enum stream_end why)
 {
     const char *uid = stream_user_id(s);
+    struct stream_stats st;
 
     hub_remove(h, s);
     stream_close(s);
     atomic_fetch_add(&h->ended[why], 1);
-    log_info("stream %llu user=%s closed: %s", (unsigned long long)stream_serial(s),
-             uid[0] ? uid : "*", stream_end_name(why));
+    stream_stats(s, clock_coarse_ms(), &st);
+    {
+        const struct log_field f[] = {
+            LOG_INT_JSON("stream", stream_serial(s)),
+            LOG_STR_JSON("user", uid[0] ? uid : "*"),
+            LOG_STR_JSON("reason", stream_end_name(why)),
+            LOG_NUM("duration_s", (double)st.age_ms / 1000.0),
+            LOG_INT("events", st.events),
+            LOG_INT("bytes", st.bytes),
+        };
+
+        log_fields(LOG_LEVEL_INFO, f, sizeof(f) / sizeof(f[0]),
+                   "stream %llu user=%s closed: %s", (unsigned long long)stream_serial(s),
+                   uid[0] ? uid : "*", stream_end_name(why));
+    }
     stream_unref(s);
+}
+
+const char *
+hub_kind_name(enum hub_kind k)
+{
+    return (unsigned)k < HUB_KIND_COUNT ? hub_kind_names[k] : "unknown";
+}
+
+size_t
+hub_count_kind(struct hub *h, enum hub_kind k)
+{
+    return atomic_load(&h->kind_count[k]);
+}
+
+unsigned long
+hub_opened(struct hub *h)
+{
+    return atomic_load(&h->opened);
 }
 
 unsigned long

@@ -14,6 +14,31 @@ struct stream;
 struct sse_frame;
 struct fanout;
 
+/* The kinds of stream the hub holds (ssegate_streams{kind}): one line
+ * each, the enum name and the label. */
+#define HUB_KINDS(X) \
+    X(HUB_KIND_USER, "user") \
+    X(HUB_KIND_FIREHOSE, "firehose")
+
+enum hub_kind {
+#define HUB_KIND_ENUM(e, name) e,
+    HUB_KINDS(HUB_KIND_ENUM)
+#undef HUB_KIND_ENUM
+    HUB_KIND_COUNT
+};
+
+/* "user", "firehose", ... */
+const char *
+hub_kind_name(enum hub_kind k);
+
+/* Streams indexed now, of kind k. */
+size_t
+hub_count_kind(struct hub *h, enum hub_kind k);
+
+/* Streams indexed since start (each ends once: hub_ended). */
+unsigned long
+hub_opened(struct hub *h);
+
 /* fo (borrowed, may be NULL) spreads large fan-outs over its helpers.
  * uring: batch each fan-out's writes through io_uring (sender.c) where
  * the kernel allows it. */

@@ -8,6 +8,7 @@
  * WRITER_THREADS writer loops (which also beat the heartbeats), fanout.c
  * FANOUT_THREADS helpers. See docs/ARCHITECTURE.md. */
 #include <event2/event.h>
+#include <errno.h>
 #include <event2/thread.h>
 #include <malloc.h>
 #include <signal.h>
@@ -57,7 +58,8 @@ struct gateway {
     struct fanout *fanout;
     struct clients *clients;    /* connections per client address */
     struct pubkey_set keys;
-    struct event *sigint_ev, *sigterm_ev, *drain_ev;
+    struct pubkey_set metrics_keys;
+    struct event *sigint_ev, *sigterm_ev, *sighup_ev, *drain_ev;
     int drain_ticks;
 };
 
@@ -128,6 +130,28 @@ main_on_signal(evutil_socket_t sig, short what, void *arg)
     http_quiesce(g->http);
     hub_close(g->app.hub, STREAM_END_SHUTDOWN);
     event_add(g->drain_ev, &poll);
+}
+
+/* SIGHUP (logrotate moved LOG_FILE): reopen it, never exit. On the main
+ * loop, as a libevent signal event, not in a signal handler. */
+static void
+main_on_hup(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    (void)arg;
+    switch (log_reopen()) {
+    case 1:
+        log_info("SIGHUP: LOG_FILE reopened");
+        break;
+    case 0:
+        log_info("SIGHUP: logging to stderr, nothing to reopen");
+        break;
+    default:
+        log_error("SIGHUP: cannot reopen LOG_FILE (%s); logging on to the old file",
+                  strerror(errno));
+        break;
+    }
 }
 
 /* "retry: N" tells EventSource how long to wait before reconnecting; the
@@ -228,7 +252,18 @@ main(int argc, char **argv)
         auth_free(g.app.auth);
         return 2;
     }
+    /* Until the libevent signal event replaces it, a SIGHUP (logrotate
+     * early) must not kill the process. */
+    signal(SIGHUP, SIG_IGN);
     log_set_level((enum log_level)g.cfg.log_level);
+    log_set_format((enum log_format)g.cfg.log_format);
+    log_set_server_id(g.cfg.server_id);
+    if (log_open_file(g.cfg.log_file) == -1) {
+        fprintf(stderr, "ssegate: LOG_FILE: cannot open '%s': %s\n", g.cfg.log_file,
+                strerror(errno));
+        auth_free(g.app.auth);
+        return 2;
+    }
     /* MHD sends with MSG_NOSIGNAL, but hiredis uses plain write(). */
     signal(SIGPIPE, SIG_IGN);
     /* Request bodies (up to 64 KiB), what is parsed from them, and big
@@ -249,6 +284,12 @@ main(int argc, char **argv)
     }
     memset(g.cfg.publish_keys, 0, sizeof(g.cfg.publish_keys));
     g.app.keys = &g.keys;
+    if (pubkey_set_init(&g.metrics_keys, g.cfg.metrics_key) == -1) {
+        log_error("start-up failed: METRICS_KEY: cannot hash the keys");
+        return 1;
+    }
+    memset(g.cfg.metrics_key, 0, sizeof(g.cfg.metrics_key));
+    g.app.metrics_keys = &g.metrics_keys;
     /* The writer loops are woken from other threads (event_active). */
     if (evthread_use_pthreads() != 0) {
         log_error("start-up failed: libevent threads");
@@ -263,8 +304,10 @@ main(int argc, char **argv)
         (g.app.sub = subscriber_new(g.base, &g.cfg, g.app.hub, g.app.replay)) == NULL ||
         (g.sigint_ev = evsignal_new(g.base, SIGINT, main_on_signal, &g)) == NULL ||
         (g.sigterm_ev = evsignal_new(g.base, SIGTERM, main_on_signal, &g)) == NULL ||
+        (g.sighup_ev = evsignal_new(g.base, SIGHUP, main_on_hup, &g)) == NULL ||
         (g.drain_ev = event_new(g.base, -1, EV_PERSIST, main_on_drain, &g)) == NULL ||
-        event_add(g.sigint_ev, NULL) == -1 || event_add(g.sigterm_ev, NULL) == -1) {
+        event_add(g.sigint_ev, NULL) == -1 || event_add(g.sigterm_ev, NULL) == -1 ||
+        event_add(g.sighup_ev, NULL) == -1) {
         log_error("start-up failed: out of memory");
         goto out;
     }
@@ -307,6 +350,8 @@ out:
     auth_free(g.app.auth);
     if (g.drain_ev != NULL)
         event_free(g.drain_ev);
+    if (g.sighup_ev != NULL)
+        event_free(g.sighup_ev);
     if (g.sigterm_ev != NULL)
         event_free(g.sigterm_ev);
     if (g.sigint_ev != NULL)
@@ -315,5 +360,6 @@ out:
         event_base_free(g.base);
     libevent_global_shutdown();
     pubkey_set_clear(&g.keys);
+    pubkey_set_clear(&g.metrics_keys);
     return status;
 }

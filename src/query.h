@@ -22,4 +22,13 @@ struct query_arg {
 const char *
 query_value(const struct query_arg *args, size_t n, const char *name);
 
+/* Copies the request target (path and raw query, as sent) into out (cap
+ * bytes, always NUL-terminated) with the value of every parameter named
+ * name dropped ("token=abc" becomes "token="), the name compared once
+ * "%xx" and "+" are undone, in any case, as query_value matches it. A
+ * target that does not fit ends in "...". For logs: a secret in the
+ * query never reaches them. Returns out. */
+const char *
+query_redact(const char *target, const char *name, char *out, size_t cap);
+
 #endif

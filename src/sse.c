@@ -74,6 +74,8 @@ sse_frame_alloc(size_t len)
         return NULL;
     atomic_init(&f->refcount, 1);
     f->has_id = 0;
+    f->event = 0;
+    f->ts_ms = 0;
     f->id.ms = 0;
     f->id.seq = 0;
     f->len = len;
@@ -99,6 +101,7 @@ sse_frame_new_event(const struct event_id *id, const char *event,
     if ((f = sse_frame_alloc(len)) == NULL)
         return NULL;
     sse_encode_event(f->bytes, len, id, event, data, data_len);
+    f->event = 1;
     if (id != NULL) {
         f->has_id = 1;
         f->id = *id;

@@ -5,6 +5,7 @@
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "eventid.h"
 
@@ -16,6 +17,10 @@ struct sse_frame {
     atomic_uint refcount;       /* frees at zero; any thread may unref */
     int has_id;                 /* 0 for comments and id-less events */
     struct event_id id;         /* valid when has_id */
+    int event;                  /* an event (not a comment or a retry line) */
+    /* A live event's envelope ts (ms since the epoch), set by its maker
+     * before the frame is shared, for the delivery delay; 0: none. */
+    int64_t ts_ms;
     size_t len;                 /* bytes in bytes[], excluding the NUL */
     char bytes[];               /* "id: ..\nevent: ..\ndata: ..\n\n" + NUL */
 };

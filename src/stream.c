@@ -15,6 +15,7 @@
 
 #include "clients.h"
 #include "clock.h"
+#include "metrics.h"
 #include "sse.h"
 #include "stream.h"
 #include "wire.h"
@@ -69,6 +70,11 @@ struct stream {
     int64_t active_ms;
     /* When its token expires (clock_coarse_ms()); 0: never. */
     int64_t expires_ms;
+    /* For its last log line: since when (clock_coarse_ms()), and what
+     * its socket took (events wholly written, bytes). */
+    int64_t opened_ms;
+    uint64_t events_sent;
+    uint64_t bytes_sent;
 };
 
 static const char *const stream_end_names[STREAM_END_COUNT] = {
@@ -163,6 +169,7 @@ stream_new(const char *user_id, size_t max_bytes, struct sse_frame *hello)
     s->replaying = 1;           /* the opening read; see stream.h */
     s->reason = STREAM_END_CLIENT;
     s->active_ms = clock_coarse_ms();
+    s->opened_ms = s->active_ms;
     if (hello != NULL && stream_enqueue_locked(s, hello, 0) == -1) {
         stream_unref(s);
         return NULL;
@@ -240,6 +247,8 @@ static int
 stream_apply_locked(struct stream *s, const struct wire_write *w, size_t n)
 {
     size_t done = wire_apply(&s->wire, w, n);
+    uint64_t events = 0;
+    int64_t now_us = 0;
 
     if (n > 0)
         s->active_ms = clock_coarse_ms();
@@ -247,8 +256,21 @@ stream_apply_locked(struct stream *s, const struct wire_write *w, size_t n)
         struct sse_frame *f = frameq_pop(&s->queue);
 
         s->bytes -= f->len;
+        if (f->event) {
+            events++;
+            /* A live event's delay, on one clock read per write. */
+            if (f->ts_ms > 0) {
+                if (now_us == 0)
+                    now_us = clock_wall_us();
+                metrics_observe_delivery_delay(now_us - f->ts_ms * 1000);
+            }
+        }
         sse_frame_unref(f);
     }
+    /* This thread's own counters: no lock, no shared cache line. */
+    s->events_sent += events;
+    s->bytes_sent += n;
+    metrics_note_write(n, events);
     return n == w->total;
 }
 
@@ -549,8 +571,8 @@ void
 stream_push_first(struct stream *s, struct sse_frame *f)
 {
     pthread_mutex_lock(&s->mu);
-    if (!s->ending && !s->closed)
-        stream_enqueue_locked(s, f, 0);
+    if (!s->ending && !s->closed && stream_enqueue_locked(s, f, 0) == 0)
+        metrics_add(METRICS_GAPS, 1);
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -613,6 +635,7 @@ stream_replay_page(struct stream *s, struct sse_frame *gap,
 {
     enum stream_replay rc = STREAM_REPLAY_MORE;
     struct sse_frame *f;
+    size_t queued;
 
     memset(next, 0, sizeof(*next));
     pthread_mutex_lock(&s->mu);
@@ -620,10 +643,14 @@ stream_replay_page(struct stream *s, struct sse_frame *gap,
         rc = STREAM_REPLAY_OVER;
         goto out;
     }
-    if (gap != NULL)
-        stream_enqueue_locked(s, gap, 0);
+    if (gap != NULL && stream_enqueue_locked(s, gap, 0) == 0)
+        metrics_add(METRICS_GAPS, 1);
+    queued = s->queue.count;
     for (size_t i = 0; i < n && !s->ending; i++)
         stream_queue_locked(s, frames[i], 0);
+    /* Nothing leaves the queue meanwhile: the mutex is held. */
+    if (s->queue.count > queued)
+        metrics_add(METRICS_REPLAYED_EVENTS, s->queue.count - queued);
     /* A page that reached history's end read up to the deployment's last
      * id: nothing of this stream's lies between its last entry and it. */
     if (!more && start != NULL &&
@@ -707,6 +734,16 @@ stream_flush(struct stream *s)
 }
 
 /* ------------------------------------------------------------- accessors */
+
+void
+stream_stats(struct stream *s, int64_t now_ms, struct stream_stats *out)
+{
+    pthread_mutex_lock(&s->mu);
+    out->age_ms = now_ms > s->opened_ms ? now_ms - s->opened_ms : 0;
+    out->events = s->events_sent;
+    out->bytes = s->bytes_sent;
+    pthread_mutex_unlock(&s->mu);
+}
 
 const char *
 stream_user_id(const struct stream *s)

@@ -238,6 +238,16 @@ enum stream_io {
 enum stream_io
 stream_flush(struct stream *s);
 
+/* What a stream carried, for its last log line: its age at now_ms
+ * (clock_coarse_ms()), the events its socket took whole and the bytes. */
+struct stream_stats {
+    int64_t age_ms;
+    uint64_t events;
+    uint64_t bytes;
+};
+void
+stream_stats(struct stream *s, int64_t now_ms, struct stream_stats *out);
+
 /* For logs and the hub. The returned pointer lives as long as s. */
 const char *
 stream_user_id(const struct stream *s);

@@ -41,6 +41,7 @@
 #include "envelope.h"
 #include "hub.h"
 #include "log.h"
+#include "metrics.h"
 #include "rconn.h"
 #include "replay.h"
 #include "sse.h"
@@ -164,6 +165,12 @@ subscriber_note_published(struct subscriber *sub, unsigned events)
 {
     if (atomic_load(&sub->up))
         atomic_fetch_add(&sub->backlog, (long)events);
+}
+
+long
+subscriber_backlog(const struct subscriber *sub)
+{
+    return atomic_load(&sub->backlog);
 }
 
 /* Loop thread: n of our events have been fanned out. The count may dip
@@ -295,12 +302,17 @@ subscriber_deliver(struct subscriber *sub, int ours, const char *msg, size_t len
     struct sub_pending *p;
     char err[SUB_ERR_MAX], shown[LOG_EXCERPT_SIZE(SUB_SHOWN_MAX)];
 
+    metrics_add(METRICS_EVENTS_RECEIVED, 1);
     if (envelope_parse(msg, len, &v, err, sizeof(err)) == -1) {
         /* The message may be anything (invalid UTF-8, control bytes):
-         * shown escaped, so the log stays one line of text. */
-        log_warn("channel %s: skipping a malformed message (%s): %s",
-                 ours ? STORE_EVENTS_CHANNEL : sub->cfg->redis_channel, err,
-                 log_excerpt(shown, sizeof(shown), msg, len, SUB_SHOWN_MAX));
+         * shown escaped, so the log stays one line of text; and it is a
+         * payload, shown at debug only. */
+        log_warn("channel %s: skipping a malformed message (%s, %zu bytes)",
+                 ours ? STORE_EVENTS_CHANNEL : sub->cfg->redis_channel, err, len);
+        if (log_enabled(LOG_LEVEL_DEBUG))
+            log_debug("channel %s: the malformed message: %s",
+                      ours ? STORE_EVENTS_CHANNEL : sub->cfg->redis_channel,
+                      log_excerpt(shown, sizeof(shown), msg, len, SUB_SHOWN_MAX));
         return;
     }
     if (sub->nbatch == SUB_BATCH_MAX)
@@ -311,6 +323,8 @@ subscriber_deliver(struct subscriber *sub, int ours, const char *msg, size_t len
         log_error("out of memory framing an event for user %s", v.user_id);
         return;
     }
+    if (ours)
+        p->f->ts_ms = v.ts_ms;      /* write.lua's: for the delivery delay */
     memcpy(p->user_id, v.user_id, sizeof(p->user_id));
     /* Only our own channel counts: a copy of our event someone published
      * on REDIS_CHANNEL would free room its original still takes. */
@@ -333,6 +347,7 @@ subscriber_on_confirmed(struct subscriber *sub, unsigned channel)
     rconn_backoff_reset(&sub->backoff);
     subscriber_reset_backlog(sub);
     atomic_store(&sub->up, 1);
+    metrics_add(METRICS_SUBSCRIPTIONS, 1);
     rconn_redis_is_back();
     log_info("redis: subscribed to %s and %s at %s:%u", STORE_EVENTS_CHANNEL,
              sub->cfg->redis_channel, sub->cfg->redis_host, sub->cfg->redis_port);

@@ -56,6 +56,11 @@ subscriber_on_room(struct subscriber *sub, void (*fn)(void *), void *arg);
 int
 subscriber_last_id(struct subscriber *sub, struct event_id *out);
 
+/* This instance's events accepted and not yet fanned out (may dip below
+ * zero for a moment). Any thread. */
+long
+subscriber_backlog(const struct subscriber *sub);
+
 /* Counts events of this instance's as accepted, after their write. */
 void
 subscriber_note_published(struct subscriber *sub, unsigned events);

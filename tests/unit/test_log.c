@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <json-c/json.h>
 #include <pthread.h>
 #include <regex.h>
 #include <stdio.h>
@@ -250,6 +251,89 @@ test_excerpt(void **state)
     }
 }
 
+/* Text fields: key=value after the message, quoted when they must be;
+ * JSON-only fields left out. */
+static void
+test_text_fields(void **state)
+{
+    const struct log_field f[] = {
+        LOG_STR("method", "GET"), LOG_STR("path", "/x?a=1&token="), LOG_INT("status", 200),
+        LOG_NUM("duration_ms", 1.5), LOG_STR("quoted", "a \"b\"\\"), LOG_STR("empty", ""),
+        LOG_STR_JSON("hidden", "x"), LOG_STR("nl", "a\nb"),
+    };
+    char *out;
+    size_t len;
+
+    (void)state;
+    capture_start();
+    log_fields(LOG_LEVEL_INFO, f, sizeof(f) / sizeof(f[0]), "request");
+    log_fields(LOG_LEVEL_DEBUG, f, 1, "hidden at info");
+    out = capture_end(&len);
+    out[len - 1] = '\0';
+    assert_line(out, "info", "request method=GET path=/x?a=1&token= status=200 "
+                "duration_ms=1.500 quoted=\"a \\\"b\\\"\\\\\" empty=\"\" nl=a?b");
+    free(out);
+}
+
+/* JSON lines: one object each, whatever the message and fields hold
+ * (quotes, control bytes, bytes that are not UTF-8), with ts, level,
+ * server_id, msg and the fields. */
+static void
+test_json_lines(void **state)
+{
+    const struct log_field f[] = {
+        LOG_STR("path", "/a\"b\\"), LOG_INT("status", 503), LOG_NUM("duration_s", 0.25),
+        LOG_STR_JSON("user", "42"), LOG_STR("bad", "\xff\xed\xa0\x80 caf\xc3\xa9"),
+    };
+    json_object *o, *v;
+    char *out, *nl, *big;
+    size_t len;
+
+    (void)state;
+    log_set_format(LOG_FORMAT_JSON);
+    log_set_server_id("gw-\"1\"");
+    capture_start();
+    log_fields(LOG_LEVEL_WARN, f, sizeof(f) / sizeof(f[0]), "a\nforged\x01 \"line\"");
+    assert_non_null(big = malloc(10000));
+    memset(big, '\x01', 9999);             /* six bytes each, escaped */
+    big[9999] = '\0';
+    log_error("%s", big);
+    free(big);
+    out = capture_end(&len);
+    log_set_format(LOG_FORMAT_TEXT);
+    log_set_server_id("");
+    assert_non_null(nl = strchr(out, '\n'));
+    *nl = '\0';
+    assert_non_null(o = json_tokener_parse(out));
+    assert_true(json_object_object_get_ex(o, "ts", &v));
+    assert_int_equal(strlen(json_object_get_string(v)), 24);
+    assert_true(json_object_object_get_ex(o, "level", &v));
+    assert_string_equal(json_object_get_string(v), "warn");
+    assert_true(json_object_object_get_ex(o, "server_id", &v));
+    assert_string_equal(json_object_get_string(v), "gw-\"1\"");
+    assert_true(json_object_object_get_ex(o, "msg", &v));
+    assert_string_equal(json_object_get_string(v), "a\nforged\x01 \"line\"");
+    assert_true(json_object_object_get_ex(o, "path", &v));
+    assert_string_equal(json_object_get_string(v), "/a\"b\\");
+    assert_true(json_object_object_get_ex(o, "status", &v));
+    assert_int_equal(json_object_get_int(v), 503);
+    assert_true(json_object_object_get_ex(o, "user", &v));
+    assert_string_equal(json_object_get_string(v), "42");
+    assert_true(json_object_object_get_ex(o, "bad", &v));
+    assert_string_equal(json_object_get_string(v),
+                        "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd caf\xc3\xa9");
+    json_object_put(o);
+    /* The long one is cut, still one JSON line within the bound. */
+    assert_true(strlen(nl + 1) <= 2048);
+    assert_int_equal(nl[strlen(nl + 1)], '\n');
+    nl[strlen(nl + 1)] = '\0';
+    assert_non_null(o = json_tokener_parse(nl + 1));
+    assert_true(json_object_object_get_ex(o, "msg", &v));
+    assert_true(strlen(json_object_get_string(v)) > 100);
+    json_object_put(o);
+    free(out);
+}
+
 int
 main(void)
 {
@@ -261,6 +345,8 @@ main(void)
         cmocka_unit_test(test_errno_is_kept),
         cmocka_unit_test(test_threads_never_mix),
         cmocka_unit_test(test_excerpt),
+        cmocka_unit_test(test_text_fields),
+        cmocka_unit_test(test_json_lines),
     };
 
     /* A hang (a deadlock, an endless loop) must fail the test, not stall

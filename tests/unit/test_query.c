@@ -48,12 +48,35 @@ test_not_one_value(void **state)
     assert_string_equal(query_value(upper, 1, "userId"), "5");
 }
 
+static void
+test_redact(void **state)
+{
+    char out[64], small[16];
+
+    (void)state;
+    assert_string_equal(query_redact("/events/sse?userId=1&token=abc.def", "token", out,
+                                     sizeof(out)), "/events/sse?userId=1&token=");
+    /* Every occurrence, in any case, the name decoded as MHD decodes it. */
+    assert_string_equal(query_redact("/x?TOKEN=a&t%6fken=b&to+ken=c&tokens=d", "token", out,
+                                     sizeof(out)), "/x?TOKEN=&t%6fken=&to+ken=c&tokens=d");
+    assert_string_equal(query_redact("/x?token", "token", out, sizeof(out)), "/x?token");
+    assert_string_equal(query_redact("/health", "token", out, sizeof(out)), "/health");
+    assert_string_equal(query_redact("/x?a=1&&token=s3cret&", "token", out, sizeof(out)),
+                        "/x?a=1&&token=&");
+    /* Too long: cut, marked, and still no secret. */
+    assert_string_equal(query_redact("/events/sse?token=abcdefghijkl", "token", small,
+                                     sizeof(small)), "/events/sse?...");
+    assert_string_equal(query_redact("/abcdefghijklmnopqrstuvwxyz", "token", small,
+                                     sizeof(small)), "...");
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_value),
         cmocka_unit_test(test_not_one_value),
+        cmocka_unit_test(test_redact),
     };
 
     alarm(60);
