@@ -56,6 +56,13 @@ subscriber_on_room(struct subscriber *sub, void (*fn)(void *), void *arg);
 int
 subscriber_last_id(struct subscriber *sub, struct event_id *out);
 
+/* Main thread: 1 when the subscription is up and both channels of each
+ * of the n topics are confirmed by Redis, so history read now misses
+ * nothing that comes live after. The hub tells the subscriber which
+ * topics are held (its topic hooks, set by subscriber_new). */
+int
+subscriber_topics_ready(struct subscriber *sub, const char *const *topics, size_t n);
+
 /* Counts events of this instance's as accepted, after their write. */
 void
 subscriber_note_published(struct subscriber *sub, unsigned events);
