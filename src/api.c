@@ -83,6 +83,11 @@ struct api_pending {
      * not answer, or this thread had API_OPEN_READS_MAX in flight). */
     int read_on;
     int read_has_after;             /* 0: from the deployment's last id */
+    int read_opened;                /* read_after is where it opened: no gap */
+    /* A stream on topics without Last-Event-ID: its opening read only
+     * checks the account and takes the deployment's last id, where the
+     * replay reader starts once the topics are subscribed. */
+    int topics_open;
     struct event_id read_after;
     /* A write's Idempotency-Key ("" if none) and its kept answer. */
     char idem_key[STORE_IDEM_KEY_MAX + 1];
@@ -612,7 +617,9 @@ api_stream_start(struct api_pending *pd)
              uid[0] ? uid : "*", pd->has_after ? " (resuming)" : "",
              pd->read_on ? " (history read on by the replay reader)" : "");
     /* Before the hand-off, after which the stream may go at any time. */
-    if (pd->read_on)
+    if (pd->read_on && pd->read_opened)
+        replay_add_opened(pd->app->replay, s, &pd->read_after);
+    else if (pd->read_on)
         replay_add(pd->app->replay, s, pd->read_has_after ? &pd->read_after : NULL);
     writers_attach(pd->app->writers, s, fd, chunked, head, head_len);
     return HTTP_CLOSE;
@@ -675,6 +682,9 @@ api_on_stream_rate(void *arg, const struct redisReply *reply)
     api_stream_step_done(pd);
 }
 
+static void
+api_stream_read_topics(struct api_pending *pd);
+
 /* The pipeline answered the opening read (same thread, outside
  * MHD_run): apply the page and resume the request, whose handler then
  * starts the stream. A Redis that could not answer does not refuse the
@@ -689,6 +699,17 @@ api_on_history_read(void *arg, const struct redisReply *reply)
     if (pd->has_after)
         api_open_reads--;
     pd->rc = store_stream_result(reply, &pd->cmd, &rp);
+    if (pd->topics_open) {
+        /* Its history is read once its topics are subscribed, after the
+         * deployment's last id now: exactly what comes after this open. */
+        if (pd->rc == STORE_OK || pd->rc == STORE_UNAVAILABLE)
+            api_stream_read_topics(pd);
+        if (pd->rc == STORE_OK && rp.has_start)
+            pd->read_after = rp.start;
+        store_replay_clear(&rp);
+        api_stream_step_done(pd);
+        return;
+    }
     if (pd->rc == STORE_OK) {
         if (replay_apply(pd->stream, pd->has_after ? &pd->after : NULL, &rp,
                          pd->gen, &pd->read_after) == STREAM_REPLAY_MORE)
@@ -748,11 +769,13 @@ api_stream_topics(struct http_req *r, struct app *app, struct api_topics *tp,
     return 0;
 }
 
-/* A stream on topics opens without its history read: the replay reader
- * reads it once its topics are subscribed (a read before would miss what
- * comes live in between), after its Last-Event-ID, or else after the
- * later of the newest id this instance has seen and the wall clock a
- * second ago: whatever is published after this 200 comes after both. */
+/* A stream on topics reads no history on its HTTP thread: the replay
+ * reader reads it once its topics are subscribed (a read before would
+ * miss what comes live in between), after its Last-Event-ID, or after
+ * the deployment's last id at the open (api_on_history_read), or, when
+ * Redis could not say, after the later of the newest id this instance
+ * has seen and the wall clock a second ago: whatever is published after
+ * this 200 comes after both. */
 static void
 api_stream_read_topics(struct api_pending *pd)
 {
@@ -765,6 +788,7 @@ api_stream_read_topics(struct api_pending *pd)
     pd->read_after = pd->after;
     if (pd->has_after)
         return;
+    pd->read_opened = 1;
     pd->read_after.ms = now > 0 ? (uint64_t)now : 0;
     pd->read_after.seq = 0;
     if (subscriber_last_id(pd->app->sub, &seen) && eventid_cmp(&seen, &pd->read_after) > 0)
@@ -868,7 +892,17 @@ api_stream_open(struct http_req *r, void *arg)
     if (app->cfg->rate_limit_streams.n > 0 &&
         api_rate_send(pd, &app->cfg->rate_limit_streams, "streams", api_on_stream_rate) == 0)
         pd->inflight++;
-    if (tp.n > 0) {
+    if (tp.n > 0 && !has_after) {
+        /* The account and the deployment's last id, nothing more: cheap,
+         * never capped, like a fresh user stream's opening read. */
+        pd->topics_open = 1;
+        store_read_command(&pd->cmd, uid, NULL, 0, NULL, 0);
+        if (pipeline_send(http_req_pipeline(r), &pd->q, &pd->cmd, api_on_history_read,
+                          pd) == 0)
+            pd->inflight++;
+        else
+            api_stream_read_topics(pd);     /* Redis is known to be down */
+    } else if (tp.n > 0) {
         api_stream_read_topics(pd);
     } else if (has_after && api_open_reads >= API_OPEN_READS_MAX) {
         api_stream_read_later(pd);

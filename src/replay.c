@@ -54,6 +54,9 @@ struct replay_job {
     struct stream *s;               /* a reference */
     struct event_id after;          /* the next page starts after it */
     int has_after;                  /* 0: start at the deployment's last id */
+    /* after is where the stream opened, not an id its client had: what
+     * history trimmed before it is nothing the client missed (no gap). */
+    int no_gap;
     unsigned gen;                   /* stream_replay_gen at the send */
 };
 TAILQ_HEAD(replay_jobs, replay_job);
@@ -69,6 +72,7 @@ struct replay_read {
     struct event_id after;
     int has_after;
     int topics;                     /* read for a stream on topics: not shared */
+    int no_gap;                     /* its job's no_gap: a trim is no gap */
     struct replay_jobs jobs;
 };
 
@@ -204,8 +208,8 @@ replay_job_new(struct stream *s, const struct event_id *after)
     return j;
 }
 
-int
-replay_add(struct replay *rp, struct stream *s, const struct event_id *after)
+static int
+replay_add_job(struct replay *rp, struct stream *s, const struct event_id *after, int no_gap)
 {
     struct replay_job *j = replay_job_new(s, after);
 
@@ -213,11 +217,24 @@ replay_add(struct replay *rp, struct stream *s, const struct event_id *after)
         stream_end(s, STREAM_END_OUT_OF_MEMORY);
         return -1;
     }
+    j->no_gap = no_gap;
     pthread_mutex_lock(&rp->inbox_mu);
     TAILQ_INSERT_TAIL(&rp->inbox, j, link);
     pthread_mutex_unlock(&rp->inbox_mu);
     event_active(rp->inbox_ev, EV_READ, 0);
     return 0;
+}
+
+int
+replay_add(struct replay *rp, struct stream *s, const struct event_id *after)
+{
+    return replay_add_job(rp, s, after, 0);
+}
+
+int
+replay_add_opened(struct replay *rp, struct stream *s, const struct event_id *after)
+{
+    return replay_add_job(rp, s, after, 1);
 }
 
 void
@@ -297,6 +314,8 @@ replay_on_page(void *arg, const struct redisReply *reply)
     }
     rconn_backoff_reset(&rp->backoff);
     rp->retry_ms = 0;
+    if (rd->no_gap)
+        page.gap = 0;
     if (rc == STORE_OK && page.gap && rd->has_after) {
         eventid_format(&rd->after, id, sizeof(id));
         gap = replay_gap_frame(id, "events after this id were trimmed from history");
@@ -321,6 +340,7 @@ replay_on_page(void *arg, const struct redisReply *reply)
         case STREAM_REPLAY_MORE:
             j->after = next;
             j->has_after = 1;
+            j->no_gap = 0;          /* a real place in history from now on */
             TAILQ_INSERT_TAIL(&rp->ready, j, link);
             break;
         case STREAM_REPLAY_DONE:
@@ -349,7 +369,8 @@ replay_read_for(struct replay *rp, const struct replay_job *j, int *shared)
         if (!rd->busy) {
             if (free_rd == NULL)
                 free_rd = rd;
-        } else if (stream_topic_count(j->s) == 0 && !rd->topics &&
+        } else if (stream_topic_count(j->s) == 0 && !rd->topics && !j->no_gap &&
+                   !rd->no_gap &&
                    rd->has_after == j->has_after && strcmp(rd->user_id, uid) == 0 &&
                    (!j->has_after || eventid_cmp(&rd->after, &j->after) == 0)) {
             *shared = 1;
@@ -377,6 +398,7 @@ replay_dispatch(struct replay *rp, struct replay_job *j)
         rd->after = j->after;
         rd->has_after = j->has_after;
         rd->topics = stream_topic_count(j->s) > 0;
+        rd->no_gap = j->no_gap;
         if (store_read_command(&rd->cmd, uid[0] ? uid : NULL, stream_topics(j->s),
                                stream_topic_count(j->s), j->has_after ? &j->after : NULL,
                                rp->page_bytes) == -1 ||

@@ -195,8 +195,27 @@ def test_gap_from_one_source(env):
     wait_ids(c, sorted(user_ids + kept_ids, key=id_key))
     check(not any(e.event == "gap" for e in c.events), "no gap")
     c.close()
+    # A stream opened now (no Last-Event-ID) on the trimmed topic: what was
+    # trimmed before it opened is nothing it missed.
+    c = open_ok(g.port, "topic=" + t)
+    c.idle(0.5)
+    check(not any(e.event == "gap" for e in c.events), "no gap at a fresh open: %r" % c.events)
+    c.close()
     eq(g.stop(), 0, "g3 exit status")
     env.extra.remove(g)
+
+
+def test_unknown_user_with_topics(env):
+    """The account is checked: 404 at the open, as for a user's stream;
+    with a Last-Event-ID, in the replay reader's read (the stream ends)."""
+    c = SSEClient(env.b1.port, "userId=999999999999&topic=" + uniq("u"))
+    eq(c.status, 404, "unknown user with topics")
+    c.close()
+    c = open_ok(env.b1.port, "userId=999999999999&topic=" + uniq("u"),
+                last_event_id="1-0")
+    c.wait_eof(10)
+    eq([e for e in c.events], [], "no event")
+    c.close()
 
 
 def subscribe_calls(env):
@@ -352,7 +371,7 @@ def test_recovery_after_kill(env):
 
 
 TESTS = [test_union_of_sources, test_bad_requests, test_union_resume_during_publish,
-         test_gap_from_one_source, test_subscriptions, test_no_loss_on_first_subscribe,
+         test_gap_from_one_source, test_unknown_user_with_topics, test_subscriptions, test_no_loss_on_first_subscribe,
          test_outside_publish, test_secure_topics, test_recovery_after_kill]
 
 if __name__ == "__main__":
