@@ -32,6 +32,7 @@
 #include "stream.h"
 #include "subscriber.h"
 #include "token.h"
+#include "topic.h"
 #include "web.h"
 #include "writer.h"
 
@@ -83,6 +84,11 @@ struct api_pending {
      * not answer, or this thread had API_OPEN_READS_MAX in flight). */
     int read_on;
     int read_has_after;             /* 0: from the deployment's last id */
+    int read_opened;                /* read_after is where it opened: no gap */
+    /* A stream on topics without Last-Event-ID: its opening read only
+     * checks the account and takes the deployment's last id, where the
+     * replay reader starts once the topics are subscribed. */
+    int topics_open;
     struct event_id read_after;
     /* A write's Idempotency-Key ("" if none) and its kept answer. */
     char idem_key[STORE_IDEM_KEY_MAX + 1];
@@ -444,7 +450,7 @@ api_idem_answer(struct api_pending *pd, unsigned status, unsigned events,
  * secure mode without a publish key (a stream token for that account). */
 static int
 api_auth_user(struct http_req *r, struct app *app, const char *user_id,
-              struct token_claims *c, enum http_ret *ret)
+              int topics_only, struct token_claims *c, enum http_ret *ret)
 {
     const char *tok, *why;
     size_t len;
@@ -456,6 +462,10 @@ api_auth_user(struct http_req *r, struct app *app, const char *user_id,
     token_find(http_req_header(r, "Authorization"), http_req_query(r, "token"),
                http_req_cookie(r, "ssegate_token"), &tok, &len);
     res = auth_check_user(app->auth, tok, len, user_id, clock_wall_ms(), c, &why);
+    /* A stream of topics alone opens no user's stream and not the
+     * firehose: any valid token will do, its topics claim decides. */
+    if (res == AUTH_FORBIDDEN && topics_only)
+        res = AUTH_OK;
     switch (res) {
     case AUTH_OK:
         return 1;
@@ -609,7 +619,9 @@ api_stream_start(struct api_pending *pd)
              uid[0] ? uid : "*", pd->has_after ? " (resuming)" : "",
              pd->read_on ? " (history read on by the replay reader)" : "");
     /* Before the hand-off, after which the stream may go at any time. */
-    if (pd->read_on)
+    if (pd->read_on && pd->read_opened)
+        replay_add_opened(pd->app->replay, s, &pd->read_after);
+    else if (pd->read_on)
         replay_add(pd->app->replay, s, pd->read_has_after ? &pd->read_after : NULL);
     writers_attach(pd->app->writers, s, fd, chunked, head, head_len);
     return HTTP_CLOSE;
@@ -631,8 +643,10 @@ static _Thread_local unsigned api_open_reads;
 
 /* The stream opens without its history read now: the replay reader
  * reads it, from the Last-Event-ID or else from the newest event this
- * instance has seen (so nothing published after the open is missed;
- * with none seen, from the deployment's last id when it reads). */
+ * instance has seen, fanned out or written (so nothing published after
+ * the open is missed, and what this instance wrote before it is not
+ * taken for new; with none seen, from the deployment's last id when it
+ * reads). */
 static void
 api_stream_read_later(struct api_pending *pd)
 {
@@ -672,6 +686,9 @@ api_on_stream_rate(void *arg, const struct redisReply *reply)
     api_stream_step_done(pd);
 }
 
+static void
+api_stream_read_topics(struct api_pending *pd);
+
 /* The pipeline answered the opening read (same thread, outside
  * MHD_run): apply the page and resume the request, whose handler then
  * starts the stream. A Redis that could not answer does not refuse the
@@ -686,6 +703,17 @@ api_on_history_read(void *arg, const struct redisReply *reply)
     if (pd->has_after)
         api_open_reads--;
     pd->rc = store_stream_result(reply, &pd->cmd, &rp);
+    if (pd->topics_open) {
+        /* Its history is read once its topics are subscribed, after the
+         * deployment's last id now: exactly what comes after this open. */
+        if (pd->rc == STORE_OK || pd->rc == STORE_UNAVAILABLE)
+            api_stream_read_topics(pd);
+        if (pd->rc == STORE_OK && rp.has_start)
+            pd->read_after = rp.start;
+        store_replay_clear(&rp);
+        api_stream_step_done(pd);
+        return;
+    }
     if (pd->rc == STORE_OK) {
         if (replay_apply(pd->stream, pd->has_after ? &pd->after : NULL, &rp,
                          pd->gen, &pd->read_after) == STREAM_REPLAY_MORE)
@@ -696,11 +724,87 @@ api_on_history_read(void *arg, const struct redisReply *reply)
     api_stream_step_done(pd);
 }
 
+/* The topics a stream asks for (?topic=a&topic=b), each once. */
+struct api_topics {
+    char names[CONFIG_TOKEN_TOPICS_MAX][TOPIC_NAME_MAX + 1];
+    const char *ptrs[CONFIG_TOKEN_TOPICS_MAX];
+    size_t n, max;
+    const char *why;                /* the refusal, for the 400 */
+};
+
+static int
+api_stream_topic_one(const char *v, size_t len, void *arg)
+{
+    struct api_topics *tp = arg;
+
+    if (!topic_name_valid(v, len)) {
+        tp->why = "topic must be 1 to 128 of A-Z a-z 0-9 . _ : / -, each given with a value";
+        return -1;
+    }
+    for (size_t i = 0; i < tp->n; i++) {
+        if (strlen(tp->names[i]) == len && memcmp(tp->names[i], v, len) == 0)
+            return 0;               /* the same topic twice counts once */
+    }
+    if (tp->n == tp->max) {
+        tp->why = "a stream names at most MAX_TOPICS_PER_STREAM topics";
+        return -1;
+    }
+    memcpy(tp->names[tp->n], v, len);
+    tp->names[tp->n][len] = '\0';
+    tp->ptrs[tp->n] = tp->names[tp->n];
+    tp->n++;
+    return 0;
+}
+
+/* Reads the request's topics into *tp. Returns 0, or -1 having answered
+ * 400 invalid_parameter in *ret. */
+static int
+api_stream_topics(struct http_req *r, struct app *app, struct api_topics *tp,
+                  enum http_ret *ret)
+{
+    tp->n = 0;
+    tp->max = app->cfg->max_topics_per_stream < CONFIG_TOKEN_TOPICS_MAX
+              ? app->cfg->max_topics_per_stream : CONFIG_TOKEN_TOPICS_MAX;
+    tp->why = "topic must be 1 to 128 of A-Z a-z 0-9 . _ : / -, each given with a value";
+    if (http_req_query_each(r, "topic", api_stream_topic_one, tp) == -1) {
+        *ret = http_send_error(r, 400, "invalid_parameter", tp->why, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+/* A stream on topics reads no history on its HTTP thread: the replay
+ * reader reads it once its topics are subscribed (a read before would
+ * miss what comes live in between), after its Last-Event-ID, or after
+ * the deployment's last id at the open (api_on_history_read), or, when
+ * Redis could not say, after the later of the newest id this instance
+ * has seen and the wall clock a second ago: whatever is published after
+ * this 200 comes after both. */
+static void
+api_stream_read_topics(struct api_pending *pd)
+{
+    struct event_id seen;
+    int64_t now = clock_wall_ms() - 1000;
+
+    pd->rc = STORE_OK;
+    pd->read_on = 1;
+    pd->read_has_after = 1;
+    pd->read_after = pd->after;
+    if (pd->has_after)
+        return;
+    pd->read_opened = 1;
+    pd->read_after.ms = now > 0 ? (uint64_t)now : 0;
+    pd->read_after.seq = 0;
+    if (subscriber_last_id(pd->app->sub, &seen) && eventid_cmp(&seen, &pd->read_after) > 0)
+        pd->read_after = seen;
+}
+
 static enum http_ret
 api_stream_open(struct http_req *r, void *arg)
 {
     struct app *app = arg;
     struct api_pending *pd = http_req_state(r);
+    struct api_topics tp;
     const char *uid;
     struct event_id after;
     struct stream *s;
@@ -722,8 +826,18 @@ api_stream_open(struct http_req *r, void *arg)
     if (uid != NULL && !body_user_id_valid(uid, strlen(uid)))
         return http_send_error(r, 400, "invalid_parameter",
                                "userId must be given once, as 1 to 18 digits", NULL);
-    if (!api_auth_user(r, app, uid, &claims, &ret))
+    if (api_stream_topics(r, app, &tp, &ret) == -1)
         return ret;
+    if (!api_auth_user(r, app, uid, uid == NULL && tp.n > 0, &claims, &ret))
+        return ret;
+    for (size_t i = 0; app->auth != NULL && i < tp.n; i++) {
+        if (!token_allows_topic(&claims, tp.ptrs[i])) {
+            log_info("%s refused: the token does not grant topic %s (user=%s)",
+                     http_req_path(r), tp.ptrs[i], uid != NULL ? uid : "*");
+            return http_send_error(r, 403, "forbidden",
+                                   "the token does not grant every topic asked for", NULL);
+        }
+    }
     /* An id that is not ours does not refuse the stream: any status but
      * 200 stops EventSource for good. It starts now, with a gap event. */
     foreign = api_resume_id(r, &after, &has_after);
@@ -747,6 +861,10 @@ api_stream_open(struct http_req *r, void *arg)
     if (s != NULL && claims.has_exp)
         stream_set_expiry(s, clock_coarse_ms() + (claims.exp_ms - clock_wall_ms()));
     sse_frame_unref(gap);
+    if (s != NULL && stream_set_topics(s, tp.ptrs, tp.n) == -1) {
+        stream_unref(s);
+        s = NULL;
+    }
     if (s == NULL)
         return api_send_out_of_memory(r);
     /* Index first, then read history: an event published in between is
@@ -778,12 +896,24 @@ api_stream_open(struct http_req *r, void *arg)
     if (app->cfg->rate_limit_streams.n > 0 &&
         api_rate_send(pd, &app->cfg->rate_limit_streams, "streams", api_on_stream_rate) == 0)
         pd->inflight++;
-    if (has_after && api_open_reads >= API_OPEN_READS_MAX) {
+    if (tp.n > 0 && !has_after) {
+        /* The account and the deployment's last id, nothing more: cheap,
+         * never capped, like a fresh user stream's opening read. */
+        pd->topics_open = 1;
+        store_read_command(&pd->cmd, uid, NULL, 0, NULL, 0);
+        if (pipeline_send(http_req_pipeline(r), &pd->q, &pd->cmd, api_on_history_read,
+                          pd) == 0)
+            pd->inflight++;
+        else
+            api_stream_read_topics(pd);     /* Redis is known to be down */
+    } else if (tp.n > 0) {
+        api_stream_read_topics(pd);
+    } else if (has_after && api_open_reads >= API_OPEN_READS_MAX) {
         api_stream_read_later(pd);
     } else {
         /* Concurrent opens' reads share round trips on the pipeline. */
         pd->gen = stream_replay_gen(s);
-        store_read_command(&pd->cmd, uid, has_after ? &pd->after : NULL,
+        store_read_command(&pd->cmd, uid, NULL, 0, has_after ? &pd->after : NULL,
                            replay_open_page_bytes(app->cfg));
         if (pipeline_send(http_req_pipeline(r), &pd->q, &pd->cmd, api_on_history_read,
                           pd) == 0) {
@@ -915,7 +1045,7 @@ api_account_idem_token(struct api_pending *pd)
     if ((o = json_tokener_parse(pd->idem_body)) != NULL &&
         json_object_object_get_ex(o, "id", &id))
         tok = auth_sign(pd->app->auth, json_object_get_string(id), clock_wall_ms(),
-                        pd->app->cfg->auth_token_ttl_secs, 0);
+                        pd->app->cfg->auth_token_ttl_secs, 0, NULL, 0);
     json_object_put(o);
     body = tok != NULL ? api_token_splice(pd->idem_body, tok) : NULL;
     free(tok);
@@ -989,7 +1119,7 @@ api_account_token(struct api_pending *pd)
     if (!auth_can_sign(pd->app->auth))
         return 0;
     pd->token = auth_sign(pd->app->auth, pd->acct.id, clock_wall_ms(),
-                          pd->app->cfg->auth_token_ttl_secs, 0);
+                          pd->app->cfg->auth_token_ttl_secs, 0, NULL, 0);
     return pd->token != NULL ? 0 : -1;
 }
 
@@ -1096,6 +1226,19 @@ api_snapshot_answer(struct api_pending *pd)
     return api_send_object(pd->req, 201, o, NULL);
 }
 
+/* A write of ours got its id: the newest id this instance knows of is at
+ * least it, even before the subscriber fans it out (a stream opened
+ * while Redis cannot answer starts after the newest: api_stream_read_later). */
+static void
+api_note_written(struct api_pending *pd)
+{
+    struct event_id id;
+
+    if (pd->rc == STORE_OK && pd->id[0] != '\0' &&
+        eventid_parse(pd->id, strlen(pd->id), &id) == 0)
+        subscriber_note_id(pd->app->sub, &id);
+}
+
 static void
 api_on_snapshot_taken(void *arg, const struct redisReply *reply)
 {
@@ -1104,6 +1247,7 @@ api_on_snapshot_taken(void *arg, const struct redisReply *reply)
     pd->id[0] = '\0';
     if (!api_idem_result(pd, reply))
         pd->rc = store_snapshot_result(reply, pd->id, sizeof(pd->id), &pd->balance);
+    api_note_written(pd);
     store_command_clear(&pd->cmd);
     pd->state = API_PENDING_DONE;
     http_req_resume(pd->req);
@@ -1154,11 +1298,16 @@ api_event_answer(struct api_pending *pd)
 {
     json_object *o;
 
+    /* A topic's event comes back through our subscription only while
+     * this instance holds a stream on the topic: it is not counted in the
+     * publish backlog, which would otherwise never give its room back. */
+    unsigned counted = pd->in.topic[0] != '\0' ? 0 : 1;
+
     if (pd->rc != STORE_OK)
         return api_send_store_error(pd->req, pd->rc, "no account with this userId");
     if (pd->idem_body != NULL)
-        return api_idem_answer(pd, 202, 1, NULL);
-    subscriber_note_published(pd->app->sub, 1);
+        return api_idem_answer(pd, 202, counted, NULL);
+    subscriber_note_published(pd->app->sub, counted);
     if ((o = json_object_new_object()) != NULL)
         json_object_object_add(o, "id", json_object_new_string(pd->id));
     return api_send_object(pd->req, 202, o, NULL);
@@ -1174,6 +1323,7 @@ api_on_event_stored(void *arg, const struct redisReply *reply)
     pd->id[0] = '\0';
     if (!api_idem_result(pd, reply))
         pd->rc = store_event_result(reply, pd->id, sizeof(pd->id));
+    api_note_written(pd);
     store_command_clear(&pd->cmd);
     pd->state = API_PENDING_DONE;
     http_req_resume(pd->req);
@@ -1193,8 +1343,11 @@ api_event_publish(struct http_req *r, void *arg)
 
     if (!api_write_begin(r, arg, api_parse_event, api_event_answer, &pd, &ret))
         return ret;
-    if (store_event_command(&pd->cmd, pd->in.user_id, pd->in.type,
-                            pd->in.data_json, pd->in.data_len) == -1)
+    if ((pd->in.topic[0] != '\0'
+         ? store_topic_event_command(&pd->cmd, pd->in.topic, pd->in.type,
+                                     pd->in.data_json, pd->in.data_len)
+         : store_event_command(&pd->cmd, pd->in.user_id, pd->in.type,
+                               pd->in.data_json, pd->in.data_len)) == -1)
         return api_send_out_of_memory(r);
     if (api_idem_command(pd, "events", "{\"id\":\"" STORE_IDEM_ID_MARK "\"}") == -1) {
         store_command_clear(&pd->cmd);
@@ -1218,6 +1371,7 @@ api_token_create(struct http_req *r, void *arg)
 {
     struct app *app = arg;
     struct token_input in;
+    const char *topics[BODY_TOKEN_TOPICS_MAX];
     struct body_error e;
     const char *body;
     size_t len;
@@ -1233,7 +1387,10 @@ api_token_create(struct http_req *r, void *arg)
     if (body_parse_token(body, len, &in, &e) == -1)
         return api_send_body_error(r, &e);
     ttl = in.ttl_secs != 0 ? in.ttl_secs : app->cfg->auth_token_ttl_secs;
-    if ((tok = auth_sign(app->auth, in.user_id, now, ttl, in.firehose)) == NULL)
+    for (size_t i = 0; i < in.ntopics; i++)
+        topics[i] = in.topics[i];
+    if ((tok = auth_sign(app->auth, in.user_id, now, ttl, in.firehose, topics,
+                         in.ntopics)) == NULL)
         return api_send_out_of_memory(r);
     o = json_object_new_object();
     if (o != NULL &&

@@ -346,24 +346,50 @@ auth_can_sign(const struct auth *a)
     return a != NULL && a->secret != NULL;
 }
 
+/* {"topics":["a","b*"]}: grants need no escaping (topic_grant_valid
+ * allows no quote, backslash or control character). Returns it (owned),
+ * or NULL when out of memory. */
+static char *
+auth_topics_json(const char *const *topics, size_t ntopics)
+{
+    size_t len = sizeof("{\"topics\":[]}");
+    char *out, *p;
+
+    for (size_t i = 0; i < ntopics; i++)
+        len += strlen(topics[i]) + 3;
+    if ((out = malloc(len)) == NULL)
+        return NULL;
+    p = out + sprintf(out, "{\"topics\":[");
+    for (size_t i = 0; i < ntopics; i++)
+        p += sprintf(p, "%s\"%s\"", i > 0 ? "," : "", topics[i]);
+    sprintf(p, "]}");
+    return out;
+}
+
 char *
 auth_sign(const struct auth *a, const char *sub, int64_t now_ms, unsigned ttl_secs,
-          int firehose)
+          int firehose, const char *const *topics, size_t ntopics)
 {
     long now = (long)(now_ms / 1000);
     jwt_t *jwt = NULL;
-    char *out = NULL;
+    char *out = NULL, *tj = NULL;
 
     if (!auth_can_sign(a) || jwt_new(&jwt) != 0)
         return NULL;
+    if (ntopics > 0 && (tj = auth_topics_json(topics, ntopics)) == NULL) {
+        jwt_free(jwt);
+        return NULL;
+    }
     if (jwt_set_alg(jwt, JWT_ALG_HS256, a->secret, (int)a->secret_len) == 0 &&
         jwt_add_grant(jwt, "sub", sub) == 0 &&
         jwt_add_grant_int(jwt, "iat", now) == 0 &&
         jwt_add_grant_int(jwt, "exp", now + (long)ttl_secs) == 0 &&
         (!firehose || jwt_add_grant_bool(jwt, "firehose", 1) == 0) &&
+        (tj == NULL || jwt_add_grants_json(jwt, tj) == 0) &&
         (a->issuer[0] == '\0' || jwt_add_grant(jwt, "iss", a->issuer) == 0) &&
         (a->audience[0] == '\0' || jwt_add_grant(jwt, "aud", a->audience) == 0))
         out = jwt_encode_str(jwt);
+    free(tj);
     jwt_free(jwt);
     ERR_clear_error();
     return out;

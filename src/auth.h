@@ -57,12 +57,13 @@ int
 auth_can_sign(const struct auth *a);
 
 /* A stream token for sub (HS256, signed with AUTH_SECRET): iat now_ms,
- * exp now_ms + ttl_secs, "firehose": true if firehose, and iss and aud
+ * exp now_ms + ttl_secs, "firehose": true if firehose, "topics": the
+ * ntopics grants (topic_grant_valid each) if any, and iss and aud
  * when AUTH_ISSUER and AUTH_AUDIENCE are set, so this gateway and its
  * peers accept it. Returns it (the caller free()s it), or NULL when a
  * signs nothing or out of memory. */
 char *
 auth_sign(const struct auth *a, const char *sub, int64_t now_ms, unsigned ttl_secs,
-          int firehose);
+          int firehose, const char *const *topics, size_t ntopics);
 
 #endif

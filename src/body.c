@@ -333,18 +333,42 @@ int
 body_parse_event(const char *buf, size_t len, struct event_input *out,
                  struct body_error *err)
 {
-    static const char *const allowed[] = { "userId", "type", "data", NULL };
-    json_object *o, *data = NULL;
+    static const char *const allowed[] = { "userId", "topic", "type", "data", NULL };
+    json_object *o, *data = NULL, *v;
     const char *d;
     size_t dlen;
-    int rc = -1;
+    int rc = -1, has_user, has_topic;
 
     memset(out, 0, sizeof(*out));
     if ((o = body_parse_object(buf, len, err)) == NULL)
         return -1;
-    if (body_check_fields(o, allowed, err) == -1 ||
-        body_read_user_id(o, out->user_id, sizeof(out->user_id), err) == -1 ||
-        body_read_type(o, out->type, sizeof(out->type), err) == -1)
+    if (body_check_fields(o, allowed, err) == -1)
+        goto out;
+    /* Exactly one addressee: a user or a topic, never both (the event has
+     * one history and one channel). */
+    has_user = json_object_object_get_ex(o, "userId", NULL);
+    has_topic = json_object_object_get_ex(o, "topic", &v);
+    if (has_user && has_topic) {
+        body_fail(err, "invalid_field", "give either userId or topic, not both");
+        goto out;
+    }
+    if (!has_user && !has_topic) {
+        body_fail(err, "missing_field", "userId or topic is required");
+        goto out;
+    }
+    if (has_topic) {
+        if (!json_object_is_type(v, json_type_string) ||
+            !topic_name_valid(json_object_get_string(v),
+                              (size_t)json_object_get_string_len(v))) {
+            body_fail(err, "invalid_field",
+                      "topic must be 1 to %d of A-Z a-z 0-9 . _ : / -", TOPIC_NAME_MAX);
+            goto out;
+        }
+        memcpy(out->topic, json_object_get_string(v), (size_t)json_object_get_string_len(v) + 1);
+    } else if (body_read_user_id(o, out->user_id, sizeof(out->user_id), err) == -1) {
+        goto out;
+    }
+    if (body_read_type(o, out->type, sizeof(out->type), err) == -1)
         goto out;
     /* Absent and null both leave data NULL, which json-c writes "null". */
     json_object_object_get_ex(o, "data", &data);
@@ -367,7 +391,7 @@ int
 body_parse_token(const char *buf, size_t len, struct token_input *out,
                  struct body_error *err)
 {
-    static const char *const allowed[] = { "userId", "ttlSecs", "firehose", NULL };
+    static const char *const allowed[] = { "userId", "ttlSecs", "firehose", "topics", NULL };
     json_object *o, *v;
     int rc = -1;
 
@@ -393,6 +417,29 @@ body_parse_token(const char *buf, size_t len, struct token_input *out,
             goto out;
         }
         out->firehose = json_object_get_boolean(v);
+    }
+    if (json_object_object_get_ex(o, "topics", &v)) {
+        size_t n = json_object_is_type(v, json_type_array) ? json_object_array_length(v) : 0;
+
+        if (!json_object_is_type(v, json_type_array) || n > BODY_TOKEN_TOPICS_MAX) {
+            body_fail(err, "invalid_field", "topics must be an array of at most %d grants",
+                      BODY_TOKEN_TOPICS_MAX);
+            goto out;
+        }
+        for (size_t i = 0; i < n; i++) {
+            json_object *t = json_object_array_get_idx(v, i);
+
+            if (!json_object_is_type(t, json_type_string) ||
+                !topic_grant_valid(json_object_get_string(t),
+                                   (size_t)json_object_get_string_len(t))) {
+                body_fail(err, "invalid_field", "topics[%zu] must be a topic name, or a "
+                          "prefix of one ending in *", i);
+                goto out;
+            }
+            memcpy(out->topics[i], json_object_get_string(t),
+                   (size_t)json_object_get_string_len(t) + 1);
+        }
+        out->ntopics = n;
     }
     rc = 0;
 out:

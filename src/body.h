@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "sse.h"
+#include "topic.h"
 
 #define BODY_MAX_BYTES (64 * 1024)
 #define BODY_NAME_MAX_CHARS 100
@@ -33,7 +34,8 @@ struct snapshot_input {
 };
 
 struct event_input {
-    char user_id[BODY_USER_ID_MAX_DIGITS + 1];
+    char user_id[BODY_USER_ID_MAX_DIGITS + 1];  /* "" for a topic's event */
+    char topic[TOPIC_NAME_MAX + 1];             /* "" for a user's event */
     char type[SSE_EVENT_MAX + 1];
     char *data_json;        /* owned: one-line JSON ("null" if absent); free with event_input_clear */
     size_t data_len;
@@ -75,12 +77,18 @@ event_input_clear(struct event_input *in);
 
 /* POST /tokens: {"userId": as for events, "ttlSecs": optional integer
  * 1..BODY_TOKEN_TTL_MAX (0 in out: the default), "firehose": optional
- * boolean}. */
+ * boolean, "topics": optional array of at most BODY_TOKEN_TOPICS_MAX
+ * grants: topic names or prefixes ending in "*"}. */
 #define BODY_TOKEN_TTL_MAX 2592000
+/* Most grants a token's "topics" may hold (POST /tokens, ssegate token). */
+#define BODY_TOKEN_TOPICS_MAX 32
 struct token_input {
     char user_id[BODY_USER_ID_MAX_DIGITS + 1];
     unsigned ttl_secs;
     int firehose;
+    /* "topics": optional array of grants (topic_grant_valid) */
+    char topics[BODY_TOKEN_TOPICS_MAX][TOPIC_NAME_MAX + 2];
+    size_t ntopics;
 };
 int
 body_parse_token(const char *buf, size_t len, struct token_input *out,

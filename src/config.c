@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "topic.h"
 
 enum config_kind {
     CONFIG_KIND_PORT,       /* uint16_t in min..max */
@@ -25,7 +26,8 @@ enum config_kind {
     CONFIG_KIND_CIDRS,      /* struct netaddr_cidrs: "a/n,b/m" */
     CONFIG_KIND_ORIGINS,    /* struct cors_origins: "https://a,https://b" or "*" */
     CONFIG_KIND_KEY_LIST,   /* char[size]: "" or keys separated by commas */
-    CONFIG_KIND_CHANNEL     /* char[size], non-empty, outside CONFIG_OWN_PREFIX */
+    CONFIG_KIND_CHANNEL,    /* char[size], non-empty, outside CONFIG_OWN_PREFIX */
+    CONFIG_KIND_TOPIC_PREFIX /* char[size], non-empty, outside CONFIG_OWN_EVENTS */
 };
 
 /* The gateways' own namespace in Redis: their keys and their channel
@@ -34,6 +36,11 @@ enum config_kind {
  * that channel and one ACL pattern (&ssegate:*) keeps outside publishers
  * off ours. */
 #define CONFIG_OWN_PREFIX "ssegate:"
+/* The gateways' own channels: ssegate:events and ssegate:events:<topic>.
+ * TOPIC_CHANNEL_PREFIX, where outsiders publish to topics, may sit in
+ * ssegate:* (its default does, so one ACL pattern &ssegate:topic:* names
+ * it) but never over these, whose ids streams trust. */
+#define CONFIG_OWN_EVENTS "ssegate:events"
 
 struct config_option {
     const char *env;
@@ -71,6 +78,12 @@ static const struct config_option config_options[] = {
       CONFIG_FIELD(history_maxlen), "events kept per user for resume" },
     { "FIREHOSE_MAXLEN", "--firehose-maxlen", CONFIG_KIND_UINT, "10000", 1, 1000000,
       CONFIG_FIELD(firehose_maxlen), "events kept for firehose resume" },
+    { "TOPIC_HISTORY_MAXLEN", "--topic-history-maxlen", CONFIG_KIND_UINT, "1000", 1, 1000000,
+      CONFIG_FIELD(topic_history_maxlen), "events kept per topic for resume" },
+    { "MAX_TOPICS_PER_STREAM", "--max-topics-per-stream", CONFIG_KIND_UINT, "32", 1, 32,
+      CONFIG_FIELD(max_topics_per_stream), "most topics one stream may name" },
+    { "TOPIC_CHANNEL_PREFIX", "--topic-channel-prefix", CONFIG_KIND_TOPIC_PREFIX, "ssegate:topic:", 1, 0,
+      CONFIG_FIELD(topic_channel_prefix), "others publish to topic T on this prefix + T (not ssegate:events*)" },
     { "HEARTBEAT_SECS", "--heartbeat-secs", CONFIG_KIND_UINT, "15", 1, 3600,
       CONFIG_FIELD(heartbeat_secs), "seconds between ': ping' comments" },
     { "SSE_RETRY_MS", "--sse-retry-ms", CONFIG_KIND_UINT, "3000", 0, 3600000,
@@ -343,6 +356,13 @@ config_set(struct config *cfg, const struct config_option *o, const char *name,
             return -1;
         }
         return config_set_string(field, o, name, v, err, errlen);
+    case CONFIG_KIND_TOPIC_PREFIX:
+        if (strncmp(v, CONFIG_OWN_EVENTS, sizeof(CONFIG_OWN_EVENTS) - 1) == 0) {
+            snprintf(err, errlen, "%s: '%s' starts with " CONFIG_OWN_EVENTS ", the "
+                     "gateways' own channels; pick a prefix outside it", name, shown);
+            return -1;
+        }
+        return config_set_string(field, o, name, v, err, errlen);
     case CONFIG_KIND_SECRET:
         /* The error says how long, never what: it may be most of a key. */
         if (v[0] != '\0' && strlen(v) < o->min) {
@@ -528,6 +548,7 @@ config_metavar(enum config_kind kind)
         return "KEYS";
     case CONFIG_KIND_STRING:
     case CONFIG_KIND_CHANNEL:
+    case CONFIG_KIND_TOPIC_PREFIX:
     case CONFIG_KIND_SECRET:
         break;
     }
@@ -633,6 +654,24 @@ config_load_token(struct config *cfg, struct config_token *t, int argc, char **a
             t->firehose = 1;
             continue;
         }
+        if (config_token_flag(arg, "--topic", &v)) {
+            if (v == NULL && i + 1 < argc)
+                v = argv[++i];
+            if (v == NULL || !topic_grant_valid(v, strlen(v))) {
+                config_show(v != NULL ? v : "", shown, sizeof(shown));
+                snprintf(err, errlen, "--topic: '%s' is not a topic name, or a prefix of "
+                         "one ending in *", shown);
+                return CONFIG_ERROR;
+            }
+            if (t->ntopics == CONFIG_TOKEN_TOPICS_MAX) {
+                snprintf(err, errlen, "--topic: at most %d", CONFIG_TOKEN_TOPICS_MAX);
+                return CONFIG_ERROR;
+            }
+            memcpy(t->topics[t->ntopics], v, strlen(v) + 1);
+            t->topic_ptrs[t->ntopics] = t->topics[t->ntopics];
+            t->ntopics++;
+            continue;
+        }
         is_sub = config_token_flag(arg, "--sub", &v);
         if (is_sub || config_token_flag(arg, "--ttl", &v)) {
             if (v == NULL && i + 1 < argc) {
@@ -682,11 +721,13 @@ void
 config_usage_token(FILE *out, const char *progname)
 {
     fprintf(out,
-            "usage: %s token --sub ID [--ttl SECS] [--firehose] [option]...\n"
+            "usage: %s token --sub ID [--ttl SECS] [--firehose] [--topic T]... [option]...\n"
             "\n"
             "Prints a stream token (HS256, signed with AUTH_SECRET or --auth-secret)\n"
             "for user ID, valid for SECS seconds (%d..%d, default\n"
-            "AUTH_TOKEN_TTL_SECS); --firehose lets it open the firehose too. It\n"
+            "AUTH_TOKEN_TTL_SECS); --firehose lets it open the firehose too;\n"
+            "each --topic T (a topic, or a prefix ending in *) lets it name\n"
+            "matching topics (the topics claim, at most 32). It\n"
             "carries AUTH_ISSUER and AUTH_AUDIENCE when they are set. The options\n"
             "are those of '%s --help'.\n",
             progname, CONFIG_TOKEN_TTL_MIN, CONFIG_TOKEN_TTL_MAX, progname);

@@ -24,6 +24,10 @@
 #define CONFIG_TOKEN_TTL_MAX 2592000
 /* Longest `ssegate token --sub`: token.h's TOKEN_SUB_MAX. */
 #define CONFIG_TOKEN_SUB_MAX 64
+/* `ssegate token --topic`: token.h's TOKEN_TOPICS_MAX grants, each a
+ * topic name (topic.h's TOPIC_NAME_MAX) or a prefix and "*". */
+#define CONFIG_TOKEN_TOPICS_MAX 32
+#define CONFIG_TOKEN_TOPIC_MAX 128
 
 /* A rate limit, "N/Ws": at most n requests per window_s seconds from one
  * client address, in bursts of up to n. n == 0: no limit. */
@@ -58,6 +62,11 @@ struct config {
     char redis_channel[CONFIG_CHANNEL_MAX + 1];
     unsigned history_maxlen;    /* HISTORY_MAXLEN: events kept per user */
     unsigned firehose_maxlen;   /* FIREHOSE_MAXLEN: events kept for the firehose */
+    unsigned topic_history_maxlen;  /* TOPIC_HISTORY_MAXLEN: events kept per topic */
+    unsigned max_topics_per_stream; /* MAX_TOPICS_PER_STREAM */
+    /* TOPIC_CHANNEL_PREFIX: others publish to topic T on this + T (never
+     * over ssegate:events, the gateways' own channels) */
+    char topic_channel_prefix[CONFIG_CHANNEL_MAX + 1];
     unsigned heartbeat_secs;    /* HEARTBEAT_SECS: idle time before a ": ping" comment */
     unsigned sse_retry_ms;      /* SSE_RETRY_MS: sent to clients as "retry:" */
     unsigned http_threads;      /* HTTP_THREADS */
@@ -135,11 +144,15 @@ struct config_token {
     char sub[CONFIG_TOKEN_SUB_MAX + 1];     /* --sub: the user id */
     unsigned ttl_secs;          /* --ttl, else AUTH_TOKEN_TTL_SECS */
     int firehose;               /* --firehose: the token also opens the firehose */
+    /* --topic T (repeatable): the token's "topics" grants */
+    char topics[CONFIG_TOKEN_TOPICS_MAX][CONFIG_TOKEN_TOPIC_MAX + 2];
+    const char *topic_ptrs[CONFIG_TOKEN_TOPICS_MAX];
+    size_t ntopics;
 };
 
 /* The subcommand's arguments, argv[0] being "token": --sub ID (required:
- * 1 to CONFIG_TOKEN_SUB_MAX visible ASCII characters), --ttl SECS and
- * --firehose into t, every other flag and the environment into cfg as
+ * 1 to CONFIG_TOKEN_SUB_MAX visible ASCII characters), --ttl SECS,
+ * --firehose and --topic T (repeatable) into t, every other flag and the environment into cfg as
  * config_load reads them. Same results as config_load. */
 enum config_result
 config_load_token(struct config *cfg, struct config_token *t, int argc, char **argv,

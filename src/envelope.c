@@ -17,7 +17,7 @@
 
 /* Kept a literal so the compiler checks it against the arguments. */
 #define ENVELOPE_REST_FMT \
-    "\"type\":%s,\"userId\":%s,\"data\":%.*s,\"serverId\":%s,\"ts\":%lld}"
+    "\"type\":%s,\"%s\":%s,\"data\":%.*s,\"serverId\":%s,\"ts\":%lld}"
 
 int
 envelope_type_valid(const char *s, size_t len)
@@ -54,15 +54,17 @@ envelope_type_reserved(const char *type)
     return strncmp(type, "presence.", 9) == 0 || envelope_type_fires_handler(type);
 }
 
-char *
-envelope_build_rest(const char *type, const char *user_id,
-                    const char *data_json, size_t data_len,
-                    const char *server_id, int64_t ts_ms)
+/* The rest of an envelope addressed by field ("userId" or "topic") =
+ * whom. */
+static char *
+envelope_build_rest_for(const char *type, const char *field, const char *whom,
+                        const char *data_json, size_t data_len,
+                        const char *server_id, int64_t ts_ms)
 {
     /* json-c escapes quotes, backslashes and control characters; each
      * quoted string lives in its object until the objects are put. */
     json_object *jtype = json_object_new_string(type);
-    json_object *juser = json_object_new_string(user_id);
+    json_object *juser = json_object_new_string(whom);
     json_object *jserver = json_object_new_string(server_id);
     const char *qtype, *quser, *qserver;
     char *out = NULL;
@@ -75,17 +77,35 @@ envelope_build_rest(const char *type, const char *user_id,
     qserver = json_object_to_json_string_ext(jserver, ENVELOPE_JSON_FLAGS);
     if (qtype == NULL || quser == NULL || qserver == NULL)
         goto done;
-    n = snprintf(NULL, 0, ENVELOPE_REST_FMT, qtype, quser, (int)data_len,
+    n = snprintf(NULL, 0, ENVELOPE_REST_FMT, qtype, field, quser, (int)data_len,
                  data_json, qserver, (long long)ts_ms);
     if (n < 0 || (out = malloc((size_t)n + 1)) == NULL)
         goto done;
-    snprintf(out, (size_t)n + 1, ENVELOPE_REST_FMT, qtype, quser, (int)data_len,
+    snprintf(out, (size_t)n + 1, ENVELOPE_REST_FMT, qtype, field, quser, (int)data_len,
              data_json, qserver, (long long)ts_ms);
 done:
     json_object_put(jserver);
     json_object_put(juser);
     json_object_put(jtype);
     return out;
+}
+
+char *
+envelope_build_rest(const char *type, const char *user_id,
+                    const char *data_json, size_t data_len,
+                    const char *server_id, int64_t ts_ms)
+{
+    return envelope_build_rest_for(type, "userId", user_id, data_json, data_len,
+                                   server_id, ts_ms);
+}
+
+char *
+envelope_build_topic_rest(const char *type, const char *topic,
+                          const char *data_json, size_t data_len,
+                          const char *server_id, int64_t ts_ms)
+{
+    return envelope_build_rest_for(type, "topic", topic, data_json, data_len,
+                                   server_id, ts_ms);
 }
 
 /* A userId from the channel: a non-empty string of at most cap - 1 bytes
@@ -124,9 +144,11 @@ envelope_read_user(json_object *v, char *out, size_t cap)
     return 0;
 }
 
-int
-envelope_parse(const char *msg, size_t len, struct envelope_view *out,
-               char *err, size_t errlen)
+/* topic: the message came on a topic's channel, which names its
+ * recipients: no userId is needed (one given is ignored). */
+static int
+envelope_parse_for(const char *msg, size_t len, int topic, struct envelope_view *out,
+                   char *err, size_t errlen)
 {
     const char *why = NULL;
     json_object *o, *v;
@@ -136,8 +158,8 @@ envelope_parse(const char *msg, size_t len, struct envelope_view *out,
         snprintf(err, errlen, "%s", why);
         return -1;
     }
-    if (!json_object_object_get_ex(o, "userId", &v) ||
-        envelope_read_user(v, out->user_id, sizeof(out->user_id)) == -1) {
+    if (!topic && (!json_object_object_get_ex(o, "userId", &v) ||
+                   envelope_read_user(v, out->user_id, sizeof(out->user_id)) == -1)) {
         why = "userId must be a non-empty string or a non-negative integer";
         goto err;
     }
@@ -184,4 +206,18 @@ err:
     snprintf(err, errlen, "%s", why);
     json_object_put(o);
     return -1;
+}
+
+int
+envelope_parse(const char *msg, size_t len, struct envelope_view *out,
+               char *err, size_t errlen)
+{
+    return envelope_parse_for(msg, len, 0, out, err, errlen);
+}
+
+int
+envelope_parse_topic(const char *msg, size_t len, struct envelope_view *out,
+                     char *err, size_t errlen)
+{
+    return envelope_parse_for(msg, len, 1, out, err, errlen);
 }

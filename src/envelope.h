@@ -28,6 +28,12 @@ envelope_build_rest(const char *type, const char *user_id,
                     const char *data_json, size_t data_len,
                     const char *server_id, int64_t ts_ms);
 
+/* The same for a topic's event: "topic":"<topic>" in place of "userId". */
+char *
+envelope_build_topic_rest(const char *type, const char *topic,
+                          const char *data_json, size_t data_len,
+                          const char *server_id, int64_t ts_ms);
+
 /* What the subscriber needs from a channel message. */
 struct envelope_view {
     /* The message had a valid "id": what it claims, trusted only when
@@ -55,6 +61,12 @@ struct envelope_view {
 int
 envelope_parse(const char *msg, size_t len, struct envelope_view *out,
                char *err, size_t errlen);
+
+/* Like envelope_parse, for a message on a topic's channel: the channel
+ * names the recipients, so no userId is needed (user_id is left ""). */
+int
+envelope_parse_topic(const char *msg, size_t len, struct envelope_view *out,
+                     char *err, size_t errlen);
 
 /* Returns 1 if s (len bytes) is a valid event type: 1..SSE_EVENT_MAX
  * characters of [A-Za-z0-9._-]. */

@@ -93,9 +93,11 @@
 #define HTTP_ALLOW_MAX 64
 /* Most query parameters a request may carry. libmicrohttpd keeps each in
  * the connection's HTTP_CONN_MEMORY (56 bytes a record): about 150 of
- * them exhausted it, and 0.9.75 then answered nothing at all. Our routes
- * take at most three. */
-#define HTTP_QUERY_PARAMS_MAX 32
+ * them exhausted it, and 0.9.75 then answered nothing at all. A stream
+ * takes up to MAX_TOPICS_PER_STREAM (32 by default) topics besides its
+ * userId, token and lastEventId, so 33 topics get their 400 rather than
+ * a 414. */
+#define HTTP_QUERY_PARAMS_MAX 48
 /* While libmicrohttpd has stopped accepting for want of descriptors, how
  * often the loop runs it again to see whether some are free. */
 #define HTTP_ACCEPT_RETRY_MS 100
@@ -542,6 +544,18 @@ http_req_query(struct http_req *r, const char *name)
     if (q.over)
         return "";
     return query_value(q.v, q.n, name);
+}
+
+int
+http_req_query_each(struct http_req *r, const char *name,
+                    int (*fn)(const char *value, size_t len, void *arg), void *arg)
+{
+    struct http_query q = { .n = 0 };
+
+    MHD_get_connection_values_n(r->conn, MHD_GET_ARGUMENT_KIND, http_query_add, &q);
+    if (q.over)
+        return -1;
+    return query_each(q.v, q.n, name, fn, arg);
 }
 
 /* Counts the headers named cls->name, in any case, as libmicrohttpd's
@@ -1286,7 +1300,7 @@ http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
         if (query_too_long)
             return (enum MHD_Result)http_send_error(
                 r, MHD_HTTP_URI_TOO_LONG, "uri_too_long",
-                "the query has more than 32 parameters", NULL);
+                "the query has more than 48 parameters", NULL);
         if ((ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE)) != NULL &&
             ci->header_size > HTTP_HEAD_MAX)
             return (enum MHD_Result)http_send_error(

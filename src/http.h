@@ -87,6 +87,11 @@ const char *
 http_req_param(struct http_req *r);
 const char *
 http_req_query(struct http_req *r, const char *name);
+/* Every value of a repeatable query parameter (topic), in order:
+ * query_each's rules and result. */
+int
+http_req_query_each(struct http_req *r, const char *name,
+                    int (*fn)(const char *value, size_t len, void *arg), void *arg);
 const char *
 http_req_header(struct http_req *r, const char *name);
 const char *

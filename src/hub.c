@@ -1,5 +1,11 @@
-/* hub.c -- userId -> streams, and the firehose; and the one teardown of a
- * stream. Owns the buckets and the per-worker senders; borrows the
+/* hub.c -- userId -> streams, topic -> streams, and the firehose; and the
+ * one teardown of a stream. A stream on N topics sits in N topic buckets
+ * (a shard table of their own) besides its user's bucket (none for a
+ * stream on topics only); a topic's event goes to its one bucket, so a
+ * stream on 32 topics costs no more per event than one on a single topic.
+ * The first stream of a topic here and its last call the topic hooks
+ * (the subscriber subscribes and unsubscribes), under the topic's shard
+ * lock, so they come in the order the bucket was made and dropped. Owns the buckets and the per-worker senders; borrows the
  * streams (their owners drop them through hub_drop_stream, which
  * unindexes them first). The index is split into shards, each with its
  * own mutex, so opening and closing streams on the HTTP threads rarely
@@ -32,7 +38,7 @@ struct bucket {
     struct bucket *next;        /* chain in the shard's table */
     struct stream **v;          /* v[0..count) */
     size_t count, cap;
-    char user_id[];
+    char user_id[];             /* its key: a user id, or a topic name */
 };
 
 struct shard {
@@ -44,6 +50,9 @@ struct shard {
 
 struct hub {
     struct shard shard[HUB_SHARDS + 1];
+    struct shard tshard[HUB_SHARDS];    /* topic -> streams */
+    struct hub_topic_hooks hooks;       /* set before the first stream */
+    void *hooks_arg;
     atomic_size_t count;
     atomic_int closed;
     struct fanout *fanout;      /* borrowed; NULL: every send on the caller */
@@ -64,11 +73,13 @@ static const char *const hub_kind_names[HUB_KIND_COUNT] = {
 #undef HUB_KIND_NAME
 };
 
-/* A stream's kind, from the shard it is indexed in. */
+/* A stream's kind: a user's (topics or not), topics only, or the firehose. */
 static enum hub_kind
-hub_kind_of(const struct hub *h, const struct shard *sh)
+hub_kind_of(struct stream *s)
 {
-    return sh == &h->shard[HUB_FIREHOSE] ? HUB_KIND_FIREHOSE : HUB_KIND_USER;
+    if (stream_user_id(s)[0] != '\0')
+        return HUB_KIND_USER;
+    return stream_topic_count(s) > 0 ? HUB_KIND_TOPIC : HUB_KIND_FIREHOSE;
 }
 
 static uint32_t
@@ -111,6 +122,13 @@ hub_new(struct fanout *fo, int uring)
         if (pthread_mutex_init(&h->shard[i].mu, NULL) != 0)
             goto err;
     }
+    for (int t = 0; t < HUB_SHARDS; t++) {
+        if (pthread_mutex_init(&h->tshard[t].mu, NULL) != 0) {
+            while (--t >= 0)
+                pthread_mutex_destroy(&h->tshard[t].mu);
+            goto err;
+        }
+    }
     atomic_init(&h->count, 0);
     atomic_init(&h->closed, 0);
     for (int r = 0; r < STREAM_END_COUNT; r++)
@@ -132,31 +150,46 @@ err:
     return NULL;
 }
 
+static void
+shard_free(struct shard *sh);
+
 void
 hub_free(struct hub *h)
 {
     if (h == NULL)
         return;
-    for (int i = 0; i <= HUB_SHARDS; i++) {
-        struct shard *sh = &h->shard[i];
-
-        for (size_t j = 0; j < sh->slots; j++) {
-            struct bucket *b = sh->table[j], *next;
-
-            for (; b != NULL; b = next) {
-                next = b->next;
-                free(b->v);
-                free(b);
-            }
-        }
-        free(sh->table);
-        pthread_mutex_destroy(&sh->mu);
-    }
+    for (int i = 0; i <= HUB_SHARDS; i++)
+        shard_free(&h->shard[i]);
+    for (int i = 0; i < HUB_SHARDS; i++)
+        shard_free(&h->tshard[i]);
     for (unsigned i = 0; i < h->nsenders; i++)
         sender_free(h->senders[i]);
     free(h->senders);
     free(h->sender_tried);
     free(h);
+}
+
+void
+hub_set_topic_hooks(struct hub *h, const struct hub_topic_hooks *hooks, void *arg)
+{
+    h->hooks = *hooks;
+    h->hooks_arg = arg;
+}
+
+static void
+shard_free(struct shard *sh)
+{
+    for (size_t j = 0; j < sh->slots; j++) {
+        struct bucket *b = sh->table[j], *next;
+
+        for (; b != NULL; b = next) {
+            next = b->next;
+            free(b->v);
+            free(b);
+        }
+    }
+    free(sh->table);
+    pthread_mutex_destroy(&sh->mu);
 }
 
 /* ------------------------------------------------------------- buckets */
@@ -266,6 +299,107 @@ hub_add(struct hub *h, struct stream *s)
     return hub_add_limited(h, s, 0);
 }
 
+static struct shard *
+hub_topic_shard(struct hub *h, const char *topic, uint32_t *hash)
+{
+    *hash = hub_hash(topic);
+    return &h->tshard[*hash & (HUB_SHARDS - 1)];
+}
+
+/* Caller holds sh->mu. Takes the stream at l out of its bucket (a
+ * topic's when is_topic); 1 if the bucket went with it (it was the
+ * last). */
+static int
+shard_unlink(struct shard *sh, uint32_t hash, struct stream_hub_link *l, int is_topic)
+{
+    struct bucket *b = l->bucket;
+    struct stream *last = b->v[--b->count];
+    struct stream_hub_link *ll = stream_hub_link(last);
+
+    /* The moved stream's link for this bucket: found by the topic's name
+     * (immutable), not by reading links other shards' locks guard. */
+    if (is_topic) {
+        for (size_t i = 0; i < stream_topic_count(last); i++) {
+            if (strcmp(stream_topics(last)[i], b->user_id) == 0) {
+                ll = stream_topic_link(last, i);
+                break;
+            }
+        }
+    }
+    b->v[l->index] = last;
+    ll->index = l->index;
+    l->bucket = NULL;
+    if (b->count == 0) {
+        shard_drop_bucket(sh, hash, b);
+        return 1;
+    }
+    return 0;
+}
+
+/* Takes s out of topic i's bucket if it is in; the topic's last stream
+ * here calls the last hook. */
+static void
+hub_remove_topic(struct hub *h, struct stream *s, size_t i)
+{
+    const char *topic = stream_topics(s)[i];
+    uint32_t hash;
+    struct shard *sh = hub_topic_shard(h, topic, &hash);
+    struct stream_hub_link *l = stream_topic_link(s, i);
+
+    pthread_mutex_lock(&sh->mu);
+    if (l->bucket != NULL) {
+        if (h->hooks.on_leave != NULL)
+            h->hooks.on_leave(h->hooks_arg, topic, stream_user_id(s));
+        if (shard_unlink(sh, hash, l, 1) && h->hooks.on_last != NULL)
+            h->hooks.on_last(h->hooks_arg, topic);
+    }
+    pthread_mutex_unlock(&sh->mu);
+}
+
+/* Puts s in topic i's bucket; the topic's first stream here calls the
+ * first hook. */
+static int
+hub_add_topic(struct hub *h, struct stream *s, size_t i)
+{
+    const char *topic = stream_topics(s)[i];
+    uint32_t hash;
+    struct shard *sh = hub_topic_shard(h, topic, &hash);
+    struct stream_hub_link *l = stream_topic_link(s, i);
+    struct bucket *b;
+    int rc = -1;
+
+    pthread_mutex_lock(&sh->mu);
+    if ((b = shard_get_bucket(sh, hash, topic)) == NULL)
+        goto out;
+    if (bucket_reserve(b) == -1) {
+        if (b->count == 0)
+            shard_drop_bucket(sh, hash, b);
+        goto out;
+    }
+    l->index = b->count;
+    b->v[b->count++] = s;
+    l->bucket = b;
+    if (b->count == 1 && h->hooks.on_first != NULL)
+        h->hooks.on_first(h->hooks_arg, topic);
+    if (h->hooks.on_join != NULL)
+        h->hooks.on_join(h->hooks_arg, topic, stream_user_id(s));
+    rc = 0;
+out:
+    pthread_mutex_unlock(&sh->mu);
+    return rc;
+}
+
+/* A stream sits in its user's bucket (the firehose's for a stream of
+ * neither a user nor a topic); a stream on topics only, in none. */
+static int
+hub_has_user_bucket(struct stream *s)
+{
+    return stream_user_id(s)[0] != '\0' || stream_topic_count(s) == 0;
+}
+
+static int
+hub_unlink_all(struct hub *h, struct stream *s);
+
 int
 hub_add_limited(struct hub *h, struct stream *s, size_t max_per_user)
 {
@@ -275,6 +409,11 @@ hub_add_limited(struct hub *h, struct stream *s, size_t max_per_user)
     struct bucket *b;
     int rc = -1;
 
+    if (!hub_has_user_bucket(s)) {
+        if (atomic_load(&h->closed))
+            return -1;
+        goto topics;
+    }
     pthread_mutex_lock(&sh->mu);
     if (atomic_load(&h->closed) || l->bucket != NULL)
         goto out;
@@ -292,37 +431,64 @@ hub_add_limited(struct hub *h, struct stream *s, size_t max_per_user)
     l->index = b->count;
     b->v[b->count++] = s;
     l->bucket = b;
-    atomic_fetch_add(&h->count, 1);
-    atomic_fetch_add(&h->kind_count[hub_kind_of(h, sh)], 1);
-    atomic_fetch_add(&h->opened, 1);
     rc = 0;
 out:
     pthread_mutex_unlock(&sh->mu);
-    return rc;
+    if (rc != 0)
+        return rc;
+topics:
+    for (size_t i = 0; i < stream_topic_count(s); i++) {
+        if (hub_add_topic(h, s, i) == -1) {
+            /* Undone whole: the stream was never counted. */
+            hub_unlink_all(h, s);
+            return -1;
+        }
+    }
+    atomic_fetch_add(&h->count, 1);
+    atomic_fetch_add(&h->kind_count[hub_kind_of(s)], 1);
+    atomic_fetch_add(&h->opened, 1);
+    if (stream_topic_count(s) > 0 && h->hooks.on_done != NULL)
+        h->hooks.on_done(h->hooks_arg);
+    return 0;
+}
+
+/* Takes s out of every bucket it is in; 1 if it was in any. */
+static int
+hub_unlink_all(struct hub *h, struct stream *s)
+{
+    uint32_t hash;
+    struct shard *sh = hub_shard_for(h, stream_user_id(s), &hash);
+    struct stream_hub_link *l = stream_hub_link(s);
+    int was = 0;
+
+    if (hub_has_user_bucket(s)) {
+        pthread_mutex_lock(&sh->mu);
+        if (l->bucket != NULL) {
+            shard_unlink(sh, hash, l, 0);
+            was = 1;
+        }
+        pthread_mutex_unlock(&sh->mu);
+    }
+    /* Its own links change only here and in hub_add (its owner's calls);
+     * other streams' moves touch only their index. */
+    for (size_t i = 0; i < stream_topic_count(s); i++) {
+        if (stream_topic_link(s, i)->bucket != NULL)
+            was = 1;
+        hub_remove_topic(h, s, i);
+    }
+    if (stream_topic_count(s) > 0 && h->hooks.on_done != NULL)
+        h->hooks.on_done(h->hooks_arg);
+    return was;
 }
 
 /* Takes s out of the index if it is in; safe to call more than once. */
 static void
 hub_remove(struct hub *h, struct stream *s)
 {
-    uint32_t hash;
-    struct shard *sh = hub_shard_for(h, stream_user_id(s), &hash);
-    struct stream_hub_link *l = stream_hub_link(s);
-    struct bucket *b;
-
-    pthread_mutex_lock(&sh->mu);
-    if ((b = l->bucket) != NULL) {
-        struct stream *last = b->v[--b->count];
-
-        b->v[l->index] = last;
-        stream_hub_link(last)->index = l->index;
-        l->bucket = NULL;
+    if (hub_unlink_all(h, s)) {
         atomic_fetch_sub(&h->count, 1);
-        atomic_fetch_sub(&h->kind_count[hub_kind_of(h, sh)], 1);
-        if (b->count == 0)
-            shard_drop_bucket(sh, hash, b);
+        atomic_fetch_sub(&h->kind_count[hub_kind_of(s)], 1);
     }
-    pthread_mutex_unlock(&sh->mu);
 }
 
 void
@@ -482,23 +648,53 @@ hub_publish(struct hub *h, const char *user_id, struct sse_frame *const *f, size
     pthread_mutex_unlock(&sh->mu);
 }
 
-/* Calls fn on every stream, one shard at a time, under that shard's lock:
- * streams start writing while later shards are still walked. */
+void
+hub_publish_topic(struct hub *h, const char *topic, struct sse_frame *const *f, size_t n)
+{
+    struct push_batch batch = { h, f, n };
+    uint32_t hash;
+    struct shard *sh = hub_topic_shard(h, topic, &hash);
+    struct bucket **bp;
+
+    pthread_mutex_lock(&sh->mu);
+    if ((bp = shard_find(sh, hash, topic)) != NULL && *bp != NULL)
+        bucket_push(h, *bp, &batch);
+    pthread_mutex_unlock(&sh->mu);
+}
+
+/* Calls fn on every stream of the shard's buckets, under its lock; only
+ * is_topic: a stream on topics only, in its first topic's bucket (every
+ * other stream is met in its user's). */
+static void
+hub_each_shard(struct shard *sh, int is_topic, void (*fn)(struct stream *, void *),
+               void *arg)
+{
+    pthread_mutex_lock(&sh->mu);
+    for (size_t j = 0; j < sh->slots; j++) {
+        for (struct bucket *b = sh->table[j]; b != NULL; b = b->next) {
+            for (size_t k = 0; k < b->count; k++) {
+                struct stream *s = b->v[k];
+
+                /* Topics and user ids are immutable: no stream lock. */
+                if (is_topic && (hub_has_user_bucket(s) ||
+                                 strcmp(stream_topics(s)[0], b->user_id) != 0))
+                    continue;
+                fn(s, arg);
+            }
+        }
+    }
+    pthread_mutex_unlock(&sh->mu);
+}
+
+/* Calls fn on every stream once, one shard at a time, under that shard's
+ * lock: streams start writing while later shards are still walked. */
 static void
 hub_each(struct hub *h, void (*fn)(struct stream *, void *), void *arg)
 {
-    for (int i = 0; i <= HUB_SHARDS; i++) {
-        struct shard *sh = &h->shard[i];
-
-        pthread_mutex_lock(&sh->mu);
-        for (size_t j = 0; j < sh->slots; j++) {
-            for (struct bucket *b = sh->table[j]; b != NULL; b = b->next) {
-                for (size_t k = 0; k < b->count; k++)
-                    fn(b->v[k], arg);
-            }
-        }
-        pthread_mutex_unlock(&sh->mu);
-    }
+    for (int i = 0; i <= HUB_SHARDS; i++)
+        hub_each_shard(&h->shard[i], 0, fn, arg);
+    for (int i = 0; i < HUB_SHARDS; i++)
+        hub_each_shard(&h->tshard[i], 1, fn, arg);
 }
 
 struct snapshot_ctx {

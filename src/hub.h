@@ -18,6 +18,7 @@ struct fanout;
  * each, the enum name and the label. */
 #define HUB_KINDS(X) \
     X(HUB_KIND_USER, "user") \
+    X(HUB_KIND_TOPIC, "topic") \
     X(HUB_KIND_FIREHOSE, "firehose")
 
 enum hub_kind {
@@ -45,13 +46,38 @@ hub_opened(struct hub *h);
 struct hub *
 hub_new(struct fanout *fo, int uring);
 
+/* What the hub tells about topics, each called under the topic's shard
+ * lock (so for one topic in the order things happened), on whatever
+ * thread adds or drops the stream: it must only hand the news over (a
+ * leaf mutex, an event_active), never call back into the hub. Any may be
+ * NULL. on_first: the topic's first stream here was indexed; on_last: its
+ * last one went (hub_drop_stream). on_join / on_leave: a stream of user
+ * user_id ("" for none) joined or left the topic on this instance, for
+ * presence. */
+struct hub_topic_hooks {
+    void (*on_first)(void *arg, const char *topic);
+    void (*on_last)(void *arg, const char *topic);
+    void (*on_join)(void *arg, const char *topic, const char *user_id);
+    void (*on_leave)(void *arg, const char *topic, const char *user_id);
+    /* After a stream's topics were all added (or all dropped), outside
+     * any lock: the news of the whole stream may be acted on at once (the
+     * subscriber wakes its loop here, so 32 topics go in one SUBSCRIBE). */
+    void (*on_done)(void *arg);
+};
+
+/* Sets the hooks (copied) and their arg (borrowed); before any stream is
+ * added. */
+void
+hub_set_topic_hooks(struct hub *h, const struct hub_topic_hooks *hooks, void *arg);
+
 /* Frees the index only; the hub must be empty (streams are owned by
  * their connections). NULL is ignored. */
 void
 hub_free(struct hub *h);
 
-/* Indexes s under its user id (or the firehose for ""). Returns 0, or
- * -1 when out of memory or when the hub is closed for shutdown. */
+/* Indexes s under its user id (or the firehose for "", unless it has
+ * topics) and under each of its topics (stream_set_topics). Returns 0,
+ * or -1 when out of memory or when the hub is closed for shutdown. */
 int
 hub_add(struct hub *h, struct stream *s);
 
@@ -81,6 +107,11 @@ hub_ended(struct hub *h, enum stream_end why);
  * at a time. */
 void
 hub_publish(struct hub *h, const char *user_id, struct sse_frame *const *f, size_t n);
+
+/* Pushes the n frames f (borrowed), in order, to every stream of topic
+ * (not the firehose). Same caller rule as hub_publish. */
+void
+hub_publish_topic(struct hub *h, const char *topic, struct sse_frame *const *f, size_t n);
 
 /* Returns an array of references to every indexed stream (the caller
  * stream_unref()s each and free()s the array), with the count in *n.

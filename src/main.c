@@ -173,7 +173,7 @@ main_hello_frame(const struct config *cfg)
     return sse_frame_new_raw(buf, (size_t)n);
 }
 
-/* `ssegate token --sub ID [--ttl SECS] [--firehose]`: prints a stream
+/* `ssegate token --sub ID [--ttl SECS] [--firehose] [--topic T]...`: prints a stream
  * token signed with AUTH_SECRET, for operators and tests. argv[0] is
  * "token". Exit 0, or 2 with one line when there is nothing to sign
  * with or a setting is wrong. */
@@ -207,7 +207,8 @@ main_token(int argc, char **argv)
         fprintf(stderr, "ssegate token: %s\n", err);
         return 2;
     }
-    tok = auth_sign(a, t.sub, clock_wall_ms(), t.ttl_secs, t.firehose);
+    tok = auth_sign(a, t.sub, clock_wall_ms(), t.ttl_secs, t.firehose, t.topic_ptrs,
+                    t.ntopics);
     auth_free(a);
     if (tok == NULL) {
         fprintf(stderr, "ssegate token: out of memory\n");

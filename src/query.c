@@ -1,5 +1,5 @@
-/* query.c -- which value of a query parameter the API reads, and a
- * request target with a parameter's value left out, for logs. libmicrohttpd
+/* query.c -- which value (or values) of a query parameter the API reads,
+ * and a request target with a parameter's value left out, for logs. libmicrohttpd
  * hands a parameter over as a C string and answers a lookup with its
  * first occurrence, so "userId=1%00x" read as user 1 and "?userId" (no
  * "=", no value) as no userId at all: the firehose. Names match in any
@@ -112,4 +112,23 @@ query_redact(const char *target, const char *name, char *out, size_t cap)
 #undef QUERY_PUT
     out[o] = '\0';
     return out;
+}
+
+int
+query_each(const struct query_arg *args, size_t n, const char *name,
+           int (*fn)(const char *value, size_t len, void *arg), void *arg)
+{
+    size_t name_len = strlen(name);
+    int count = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (args[i].key_len != name_len || strncasecmp(args[i].key, name, name_len) != 0)
+            continue;
+        if (args[i].value == NULL || memchr(args[i].value, '\0', args[i].value_len) != NULL)
+            return -1;
+        if (fn(args[i].value, args[i].value_len, arg) == -1)
+            return -1;
+        count++;
+    }
+    return count;
 }

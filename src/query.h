@@ -31,4 +31,13 @@ query_value(const struct query_arg *args, size_t n, const char *name);
 const char *
 query_redact(const char *target, const char *name, char *out, size_t cap);
 
+/* Every value of name (matched in any case) among the n arguments, in
+ * order: fn(value, value_len, arg) for each. For a repeatable parameter
+ * (topic). Returns how many there were, or -1 at once when one of them
+ * has no "=" or a NUL inside its value (which no validator may see cut
+ * short), or fn returned -1. */
+int
+query_each(const struct query_arg *args, size_t n, const char *name,
+           int (*fn)(const char *value, size_t len, void *arg), void *arg);
+
 #endif

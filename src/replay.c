@@ -54,6 +54,9 @@ struct replay_job {
     struct stream *s;               /* a reference */
     struct event_id after;          /* the next page starts after it */
     int has_after;                  /* 0: start at the deployment's last id */
+    /* after is where the stream opened, not an id its client had: what
+     * history trimmed before it is nothing the client missed (no gap). */
+    int no_gap;
     unsigned gen;                   /* stream_replay_gen at the send */
 };
 TAILQ_HEAD(replay_jobs, replay_job);
@@ -68,6 +71,8 @@ struct replay_read {
     char user_id[STREAM_USER_ID_MAX + 1];
     struct event_id after;
     int has_after;
+    int topics;                     /* read for a stream on topics: not shared */
+    int no_gap;                     /* its job's no_gap: a trim is no gap */
     struct replay_jobs jobs;
 };
 
@@ -86,6 +91,9 @@ struct replay {
     struct replay_jobs inbox;       /* added by any thread, under inbox_mu */
     struct replay_jobs ready;       /* waiting for a read */
     struct replay_jobs parked;      /* waiting for room in their queue */
+    struct replay_jobs waiting;     /* waiting for their topics' subscription */
+    int (*ready_fn)(void *, struct stream *);
+    void *ready_arg;
     struct replay_read reads[REPLAY_READS_MAX];
     struct rconn_backoff backoff;   /* after a read failed */
     int64_t retry_ms;               /* no read before (monotonic), 0: none */
@@ -200,8 +208,8 @@ replay_job_new(struct stream *s, const struct event_id *after)
     return j;
 }
 
-int
-replay_add(struct replay *rp, struct stream *s, const struct event_id *after)
+static int
+replay_add_job(struct replay *rp, struct stream *s, const struct event_id *after, int no_gap)
 {
     struct replay_job *j = replay_job_new(s, after);
 
@@ -209,11 +217,24 @@ replay_add(struct replay *rp, struct stream *s, const struct event_id *after)
         stream_end(s, STREAM_END_OUT_OF_MEMORY);
         return -1;
     }
+    j->no_gap = no_gap;
     pthread_mutex_lock(&rp->inbox_mu);
     TAILQ_INSERT_TAIL(&rp->inbox, j, link);
     pthread_mutex_unlock(&rp->inbox_mu);
     event_active(rp->inbox_ev, EV_READ, 0);
     return 0;
+}
+
+int
+replay_add(struct replay *rp, struct stream *s, const struct event_id *after)
+{
+    return replay_add_job(rp, s, after, 0);
+}
+
+int
+replay_add_opened(struct replay *rp, struct stream *s, const struct event_id *after)
+{
+    return replay_add_job(rp, s, after, 1);
 }
 
 void
@@ -293,6 +314,8 @@ replay_on_page(void *arg, const struct redisReply *reply)
     }
     rconn_backoff_reset(&rp->backoff);
     rp->retry_ms = 0;
+    if (rd->no_gap)
+        page.gap = 0;
     if (rc == STORE_OK && page.gap && rd->has_after) {
         eventid_format(&rd->after, id, sizeof(id));
         gap = replay_gap_frame(id, "events after this id were trimmed from history");
@@ -317,6 +340,7 @@ replay_on_page(void *arg, const struct redisReply *reply)
         case STREAM_REPLAY_MORE:
             j->after = next;
             j->has_after = 1;
+            j->no_gap = 0;          /* a real place in history from now on */
             TAILQ_INSERT_TAIL(&rp->ready, j, link);
             break;
         case STREAM_REPLAY_DONE:
@@ -341,10 +365,13 @@ replay_read_for(struct replay *rp, const struct replay_job *j, int *shared)
     for (int i = 0; i < REPLAY_READS_MAX; i++) {
         struct replay_read *rd = &rp->reads[i];
 
+        /* A stream on topics reads its own sources: never shared. */
         if (!rd->busy) {
             if (free_rd == NULL)
                 free_rd = rd;
-        } else if (rd->has_after == j->has_after && strcmp(rd->user_id, uid) == 0 &&
+        } else if (stream_topic_count(j->s) == 0 && !rd->topics && !j->no_gap &&
+                   !rd->no_gap &&
+                   rd->has_after == j->has_after && strcmp(rd->user_id, uid) == 0 &&
                    (!j->has_after || eventid_cmp(&rd->after, &j->after) == 0)) {
             *shared = 1;
             return rd;
@@ -370,9 +397,12 @@ replay_dispatch(struct replay *rp, struct replay_job *j)
         snprintf(rd->user_id, sizeof(rd->user_id), "%s", uid);
         rd->after = j->after;
         rd->has_after = j->has_after;
-        store_read_command(&rd->cmd, uid[0] ? uid : NULL,
-                           j->has_after ? &j->after : NULL, rp->page_bytes);
-        if (pipeline_send(rp->pipe, &rd->q, &rd->cmd, replay_on_page, rd) == -1) {
+        rd->topics = stream_topic_count(j->s) > 0;
+        rd->no_gap = j->no_gap;
+        if (store_read_command(&rd->cmd, uid[0] ? uid : NULL, stream_topics(j->s),
+                               stream_topic_count(j->s), j->has_after ? &j->after : NULL,
+                               rp->page_bytes) == -1 ||
+            pipeline_send(rp->pipe, &rd->q, &rd->cmd, replay_on_page, rd) == -1) {
             store_command_clear(&rd->cmd);
             if (rp->retry_ms == 0)
                 rp->retry_ms = clock_mono_ms() + rconn_backoff_fail(&rp->backoff);
@@ -399,6 +429,48 @@ replay_take_inbox(struct replay *rp)
         TAILQ_INSERT_TAIL(&rp->ready, j, link);
     }
     pthread_mutex_unlock(&rp->inbox_mu);
+}
+
+void
+replay_set_ready(struct replay *rp, int (*fn)(void *arg, struct stream *s), void *arg)
+{
+    rp->ready_fn = fn;
+    rp->ready_arg = arg;
+}
+
+void
+replay_kick(struct replay *rp)
+{
+    event_active(rp->inbox_ev, EV_READ, 0);
+}
+
+/* Whether j's history may be read now: a stream on topics only once
+ * they are subscribed (a read before would miss what comes live between
+ * the read and the subscription). */
+static int
+replay_job_ready(struct replay *rp, const struct replay_job *j)
+{
+    return stream_topic_count(j->s) == 0 || rp->ready_fn == NULL ||
+           rp->ready_fn(rp->ready_arg, j->s);
+}
+
+/* Waiting jobs whose topics are subscribed now go back to the ready
+ * list (the subscriber kicks the reader as each topic is confirmed). */
+static void
+replay_unwait(struct replay *rp)
+{
+    struct replay_job *j, *nj;
+
+    for (j = TAILQ_FIRST(&rp->waiting); j != NULL; j = nj) {
+        nj = TAILQ_NEXT(j, link);
+        if (stream_replay_room(j->s, 0) < 0) {
+            TAILQ_REMOVE(&rp->waiting, j, link);
+            replay_job_free(j);
+        } else if (replay_job_ready(rp, j)) {
+            TAILQ_REMOVE(&rp->waiting, j, link);
+            TAILQ_INSERT_TAIL(&rp->ready, j, link);
+        }
+    }
 }
 
 /* Parked jobs whose stream has room now go back to the ready list. */
@@ -472,6 +544,7 @@ replay_pump(struct replay *rp)
     struct replay_job *j;
 
     replay_take_inbox(rp);
+    replay_unwait(rp);
     replay_unpark(rp);
     if (rp->retry_ms != 0 && clock_mono_ms() >= rp->retry_ms)
         rp->retry_ms = 0;
@@ -485,6 +558,10 @@ replay_pump(struct replay *rp)
         }
         if (room == 0) {
             TAILQ_INSERT_TAIL(&rp->parked, j, link);
+            continue;
+        }
+        if (!replay_job_ready(rp, j)) {
+            TAILQ_INSERT_TAIL(&rp->waiting, j, link);
             continue;
         }
         if (replay_dispatch(rp, j) == -1) {
@@ -542,6 +619,7 @@ replay_new(struct event_base *base, const struct config *cfg)
     TAILQ_INIT(&rp->inbox);
     TAILQ_INIT(&rp->ready);
     TAILQ_INIT(&rp->parked);
+    TAILQ_INIT(&rp->waiting);
     rconn_backoff_init(&rp->backoff);
     for (int i = 0; i < REPLAY_READS_MAX; i++) {
         rp->reads[i].rp = rp;
@@ -584,6 +662,7 @@ replay_free(struct replay *rp)
     replay_free_jobs(&rp->inbox);
     replay_free_jobs(&rp->ready);
     replay_free_jobs(&rp->parked);
+    replay_free_jobs(&rp->waiting);
     if (rp->io_ev != NULL)
         event_free(rp->io_ev);
     if (rp->timer_ev != NULL)

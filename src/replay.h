@@ -72,6 +72,23 @@ replay_free(struct replay *rp);
 int
 replay_add(struct replay *rp, struct stream *s, const struct event_id *after);
 
+/* Like replay_add, for a stream whose *after is where it opened (no id
+ * of its client's): events trimmed before the first page are nothing it
+ * missed, so that page reports no gap. */
+int
+replay_add_opened(struct replay *rp, struct stream *s, const struct event_id *after);
+
+/* Main thread. fn(arg, s) says whether s's history may be read now: a
+ * stream on topics waits until the subscriber has every one of them
+ * subscribed, so that what its read misses comes live (subscriber.c sets
+ * it; NULL fn: always). */
+void
+replay_set_ready(struct replay *rp, int (*fn)(void *arg, struct stream *s), void *arg);
+
+/* Any thread: streams waiting for their topics may be ready now. */
+void
+replay_kick(struct replay *rp);
+
 /* Main thread, once the subscription is back: every stream of hub reads
  * what it may have missed meanwhile, after the last id it queued. */
 void

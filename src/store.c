@@ -11,11 +11,15 @@
  *        ssegate:lastid            the last event id handed out
  *        ssegate:history           firehose history (stream, capped)
  *        ssegate:history:<userId>  one user's history (stream, capped)
+ *        ssegate:history:topic:<t> one topic's history (stream, capped; user
+ *                                  ids are digits, so never "topic:...")
  *        ssegate:rl:<scope>:<addr> a client's rate-limit bucket (GCRA time, expiring)
  *        ssegate:idem:<scope>:<k>  a write's kept answer (Idempotency-Key)
  * History entries have fields t (event type) and e (the envelope).
- * Channel: ssegate:events            every event write.lua writes, as
- *                                    history holds it (STORE_EVENTS_CHANNEL) */
+ * Channel: ssegate:events            every user's event write.lua writes, as
+ *                                    history holds it (STORE_EVENTS_CHANNEL)
+ *          ssegate:events:<topic>    every event of that topic, likewise
+ *                                    (TOPIC_OWN_CHANNEL_PREFIX) */
 #include <errno.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
@@ -31,6 +35,7 @@
 #include "rconn.h"
 #include "sse.h"
 #include "store.h"
+#include "topic.h"
 
 #define KEY_MAX STORE_KEY_MAX
 /* How far a history may run over its cap before the write script cuts it
@@ -85,23 +90,27 @@ enum store_snapshot_argv {
     SNAPSHOT_ARGC
 };
 
-/* The read script's argv (src/lua/read.lua). */
+/* The read script's argv (src/lua/read.lua): two keys, then the history
+ * keys (one or more: READ_KEY_HISTORY on), then the ARGV, whose slots
+ * count from the end of the keys (READ_ARG_*). */
 enum store_read_argv {
-    READ_KEY_HISTORY = RCONN_ARGV_FIRST,
-    READ_KEY_LAST_ID,
+    READ_KEY_LAST_ID = RCONN_ARGV_FIRST,
     READ_KEY_ACCOUNT,
-    READ_MUST_EXIST,                /* ARGV[1]: "1" if the account must exist */
-    READ_AFTER,                     /* the id to read after, or "" */
-    READ_COUNT,                     /* the most entries to return */
-    READ_BUDGET,                    /* the most bytes of values to return */
-    READ_ARGC
+    READ_KEY_HISTORY                /* the first history key */
+};
+enum store_read_args {
+    READ_ARG_MUST_EXIST,            /* ARGV[1]: "1" if the account must exist */
+    READ_ARG_AFTER,                 /* the id to read after, or "" */
+    READ_ARG_COUNT,                 /* the most entries to return */
+    READ_ARG_BUDGET,                /* the most bytes of values to return */
+    READ_NARGS
 };
 /* The read script's reply: {last id or "", gap, entries, more}. */
 enum store_read_reply {
     READ_REPLY_LAST_ID, READ_REPLY_GAP, READ_REPLY_ENTRIES, READ_REPLY_MORE, READ_REPLY_LEN
 };
-#define READ_NKEYS "3"
-_Static_assert(READ_MUST_EXIST - READ_KEY_HISTORY == 3, "READ_NKEYS");
+_Static_assert(READ_KEY_HISTORY + 1 + STORE_READ_TOPICS_MAX + READ_NARGS <= STORE_CMD_ARGC_MAX,
+               "STORE_CMD_ARGC_MAX holds a read of a user and every topic");
 
 /* The rate-limit script's argv (src/lua/ratelimit.lua). */
 enum store_ratelimit_argv {
@@ -113,7 +122,7 @@ enum store_ratelimit_argv {
 #define RATELIMIT_NKEYS "1"
 
 _Static_assert(CREATE_ARGC <= STORE_CMD_ARGC_MAX && EVENT_ARGC <= STORE_CMD_ARGC_MAX &&
-               SNAPSHOT_ARGC <= STORE_CMD_ARGC_MAX && READ_ARGC <= STORE_CMD_ARGC_MAX,
+               SNAPSHOT_ARGC <= STORE_CMD_ARGC_MAX,
                "STORE_CMD_ARGC_MAX");
 
 static struct {
@@ -123,6 +132,8 @@ static struct {
     char history_slack[STORE_NUM_MAX];
     char firehose_slack[STORE_NUM_MAX];
     char idem_ttl[STORE_NUM_MAX];
+    char topic_maxlen[STORE_NUM_MAX];
+    char topic_slack[STORE_NUM_MAX];
 } store_cfg;
 
 void
@@ -141,6 +152,10 @@ store_setup(const struct config *cfg)
              STORE_TRIM_SLACK(cfg->firehose_maxlen));
     snprintf(store_cfg.idem_ttl, sizeof(store_cfg.idem_ttl), "%u",
              cfg->idempotency_ttl_secs);
+    snprintf(store_cfg.topic_maxlen, sizeof(store_cfg.topic_maxlen), "%u",
+             cfg->topic_history_maxlen);
+    snprintf(store_cfg.topic_slack, sizeof(store_cfg.topic_slack), "%u",
+             STORE_TRIM_SLACK(cfg->topic_history_maxlen));
 }
 
 /* ----------------------------------------------------------- replies */
@@ -511,11 +526,39 @@ store_event_command(struct store_cmd *c, const char *user_id,
     return 0;
 }
 
-void
-store_read_command(struct store_cmd *c, const char *user_id,
-                   const struct event_id *after, size_t budget)
+int
+store_topic_event_command(struct store_cmd *c, const char *topic,
+                          const char *type, const char *data_json, size_t data_len)
 {
+    store_write_command(c, "", "topic");
+    /* The topic's history and channel, in place of a user's: the cap and
+     * slack are the topic's, the account slot unused. */
+    snprintf(c->history, sizeof(c->history), TOPIC_HISTORY_PREFIX "%s", topic);
+    snprintf(c->key, sizeof(c->key), TOPIC_OWN_CHANNEL_PREFIX "%s", topic);
+    snprintf(c->account, sizeof(c->account), "ssegate:none");
+    c->argv[WRITE_CHANNEL] = c->key;
+    c->argv[WRITE_HISTORY_CAP] = store_cfg.topic_maxlen;
+    c->argv[WRITE_HISTORY_SLACK] = store_cfg.topic_slack;
+    c->rest = envelope_build_topic_rest(type, topic, data_json, data_len,
+                                        store_cfg.server_id, clock_wall_ms());
+    if (c->rest == NULL)
+        return -1;
+    c->argv[EVENT_TYPE] = type;
+    c->argv[EVENT_REST] = c->rest;
+    store_cmd_finish(c, EVENT_ARGC);
+    return 0;
+}
+
+int
+store_read_command(struct store_cmd *c, const char *user_id, const char *const *topics,
+                   size_t ntopics, const struct event_id *after, size_t budget)
+{
+    int k = READ_KEY_HISTORY, argc;
+    char *p;
+
     memset(c, 0, sizeof(*c));
+    if (ntopics > STORE_READ_TOPICS_MAX)
+        return -1;
     c->script = RCONN_SCRIPT_READ;
     snprintf(c->history, sizeof(c->history), "ssegate:history");
     if (user_id != NULL)
@@ -525,15 +568,34 @@ store_read_command(struct store_cmd *c, const char *user_id,
     /* Nothing can follow the largest id, and Redis rejects "(" on it. */
     if (after != NULL && !(after->ms == UINT64_MAX && after->seq == UINT64_MAX))
         eventid_format(after, c->after, sizeof(c->after));
-    c->argv[RCONN_ARGV_NKEYS] = READ_NKEYS;
-    c->argv[READ_KEY_HISTORY] = c->history;
     c->argv[READ_KEY_LAST_ID] = "ssegate:lastid";
     c->argv[READ_KEY_ACCOUNT] = user_id ? c->account : "ssegate:none";
-    c->argv[READ_MUST_EXIST] = user_id ? "1" : "0";
-    c->argv[READ_AFTER] = c->after;
-    c->argv[READ_COUNT] = c->count;
-    c->argv[READ_BUDGET] = c->budget;
-    store_cmd_finish(c, READ_ARGC);
+    /* The user's history, or the firehose's for a stream of neither a
+     * user nor a topic; a topic-only stream reads its topics alone. */
+    if (user_id != NULL || ntopics == 0)
+        c->argv[k++] = c->history;
+    if (ntopics > 0) {
+        if ((c->keys = malloc(ntopics * TOPIC_KEY_MAX)) == NULL)
+            return -1;
+        p = c->keys;
+        for (size_t i = 0; i < ntopics; i++) {
+            int n = snprintf(p, TOPIC_KEY_MAX, TOPIC_HISTORY_PREFIX "%s", topics[i]);
+
+            c->argv[k++] = p;
+            p += (size_t)n + 1;
+        }
+        if (user_id == NULL)
+            snprintf(c->history, sizeof(c->history), "%s", c->argv[READ_KEY_HISTORY]);
+    }
+    snprintf(c->num1, sizeof(c->num1), "%d", k - READ_KEY_LAST_ID);
+    c->argv[RCONN_ARGV_NKEYS] = c->num1;
+    c->argv[k + READ_ARG_MUST_EXIST] = user_id ? "1" : "0";
+    c->argv[k + READ_ARG_AFTER] = c->after;
+    c->argv[k + READ_ARG_COUNT] = c->count;
+    c->argv[k + READ_ARG_BUDGET] = c->budget;
+    argc = k + READ_NARGS;
+    store_cmd_finish(c, argc);
+    return 0;
 }
 
 void
@@ -590,9 +652,11 @@ store_command_clear(struct store_cmd *c)
     free(c->rest);
     free(c->rest2);
     free(c->idem_body);
+    free(c->keys);
     c->rest = NULL;
     c->rest2 = NULL;
     c->idem_body = NULL;
+    c->keys = NULL;
 }
 
 enum store_result

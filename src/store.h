@@ -74,8 +74,10 @@ store_account_json(const struct account *a);
  * plain command (plain set: PING, INCR, HGETALL) is sent as it is. Built
  * by the store_*_command functions below; freed with
  * store_command_clear. */
-#define STORE_CMD_ARGC_MAX 24   /* the longest: creating an account (21) */
-#define STORE_KEY_MAX 128
+/* The longest: a history read of a user and 32 topics (3 + 2 + 33 keys
+ * + 4 arguments). */
+#define STORE_CMD_ARGC_MAX 48
+#define STORE_KEY_MAX 192       /* a topic's history key or channel: 22 + 128 */
 struct store_cmd {
     enum rconn_script script;
     int plain;              /* not a script: argv is the whole command */
@@ -94,6 +96,7 @@ struct store_cmd {
     char *rest2;            /* owned: a second envelope (account creation) */
     char idem[STORE_KEY_MAX];   /* the Idempotency-Key's Redis key, or "" */
     char *idem_body;        /* owned: the answer's template (store_command_idempotent) */
+    char *keys;             /* owned: a read's topic history keys, one after another */
 };
 
 /* A write's Idempotency-Key: at most this many visible ASCII characters. */
@@ -172,13 +175,26 @@ store_event_command(struct store_cmd *c, const char *user_id,
 #define STORE_PAGE_ENTRIES 1000
 
 /* Fills c for one page of history (src/lua/read.lua): for user_id (NULL
- * for the firehose) checks the account exists and reads the deployment's
- * last id, and when after != NULL the held events after it (and whether
- * some were trimmed), at most STORE_PAGE_ENTRIES and, past the first,
- * at most budget bytes of events. */
-void
-store_read_command(struct store_cmd *c, const char *user_id,
-                   const struct event_id *after, size_t budget);
+ * for none) checks the account exists and reads the deployment's last
+ * id, and when after != NULL the held events after it (and whether some
+ * were trimmed), at most STORE_PAGE_ENTRIES and, past the first, at most
+ * budget bytes of events, merged in id order from every source: the
+ * user's history (the firehose's when there is neither a user nor a
+ * topic) and each of the ntopics topics' (borrowed; topic.h names, at
+ * most STORE_READ_TOPICS_MAX). Returns 0, or -1 when out of memory
+ * (nothing to clear). */
+#define STORE_READ_TOPICS_MAX 32
+int
+store_read_command(struct store_cmd *c, const char *user_id, const char *const *topics,
+                   size_t ntopics, const struct event_id *after, size_t budget);
+
+/* POST /events for a topic: fills c for publishing type/data to topic
+ * (topic_name_valid) on its own history and channel; type is borrowed
+ * and must outlive c. Returns 0, or -1 when out of memory (nothing to
+ * clear). */
+int
+store_topic_event_command(struct store_cmd *c, const char *topic,
+                          const char *type, const char *data_json, size_t data_len);
 
 /* Fills c for one rate-limit check (src/lua/ratelimit.lua) of the client
  * named client (an address as text) in scope ("writes", "streams"): at

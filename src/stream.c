@@ -36,6 +36,11 @@ struct stream {
     uint64_t serial;            /* for logs */
     char user_id[STREAM_USER_ID_MAX + 1];   /* "" for the firehose */
     struct stream_hub_link hub_link;
+    /* Its topics (set once before it is indexed, immutable after) and
+     * its place in each topic's bucket: NULL and 0 for most streams. */
+    char **topics;
+    size_t ntopics;
+    struct stream_hub_link *topic_links;
 
     struct frameq queue;        /* frames to send, oldest first */
     struct frameq held;         /* live frames held back during replay */
@@ -201,7 +206,26 @@ stream_unref(struct stream *s)
     /* The socket is closed: the client may connect once more. */
     clients_release(&s->client);
     pthread_mutex_destroy(&s->mu);
+    for (size_t i = 0; i < s->ntopics; i++)
+        free(s->topics[i]);
+    free(s->topics);
+    free(s->topic_links);
     free(s);
+}
+
+int
+stream_set_topics(struct stream *s, const char *const *topics, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if ((s->topics = calloc(n, sizeof(*s->topics))) == NULL ||
+        (s->topic_links = calloc(n, sizeof(*s->topic_links))) == NULL)
+        return -1;
+    for (; s->ntopics < n; s->ntopics++) {
+        if ((s->topics[s->ntopics] = strdup(topics[s->ntopics])) == NULL)
+            return -1;
+    }
+    return 0;
 }
 
 void
@@ -761,4 +785,22 @@ struct stream_hub_link *
 stream_hub_link(struct stream *s)
 {
     return &s->hub_link;
+}
+
+size_t
+stream_topic_count(const struct stream *s)
+{
+    return s->ntopics;
+}
+
+const char *const *
+stream_topics(const struct stream *s)
+{
+    return (const char *const *)s->topics;
+}
+
+struct stream_hub_link *
+stream_topic_link(struct stream *s, size_t i)
+{
+    return &s->topic_links[i];
 }

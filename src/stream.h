@@ -49,6 +49,13 @@ stream_end_name(enum stream_end why);
 struct stream *
 stream_new(const char *user_id, size_t max_bytes, struct sse_frame *hello);
 
+/* Gives s the n topics (borrowed, copied) whose events it carries
+ * besides its user's: once, before it is indexed (hub_add); immutable
+ * after. Returns 0, or -1 when out of memory (the stream is then to be
+ * dropped; its free releases what was copied). */
+int
+stream_set_topics(struct stream *s, const char *const *topics, size_t n);
+
 /* Reference counting. The stream's owner (the request opening it, then
  * its writer loop) holds one; a write in flight holds one, which keeps
  * the socket open until it completes; recovery holds temporary ones. The
@@ -261,5 +268,14 @@ struct stream_hub_link {
 };
 struct stream_hub_link *
 stream_hub_link(struct stream *s);
+
+/* Its topics (stream_set_topics), valid as long as s, and its place in
+ * topic i's bucket (hub.c only). */
+size_t
+stream_topic_count(const struct stream *s);
+const char *const *
+stream_topics(const struct stream *s);
+struct stream_hub_link *
+stream_topic_link(struct stream *s, size_t i);
 
 #endif

@@ -26,7 +26,22 @@
  * framed verbatim without an id, whatever it claims, and is never counted
  * as one of ours in the backlog. No secret, so nothing to read before
  * subscribing: a Redis still loading accepts the SUBSCRIBE and ids flow
- * at once. */
+ * at once.
+ *
+ * Topics: each topic has two channels of its own, the gateways'
+ * (ssegate:events:<topic>, ids trusted) and the outsiders'
+ * (TOPIC_CHANNEL_PREFIX + topic, framed without ids), and this instance
+ * is subscribed to both exactly while it holds a stream on the topic.
+ * The hub tells (its topic hooks, on any thread, through the topic inbox
+ * and topic_ev); this loop keeps a table of what is wanted and what Redis
+ * has, and sends one SUBSCRIBE and one UNSUBSCRIBE per pass with every
+ * channel that changed, never a second command for a topic while one is
+ * in flight (hiredis 0.14 drops a channel's callback on an UNSUBSCRIBE
+ * reply, so a SUBSCRIBE sent behind it would be deaf). A topic is ready
+ * (subscriber_topics_ready: its streams' history may be read without
+ * missing what comes live) once Redis confirmed both of its channels.
+ * After a reconnect every wanted topic goes in the connecting SUBSCRIBE;
+ * recovery's reads of topic streams wait for their topics to be ready. */
 #include <event2/event.h>
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
@@ -48,6 +63,7 @@
 #include "store.h"
 #include "stream.h"
 #include "subscriber.h"
+#include "topic.h"
 
 /* hiredis 0.14 has no async connect timeout: we arm our own. */
 #define CONNECT_TIMEOUT_MS 3000
@@ -67,11 +83,39 @@
 #define SUB_CH_OUTSIDE 2u       /* REDIS_CHANNEL: anybody's messages */
 #define SUB_CH_BOTH (SUB_CH_OURS | SUB_CH_OUTSIDE)
 
+/* Most channels one SUBSCRIBE or UNSUBSCRIBE names: a reconnect with
+ * thousands of topics goes out in a few commands, not one huge one. */
+#define SUB_CHANNELS_PER_CMD 512
+/* A channel name: the longer of our topic channel and an outsiders' one. */
+#define SUB_CHANNEL_MAX (CONFIG_CHANNEL_MAX + TOPIC_NAME_MAX + 1)
+
 /* A message taken from Redis, framed, waiting for the end of its read. */
 struct sub_pending {
     struct sse_frame *f;                    /* owned */
-    char user_id[ENVELOPE_USER_MAX + 1];
+    int is_topic;                           /* key is a topic, else a user id */
+    char key[TOPIC_NAME_MAX + 1];
     int own;                                /* published by this instance */
+};
+_Static_assert(TOPIC_NAME_MAX >= ENVELOPE_USER_MAX, "a user id fits a key");
+
+/* A change the hub told (on any thread): a topic's first stream came, or
+ * its last went. */
+struct sub_change {
+    struct sub_change *next;
+    int want;
+    char topic[];
+};
+
+/* One topic this loop knows of: wanted (a local stream holds it), and
+ * what Redis has of it. */
+struct sub_topic {
+    struct sub_topic *next;         /* chain in the table */
+    struct sub_topic *dirty_next;   /* in the dirty list, if dirty */
+    int dirty;
+    int want;                       /* the hub's last word */
+    int subscribed;                 /* the last command sent was SUBSCRIBE */
+    unsigned inflight;              /* channel replies still to come */
+    char name[];
 };
 
 struct subscriber {
@@ -110,9 +154,21 @@ struct subscriber {
     pthread_mutex_t last_mu;
     int has_last_id;
     struct event_id last_id;
+    /* Topics (loop thread), and the hub's news of them (any thread, under
+     * topic_mu, a leaf: the hub's hooks push here under a shard lock). */
+    struct sub_topic **topics;      /* power-of-two slots, chained */
+    size_t topic_slots, ntopics;
+    struct sub_topic *dirty;        /* topics to look at in the next sync */
+    pthread_mutex_t topic_mu;
+    struct sub_change *inbox, **inbox_tail;
+    struct event *topic_ev;
+    size_t own_prefix_len, out_prefix_len;
 };
 
 static void subscriber_connect(struct subscriber *sub);
+static void subscriber_topic_answered(struct subscriber *sub, const char *topic);
+static void subscriber_on_reply(redisAsyncContext *ac, void *r, void *privdata);
+static void subscriber_topic_sync(struct subscriber *sub);
 
 /* ------------------------------------------------------- backpressure */
 
@@ -242,11 +298,16 @@ subscriber_flush(struct subscriber *sub)
     size_t i = 0, j, own = 0;
 
     while (i < sub->nbatch) {
-        const char *user = sub->batch[i].user_id;
+        const char *key = sub->batch[i].key;
+        int is_topic = sub->batch[i].is_topic;
 
-        for (j = i; j < sub->nbatch && strcmp(sub->batch[j].user_id, user) == 0; j++)
+        for (j = i; j < sub->nbatch && sub->batch[j].is_topic == is_topic &&
+                    strcmp(sub->batch[j].key, key) == 0; j++)
             run[j - i] = sub->batch[j].f;
-        hub_publish(sub->hub, user, run, j - i);
+        if (is_topic)
+            hub_publish_topic(sub->hub, key, run, j - i);
+        else
+            hub_publish(sub->hub, key, run, j - i);
         i = j;
     }
     pthread_mutex_lock(&sub->last_mu);
@@ -289,6 +350,33 @@ subscriber_channel(const struct subscriber *sub, const char *name, size_t len)
     return 0;
 }
 
+/* If name (len bytes) is a topic's channel: SUB_CH_OURS or
+ * SUB_CH_OUTSIDE, with the topic (NUL-terminated) in out; else 0. */
+static unsigned
+subscriber_topic_channel(const struct subscriber *sub, const char *name, size_t len,
+                         char out[TOPIC_NAME_MAX + 1])
+{
+    size_t p;
+    unsigned which;
+
+    if (len > sub->own_prefix_len &&
+        memcmp(name, TOPIC_OWN_CHANNEL_PREFIX, sub->own_prefix_len) == 0) {
+        p = sub->own_prefix_len;
+        which = SUB_CH_OURS;
+    } else if (len > sub->out_prefix_len &&
+               memcmp(name, sub->cfg->topic_channel_prefix, sub->out_prefix_len) == 0) {
+        p = sub->out_prefix_len;
+        which = SUB_CH_OUTSIDE;
+    } else {
+        return 0;
+    }
+    if (!topic_name_valid(name + p, len - p))
+        return 0;
+    memcpy(out, name + p, len - p);
+    out[len - p] = '\0';
+    return which;
+}
+
 /* The reply is borrowed: hiredis frees it when we return. The frame is
  * built from the message bytes once and waits in the batch until the end
  * of this read (flush_ev runs after the read callback, in the same loop
@@ -296,22 +384,31 @@ subscriber_channel(const struct subscriber *sub, const char *name, size_t len)
  * message came on STORE_EVENTS_CHANNEL, so it is write.lua's envelope,
  * exactly as history holds it, and its id is the event's. */
 static void
-subscriber_deliver(struct subscriber *sub, int ours, const char *msg, size_t len)
+subscriber_deliver(struct subscriber *sub, int ours, const char *topic, const char *msg,
+                   size_t len)
 {
     struct envelope_view v;
     struct sub_pending *p;
     char err[SUB_ERR_MAX], shown[LOG_EXCERPT_SIZE(SUB_SHOWN_MAX)];
+    int rc = topic != NULL ? envelope_parse_topic(msg, len, &v, err, sizeof(err))
+                           : envelope_parse(msg, len, &v, err, sizeof(err));
 
     metrics_add(METRICS_EVENTS_RECEIVED, 1);
-    if (envelope_parse(msg, len, &v, err, sizeof(err)) == -1) {
+    if (rc == -1) {
         /* The message may be anything (invalid UTF-8, control bytes):
          * shown escaped, so the log stays one line of text; and it is a
          * payload, shown at debug only. */
-        log_warn("channel %s: skipping a malformed message (%s, %zu bytes)",
-                 ours ? STORE_EVENTS_CHANNEL : sub->cfg->redis_channel, err, len);
+        log_warn("channel %s%s: skipping a malformed message (%s, %zu bytes)",
+                 topic != NULL ? (ours ? TOPIC_OWN_CHANNEL_PREFIX
+                                       : sub->cfg->topic_channel_prefix)
+                 : ours ? STORE_EVENTS_CHANNEL : sub->cfg->redis_channel,
+                 topic != NULL ? topic : "", err, len);
         if (log_enabled(LOG_LEVEL_DEBUG))
-            log_debug("channel %s: the malformed message: %s",
-                      ours ? STORE_EVENTS_CHANNEL : sub->cfg->redis_channel,
+            log_debug("channel %s%s: the malformed message: %s",
+                      topic != NULL ? (ours ? TOPIC_OWN_CHANNEL_PREFIX
+                                            : sub->cfg->topic_channel_prefix)
+                      : ours ? STORE_EVENTS_CHANNEL : sub->cfg->redis_channel,
+                      topic != NULL ? topic : "",
                       log_excerpt(shown, sizeof(shown), msg, len, SUB_SHOWN_MAX));
         return;
     }
@@ -320,15 +417,18 @@ subscriber_deliver(struct subscriber *sub, int ours, const char *msg, size_t len
     p = &sub->batch[sub->nbatch];
     p->f = sse_frame_new_event(ours && v.has_id ? &v.id : NULL, v.type, msg, len);
     if (p->f == NULL) {
-        log_error("out of memory framing an event for user %s", v.user_id);
+        log_error("out of memory framing an event for %s", topic != NULL ? topic : v.user_id);
         return;
     }
     if (ours)
         p->f->ts_ms = v.ts_ms;      /* write.lua's: for the delivery delay */
-    memcpy(p->user_id, v.user_id, sizeof(p->user_id));
+    p->is_topic = topic != NULL;
+    snprintf(p->key, sizeof(p->key), "%s", topic != NULL ? topic : v.user_id);
     /* Only our own channel counts: a copy of our event someone published
-     * on REDIS_CHANNEL would free room its original still takes. */
-    p->own = ours && strcmp(v.server_id, sub->cfg->server_id) == 0;
+     * on REDIS_CHANNEL would free room its original still takes. A
+     * topic's events are not counted at all (api.c): they come back only
+     * while this instance holds the topic. */
+    p->own = ours && topic == NULL && strcmp(v.server_id, sub->cfg->server_id) == 0;
     if (sub->nbatch++ == 0)
         event_active(sub->flush_ev, EV_TIMEOUT, 1);
 }
@@ -352,10 +452,13 @@ subscriber_on_confirmed(struct subscriber *sub, unsigned channel)
     log_info("redis: subscribed to %s and %s at %s:%u", STORE_EVENTS_CHANNEL,
              sub->cfg->redis_channel, sub->cfg->redis_host, sub->cfg->redis_port);
     rconn_note_accepted();
+    /* Topics that changed while the subscription came up. */
+    subscriber_topic_sync(sub);
     /* Every open stream missed whatever was published while we were
      * not subscribed: each reads it from history after its last id,
      * asynchronously; live messages flow meanwhile, and each stream's
-     * dedup drops whatever arrives twice. */
+     * dedup drops whatever arrives twice. A stream on topics reads once
+     * its topics are subscribed again (replay_set_ready). */
     replay_recover(sub->replay, sub->hub);
 }
 
@@ -377,11 +480,23 @@ subscriber_on_reply(redisAsyncContext *ac, void *r, void *privdata)
         return;
     kind = reply->element[0];
     name = reply->element[1];
-    if ((channel = subscriber_channel(sub, name->str, name->len)) == 0)
+    if ((channel = subscriber_channel(sub, name->str, name->len)) == 0) {
+        char topic[TOPIC_NAME_MAX + 1];
+
+        if ((channel = subscriber_topic_channel(sub, name->str, name->len, topic)) == 0)
+            return;
+        if (strcmp(kind->str, "message") == 0 &&
+            reply->element[2]->type == REDIS_REPLY_STRING)
+            subscriber_deliver(sub, channel == SUB_CH_OURS, topic, reply->element[2]->str,
+                               reply->element[2]->len);
+        else if (strcmp(kind->str, "subscribe") == 0 ||
+                 strcmp(kind->str, "unsubscribe") == 0)
+            subscriber_topic_answered(sub, topic);
         return;
+    }
     if (strcmp(kind->str, "message") == 0 &&
         reply->element[2]->type == REDIS_REPLY_STRING)
-        subscriber_deliver(sub, channel == SUB_CH_OURS, reply->element[2]->str,
+        subscriber_deliver(sub, channel == SUB_CH_OURS, NULL, reply->element[2]->str,
                            reply->element[2]->len);
     else if (strcmp(kind->str, "subscribe") == 0)
         subscriber_on_confirmed(sub, channel);
@@ -396,6 +511,356 @@ subscriber_on_auth(redisAsyncContext *ac, void *r, void *privdata)
         return;
     sub->auth_refused = 1;
     redisAsyncDisconnect(ac);       /* flags only; hiredis frees later */
+}
+
+
+/* -------------------------------------------------------------- topics */
+
+static struct sub_topic **
+subscriber_topic_slot(struct subscriber *sub, const char *name)
+{
+    struct sub_topic **tp;
+    uint32_t h = 2166136261u;       /* FNV-1a, as the hub's */
+
+    if (sub->topic_slots == 0)
+        return NULL;
+    for (const char *c = name; *c; c++)
+        h = (h ^ (uint8_t)*c) * 16777619u;
+    tp = &sub->topics[h & (sub->topic_slots - 1)];
+    while (*tp != NULL && strcmp((*tp)->name, name) != 0)
+        tp = &(*tp)->next;
+    return tp;
+}
+
+static struct sub_topic *
+subscriber_topic_find(struct subscriber *sub, const char *name)
+{
+    struct sub_topic **tp = subscriber_topic_slot(sub, name);
+
+    return tp != NULL ? *tp : NULL;
+}
+
+/* Doubles the table at load factor 1. */
+static int
+subscriber_topic_grow(struct subscriber *sub)
+{
+    size_t n = sub->topic_slots ? sub->topic_slots * 2 : 64, old = sub->topic_slots;
+    struct sub_topic **ot = sub->topics, *t, *next;
+
+    if ((sub->topics = calloc(n, sizeof(*sub->topics))) == NULL) {
+        sub->topics = ot;
+        return -1;
+    }
+    sub->topic_slots = n;
+    for (size_t i = 0; i < old; i++) {
+        for (t = ot[i]; t != NULL; t = next) {
+            struct sub_topic **tp = subscriber_topic_slot(sub, t->name);
+
+            next = t->next;
+            t->next = NULL;
+            *tp = t;
+        }
+    }
+    free(ot);
+    return 0;
+}
+
+static struct sub_topic *
+subscriber_topic_get(struct subscriber *sub, const char *name)
+{
+    struct sub_topic *t = subscriber_topic_find(sub, name), **tp;
+    size_t len = strlen(name);
+
+    if (t != NULL)
+        return t;
+    if (sub->ntopics >= sub->topic_slots && subscriber_topic_grow(sub) == -1)
+        return NULL;
+    if ((t = calloc(1, sizeof(*t) + len + 1)) == NULL)
+        return NULL;
+    memcpy(t->name, name, len + 1);
+    tp = subscriber_topic_slot(sub, name);
+    *tp = t;
+    sub->ntopics++;
+    return t;
+}
+
+static void
+subscriber_topic_mark(struct subscriber *sub, struct sub_topic *t)
+{
+    if (t->dirty)
+        return;
+    t->dirty = 1;
+    t->dirty_next = sub->dirty;
+    sub->dirty = t;
+}
+
+/* A topic neither wanted nor held nor waited on is forgotten. */
+static void
+subscriber_topic_forget(struct subscriber *sub, struct sub_topic *t)
+{
+    struct sub_topic **tp = subscriber_topic_slot(sub, t->name);
+
+    if (tp == NULL || *tp != t)
+        return;
+    *tp = t->next;
+    sub->ntopics--;
+    free(t);
+}
+
+/* Sends cmd ("SUBSCRIBE" or "UNSUBSCRIBE") for the n topics' two channels
+ * each, in commands of at most SUB_CHANNELS_PER_CMD channels. Returns -1
+ * when out of memory (then nothing more is sent: the connection is
+ * dropped and the next one subscribes everything wanted). */
+static int
+subscriber_topic_command(struct subscriber *sub, const char *cmd, struct sub_topic **v,
+                         size_t n)
+{
+    const char *argv[1 + SUB_CHANNELS_PER_CMD];
+    size_t lens[1 + SUB_CHANNELS_PER_CMD];
+    char (*names)[SUB_CHANNEL_MAX + 1];
+    size_t i = 0;
+
+    if (n == 0)
+        return 0;
+    if ((names = malloc(SUB_CHANNELS_PER_CMD * sizeof(*names))) == NULL)
+        return -1;
+    while (i < n) {
+        int argc = 1;
+
+        argv[0] = cmd;
+        lens[0] = strlen(cmd);
+        for (; i < n && argc + 2 <= 1 + SUB_CHANNELS_PER_CMD; i++) {
+            int a = snprintf(names[argc - 1], SUB_CHANNEL_MAX + 1,
+                             TOPIC_OWN_CHANNEL_PREFIX "%s", v[i]->name);
+            int b = snprintf(names[argc], SUB_CHANNEL_MAX + 1, "%s%s",
+                             sub->cfg->topic_channel_prefix, v[i]->name);
+
+            argv[argc] = names[argc - 1];
+            lens[argc] = (size_t)a;
+            argv[argc + 1] = names[argc];
+            lens[argc + 1] = (size_t)b;
+            argc += 2;
+            v[i]->inflight += 2;
+        }
+        /* hiredis copies the command; every channel gets this callback. */
+        if (redisAsyncCommandArgv(sub->ac, subscriber_on_reply, sub, argc, argv,
+                                  lens) != REDIS_OK) {
+            free(names);
+            return -1;
+        }
+    }
+    free(names);
+    return 0;
+}
+
+/* What the dirty topics need from Redis, sent: one SUBSCRIBE for those
+ * wanted and not held, one UNSUBSCRIBE for those held and no longer
+ * wanted (each in commands of SUB_CHANNELS_PER_CMD channels at most). A
+ * topic with a command in flight waits for its replies (it is marked
+ * dirty again then). Only on a live subscription: a connect subscribes
+ * whatever is wanted then. */
+static void
+subscriber_topic_sync(struct subscriber *sub)
+{
+    struct sub_topic *t, *next, **subv = NULL, **unsubv = NULL;
+    size_t nsub = 0, nunsub = 0, n = 0;
+
+    if (sub->ac == NULL || !atomic_load(&sub->up) || sub->dirty == NULL)
+        return;
+    for (t = sub->dirty; t != NULL; t = t->dirty_next)
+        n++;
+    if ((subv = malloc(n * sizeof(*subv))) == NULL ||
+        (unsubv = malloc(n * sizeof(*unsubv))) == NULL)
+        goto oom;
+    for (t = sub->dirty, sub->dirty = NULL; t != NULL; t = next) {
+        next = t->dirty_next;
+        t->dirty = 0;
+        if (t->inflight > 0)
+            continue;               /* its replies mark it again */
+        if (t->want && !t->subscribed) {
+            t->subscribed = 1;
+            subv[nsub++] = t;
+        } else if (!t->want && t->subscribed) {
+            t->subscribed = 0;
+            unsubv[nunsub++] = t;
+        } else if (!t->want) {
+            subscriber_topic_forget(sub, t);
+        }
+    }
+    if (subscriber_topic_command(sub, "SUBSCRIBE", subv, nsub) == -1 ||
+        subscriber_topic_command(sub, "UNSUBSCRIBE", unsubv, nunsub) == -1)
+        goto oom;
+    if (nsub + nunsub > 0)
+        log_debug("redis: %zu topics subscribed, %zu unsubscribed", nsub, nunsub);
+    free(subv);
+    free(unsubv);
+    return;
+oom:
+    free(subv);
+    free(unsubv);
+    /* What Redis has is no longer known: start over on a new connection,
+     * which subscribes whatever is wanted then. */
+    log_error("out of memory (un)subscribing topics; reconnecting");
+    redisAsyncDisconnect(sub->ac);
+}
+
+/* Redis answered one channel of a topic's (UN)SUBSCRIBE. */
+static void
+subscriber_topic_answered(struct subscriber *sub, const char *topic)
+{
+    struct sub_topic *t = subscriber_topic_find(sub, topic);
+
+    if (t == NULL || t->inflight == 0)
+        return;
+    if (--t->inflight > 0)
+        return;
+    subscriber_topic_mark(sub, t);
+    event_active(sub->topic_ev, EV_READ, 1);
+    /* Both channels are Redis's now: streams waiting to read this topic's
+     * history may go. */
+    if (t->subscribed)
+        replay_kick(sub->replay);
+}
+
+/* The hub's news, on the loop: wants updated, then what changed sent. */
+static void
+subscriber_on_topics(evutil_socket_t fd, short what, void *arg)
+{
+    struct subscriber *sub = arg;
+    struct sub_change *c, *next;
+
+    (void)fd;
+    (void)what;
+    pthread_mutex_lock(&sub->topic_mu);
+    c = sub->inbox;
+    sub->inbox = NULL;
+    sub->inbox_tail = &sub->inbox;
+    pthread_mutex_unlock(&sub->topic_mu);
+    for (; c != NULL; c = next) {
+        struct sub_topic *t = subscriber_topic_get(sub, c->topic);
+
+        next = c->next;
+        if (t != NULL) {
+            t->want = c->want;
+            subscriber_topic_mark(sub, t);
+        } else {
+            log_error("out of memory: topic %s left as it was", c->topic);
+        }
+        free(c);
+    }
+    subscriber_topic_sync(sub);
+}
+
+/* The hub's hook, on any thread, under the topic's shard lock: only
+ * queue the news (on_done wakes the loop). */
+static void
+subscriber_topic_change(struct subscriber *sub, const char *topic, int want)
+{
+    size_t len = strlen(topic);
+    struct sub_change *c = malloc(sizeof(*c) + len + 1);
+
+    if (c == NULL) {
+        log_error("out of memory: topic %s not %s", topic,
+                  want ? "subscribed" : "unsubscribed");
+        return;
+    }
+    c->next = NULL;
+    c->want = want;
+    memcpy(c->topic, topic, len + 1);
+    pthread_mutex_lock(&sub->topic_mu);
+    *sub->inbox_tail = c;
+    sub->inbox_tail = &c->next;
+    pthread_mutex_unlock(&sub->topic_mu);
+}
+
+/* After a stream's topics (the hub's on_done, outside its locks): one
+ * wake-up for all of them, so they go to Redis in one command. */
+static void
+subscriber_on_topics_done(void *arg)
+{
+    struct subscriber *sub = arg;
+
+    event_active(sub->topic_ev, EV_READ, 0);
+}
+
+static void
+subscriber_on_topic_first(void *arg, const char *topic)
+{
+    subscriber_topic_change(arg, topic, 1);
+}
+
+static void
+subscriber_on_topic_last(void *arg, const char *topic)
+{
+    subscriber_topic_change(arg, topic, 0);
+}
+
+/* The connection went: Redis holds nothing of ours any more. */
+static void
+subscriber_topics_lost(struct subscriber *sub)
+{
+    for (size_t i = 0; i < sub->topic_slots; i++) {
+        for (struct sub_topic *t = sub->topics[i]; t != NULL; t = t->next) {
+            t->subscribed = 0;
+            t->inflight = 0;
+            subscriber_topic_mark(sub, t);
+        }
+    }
+}
+
+/* A new connection's SUBSCRIBE: every wanted topic with the two base
+ * channels; the rest forgotten. */
+static int
+subscriber_topics_resubscribe(struct subscriber *sub)
+{
+    struct sub_topic *t, *next, **v;
+    size_t n = 0;
+    int rc;
+
+    for (t = sub->dirty, sub->dirty = NULL; t != NULL; t = next) {
+        next = t->dirty_next;
+        t->dirty = 0;
+        if (!t->want)
+            subscriber_topic_forget(sub, t);
+    }
+    if (sub->ntopics == 0)
+        return 0;
+    if ((v = malloc(sub->ntopics * sizeof(*v))) == NULL)
+        return -1;
+    for (size_t i = 0; i < sub->topic_slots; i++) {
+        for (t = sub->topics[i]; t != NULL; t = t->next) {
+            t->subscribed = 1;
+            t->inflight = 0;        /* a connection that never came up sent nothing */
+            v[n++] = t;
+        }
+    }
+    rc = subscriber_topic_command(sub, "SUBSCRIBE", v, n);
+    free(v);
+    if (n > 0)
+        log_info("redis: resubscribing %zu topics", n);
+    return rc;
+}
+
+int
+subscriber_topics_ready(struct subscriber *sub, const char *const *topics, size_t n)
+{
+    if (!atomic_load(&sub->up))
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        struct sub_topic *t = subscriber_topic_find(sub, topics[i]);
+
+        if (t == NULL || !t->want || !t->subscribed || t->inflight > 0)
+            return 0;
+    }
+    return 1;
+}
+
+/* The replay reader's check (replay_set_ready): a stream's history may
+ * be read once every topic it names is subscribed. */
+static int
+subscriber_stream_ready(void *arg, struct stream *s)
+{
+    return subscriber_topics_ready(arg, stream_topics(s), stream_topic_count(s));
 }
 
 /* ---------------------------------------------------------- connection */
@@ -438,6 +903,7 @@ subscriber_on_disconnect(const redisAsyncContext *ac, int status)
          * reply to it (NOAUTH, NOPERM) ends the connection with the reply
          * as errstr, and lands here. */
         rconn_note_refused("SUBSCRIBE", ac->errstr);
+    subscriber_topics_lost(sub);
     subscriber_reset_backlog(sub);
     subscriber_schedule_retry(sub);
 }
@@ -472,6 +938,11 @@ subscriber_connect(struct subscriber *sub)
     redisAsyncCommand(ac, subscriber_on_reply, sub, "SUBSCRIBE %s %s",
                       STORE_EVENTS_CHANNEL, sub->cfg->redis_channel);
     sub->ac = ac;
+    /* Every topic still held, right behind, in the same write: the
+     * subscription counts as up with the two base channels, and recovery's
+     * reads of topic streams wait for their topics (replay_set_ready). */
+    if (subscriber_topics_resubscribe(sub) == -1)
+        log_error("out of memory resubscribing topics");
     evtimer_add(sub->deadline_ev, &deadline);
 }
 
@@ -489,6 +960,14 @@ subscriber_new(struct event_base *base, const struct config *cfg,
         free(sub);
         return NULL;
     }
+    if (pthread_mutex_init(&sub->topic_mu, NULL) != 0) {
+        pthread_mutex_destroy(&sub->last_mu);
+        free(sub);
+        return NULL;
+    }
+    sub->inbox_tail = &sub->inbox;
+    sub->own_prefix_len = strlen(TOPIC_OWN_CHANNEL_PREFIX);
+    sub->out_prefix_len = strlen(cfg->topic_channel_prefix);
     sub->base = base;
     sub->cfg = cfg;
     sub->hub = hub;
@@ -500,11 +979,22 @@ subscriber_new(struct event_base *base, const struct config *cfg,
     sub->retry_ev = evtimer_new(base, subscriber_on_retry, sub);
     sub->deadline_ev = evtimer_new(base, subscriber_on_deadline, sub);
     sub->flush_ev = event_new(base, -1, 0, subscriber_on_flush, sub);
+    sub->topic_ev = event_new(base, -1, 0, subscriber_on_topics, sub);
     if (sub->retry_ev == NULL || sub->deadline_ev == NULL ||
-        sub->flush_ev == NULL) {
+        sub->flush_ev == NULL || sub->topic_ev == NULL) {
         subscriber_free(sub);
         return NULL;
     }
+    {
+        static const struct hub_topic_hooks hooks = {
+            subscriber_on_topic_first, subscriber_on_topic_last, NULL, NULL,
+            subscriber_on_topics_done
+        };
+
+        /* Presence (on_join, on_leave) is not ours: left NULL. */
+        hub_set_topic_hooks(hub, &hooks, sub);
+    }
+    replay_set_ready(replay, subscriber_stream_ready, sub);
     subscriber_connect(sub);
     return sub;
 }
@@ -527,11 +1017,41 @@ subscriber_free(struct subscriber *sub)
         event_free(sub->deadline_ev);
     if (sub->flush_ev != NULL)
         event_free(sub->flush_ev);
+    if (sub->topic_ev != NULL) {
+        static const struct hub_topic_hooks none;
+
+        hub_set_topic_hooks(sub->hub, &none, NULL);
+        replay_set_ready(sub->replay, NULL, NULL);
+        event_free(sub->topic_ev);
+    }
     /* Shutting down: what is still pending goes nowhere. */
     for (size_t i = 0; i < sub->nbatch; i++)
         sse_frame_unref(sub->batch[i].f);
+    for (struct sub_change *c = sub->inbox, *next; c != NULL; c = next) {
+        next = c->next;
+        free(c);
+    }
+    for (size_t i = 0; i < sub->topic_slots; i++) {
+        for (struct sub_topic *t = sub->topics[i], *next; t != NULL; t = next) {
+            next = t->next;
+            free(t);
+        }
+    }
+    free(sub->topics);
+    pthread_mutex_destroy(&sub->topic_mu);
     pthread_mutex_destroy(&sub->last_mu);
     free(sub);
+}
+
+void
+subscriber_note_id(struct subscriber *sub, const struct event_id *id)
+{
+    pthread_mutex_lock(&sub->last_mu);
+    if (!sub->has_last_id || eventid_cmp(id, &sub->last_id) > 0) {
+        sub->last_id = *id;
+        sub->has_last_id = 1;
+    }
+    pthread_mutex_unlock(&sub->last_mu);
 }
 
 int

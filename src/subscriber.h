@@ -51,8 +51,14 @@ subscriber_wait_end(struct subscriber *sub);
 void
 subscriber_on_room(struct subscriber *sub, void (*fn)(void *), void *arg);
 
-/* The newest event id this instance fanned out, in *out: returns 1, or
- * 0 if it has seen none. Any thread. */
+/* A write of this instance's got id: subscriber_last_id is at least it
+ * from now on, before the event comes back through the channel. Any
+ * thread. */
+void
+subscriber_note_id(struct subscriber *sub, const struct event_id *id);
+
+/* The newest event id this instance fanned out or wrote, in *out:
+ * returns 1, or 0 if it has seen none. Any thread. */
 int
 subscriber_last_id(struct subscriber *sub, struct event_id *out);
 
@@ -60,6 +66,13 @@ subscriber_last_id(struct subscriber *sub, struct event_id *out);
  * zero for a moment). Any thread. */
 long
 subscriber_backlog(const struct subscriber *sub);
+
+/* Main thread: 1 when the subscription is up and both channels of each
+ * of the n topics are confirmed by Redis, so history read now misses
+ * nothing that comes live after. The hub tells the subscriber which
+ * topics are held (its topic hooks, set by subscriber_new). */
+int
+subscriber_topics_ready(struct subscriber *sub, const char *const *topics, size_t n);
 
 /* Counts events of this instance's as accepted, after their write. */
 void

@@ -298,6 +298,27 @@ token_read_claims(json_object *o, const struct token_rules *rules,
         }
         c->firehose = json_object_get_boolean(v) ? 1 : 0;
     }
+    if (json_object_object_get_ex(o, "topics", &v)) {
+        size_t n = json_object_is_type(v, json_type_array) ? json_object_array_length(v) : 0;
+
+        if (!json_object_is_type(v, json_type_array) || n > TOKEN_TOPICS_MAX) {
+            *why = "the token's topics is not an array of at most 32 grants";
+            return TOKEN_PARSE_MALFORMED;
+        }
+        for (size_t i = 0; i < n; i++) {
+            json_object *t = json_object_array_get_idx(v, i);
+
+            if (!json_object_is_type(t, json_type_string) ||
+                !topic_grant_valid(json_object_get_string(t),
+                                   (size_t)json_object_get_string_len(t))) {
+                *why = "the token's topics holds something that is not a topic or a prefix*";
+                return TOKEN_PARSE_MALFORMED;
+            }
+            memcpy(c->topics[i], json_object_get_string(t),
+                   (size_t)json_object_get_string_len(t) + 1);
+        }
+        c->ntopics = n;
+    }
     if (rules != NULL && rules->issuer != NULL && rules->issuer[0] != '\0' &&
         (!json_object_object_get_ex(o, "iss", &v) ||
          !json_object_is_type(v, json_type_string) ||
@@ -407,4 +428,14 @@ token_allows(const struct token_claims *c, const char *user_id)
     if (user_id == NULL || user_id[0] == '\0')
         return 0;
     return strcmp(c->sub, user_id) == 0;
+}
+
+int
+token_allows_topic(const struct token_claims *c, const char *topic)
+{
+    for (size_t i = 0; i < c->ntopics; i++) {
+        if (topic_grant_covers(c->topics[i], topic))
+            return 1;
+    }
+    return 0;
 }

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "topic.h"
+
 /* Longest token accepted, checked before any decoding: an RS256 token
  * from an identity provider is about 1 KiB, and a query parameter or a
  * header must fit libmicrohttpd's 8 KiB of connection memory. */
@@ -33,9 +35,12 @@ enum token_alg {
     TOKEN_ALG_ES256
 };
 
+/* Most grants a token's "topics" claim may hold. */
+#define TOKEN_TOPICS_MAX 32
+
 /* What a token says, once its form and types are checked. Add a claim
  * here, read it in token.c's token_read_claims, and use it in
- * token_allows (a "topics" claim is planned). */
+ * token_allows (or token_allows_topic). */
 struct token_claims {
     char sub[TOKEN_SUB_MAX + 1];    /* the user id */
     int has_exp;
@@ -43,6 +48,10 @@ struct token_claims {
     int has_nbf;
     int64_t nbf_ms;             /* nbf, in ms since the epoch */
     int firehose;               /* "firehose": true */
+    /* "topics": the topics its stream may name: exact names, or prefixes
+     * ending in "*" (topic_grant_valid). */
+    char topics[TOKEN_TOPICS_MAX][TOPIC_NAME_MAX + 2];
+    size_t ntopics;
 };
 
 /* What a token must also say to be accepted here: NULL or "" accepts
@@ -101,6 +110,12 @@ token_check_time(const struct token_claims *c, int64_t now_ms);
  * firehose carries every user's events). */
 int
 token_allows(const struct token_claims *c, const char *user_id);
+
+/* Whether the claims let a stream name topic: one of their "topics"
+ * grants covers it (topic_grant_covers). The firehose claim does not:
+ * the firehose carries users' events, not topics'. */
+int
+token_allows_topic(const struct token_claims *c, const char *topic);
 
 /* The name of alg as a token's header spells it ("HS256"...). */
 const char *

@@ -31,6 +31,7 @@
 -- Returns, by op:
 --   create:   {id of account.created, id of snapshot}
 --   event:    the event's id
+--   topic:    the event's id
 --   snapshot: {id, balance recorded}
 -- event and snapshot return nil when the account does not exist. With an
 -- Idempotency-Key (idem_key), every op returns {'first', answer} instead,
@@ -38,12 +39,13 @@
 
 local last_id_key = KEYS[1]     -- the last event id handed out
 local firehose_key = KEYS[2]    -- firehose history (stream)
-local history_key = KEYS[3]     -- the user's history (stream)
-local account_key = KEYS[4]     -- the account (hash)
+local history_key = KEYS[3]     -- the user's (or the topic's) history (stream)
+local account_key = KEYS[4]     -- the account (hash; unused for a topic)
 
-local op = ARGV[1]              -- 'create', 'event' or 'snapshot'
+local op = ARGV[1]              -- 'create', 'event', 'snapshot' or 'topic'
 local channel = ARGV[2]         -- the gateways' own channel: ssegate:events
-local history_cap = ARGV[3]     -- user history cap
+                                -- (ssegate:events:<topic> for a topic)
+local history_cap = ARGV[3]     -- user (or topic) history cap
 local firehose_cap = ARGV[4]    -- firehose history cap
 local history_slack = ARGV[5]   -- how far the user history may run over
 local firehose_slack = ARGV[6]  -- how far the firehose may run over
@@ -133,6 +135,20 @@ if op == 'create' then
              'createdAt', created_at)
   local ids = {emit('account.created', created_rest), emit('snapshot', snapshot_rest)}
   return answer(ids, ids[1])
+end
+-- A topic's event: no account, no firehose (the firehose carries users'
+-- events); its own capped history (history_key, with the topic's cap and
+-- slack) and the topic's own channel (channel: ssegate:events:<topic>),
+-- the one whose ids the gateways trust for this topic. Same id counter,
+-- so a stream on several sources sees one increasing sequence.
+if op == 'topic' then
+  local etype = ARGV[10]
+  local rest = ARGV[11]           -- the envelope after its id
+  local id = next_id()
+  local env = '{"id":"' .. id .. '",' .. rest
+  append(history_key, history_cap, history_slack, id, etype, env)
+  redis.call('PUBLISH', channel, env)
+  return answer(id, id)
 end
 if redis.call('EXISTS', account_key) == 0 then return false end
 if op == 'event' then

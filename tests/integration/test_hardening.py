@@ -225,8 +225,10 @@ def start_unready(env, name, **extra):
 
 # The gateway's own ACL user, exactly as docs/API.md ("The channel") gives
 # it: its two channels, its keys, and the commands it and its scripts run.
-GATEWAY_ACL = ["resetchannels", "&ssegate:events", "&user-events", "resetkeys", "~ssegate:*",
-               "-@all", "+evalsha", "+eval", "+script|load", "+subscribe", "+ping", "+incr",
+GATEWAY_ACL = ["resetchannels", "&ssegate:events", "&ssegate:events:*", "&user-events",
+               "&ssegate:topic:*", "resetkeys", "~ssegate:*",
+               "-@all", "+evalsha", "+eval", "+script|load", "+subscribe", "+unsubscribe",
+               "+ping", "+incr",
                "+hgetall", "+get", "+set", "+exists", "+hget", "+hset", "+time", "+publish",
                "+xadd", "+xlen", "+xrange", "+xrevrange", "+xdel", "+xinfo|stream"]
 

@@ -163,7 +163,7 @@ test_open_mode(void **state)
     assert_int_equal(auth_new(&cfg, &a, err, sizeof(err)), 0);
     assert_null(a);
     assert_false(auth_can_sign(NULL));
-    assert_null(auth_sign(NULL, "1", now_ms(), 60, 0));
+    assert_null(auth_sign(NULL, "1", now_ms(), 60, 0, NULL, 0));
     auth_free(NULL);
 }
 
@@ -179,7 +179,7 @@ test_hs256_round_trip(void **state)
     (void)state;
     assert_true(auth_can_sign(a));
     assert_string_equal(auth_algs(a), "HS256");
-    assert_non_null(tok = auth_sign(a, "42", now, 60, 0));
+    assert_non_null(tok = auth_sign(a, "42", now, 60, 0, NULL, 0));
     assert_int_equal(auth_check_user(a, tok, strlen(tok), "42", now, &c, &why), AUTH_OK);
     assert_string_equal(c.sub, "42");
     assert_true(c.has_exp);
@@ -190,7 +190,7 @@ test_hs256_round_trip(void **state)
     assert_string_equal(c.sub, "42");       /* valid, so its claims are known */
     assert_int_equal(auth_check_user(a, tok, strlen(tok), NULL, now, &c, &why), AUTH_FORBIDDEN);
     assert_string_equal(why, "the token does not open the firehose");
-    assert_non_null(fire = auth_sign(a, "ops", now, 60, 1));
+    assert_non_null(fire = auth_sign(a, "ops", now, 60, 1, NULL, 0));
     assert_int_equal(auth_check_user(a, fire, strlen(fire), "", now, &c, &why), AUTH_OK);
     assert_true(c.firehose);
     assert_int_equal(auth_check_user(a, fire, strlen(fire), "43", now, &c, &why), AUTH_OK);
@@ -224,15 +224,15 @@ test_hs256_refusals(void **state)
     assert_int_equal(check(a, NULL, "42", &why), AUTH_NO_TOKEN);
     /* A signature changed in its middle (the last character carries
      * padding bits, which the form check would catch first). */
-    tok = auth_sign(a, "42", now_ms(), 60, 0);
+    tok = auth_sign(a, "42", now_ms(), 60, 0, NULL, 0);
     t = strrchr(tok, '.') + 10;
     *t = *t == 'A' ? 'B' : 'A';
     expect_invalid(a, tok, "the token's signature does not verify");
     free(tok);
-    tok = auth_sign(other, "42", now_ms(), 60, 0);
+    tok = auth_sign(other, "42", now_ms(), 60, 0, NULL, 0);
     expect_invalid(a, tok, "the token's signature does not verify");
     free(tok);
-    tok = auth_sign(a, "42", now_ms() - 7200 * 1000, 3600, 0);
+    tok = auth_sign(a, "42", now_ms() - 7200 * 1000, 3600, 0, NULL, 0);
     expect_invalid(a, tok, "the token has expired");
     free(tok);
     snprintf(claims, sizeof(claims), "{\"sub\":\"42\",\"nbf\":%lld}",
@@ -269,7 +269,7 @@ test_rs256(void **state)
     keygen(&ec, "EC", 0, "prime256v1");
     a = make_auth(NULL, rsa.pub, NULL, NULL);
     assert_false(auth_can_sign(a));
-    assert_null(auth_sign(a, "42", now_ms(), 60, 0));
+    assert_null(auth_sign(a, "42", now_ms(), 60, 0, NULL, 0));
     assert_string_equal(auth_algs(a), "RS256");
     tok = sign(JWT_ALG_RS256, rsa.priv, "{\"sub\":\"42\",\"firehose\":true}");
     assert_int_equal(check(a, tok, "42", &why), AUTH_OK);
@@ -413,11 +413,11 @@ test_issuer_audience(void **state)
 
     (void)state;
     /* What we sign carries iss and aud, so we and our peers accept it. */
-    tok = auth_sign(a, "42", now_ms(), 60, 0);
+    tok = auth_sign(a, "42", now_ms(), 60, 0, NULL, 0);
     assert_int_equal(check(a, tok, "42", &why), AUTH_OK);
     assert_int_equal(check(plain, tok, "42", &why), AUTH_OK);
     free(tok);
-    tok = auth_sign(plain, "42", now_ms(), 60, 0);
+    tok = auth_sign(plain, "42", now_ms(), 60, 0, NULL, 0);
     expect_invalid(a, tok, "the token is not from the expected issuer");
     free(tok);
     tok = sign(JWT_ALG_HS256, SECRET, "{\"sub\":\"42\",\"iss\":\"https://app.example\","

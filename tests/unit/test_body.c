@@ -380,6 +380,33 @@ test_event_rejects(void **state)
     expect_event_error("[{\"userId\":\"1\",\"type\":\"t\"}]", "invalid_json", "object");
 }
 
+/* A topic's event: a topic in place of userId, never both, never neither. */
+static void
+test_event_topic(void **state)
+{
+    struct event_input in;
+    struct body_error e;
+    const char *ok = "{\"topic\":\"chat/eu:room_1.v-2\",\"type\":\"chat.message\","
+                     "\"data\":{\"t\":1}}";
+
+    (void)state;
+    assert_int_equal(body_parse_event(ok, strlen(ok), &in, &e), 0);
+    assert_string_equal(in.topic, "chat/eu:room_1.v-2");
+    assert_string_equal(in.user_id, "");
+    assert_string_equal(in.type, "chat.message");
+    assert_string_equal(in.data_json, "{\"t\":1}");
+    event_input_clear(&in);
+    expect_event_error("{\"userId\":\"1\",\"topic\":\"r\",\"type\":\"t\"}",
+                       "invalid_field", "not both");
+    expect_event_error("{\"type\":\"t\"}", "missing_field", "topic");
+    expect_event_error("{\"topic\":\"a b\",\"type\":\"t\"}", "invalid_field", "topic");
+    expect_event_error("{\"topic\":\"\",\"type\":\"t\"}", "invalid_field", "topic");
+    expect_event_error("{\"topic\":\"r*\",\"type\":\"t\"}", "invalid_field", "topic");
+    expect_event_error("{\"topic\":7,\"type\":\"t\"}", "invalid_field", "topic");
+    expect_event_error("{\"topic\":\"r\"}", "missing_field", "type");
+    expect_event_error("{\"topic\":\"r\",\"type\":\"gap\"}", "reserved_type", "gap");
+}
+
 /* The types the gateway emits, and those EventSource handles itself. */
 static void
 test_event_rejects_reserved_types(void **state)
@@ -539,6 +566,7 @@ main(void)
         cmocka_unit_test(test_snapshot),
         cmocka_unit_test(test_event_ok),
         cmocka_unit_test(test_event_rejects),
+        cmocka_unit_test(test_event_topic),
         cmocka_unit_test(test_event_rejects_reserved_types),
         cmocka_unit_test(test_bodies_reject_invalid_text),
         cmocka_unit_test(test_event_rejects_numbers_json_c_would_echo),

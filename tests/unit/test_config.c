@@ -226,6 +226,9 @@ test_bad_strings(void **state)
     const char *own_channel[] = { "REDIS_CHANNEL=ssegate:events", NULL },
                *own_prefix[] = { "--redis-channel=ssegate:mine", NULL },
                *near_prefix[] = { "REDIS_CHANNEL=ssegate-events", NULL };
+    const char *own_topics[] = { "TOPIC_CHANNEL_PREFIX=ssegate:events:", NULL },
+               *own_topics2[] = { "TOPIC_CHANNEL_PREFIX=ssegate:eventsX", NULL },
+               *topics_ok[] = { "TOPIC_CHANNEL_PREFIX=rooms.", NULL };
     char fits[128], fits_env[140];
     const char *env_fits[] = { fits_env, NULL };
     struct config c;
@@ -258,6 +261,18 @@ test_bad_strings(void **state)
                  "gateways' own names; pick a channel outside it");
     expect_error(NULL, own_prefix, "--redis-channel: 'ssegate:mine' is in ssegate:*, the "
                  "gateways' own names; pick a channel outside it");
+    /* TOPIC_CHANNEL_PREFIX may be in ssegate:* (its default is), never
+     * over the gateways' own channels, whose ids streams trust. */
+    expect_error(own_topics, NULL, "TOPIC_CHANNEL_PREFIX: 'ssegate:events:' starts with "
+                 "ssegate:events, the gateways' own channels; pick a prefix outside it");
+    expect_error(own_topics2, NULL, "TOPIC_CHANNEL_PREFIX: 'ssegate:eventsX' starts with "
+                 "ssegate:events, the gateways' own channels; pick a prefix outside it");
+    assert_int_equal(load(&c, topics_ok, NULL, err, sizeof(err)), CONFIG_OK);
+    assert_string_equal(c.topic_channel_prefix, "rooms.");
+    assert_int_equal(load(&c, NULL, NULL, err, sizeof(err)), CONFIG_OK);
+    assert_string_equal(c.topic_channel_prefix, "ssegate:topic:");
+    assert_int_equal(c.max_topics_per_stream, 32);
+    assert_int_equal(c.topic_history_maxlen, 1000);
     assert_int_equal(load(&c, near_prefix, NULL, err, sizeof(err)), CONFIG_OK);
     assert_string_equal(c.redis_channel, "ssegate-events");
 }

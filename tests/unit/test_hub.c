@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -103,6 +105,111 @@ test_limit_per_user(void **state)
     hub_free(h);
 }
 
+
+/* What the topic hooks heard. */
+struct heard {
+    int first, last, join, leave, done;
+    char last_topic[64];
+};
+
+static void
+on_first(void *arg, const char *topic)
+{
+    ((struct heard *)arg)->first++;
+    (void)topic;
+}
+
+static void
+on_last(void *arg, const char *topic)
+{
+    struct heard *hd = arg;
+
+    hd->last++;
+    snprintf(hd->last_topic, sizeof(hd->last_topic), "%s", topic);
+}
+
+static void
+on_join(void *arg, const char *topic, const char *user_id)
+{
+    (void)topic;
+    (void)user_id;
+    ((struct heard *)arg)->join++;
+}
+
+static void
+on_leave(void *arg, const char *topic, const char *user_id)
+{
+    (void)topic;
+    (void)user_id;
+    ((struct heard *)arg)->leave++;
+}
+
+static void
+on_done(void *arg)
+{
+    ((struct heard *)arg)->done++;
+}
+
+/* A stream on topics sits in each topic's bucket (and its user's, if
+ * any; never the firehose); a topic's publish reaches only its streams,
+ * once each; the first and last stream of a topic call the hooks; the
+ * teardown takes the stream out of every bucket. */
+static void
+test_topics(void **state)
+{
+    static const struct hub_topic_hooks hooks = { on_first, on_last, on_join, on_leave,
+                                                  on_done };
+    struct hub *h = hub_new(NULL, 0);
+    struct heard hd;
+    struct stream *both, *room, *fire;
+    const char *ab[] = { "room-a", "room-b" }, *a[] = { "room-a" };
+    struct event_id id = { 1, 0 }, next;
+    struct sse_frame *f = sse_frame_new_event(&id, "t", "x", 1);
+    struct stream **all;
+    size_t n;
+
+    (void)state;
+    memset(&hd, 0, sizeof(hd));
+    assert_non_null(h);
+    assert_non_null(f);
+    hub_set_topic_hooks(h, &hooks, &hd);
+    assert_non_null(both = stream_new("7", 1 << 20, NULL));
+    assert_non_null(room = stream_new("", 1 << 20, NULL));
+    assert_non_null(fire = stream_new("", 1 << 20, NULL));
+    assert_int_equal(stream_set_topics(both, ab, 2), 0);
+    assert_int_equal(stream_set_topics(room, a, 1), 0);
+    stream_replay_page(both, NULL, NULL, 0, NULL, 0, stream_replay_gen(both), &next);
+    stream_replay_page(room, NULL, NULL, 0, NULL, 0, stream_replay_gen(room), &next);
+    stream_replay_page(fire, NULL, NULL, 0, NULL, 0, stream_replay_gen(fire), &next);
+    assert_int_equal(hub_add(h, both), 0);
+    assert_int_equal(hub_add(h, room), 0);
+    assert_int_equal(hub_add(h, fire), 0);
+    assert_int_equal(hub_count(h), 3);
+    assert_int_equal(hd.first, 2);                      /* room-a, room-b */
+    assert_int_equal(hd.join, 3);
+    assert_int_equal(hd.done, 2);
+    hub_publish_topic(h, "room-a", &f, 1);
+    assert_int_equal(atomic_load(&f->refcount), 3);     /* ours, both, room */
+    hub_publish_topic(h, "room-c", &f, 1);
+    assert_int_equal(atomic_load(&f->refcount), 3);
+    all = hub_snapshot(h, &n);
+    assert_int_equal(n, 3);                             /* each stream once */
+    for (size_t i = 0; i < n; i++)
+        stream_unref(all[i]);
+    free(all);
+    hub_drop_stream(h, room, STREAM_END_CLIENT);
+    assert_int_equal(hd.last, 0);
+    hub_drop_stream(h, both, STREAM_END_CLIENT);
+    assert_int_equal(hd.last, 2);
+    assert_int_equal(hd.leave, 3);
+    assert_int_equal(atomic_load(&f->refcount), 1);
+    assert_int_equal(hub_count(h), 1);
+    hub_drop_stream(h, fire, STREAM_END_CLIENT);
+    assert_int_equal(hub_count(h), 0);
+    sse_frame_unref(f);
+    hub_free(h);
+}
+
 int
 main(void)
 {
@@ -110,6 +217,7 @@ main(void)
         cmocka_unit_test(test_drop_counts_each_reason),
         cmocka_unit_test(test_dropped_stream_gets_nothing),
         cmocka_unit_test(test_limit_per_user),
+        cmocka_unit_test(test_topics),
     };
 
     alarm(60);

@@ -142,7 +142,7 @@ test_script_argv_before_load(void **state)
     assert_ptr_equal(argv[RCONN_ARGV_SCRIPT], rconn_script_text(RCONN_SCRIPT_WRITE));
     assert_int_equal(lens[RCONN_ARGV_SCRIPT], strlen(argv[RCONN_ARGV_SCRIPT]));
     assert_non_null(strstr(rconn_script_text(RCONN_SCRIPT_WRITE), "local last_id_key = KEYS[1]"));
-    assert_non_null(strstr(rconn_script_text(RCONN_SCRIPT_READ), "local history_key = KEYS[1]"));
+    assert_non_null(strstr(rconn_script_text(RCONN_SCRIPT_READ), "local last_id_key = KEYS[1]"));
     assert_non_null(strstr(rconn_script_text(RCONN_SCRIPT_RATELIMIT), "local key = KEYS[1]"));
 }
 
