@@ -6,7 +6,7 @@
  * envelope built from it reads back through the channel parser and
  * reaches a client as one event of the right type and user.
  *
- * fuzz-sources: src/body.c src/strictjson.c src/envelope.c src/eventid.c src/sse.c
+ * fuzz-sources: src/body.c src/strictjson.c src/envelope.c src/eventid.c src/sse.c src/topic.c
  * fuzz-libs: json-c
  * fuzz-covers: src/body.c src/strictjson.c
  */

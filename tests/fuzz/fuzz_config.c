@@ -4,7 +4,7 @@
  * config holds only values in range, and that an error is one bounded,
  * printable line.
  *
- * fuzz-sources: src/config.c src/log.c src/netaddr.c src/cors.c
+ * fuzz-sources: src/config.c src/log.c src/netaddr.c src/cors.c src/topic.c
  * fuzz-libs:
  * fuzz-covers: src/config.c
  */

@@ -4,7 +4,7 @@
  * is application/json with only parameters after it and no charset but
  * UTF-8.
  *
- * fuzz-sources: src/body.c src/strictjson.c src/envelope.c src/eventid.c src/sse.c
+ * fuzz-sources: src/body.c src/strictjson.c src/envelope.c src/eventid.c src/sse.c src/topic.c
  * fuzz-libs: json-c
  * fuzz-covers: src/body.c:body_content_type_is_json
  */

@@ -4,7 +4,7 @@
  * what envelope_parse accepts is sane and that a client reads the
  * message back whole, as one event of the parsed type and id.
  *
- * fuzz-sources: src/envelope.c src/strictjson.c src/eventid.c src/sse.c
+ * fuzz-sources: src/envelope.c src/strictjson.c src/eventid.c src/sse.c src/topic.c
  * fuzz-libs: json-c
  * fuzz-covers: src/envelope.c:envelope_parse src/strictjson.c
  */

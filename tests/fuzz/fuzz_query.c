@@ -7,7 +7,7 @@
  * eventid_show_foreign). Checks that the userId a stream is opened for is
  * exactly the one the client sent, once, whole.
  *
- * fuzz-sources: src/query.c src/body.c src/strictjson.c src/envelope.c src/eventid.c src/sse.c
+ * fuzz-sources: src/query.c src/body.c src/strictjson.c src/envelope.c src/eventid.c src/sse.c src/topic.c
  * fuzz-libs: json-c libmicrohttpd
  * fuzz-covers: src/query.c src/body.c:body_user_id_valid src/eventid.c:eventid_parse src/eventid.c:eventid_show_foreign
  */

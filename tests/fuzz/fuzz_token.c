@@ -6,7 +6,7 @@
  * is what the API promises: a token found is a part of its place, a sub
  * is 1..TOKEN_SUB_MAX visible ASCII, a parse that fails says why.
  *
- * fuzz-sources: src/token.c src/strictjson.c
+ * fuzz-sources: src/token.c src/strictjson.c src/topic.c
  * fuzz-libs: json-c
  * fuzz-covers: src/token.c
  */
