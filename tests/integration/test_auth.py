@@ -18,13 +18,12 @@ import hashlib
 import hmac
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (HOST, Gateway, Redis, SSEClient, TestFailure, Workdir,  # noqa: E402
+from harness import (Gateway, Redis, SSEClient, TestFailure, Workdir,  # noqa: E402
                      check, eq, get_json, http, post_json, wait_until, run_suite)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -162,38 +161,8 @@ class Env:
         return codes
 
 
-class Stream(SSEClient):
-    """harness.SSEClient with request headers of our own (Authorization,
-    Cookie): the same parsing, the request written here."""
-
-    def __init__(self, port, query="", headers=None, timeout=10):
-        self.sock = socket.create_connection((HOST, port), timeout=timeout)
-        hdrs = "Host: %s:%d\r\nAccept: text/event-stream\r\n" % (HOST, port)
-        hdrs += "".join("%s: %s\r\n" % kv for kv in (headers or {}).items())
-        path = "/events/sse" + ("?" + query if query else "")
-        self.sock.sendall(("GET %s HTTP/1.1\r\n%s\r\n" % (path, hdrs)).encode())
-        self.raw, self.body, self.text = b"", b"", ""
-        self.events, self.comments = [], []
-        self.retry = None
-        self.eof = self.closed = False
-        self._cur = {}
-        head = self._read_until(b"\r\n\r\n", timeout)
-        lines = head.decode("latin-1").split("\r\n")
-        self.status = int(lines[0].split()[1])
-        self.headers = {}
-        for line in lines[1:]:
-            k, _, v = line.partition(":")
-            self.headers[k.strip().lower()] = v.strip()
-        self.chunked = self.headers.get("transfer-encoding") == "chunked"
-        if self.status != 200:
-            self.error_body = self._read_rest(timeout)
-        else:
-            self._decode()
-            self._parse()
-
-
 def open_ok(g, query="", headers=None):
-    c = Stream(g.port, query, headers)
+    c = SSEClient(g.port, query, headers=headers)
     eq(c.status, 200, "stream status (%s)" % getattr(c, "error_body", ""))
     c.wait(lambda s: s.retry is not None and s.comments, 5, "retry and hello comment")
     return c
@@ -445,7 +414,7 @@ def test_expired_before_handoff(env):
     exp = int(time.time()) + 1
     t = token({"sub": uid, "exp": exp})
     wait_until(lambda: time.time() >= exp - 0.01, 2, "exp to be close")
-    c = Stream(env.hs.port, "userId=" + uid, bearer(t))
+    c = SSEClient(env.hs.port, "userId=" + uid, headers=bearer(t))
     if c.status == 200:
         c.wait_eof(5)
         check(c.eof, "a clean end")
