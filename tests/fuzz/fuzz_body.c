@@ -18,6 +18,7 @@
 #include "envelope.h"
 #include "fuzz.h"
 #include "sse.h"
+#include "topic.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -65,8 +66,11 @@ static void
 check_envelope(const struct event_input *in)
 {
     static const struct event_id id = { 1732484473123ULL, 7 };
-    char *rest = envelope_build_rest(in->type, in->user_id, in->data_json, in->data_len,
-                                     "fuzz-1", 1732484473123LL);
+    int topic = in->topic[0] != '\0';
+    char *rest = topic ? envelope_build_topic_rest(in->type, in->topic, in->data_json,
+                                                   in->data_len, "fuzz-1", 1732484473123LL)
+                       : envelope_build_rest(in->type, in->user_id, in->data_json, in->data_len,
+                                             "fuzz-1", 1732484473123LL);
     char *msg;
     size_t len;
     struct envelope_view v;
@@ -80,8 +84,9 @@ check_envelope(const struct event_input *in)
     FUZZ_CHECK(msg != NULL);
     len = (size_t)snprintf(msg, len, "{\"id\":\"1732484473123-7\",%s", rest);
     free(rest);
-    FUZZ_CHECK(envelope_parse(msg, len, &v, err, sizeof(err)) == 0);
-    FUZZ_CHECK(strcmp(v.user_id, in->user_id) == 0);
+    FUZZ_CHECK((topic ? envelope_parse_topic(msg, len, &v, err, sizeof(err))
+                      : envelope_parse(msg, len, &v, err, sizeof(err))) == 0);
+    FUZZ_CHECK(topic || strcmp(v.user_id, in->user_id) == 0);
     FUZZ_CHECK(strcmp(v.type, in->type) == 0);
     FUZZ_CHECK(strcmp(v.server_id, "fuzz-1") == 0);
     FUZZ_CHECK(v.has_id && eventid_cmp(&v.id, &id) == 0);
@@ -109,7 +114,10 @@ fuzz_event(const char *buf, size_t len)
         check_error(&e);
         return;
     }
-    FUZZ_CHECK(body_user_id_valid(in.user_id, strlen(in.user_id)));
+    /* Exactly one of a user and a topic (issue: topics). */
+    FUZZ_CHECK((in.user_id[0] != '\0') != (in.topic[0] != '\0'));
+    FUZZ_CHECK(in.user_id[0] != '\0' ? body_user_id_valid(in.user_id, strlen(in.user_id))
+                                      : topic_name_valid(in.topic, strlen(in.topic)));
     FUZZ_CHECK(envelope_type_valid(in.type, strlen(in.type)));
     FUZZ_CHECK(in.data_json != NULL && strlen(in.data_json) == in.data_len);
     FUZZ_CHECK(json_text_valid(in.data_json, in.data_len));
