@@ -1468,6 +1468,7 @@ api_metrics(struct http_req *r, void *arg)
             stream_end_name((enum stream_end)e), hub_ended(app->hub, (enum stream_end)e) };
     v.redis_up = subscriber_is_up(app->sub);
     v.publish_backlog = subscriber_backlog(app->sub);
+    v.bodies_pending = http_req_bodies_pending(r);
     if ((text = metrics_render(&v, &len)) == NULL)
         return api_send_out_of_memory(r);
     ret = http_send_text(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);

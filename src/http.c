@@ -612,6 +612,12 @@ http_req_is_http10(struct http_req *r)
     return r->version != NULL && strcmp(r->version, MHD_HTTP_VERSION_1_0) == 0;
 }
 
+size_t
+http_req_bodies_pending(struct http_req *r)
+{
+    return atomic_load(&r->loop->http->body_bytes);
+}
+
 const char *
 http_req_client(struct http_req *r)
 {

@@ -101,6 +101,11 @@ http_req_body(struct http_req *r, size_t *len);
 int
 http_req_is_http10(struct http_req *r);
 
+/* Bytes all request bodies being received hold now, every HTTP thread
+ * together (at most MAX_PENDING_BODY_KIB): a gauge for /metrics. */
+size_t
+http_req_bodies_pending(struct http_req *r);
+
 /* The client's address as text, the key of its limits: the TCP peer, or
  * the address X-Forwarded-For names when the peer is a trusted proxy; an
  * IPv6 client as its /64 ("2001:db8:1:2::/64"); "unknown" if there is

@@ -562,6 +562,9 @@ metrics_render(const struct metrics_view *v, size_t *len)
                         "This instance's events accepted, not yet fanned out.");
     metrics_text_f64(&t, "ssegate_publish_backlog", NULL, NULL,
                      (double)(v->publish_backlog > 0 ? v->publish_backlog : 0));
+    metrics_gauge(&t, "ssegate_request_bodies_pending_bytes",
+                  "Bytes of request bodies being received (MAX_PENDING_BODY_KIB "
+                  "bounds them).", v->bodies_pending);
     metrics_counter(&t, "ssegate_rate_limited_total",
                     "Requests refused 429 rate_limited.", s.c[METRICS_RATE_LIMITED]);
 

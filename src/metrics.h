@@ -64,6 +64,7 @@ struct metrics_view {
     size_t nclosed;
     int redis_up;
     int64_t publish_backlog;
+    uint64_t bodies_pending;    /* bytes, within MAX_PENDING_BODY_KIB */
 };
 
 /* Renders every metric: view, the sums of every thread's counters and

@@ -303,6 +303,30 @@ def http(port, method, path, body=None, headers=None, timeout=10):
     return status, hdrs, rest.decode("utf-8", "replace")
 
 
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+METRICS_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$')
+
+
+def scrape(g, headers=None):
+    """{sample name with its labels: value}, and the text."""
+    st, h, body = http(g.port, "GET", "/metrics", headers=headers)
+    eq(st, 200, "GET /metrics status")
+    eq(h.get("content-type"), METRICS_CONTENT_TYPE, "Content-Type")
+    out = {}
+    for line in body.splitlines():
+        if line.startswith("#") or not line:
+            continue
+        m = METRICS_SAMPLE.match(line)
+        check(m is not None, "a sample line: %r" % line)
+        out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+    return out, body
+
+
+def wait_metric(g, name, want, timeout=10):
+    wait_until(lambda: scrape(g)[0].get(name, 0) == want, timeout,
+               "%s == %s" % (name, want))
+
+
 def parse_response(data):
     """A raw HTTP response: (status, headers lower-cased, body bytes)."""
     head, _, rest = data.partition(b"\r\n\r\n")

@@ -17,7 +17,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (parse_response, HOST, Gateway, Redis, TestFailure,  # noqa: E402
-                     Workdir, check, eq, get_json, http, post_json, wait_until, run_suite)
+                     Workdir, check, eq, get_json, http, post_json, wait_metric, wait_until,
+                     run_suite)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.environ.get("SSEGATE_BIN") or os.path.join(HERE, "..", "..", "ssegate")
@@ -232,7 +233,8 @@ def test_body_budget(env):
     gives its room back."""
     p = env.g.port
     held = hold_bodies(p, env.user, 4, BODY - 1000)
-    time.sleep(0.3)             # each holder's head is read, its room taken
+    # Each holder's head is read and its room taken (Content-Length + 1).
+    wait_metric(env.g, "ssegate_request_bodies_pending_bytes", 4 * (BODY + 1))
     for s in held:
         r, _, _ = select.select([s], [], [], 0)
         check(not r, "a held body was answered early")
@@ -254,6 +256,8 @@ def test_body_budget(env):
     got, _ = read_answer(held[0], timeout=5, until_close=False)
     check(got.startswith(b"HTTP/1.1 202 "), "the finished body: %r" % got[:60])
     held[0].close()
+    # Its room is given back when the request ends, just after its answer.
+    wait_metric(env.g, "ssegate_request_bodies_pending_bytes", 3 * (BODY + 1))
     st, _, b = post_json(p, "/events", {"userId": env.user, "type": "t", "data": "x" * 59000})
     eq(st, 202, "a big body once one finished (%r)" % str(b)[:80])
     # One holder leaves without finishing: its room comes back too.
@@ -263,6 +267,7 @@ def test_body_budget(env):
                5, "room after a holder left")
     for s in held[2:]:
         s.close()
+    wait_metric(env.g, "ssegate_request_bodies_pending_bytes", 0)
 
 
 def test_body_budget_chunked(env):
@@ -271,7 +276,7 @@ def test_body_budget_chunked(env):
     it ends it is answered 503 overloaded with the connection closed."""
     p = env.g.port
     held = hold_bodies(p, env.user, 4, 10)          # 240,004 of 262,144 reserved
-    time.sleep(0.3)
+    wait_metric(env.g, "ssegate_request_bodies_pending_bytes", 4 * (BODY + 1))
     body = event_body(env.user, 40000)
     with socket.create_connection((HOST, p), timeout=5) as s:
         s.sendall(post_head(0, chunked=True))

@@ -9,20 +9,17 @@ the text. Prints TAP.
   SSEGATE_BIN=path/to/ssegate tests/integration/test_metrics.py [-k substr]
 """
 import os
-import re
 import shutil
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (GatewaysEnv, Redis, SSEClient, check, eq, http,  # noqa: E402
-                     post_json, run_suite, wait_until)
+from harness import (GatewaysEnv, Redis, SSEClient, check,  # noqa: E402
+                     eq, http, post_json, run_suite, scrape, wait_metric)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.environ.get("SSEGATE_BIN") or os.path.join(HERE, "..", "..", "ssegate")
 KEY = "metrics-key-0123456789"
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$')
 
 
 class Env(GatewaysEnv):
@@ -37,28 +34,8 @@ class Env(GatewaysEnv):
         return body["id"]
 
 
-def scrape(g, headers=None):
-    """{sample name with its labels: value}, and the text."""
-    st, h, body = http(g.port, "GET", "/metrics", headers=headers)
-    eq(st, 200, "GET /metrics status")
-    eq(h.get("content-type"), CONTENT_TYPE, "Content-Type")
-    out = {}
-    for line in body.splitlines():
-        if line.startswith("#") or not line:
-            continue
-        m = SAMPLE.match(line)
-        check(m is not None, "a sample line: %r" % line)
-        out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
-    return out, body
-
-
 def delta(before, after, name):
     return after.get(name, 0) - before.get(name, 0)
-
-
-def wait_metric(g, name, want, timeout=10):
-    wait_until(lambda: scrape(g)[0].get(name, 0) == want, timeout,
-               "%s == %s" % (name, want))
 
 
 def promtool_check(text):
