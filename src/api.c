@@ -109,6 +109,8 @@ struct api_pending {
     enum store_result rl_rc;        /* API_RATE_FAILED: why */
     unsigned retry_after;
     unsigned inflight;              /* a stream open's commands in flight */
+    /* GET /presence: what Redis holds of the topic. */
+    struct store_presence presence;
 };
 
 /* ------------------------------------------------------------- answers */
@@ -206,6 +208,7 @@ api_pending_free(void *arg)
     if (pd->stream != NULL)
         hub_drop_stream(pd->app->hub, pd->stream, STREAM_END_CLIENT);
     store_command_clear(&pd->cmd);
+    store_presence_clear(&pd->presence);
     event_input_clear(&pd->in);
     free(pd->idem_body);
     free(pd->token);
@@ -861,7 +864,10 @@ api_stream_open(struct http_req *r, void *arg)
     if (s != NULL && claims.has_exp)
         stream_set_expiry(s, clock_coarse_ms() + (claims.exp_ms - clock_wall_ms()));
     sse_frame_unref(gap);
-    if (s != NULL && stream_set_topics(s, tp.ptrs, tp.n) == -1) {
+    /* Who it is in its topics' presence: its user, or in secure mode
+     * its token's. */
+    if (s != NULL && stream_set_topics(s, tp.ptrs, tp.n,
+                                       uid != NULL ? uid : claims.sub) == -1) {
         stream_unref(s);
         s = NULL;
     }
@@ -1476,6 +1482,106 @@ api_metrics(struct http_req *r, void *arg)
     return ret;
 }
 
+/* ------------------------------------------------------------ presence */
+
+/* Members as people expect them: user ids in numeric order (shorter
+ * first), anything else as text after its length. */
+static int
+api_member_cmp(const void *a, const void *b)
+{
+    const char *x = *(char *const *)a, *y = *(char *const *)b;
+    size_t lx = strlen(x), ly = strlen(y);
+
+    if (lx != ly)
+        return lx < ly ? -1 : 1;
+    return strcmp(x, y);
+}
+
+static enum http_ret
+api_presence_answer(struct api_pending *pd)
+{
+    struct store_presence *pr = &pd->presence;
+    json_object *o, *users;
+
+    if (pd->rc != STORE_OK)
+        return api_send_store_error(pd->req, pd->rc, NULL);
+    if (pr->n > 1)
+        qsort(pr->members, pr->n, sizeof(*pr->members), api_member_cmp);
+    if ((o = json_object_new_object()) == NULL)
+        return api_send_out_of_memory(pd->req);
+    if ((users = json_object_new_array()) == NULL) {
+        json_object_put(o);
+        return api_send_out_of_memory(pd->req);
+    }
+    json_object_object_add(o, "topic", json_object_new_string(http_req_query(pd->req, "topic")));
+    json_object_object_add(o, "streams", json_object_new_int64((int64_t)pr->streams));
+    for (size_t i = 0; i < pr->n; i++)
+        json_object_array_add(users, json_object_new_string(pr->members[i]));
+    json_object_object_add(o, "users", users);
+    return api_send_object(pd->req, 200, o, NULL);
+}
+
+static void
+api_on_presence_read(void *arg, const struct redisReply *reply)
+{
+    struct api_pending *pd = arg;
+
+    pd->rc = store_presence_get_result(reply, &pd->presence);
+    pd->state = API_PENDING_DONE;
+    http_req_resume(pd->req);
+}
+
+/* Secure mode: who is on a topic is for those who may read it (a token
+ * that grants it) and the back end (a publish key). Open mode: anyone,
+ * as anyone may read the topic. Returns 1 to go on, else 0 having
+ * answered in *ret. */
+static int
+api_presence_allowed(struct http_req *r, struct app *app, const char *topic,
+                     enum http_ret *ret)
+{
+    struct token_claims claims;
+
+    if (app->auth == NULL || api_has_publish_key(r, app))
+        return 1;
+    if (!api_auth_user(r, app, NULL, 1, &claims, ret))
+        return 0;
+    if (token_allows_topic(&claims, topic))
+        return 1;
+    log_info("%s refused: the token does not grant topic %s", http_req_path(r), topic);
+    *ret = http_send_error(r, 403, "forbidden", "the token does not grant this topic", NULL);
+    return 0;
+}
+
+/* GET /presence?topic=T: the streams open on T across every instance
+ * and the distinct users among them, as the instances told Redis
+ * (presence.c). */
+static enum http_ret
+api_presence_get(struct http_req *r, void *arg)
+{
+    struct app *app = arg;
+    struct api_pending *pd = http_req_state(r);
+    const char *topic;
+    enum http_ret ret;
+
+    if (pd != NULL && pd->state == API_PENDING_DONE)
+        return api_presence_answer(pd);
+    if (pd != NULL && pd->state == API_PENDING_WAITING)
+        return HTTP_DONE;           /* suspended; not called again until done */
+    topic = http_req_query(r, "topic");
+    if (topic == NULL || !topic_name_valid(topic, strlen(topic)))
+        return http_send_error(r, 400, "invalid_parameter",
+                               "topic must be given once, as 1 to 128 of "
+                               "A-Z a-z 0-9 . _ : / -", NULL);
+    if (!api_presence_allowed(r, app, topic, &ret))
+        return ret;
+    if ((pd = api_pending_get(r, app)) == NULL)
+        return api_send_out_of_memory(r);
+    store_presence_get_command(&pd->cmd, topic);
+    if (api_pending_send(pd, api_on_presence_read) == -1)
+        return api_send_store_error(r, STORE_UNAVAILABLE, NULL);
+    return HTTP_DONE;
+}
+
 /* ---------------------------------------------------------------- the page */
 
 static int
@@ -1510,6 +1616,7 @@ static const struct http_route api_route_table[] = {
     { "/accounts/{id}/snapshots", NULL, "POST", 0, api_snapshot_create,
       api_write_check },
     { "/tokens", NULL, "POST", 0, api_token_create, api_write_check },
+    { "/presence", NULL, "GET", 0, api_presence_get, NULL },
     { "/health", NULL, "GET", 0, api_health, NULL },
     { "/metrics", NULL, "GET", 0, api_metrics, api_metrics_check },
 };

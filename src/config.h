@@ -67,6 +67,8 @@ struct config {
     /* TOPIC_CHANNEL_PREFIX: others publish to topic T on this + T (never
      * over ssegate:events, the gateways' own channels) */
     char topic_channel_prefix[CONFIG_CHANNEL_MAX + 1];
+    unsigned presence_ttl_secs; /* PRESENCE_TTL_SECS: a dead instance's streams leave presence within */
+    unsigned presence_events;   /* PRESENCE_EVENTS: 1 writes presence.join / presence.leave */
     unsigned heartbeat_secs;    /* HEARTBEAT_SECS: idle time before a ": ping" comment */
     unsigned sse_retry_ms;      /* SSE_RETRY_MS: sent to clients as "retry:" */
     unsigned http_threads;      /* HTTP_THREADS */

@@ -57,8 +57,10 @@ struct shard {
 struct hub {
     struct shard shard[HUB_SHARDS + 1];
     struct shard tshard[HUB_SHARDS];    /* topic -> streams */
-    struct hub_topic_hooks hooks;       /* set before the first stream */
-    void *hooks_arg;
+    /* Set before the first stream, read-only after. */
+    struct hub_topic_hooks hooks[HUB_TOPIC_LISTENERS_MAX];
+    void *hooks_arg[HUB_TOPIC_LISTENERS_MAX];
+    size_t nhooks;
     atomic_size_t count;
     atomic_int closed;
     struct fanout *fanout;      /* borrowed; NULL: every send on the caller */
@@ -175,11 +177,47 @@ hub_free(struct hub *h)
     free(h);
 }
 
-void
-hub_set_topic_hooks(struct hub *h, const struct hub_topic_hooks *hooks, void *arg)
+int
+hub_add_topic_hooks(struct hub *h, const struct hub_topic_hooks *hooks, void *arg)
 {
-    h->hooks = *hooks;
-    h->hooks_arg = arg;
+    if (h->nhooks == HUB_TOPIC_LISTENERS_MAX)
+        return -1;
+    h->hooks[h->nhooks] = *hooks;
+    h->hooks_arg[h->nhooks++] = arg;
+    return 0;
+}
+
+void
+hub_remove_topic_hooks(struct hub *h, void *arg)
+{
+    for (size_t i = 0; i < h->nhooks; i++) {
+        if (h->hooks_arg[i] != arg)
+            continue;
+        for (size_t k = i + 1; k < h->nhooks; k++) {
+            h->hooks[k - 1] = h->hooks[k];
+            h->hooks_arg[k - 1] = h->hooks_arg[k];
+        }
+        h->nhooks--;
+        return;
+    }
+}
+
+/* Calls hook `name` of every listener that has one, with the topic (and
+ * the member). */
+#define HUB_TELL(h, name, ...)                                              \
+    do {                                                                    \
+        for (size_t i_ = 0; i_ < (h)->nhooks; i_++)                         \
+            if ((h)->hooks[i_].name != NULL)                                \
+                (h)->hooks[i_].name((h)->hooks_arg[i_], __VA_ARGS__);       \
+    } while (0)
+
+/* A stream's topics were all added or all dropped. */
+static void
+hub_tell_done(struct hub *h)
+{
+    for (size_t i = 0; i < h->nhooks; i++)
+        if (h->hooks[i].on_done != NULL)
+            h->hooks[i].on_done(h->hooks_arg[i]);
 }
 
 static void
@@ -354,10 +392,9 @@ hub_remove_topic(struct hub *h, struct stream *s, size_t i)
 
     pthread_mutex_lock(&sh->mu);
     if (l->bucket != NULL) {
-        if (h->hooks.on_leave != NULL)
-            h->hooks.on_leave(h->hooks_arg, topic, stream_user_id(s));
-        if (shard_unlink(sh, hash, l, 1) && h->hooks.on_last != NULL)
-            h->hooks.on_last(h->hooks_arg, topic);
+        HUB_TELL(h, on_leave, topic, stream_member(s));
+        if (shard_unlink(sh, hash, l, 1))
+            HUB_TELL(h, on_last, topic);
     }
     pthread_mutex_unlock(&sh->mu);
 }
@@ -385,10 +422,9 @@ hub_add_topic(struct hub *h, struct stream *s, size_t i)
     l->index = b->count;
     b->v[b->count++] = s;
     l->bucket = b;
-    if (b->count == 1 && h->hooks.on_first != NULL)
-        h->hooks.on_first(h->hooks_arg, topic);
-    if (h->hooks.on_join != NULL)
-        h->hooks.on_join(h->hooks_arg, topic, stream_user_id(s));
+    if (b->count == 1)
+        HUB_TELL(h, on_first, topic);
+    HUB_TELL(h, on_join, topic, stream_member(s));
     rc = 0;
 out:
     pthread_mutex_unlock(&sh->mu);
@@ -453,8 +489,8 @@ topics:
     atomic_fetch_add(&h->count, 1);
     atomic_fetch_add(&h->kind_count[hub_kind_of(s)], 1);
     atomic_fetch_add(&h->opened, 1);
-    if (stream_topic_count(s) > 0 && h->hooks.on_done != NULL)
-        h->hooks.on_done(h->hooks_arg);
+    if (stream_topic_count(s) > 0)
+        hub_tell_done(h);
     return 0;
 }
 
@@ -482,8 +518,8 @@ hub_unlink_all(struct hub *h, struct stream *s)
             was = 1;
         hub_remove_topic(h, s, i);
     }
-    if (stream_topic_count(s) > 0 && h->hooks.on_done != NULL)
-        h->hooks.on_done(h->hooks_arg);
+    if (stream_topic_count(s) > 0)
+        hub_tell_done(h);
     return was;
 }
 

@@ -51,24 +51,33 @@ hub_new(struct fanout *fo, int uring);
  * thread adds or drops the stream: it must only hand the news over (a
  * leaf mutex, an event_active), never call back into the hub. Any may be
  * NULL. on_first: the topic's first stream here was indexed; on_last: its
- * last one went (hub_drop_stream). on_join / on_leave: a stream of user
- * user_id ("" for none) joined or left the topic on this instance, for
- * presence. */
+ * last one went (hub_drop_stream). on_join / on_leave: a stream of member
+ * (stream_member: its user, "" for none) joined or left the topic on this
+ * instance, for presence. */
 struct hub_topic_hooks {
     void (*on_first)(void *arg, const char *topic);
     void (*on_last)(void *arg, const char *topic);
-    void (*on_join)(void *arg, const char *topic, const char *user_id);
-    void (*on_leave)(void *arg, const char *topic, const char *user_id);
+    void (*on_join)(void *arg, const char *topic, const char *member);
+    void (*on_leave)(void *arg, const char *topic, const char *member);
     /* After a stream's topics were all added (or all dropped), outside
      * any lock: the news of the whole stream may be acted on at once (the
      * subscriber wakes its loop here, so 32 topics go in one SUBSCRIBE). */
     void (*on_done)(void *arg);
 };
 
-/* Sets the hooks (copied) and their arg (borrowed); before any stream is
- * added. */
+/* Who listens: the subscriber (its channels) and presence. */
+#define HUB_TOPIC_LISTENERS_MAX 2
+
+/* Adds a listener: its hooks (copied) and their arg (borrowed); before
+ * any stream is added. Returns 0, or -1 when HUB_TOPIC_LISTENERS_MAX
+ * listen already. */
+int
+hub_add_topic_hooks(struct hub *h, const struct hub_topic_hooks *hooks, void *arg);
+
+/* Takes the listener of arg away, when it goes before the hub (no
+ * stream may be added or dropped meanwhile). */
 void
-hub_set_topic_hooks(struct hub *h, const struct hub_topic_hooks *hooks, void *arg);
+hub_remove_topic_hooks(struct hub *h, void *arg);
 
 /* Frees the index only; the hub must be empty (streams are owned by
  * their connections). NULL is ignored. */

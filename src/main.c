@@ -29,6 +29,7 @@
 #include "http.h"
 #include "hub.h"
 #include "log.h"
+#include "presence.h"
 #include "pubkey.h"
 #include "replay.h"
 #include "sse.h"
@@ -59,6 +60,7 @@ struct gateway {
     struct clients *clients;    /* connections per client address */
     struct pubkey_set keys;
     struct pubkey_set metrics_keys;
+    struct presence *presence;
     struct event *sigint_ev, *sigterm_ev, *sighup_ev, *drain_ev;
     int drain_ticks;
 };
@@ -103,9 +105,14 @@ main_on_drain(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    if (left == 0 || ++g->drain_ticks * DRAIN_POLL_MS >= DRAIN_DEADLINE_MS) {
+    /* Presence has told Redis this instance left (or Redis is away). */
+    if ((left == 0 && presence_settled(g->presence)) ||
+        ++g->drain_ticks * DRAIN_POLL_MS >= DRAIN_DEADLINE_MS) {
         if (left > 0)
             log_warn("shutdown: closing %zu streams that did not drain", left);
+        if (!presence_settled(g->presence))
+            log_warn("shutdown: Redis did not hear that this instance left; other "
+                     "instances take its presence away within PRESENCE_TTL_SECS");
         event_del(g->drain_ev);
         event_base_loopbreak(g->base);
     }
@@ -128,6 +135,8 @@ main_on_signal(evutil_socket_t sig, short what, void *arg)
     log_info("%s: shutting down, ending %zu streams",
              sig == SIGINT ? "SIGINT" : "SIGTERM", hub_count(g->app.hub));
     http_quiesce(g->http);
+    /* Its streams leave presence in one go, before they close one by one. */
+    presence_leave(g->presence);
     hub_close(g->app.hub, STREAM_END_SHUTDOWN);
     event_add(g->drain_ev, &poll);
 }
@@ -303,6 +312,7 @@ main(int argc, char **argv)
         (g.app.hello = main_hello_frame(&g.cfg)) == NULL ||
         (g.app.replay = replay_new(g.base, &g.cfg)) == NULL ||
         (g.app.sub = subscriber_new(g.base, &g.cfg, g.app.hub, g.app.replay)) == NULL ||
+        (g.presence = presence_new(g.base, &g.cfg, g.app.hub)) == NULL ||
         (g.sigint_ev = evsignal_new(g.base, SIGINT, main_on_signal, &g)) == NULL ||
         (g.sigterm_ev = evsignal_new(g.base, SIGTERM, main_on_signal, &g)) == NULL ||
         (g.sighup_ev = evsignal_new(g.base, SIGHUP, main_on_hup, &g)) == NULL ||
@@ -340,6 +350,7 @@ out:
     subscriber_on_room(g.app.sub, NULL, NULL);
     http_stop(g.http);
     writers_stop(g.app.writers);
+    presence_free(g.presence);
     subscriber_free(g.app.sub);
     replay_free(g.app.replay);
     hub_free(g.app.hub);

@@ -1,6 +1,6 @@
 /* replay.c -- history into streams, a page at a time, and the replay
  * reader. Owns the reader's pipeline (one pipelined Redis connection,
- * driven by the main loop through libevent), its jobs (one per stream
+ * driven by the main loop: evpipe.h), its jobs (one per stream
  * it reads for, each holding a reference to its stream) and the reads in
  * flight. The frames store.c builds for a page are borrowed by
  * stream_replay_page (which takes its own references) and dropped here.
@@ -21,7 +21,6 @@
  * the subscription between replies. */
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +29,7 @@
 
 #include "clock.h"
 #include "config.h"
+#include "evpipe.h"
 #include "hub.h"
 #include "log.h"
 #include "pipeline.h"
@@ -79,14 +79,10 @@ struct replay_read {
 struct replay {
     struct event_base *base;
     const struct config *cfg;
-    struct pipeline *pipe;
+    struct evpipe *ep;              /* the reader's connection */
+    struct pipeline *pipe;          /* evpipe_pipeline(ep) */
     size_t page_bytes;
-    struct event *io_ev;            /* the pipeline's socket */
-    struct event *timer_ev;         /* its deadlines, room, the retry */
     struct event *inbox_ev;         /* activated by replay_add */
-    int io_fd;                      /* what io_ev watches (-1: nothing) */
-    short io_events;
-    unsigned io_conn;               /* pipeline_conn_serial of io_fd */
     pthread_mutex_t inbox_mu;
     struct replay_jobs inbox;       /* added by any thread, under inbox_mu */
     struct replay_jobs ready;       /* waiting for a read */
@@ -99,8 +95,7 @@ struct replay {
     int64_t retry_ms;               /* no read before (monotonic), 0: none */
 };
 
-static void replay_pump(struct replay *rp);
-static void replay_on_io(evutil_socket_t fd, short what, void *arg);
+static void replay_pump(void *arg);
 
 /* ------------------------------------------------------------ one page */
 
@@ -496,31 +491,15 @@ replay_unpark(struct replay *rp)
     }
 }
 
-/* Watches the pipeline's socket for what it asks, and wakes the loop at
- * the earliest of its deadline, the retry, and the next look at parked
- * streams. A new connection may reuse the number of a closed one, which
- * epoll forgot: re-register whenever the connection changes. */
-static void
-replay_arm(struct replay *rp)
+/* When the pump must run again though Redis says nothing: the next look
+ * at parked streams, or the retry (-1: neither). */
+static int
+replay_wake_ms(const struct replay *rp)
 {
-    int fd = pipeline_fd(rp->pipe);
-    short pev = pipeline_events(rp->pipe);
-    short ev = (short)(((pev & POLLIN) ? EV_READ : 0) | ((pev & POLLOUT) ? EV_WRITE : 0));
-    unsigned conn = pipeline_conn_serial(rp->pipe);
-    int ms = pipeline_timeout_ms(rp->pipe);
+    int ms = -1;
     int64_t now = clock_mono_ms();
 
-    if (fd != rp->io_fd || ev != rp->io_events || conn != rp->io_conn) {
-        event_del(rp->io_ev);
-        rp->io_fd = -1;
-        if (fd >= 0 && ev != 0 &&
-            event_assign(rp->io_ev, rp->base, fd, (short)(ev | EV_PERSIST),
-                         replay_on_io, rp) == 0 && event_add(rp->io_ev, NULL) == 0)
-            rp->io_fd = fd;
-        rp->io_events = ev;
-        rp->io_conn = conn;
-    }
-    if (!TAILQ_EMPTY(&rp->parked) && (ms < 0 || ms > REPLAY_ROOM_POLL_MS))
+    if (!TAILQ_EMPTY(&rp->parked))
         ms = REPLAY_ROOM_POLL_MS;
     if (rp->retry_ms != 0 && !TAILQ_EMPTY(&rp->ready)) {
         int left = rp->retry_ms > now ? (int)(rp->retry_ms - now) : 0;
@@ -528,19 +507,14 @@ replay_arm(struct replay *rp)
         if (ms < 0 || left < ms)
             ms = left;
     }
-    if (ms < 0) {
-        evtimer_del(rp->timer_ev);
-    } else {
-        struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-
-        evtimer_add(rp->timer_ev, &tv);
-    }
+    return ms;
 }
 
 /* Reads what can be read now, then re-arms. */
 static void
-replay_pump(struct replay *rp)
+replay_pump(void *arg)
 {
+    struct replay *rp = arg;
     struct replay_job *j;
 
     replay_take_inbox(rp);
@@ -569,30 +543,7 @@ replay_pump(struct replay *rp)
             break;
         }
     }
-    pipeline_flush(rp->pipe);
-    replay_arm(rp);
-}
-
-static void
-replay_on_io(evutil_socket_t fd, short what, void *arg)
-{
-    struct replay *rp = arg;
-    short rev = (short)(((what & EV_READ) ? POLLIN : 0) | ((what & EV_WRITE) ? POLLOUT : 0));
-
-    (void)fd;
-    pipeline_handle(rp->pipe, rev);
-    replay_pump(rp);
-}
-
-static void
-replay_on_timer(evutil_socket_t fd, short what, void *arg)
-{
-    struct replay *rp = arg;
-
-    (void)fd;
-    (void)what;
-    pipeline_handle(rp->pipe, 0);       /* deadlines, PING */
-    replay_pump(rp);
+    evpipe_arm(rp->ep, replay_wake_ms(rp));
 }
 
 static void
@@ -615,7 +566,6 @@ replay_new(struct event_base *base, const struct config *cfg)
     rp->base = base;
     rp->cfg = cfg;
     rp->page_bytes = replay_page_bytes(cfg);
-    rp->io_fd = -1;
     TAILQ_INIT(&rp->inbox);
     TAILQ_INIT(&rp->ready);
     TAILQ_INIT(&rp->parked);
@@ -629,13 +579,12 @@ replay_new(struct event_base *base, const struct config *cfg)
         free(rp);
         return NULL;
     }
-    if ((rp->pipe = pipeline_new(cfg)) == NULL ||
-        (rp->io_ev = event_new(base, -1, 0, replay_on_io, rp)) == NULL ||
-        (rp->timer_ev = evtimer_new(base, replay_on_timer, rp)) == NULL ||
+    if ((rp->ep = evpipe_new(base, cfg, replay_pump, rp)) == NULL ||
         (rp->inbox_ev = event_new(base, -1, 0, replay_on_inbox, rp)) == NULL) {
         replay_free(rp);
         return NULL;
     }
+    rp->pipe = evpipe_pipeline(rp->ep);
     return rp;
 }
 
@@ -656,17 +605,13 @@ replay_free(struct replay *rp)
     if (rp == NULL)
         return;
     /* Fails the reads in flight: their jobs go back to the ready list. */
-    pipeline_free(rp->pipe);
+    evpipe_free(rp->ep);
     for (int i = 0; i < REPLAY_READS_MAX; i++)
         replay_free_jobs(&rp->reads[i].jobs);
     replay_free_jobs(&rp->inbox);
     replay_free_jobs(&rp->ready);
     replay_free_jobs(&rp->parked);
     replay_free_jobs(&rp->waiting);
-    if (rp->io_ev != NULL)
-        event_free(rp->io_ev);
-    if (rp->timer_ev != NULL)
-        event_free(rp->timer_ev);
     if (rp->inbox_ev != NULL)
         event_free(rp->inbox_ev);
     pthread_mutex_destroy(&rp->inbox_mu);

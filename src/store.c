@@ -549,6 +549,199 @@ store_topic_event_command(struct store_cmd *c, const char *topic,
     return 0;
 }
 
+/* ----------------------------------------------------------- presence */
+
+/* Where write.lua's presence ops find their arguments. */
+enum store_presence_argv {
+    PRESENCE_INSTANCE = WRITE_OP_ARGS,
+    PRESENCE_TOPIC,                 /* alive: the ttl */
+    PRESENCE_EVENTS,
+    PRESENCE_TEMPLATE,              /* the join/leave envelope's template */
+    PRESENCE_STREAMS,               /* alive: the first of its prefixes */
+    PRESENCE_MEMBERS                /* member, count pairs */
+};
+enum store_alive_argv {
+    ALIVE_TOPIC_PREFIX = PRESENCE_STREAMS,
+    ALIVE_INSTANCE_PREFIX,
+    ALIVE_HISTORY_PREFIX,
+    ALIVE_CHANNEL_PREFIX,
+    ALIVE_BUDGET,
+    ALIVE_ARGC
+};
+_Static_assert(PRESENCE_MEMBERS + 2 * STORE_PRESENCE_MEMBERS_MAX <= STORE_CMD_ARGC_MAX,
+               "STORE_PRESENCE_MEMBERS_MAX");
+
+/* The envelope of presence.join and presence.leave, made by envelope.c
+ * like every other so the two can never differ: write.lua puts the kind
+ * for the type's escaped \u0001, the member's JSON for the data's raw
+ * \2, and (for 'alive', whose topic is one of many) the topic for its
+ * escaped \u0003. */
+static char *
+store_presence_template(const char *topic)
+{
+    static const char data[] = "{\"userId\":\x02}";
+
+    return envelope_build_topic_rest("presence.\x01", topic, data, sizeof(data) - 1,
+                                     store_cfg.server_id, clock_wall_ms());
+}
+
+/* The parts every presence op shares: the topic's cap and slack (its
+ * events go to a topic's history), and no idempotency. */
+static void
+store_presence_base(struct store_cmd *c, const char *op, const char *instance,
+                    int events)
+{
+    store_write_command(c, "", op);
+    c->argv[WRITE_HISTORY_CAP] = store_cfg.topic_maxlen;
+    c->argv[WRITE_HISTORY_SLACK] = store_cfg.topic_slack;
+    c->argv[PRESENCE_INSTANCE] = instance;
+    c->argv[PRESENCE_EVENTS] = events ? "1" : "0";
+}
+
+int
+store_presence_command(struct store_cmd *c, const char *instance, const char *topic,
+                       int events, unsigned streams,
+                       const struct store_presence_member *m, size_t n)
+{
+    char *p;
+
+    if (n > STORE_PRESENCE_MEMBERS_MAX)
+        return -1;
+    store_presence_base(c, "presence", instance, events);
+    /* The instance's set, the topic's history, its presence hash, its
+     * own channel, and the counts: one buffer. */
+    if ((c->keys = malloc(4 * STORE_KEY_MAX + n * STORE_NUM_MAX)) == NULL)
+        return -1;
+    p = c->keys;
+    snprintf(p, STORE_KEY_MAX, STORE_PRESENCE_INSTANCE_PREFIX "%s", instance);
+    c->argv[WRITE_KEY_FIREHOSE] = p;
+    p += STORE_KEY_MAX;
+    snprintf(c->history, sizeof(c->history), TOPIC_HISTORY_PREFIX "%s", topic);
+    snprintf(p, STORE_KEY_MAX, STORE_PRESENCE_TOPIC_PREFIX "%s", topic);
+    c->argv[WRITE_KEY_ACCOUNT] = p;
+    p += STORE_KEY_MAX;
+    snprintf(p, STORE_KEY_MAX, TOPIC_OWN_CHANNEL_PREFIX "%s", topic);
+    c->argv[WRITE_CHANNEL] = p;
+    p += STORE_KEY_MAX;
+    snprintf(c->num1, sizeof(c->num1), "%u", streams);
+    c->argv[PRESENCE_TOPIC] = topic;
+    c->argv[PRESENCE_STREAMS] = c->num1;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(p, STORE_NUM_MAX, "%u", m[i].count);
+        c->argv[PRESENCE_MEMBERS + 2 * (int)i] = m[i].member;
+        c->argv[PRESENCE_MEMBERS + 2 * (int)i + 1] = p;
+        p += STORE_NUM_MAX;
+    }
+    if ((c->rest = store_presence_template(topic)) == NULL) {
+        store_command_clear(c);
+        return -1;
+    }
+    c->argv[PRESENCE_TEMPLATE] = c->rest;
+    store_cmd_finish(c, PRESENCE_MEMBERS + 2 * (int)n);
+    return 0;
+}
+
+int
+store_alive_command(struct store_cmd *c, const char *instance, unsigned ttl_ms,
+                    int events)
+{
+    store_presence_base(c, "alive", instance, events);
+    c->argv[WRITE_KEY_FIREHOSE] = STORE_PRESENCE_INSTANCES;
+    c->argv[WRITE_KEY_HISTORY] = "ssegate:none";
+    c->argv[WRITE_KEY_ACCOUNT] = "ssegate:none";
+    c->argv[WRITE_CHANNEL] = "";
+    snprintf(c->num1, sizeof(c->num1), "%u", ttl_ms);
+    snprintf(c->num2, sizeof(c->num2), "%u", STORE_PRESENCE_REAP_BUDGET);
+    c->argv[PRESENCE_TOPIC] = c->num1;
+    c->argv[ALIVE_TOPIC_PREFIX] = STORE_PRESENCE_TOPIC_PREFIX;
+    c->argv[ALIVE_INSTANCE_PREFIX] = STORE_PRESENCE_INSTANCE_PREFIX;
+    c->argv[ALIVE_HISTORY_PREFIX] = TOPIC_HISTORY_PREFIX;
+    c->argv[ALIVE_CHANNEL_PREFIX] = TOPIC_OWN_CHANNEL_PREFIX;
+    c->argv[ALIVE_BUDGET] = c->num2;
+    if ((c->rest = store_presence_template("\x03")) == NULL)
+        return -1;
+    c->argv[PRESENCE_TEMPLATE] = c->rest;
+    store_cmd_finish(c, ALIVE_ARGC);
+    return 0;
+}
+
+enum store_result
+store_alive_result(const redisReply *r, int *fresh, int *more)
+{
+    enum store_result rc = store_script_status(r);
+
+    if (rc != STORE_OK)
+        return rc;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER ||
+        r->element[1]->type != REDIS_REPLY_INTEGER) {
+        log_error("redis: unexpected reply to presence alive");
+        return STORE_ERROR;
+    }
+    *fresh = r->element[0]->integer != 0;
+    *more = r->element[1]->integer != 0;
+    return STORE_OK;
+}
+
+enum store_result
+store_script_ok(const redisReply *r)
+{
+    return store_script_status(r);
+}
+
+void
+store_presence_get_command(struct store_cmd *c, const char *topic)
+{
+    memset(c, 0, sizeof(*c));
+    snprintf(c->key, sizeof(c->key), STORE_PRESENCE_TOPIC_PREFIX "%s", topic);
+    c->argv[0] = "HGETALL";
+    c->argv[1] = c->key;
+    store_plain_finish(c, 2);
+}
+
+enum store_result
+store_presence_get_result(const redisReply *r, struct store_presence *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (r == NULL)
+        return STORE_UNAVAILABLE;
+    if (r->type == REDIS_REPLY_ERROR)
+        return store_error_result(r, "HGETALL");
+    if (r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0)
+        return STORE_ERROR;
+    if (r->elements > 0 && (out->members = calloc(r->elements / 2, sizeof(char *))) == NULL)
+        return STORE_UNAVAILABLE;
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        const redisReply *f = r->element[i], *v = r->element[i + 1];
+        long long n;
+
+        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+            continue;
+        n = strtoll(v->str, NULL, 10);
+        if (n <= 0)
+            continue;
+        if (strncmp(f->str, "s|", 2) == 0) {
+            out->streams += (uint64_t)n;
+        } else if (strncmp(f->str, "u|", 2) == 0) {
+            if ((out->members[out->n] = strdup(f->str + 2)) == NULL) {
+                store_presence_clear(out);
+                return STORE_UNAVAILABLE;
+            }
+            out->n++;
+        }
+    }
+    return STORE_OK;
+}
+
+void
+store_presence_clear(struct store_presence *p)
+{
+    for (size_t i = 0; i < p->n; i++)
+        free(p->members[i]);
+    free(p->members);
+    memset(p, 0, sizeof(*p));
+}
+
 int
 store_read_command(struct store_cmd *c, const char *user_id, const char *const *topics,
                    size_t ntopics, const struct event_id *after, size_t budget)

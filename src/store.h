@@ -196,6 +196,67 @@ int
 store_topic_event_command(struct store_cmd *c, const char *topic,
                           const char *type, const char *data_json, size_t data_len);
 
+/* Presence (write.lua's 'presence' and 'alive' ops; docs/ARCHITECTURE.md
+ * "Presence"): each instance's absolute counts of streams on a topic and
+ * of each member's, in the topic's hash; each instance's topics in its
+ * set; the instances and until when each lives in one sorted set. */
+#define STORE_PRESENCE_TOPIC_PREFIX "ssegate:presence:topic:"
+#define STORE_PRESENCE_INSTANCE_PREFIX "ssegate:presence:instance:"
+#define STORE_PRESENCE_INSTANCES "ssegate:presence:instances"
+/* Member counts one command carries (within STORE_CMD_ARGC_MAX). */
+#define STORE_PRESENCE_MEMBERS_MAX 13
+/* Topics an 'alive' takes away from dead instances per call. */
+#define STORE_PRESENCE_REAP_BUDGET 256
+
+struct store_presence_member {
+    const char *member;     /* a user id or token sub; borrowed */
+    unsigned count;         /* its streams on the topic here; 0: none */
+};
+
+/* Sets instance's counts on topic: streams in all, and n (at most
+ * STORE_PRESENCE_MEMBERS_MAX) members' (borrowed, with instance: they
+ * must outlive c). events: PRESENCE_EVENTS (join and leave events are
+ * written when a member's count across instances leaves or reaches 0).
+ * Returns 0, or -1 when out of memory or n is too large (nothing to
+ * clear). The reply is checked with store_script_ok. */
+int
+store_presence_command(struct store_cmd *c, const char *instance, const char *topic,
+                       int events, unsigned streams,
+                       const struct store_presence_member *m, size_t n);
+
+/* instance (borrowed) lives for ttl_ms more (0: it leaves now, and its
+ * counts go with it); instances past their time are taken away (their
+ * members' leave events written when events). Returns 0, or -1 when out
+ * of memory (nothing to clear). */
+int
+store_alive_command(struct store_cmd *c, const char *instance, unsigned ttl_ms,
+                    int events);
+/* Its outcome: STORE_OK with *fresh (1: Redis did not know the instance;
+ * its counts are to be sent again) and *more (dead instances are left
+ * to take away: call again soon), or the store's error. */
+enum store_result
+store_alive_result(const struct redisReply *r, int *fresh, int *more);
+
+/* A script that answers nothing in particular: STORE_OK or an error. */
+enum store_result
+store_script_ok(const struct redisReply *r);
+
+/* GET /presence: the topic's hash, read as a whole. */
+void
+store_presence_get_command(struct store_cmd *c, const char *topic);
+/* What it says: the streams on the topic across instances and the
+ * distinct members (owned copies, in the hash's order; free with
+ * store_presence_clear). */
+struct store_presence {
+    uint64_t streams;
+    char **members;
+    size_t n;
+};
+enum store_result
+store_presence_get_result(const struct redisReply *r, struct store_presence *out);
+void
+store_presence_clear(struct store_presence *p);
+
 /* Fills c for one rate-limit check (src/lua/ratelimit.lua) of the client
  * named client (an address as text) in scope ("writes", "streams"): at
  * most n requests per window_s seconds, shared by every instance. */

@@ -40,6 +40,7 @@ struct stream {
      * its place in each topic's bucket: NULL and 0 for most streams. */
     char **topics;
     size_t ntopics;
+    char member[STREAM_MEMBER_MAX + 1];     /* "" for nobody */
     struct stream_hub_link *topic_links;
 
     struct frameq queue;        /* frames to send, oldest first */
@@ -214,8 +215,11 @@ stream_unref(struct stream *s)
 }
 
 int
-stream_set_topics(struct stream *s, const char *const *topics, size_t n)
+stream_set_topics(struct stream *s, const char *const *topics, size_t n,
+                  const char *member)
 {
+    if (member != NULL && strlen(member) <= STREAM_MEMBER_MAX)
+        strcpy(s->member, member);
     if (n == 0)
         return 0;
     if ((s->topics = calloc(n, sizeof(*s->topics))) == NULL ||
@@ -773,6 +777,12 @@ const char *
 stream_user_id(const struct stream *s)
 {
     return s->user_id;
+}
+
+const char *
+stream_member(const struct stream *s)
+{
+    return s->member;
 }
 
 uint64_t

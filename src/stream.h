@@ -50,11 +50,16 @@ struct stream *
 stream_new(const char *user_id, size_t max_bytes, struct sse_frame *hello);
 
 /* Gives s the n topics (borrowed, copied) whose events it carries
- * besides its user's: once, before it is indexed (hub_add); immutable
- * after. Returns 0, or -1 when out of memory (the stream is then to be
- * dropped; its free releases what was copied). */
+ * besides its user's, and who it counts as in their presence: member (a
+ * user id, a token's sub; NULL or "" for nobody; at most
+ * STREAM_MEMBER_MAX bytes, longer counts as nobody). Once, before it is
+ * indexed (hub_add); immutable after. Returns 0, or -1 when out of memory
+ * (the stream is then to be dropped; its free releases what was
+ * copied). */
+#define STREAM_MEMBER_MAX 64
 int
-stream_set_topics(struct stream *s, const char *const *topics, size_t n);
+stream_set_topics(struct stream *s, const char *const *topics, size_t n,
+                  const char *member);
 
 /* Reference counting. The stream's owner (the request opening it, then
  * its writer loop) holds one; a write in flight holds one, which keeps
@@ -258,6 +263,9 @@ stream_stats(struct stream *s, int64_t now_ms, struct stream_stats *out);
 /* For logs and the hub. The returned pointer lives as long as s. */
 const char *
 stream_user_id(const struct stream *s);
+/* Who it is in its topics' presence: "" for nobody. */
+const char *
+stream_member(const struct stream *s);
 uint64_t
 stream_serial(const struct stream *s);
 

@@ -992,7 +992,10 @@ subscriber_new(struct event_base *base, const struct config *cfg,
         };
 
         /* Presence (on_join, on_leave) is not ours: left NULL. */
-        hub_set_topic_hooks(hub, &hooks, sub);
+        if (hub_add_topic_hooks(hub, &hooks, sub) == -1) {
+            subscriber_free(sub);
+            return NULL;
+        }
     }
     replay_set_ready(replay, subscriber_stream_ready, sub);
     subscriber_connect(sub);
@@ -1018,9 +1021,7 @@ subscriber_free(struct subscriber *sub)
     if (sub->flush_ev != NULL)
         event_free(sub->flush_ev);
     if (sub->topic_ev != NULL) {
-        static const struct hub_topic_hooks none;
-
-        hub_set_topic_hooks(sub->hub, &none, NULL);
+        hub_remove_topic_hooks(sub->hub, sub);
         replay_set_ready(sub->replay, NULL, NULL);
         event_free(sub->topic_ev);
     }

@@ -33,6 +33,7 @@
 --   event:    the event's id
 --   topic:    the event's id
 --   snapshot: {id, balance recorded}
+--   presence, alive: see below
 -- event and snapshot return nil when the account does not exist. With an
 -- Idempotency-Key (idem_key), every op returns {'first', answer} instead,
 -- or {'replay', answer} when that key's write happened already.
@@ -149,6 +150,127 @@ if op == 'topic' then
   append(history_key, history_cap, history_slack, id, etype, env)
   redis.call('PUBLISH', channel, env)
   return answer(id, id)
+end
+-- Presence: who is on each topic, across the instances. Each instance
+-- (a random id per process, so a restart under the same SERVER_ID never
+-- inherits a dead process's streams) says how many streams it holds on a
+-- topic, and of each member (a user), as absolute counts: sending one
+-- again changes nothing, so a reply lost to a timeout is simply sent
+-- again. A topic's hash (presence_key) holds
+--   s|<instance>           streams that instance holds on the topic
+--   m|<instance>|<member>  of them, the member's
+--   u|<member>             the member's streams across live instances
+-- and each instance's set (KEYS[2]) names its topics, so that when it
+-- dies (its entry in the instances' sorted set, kept alive by 'alive',
+-- runs out) any other instance can take its counts away. A member's u|
+-- count going from 0 to more is presence.join, back to 0
+-- presence.leave: decided here, atomically, so a user with tabs on two
+-- instances joins once and leaves once. The events are ordinary topic
+-- events (next_id, the topic's history and own channel); their envelope
+-- comes from C (envelope.c's format) as a template: the type's kind is
+-- the escaped \u0001 in "presence.\u0001", the member's JSON the raw
+-- byte \2 in its data.
+local function presence_event(tpl, kind, member, history, chan)
+  local i, j = string.find(tpl, '\\u0001', 1, true)
+  local rest = string.sub(tpl, 1, i - 1) .. kind .. string.sub(tpl, j + 1)
+  i = string.find(rest, '\2', 1, true)
+  rest = string.sub(rest, 1, i - 1) .. cjson.encode(member) .. string.sub(rest, i + 1)
+  local id = next_id()
+  local env = '{"id":"' .. id .. '",' .. rest
+  append(history, history_cap, history_slack, id, 'presence.' .. kind, env)
+  redis.call('PUBLISH', chan, env)
+end
+
+-- Moves member's count across instances by d; the event, if any.
+local function presence_move(key, member, d, events, tpl, history, chan)
+  if member == '' or d == 0 then return end
+  local total = redis.call('HINCRBY', key, 'u|' .. member, d)
+  if total <= 0 then redis.call('HDEL', key, 'u|' .. member) end
+  if events ~= '1' then return end
+  if total - d <= 0 and total > 0 then
+    presence_event(tpl, 'join', member, history, chan)
+  elseif total - d > 0 and total <= 0 then
+    presence_event(tpl, 'leave', member, history, chan)
+  end
+end
+
+if op == 'presence' then
+  local inst = ARGV[10]
+  local topic = ARGV[11]
+  local events = ARGV[12]         -- '1': PRESENCE_EVENTS
+  local tpl = ARGV[13]            -- the presence events' envelope template
+  local streams = tonumber(ARGV[14])  -- the instance's streams on the topic
+  local key = KEYS[4]             -- the topic's presence hash
+  if streams > 0 then
+    redis.call('HSET', key, 's|' .. inst, streams)
+    redis.call('SADD', KEYS[2], topic)
+  else
+    redis.call('HDEL', key, 's|' .. inst)
+  end
+  -- ARGV[15] on: member, count pairs (absolute counts on this instance).
+  for a = 15, #ARGV - 1, 2 do
+    local member, n = ARGV[a], tonumber(ARGV[a + 1])
+    local field = 'm|' .. inst .. '|' .. member
+    local old = tonumber(redis.call('HGET', key, field) or '0')
+    if n > 0 then redis.call('HSET', key, field, n) else redis.call('HDEL', key, field) end
+    presence_move(key, member, n - old, events, tpl, history_key, channel)
+  end
+  if streams == 0 then
+    redis.call('SREM', KEYS[2], topic)
+    if redis.call('HLEN', key) == 0 then redis.call('DEL', key) end
+  end
+  return 1
+end
+-- 'alive': the instance (ARGV[10]) lives until now + ARGV[11] ms (0: it
+-- is leaving now), and any instance past its time is taken away, at most
+-- ARGV[17] topics a call so no call holds Redis long. Keys of other
+-- topics and instances are built here from the prefixes C passes (our
+-- keys live on one Redis, never a cluster). Returns {1 if the instance
+-- was not known (new, or Redis lost its data: the caller sends all its
+-- counts again), 1 if more is left to take away}.
+if op == 'alive' then
+  local inst = ARGV[10]
+  local ttl = tonumber(ARGV[11])
+  local events = ARGV[12]
+  local tpl_prefix = ARGV[13]     -- the template of ARGV[13] in 'presence',
+                                  -- with \u0003 where the topic goes (topic
+                                  -- names need no escaping)
+  local topic_prefix = ARGV[14]   -- presence hash of a topic
+  local inst_prefix = ARGV[15]    -- an instance's topic set
+  local history_prefix = ARGV[16] -- a topic's history
+  local chan_prefix = ARGV[17]    -- a topic's own channel
+  local budget = tonumber(ARGV[18])
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local fresh = redis.call('ZADD', KEYS[2], now + ttl, inst)
+  local more = 0
+  for _, dead in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 8)) do
+    local set = inst_prefix .. dead
+    for _, topic in ipairs(redis.call('SPOP', set, budget)) do
+      budget = budget - 1
+      local key = topic_prefix .. topic
+      local i, j = string.find(tpl_prefix, '\\u0003', 1, true)
+      local tpl = string.sub(tpl_prefix, 1, i - 1) .. topic .. string.sub(tpl_prefix, j + 1)
+      local mine = 'm|' .. dead .. '|'
+      redis.call('HDEL', key, 's|' .. dead)
+      local h = redis.call('HGETALL', key)
+      for f = 1, #h, 2 do
+        if string.sub(h[f], 1, #mine) == mine then
+          redis.call('HDEL', key, h[f])
+          presence_move(key, string.sub(h[f], #mine + 1), -tonumber(h[f + 1]), events,
+                        tpl, history_prefix .. topic, chan_prefix .. topic)
+        end
+      end
+      if redis.call('HLEN', key) == 0 then redis.call('DEL', key) end
+    end
+    if redis.call('SCARD', set) == 0 then
+      redis.call('ZREM', KEYS[2], dead)
+    else
+      more = 1
+    end
+    if budget <= 0 then more = 1; break end
+  end
+  return {fresh, more}
 end
 if redis.call('EXISTS', account_key) == 0 then return false end
 if op == 'event' then

@@ -172,12 +172,12 @@ test_topics(void **state)
     memset(&hd, 0, sizeof(hd));
     assert_non_null(h);
     assert_non_null(f);
-    hub_set_topic_hooks(h, &hooks, &hd);
+    assert_int_equal(hub_add_topic_hooks(h, &hooks, &hd), 0);
     assert_non_null(both = stream_new("7", 1 << 20, NULL));
     assert_non_null(room = stream_new("", 1 << 20, NULL));
     assert_non_null(fire = stream_new("", 1 << 20, NULL));
-    assert_int_equal(stream_set_topics(both, ab, 2), 0);
-    assert_int_equal(stream_set_topics(room, a, 1), 0);
+    assert_int_equal(stream_set_topics(both, ab, 2, "7"), 0);
+    assert_int_equal(stream_set_topics(room, a, 1, NULL), 0);
     stream_replay_page(both, NULL, NULL, 0, NULL, 0, stream_replay_gen(both), &next);
     stream_replay_page(room, NULL, NULL, 0, NULL, 0, stream_replay_gen(room), &next);
     stream_replay_page(fire, NULL, NULL, 0, NULL, 0, stream_replay_gen(fire), &next);
