@@ -802,6 +802,26 @@ api_stream_read_topics(struct api_pending *pd)
         pd->read_after = seen;
 }
 
+/* A stream opened on an instance that is stopping (a kept-alive proxy
+ * connection still brings them): it ends at once after a spread retry,
+ * so its client reconnects, elsewhere, and resumes. */
+static enum http_ret
+api_send_stream_end(struct http_req *r, const struct app *app)
+{
+    struct sse_frame *f;
+    char comment[CONFIG_SERVER_ID_MAX + 24];
+    enum http_ret ret;
+
+    snprintf(comment, sizeof(comment), "ssegate %s stopping", app->cfg->server_id);
+    f = sse_frame_new_retry(sse_retry_spread(app->cfg->sse_retry_ms, (unsigned long)random()),
+                            comment);
+    if (f == NULL)
+        return api_send_out_of_memory(r);
+    ret = http_send_stream_end(r, f->bytes, f->len);
+    sse_frame_unref(f);
+    return ret;
+}
+
 static enum http_ret
 api_stream_open(struct http_req *r, void *arg)
 {
@@ -845,8 +865,7 @@ api_stream_open(struct http_req *r, void *arg)
      * 200 stops EventSource for good. It starts now, with a gap event. */
     foreign = api_resume_id(r, &after, &has_after);
     if (atomic_load(&app->stopping))
-        return http_send_error(r, 503, "shutting_down", "this instance is stopping",
-                               NULL);
+        return api_send_stream_end(r, app);
     /* Streams leave libmicrohttpd's connection count once taken over, so
      * the limit is kept here; a full instance says so rather than failing
      * on the file descriptor limit later. */
@@ -887,8 +906,7 @@ api_stream_open(struct http_req *r, void *arg)
                                "instance already", NULL);
     default:
         stream_unref(s);
-        return http_send_error(r, 503, "shutting_down", "this instance is stopping",
-                               NULL);
+        return api_send_stream_end(r, app);
     }
     pd->stream = s;
     pd->after = after;
@@ -1421,11 +1439,14 @@ api_health(struct http_req *r, void *arg)
      * this thread's pipeline lately (it PINGs when idle). A frozen Redis
      * keeps the subscription's socket open, so only the second sees it. */
     int up = subscriber_is_up(app->sub) && pipeline_is_up(http_req_pipeline(r));
+    /* Stopping: load balancers are to send new clients elsewhere. */
+    int draining = atomic_load(&app->draining);
     json_object *o = json_object_new_object();
 
     if (o != NULL) {
         json_object_object_add(o, "status",
-                               json_object_new_string(up ? "ok" : "degraded"));
+                               json_object_new_string(draining ? "draining"
+                                                      : up ? "ok" : "degraded"));
         json_object_object_add(o, "serverId",
                                json_object_new_string(app->cfg->server_id));
         json_object_object_add(o, "redis",
@@ -1433,7 +1454,7 @@ api_health(struct http_req *r, void *arg)
         json_object_object_add(o, "streams",
                                json_object_new_int64((int64_t)hub_count(app->hub)));
     }
-    return api_send_object(r, up ? 200 : 503, o, NULL);
+    return api_send_object(r, up && !draining ? 200 : 503, o, NULL);
 }
 
 /* ---------------------------------------------------------------- metrics */

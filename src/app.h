@@ -26,7 +26,9 @@ struct app {
     struct auth *auth;          /* stream tokens; NULL: open mode (no AUTH_* key) */
     const struct pubkey_set *keys;  /* PUBLISH_KEYS: none lets every write in */
     const struct pubkey_set *metrics_keys;  /* METRICS_KEY: none leaves /metrics open */
-    atomic_int stopping;        /* set once shutdown starts; new streams get 503 */
+    atomic_int draining;        /* set at SIGTERM: /health answers 503 "draining" */
+    atomic_int stopping;        /* set DRAIN_SECS later: no more accepts, and a
+                                 * new stream ends at once with a retry */
 };
 
 #endif

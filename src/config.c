@@ -84,6 +84,10 @@ static const struct config_option config_options[] = {
       CONFIG_FIELD(max_topics_per_stream), "most topics one stream may name" },
     { "TOPIC_CHANNEL_PREFIX", "--topic-channel-prefix", CONFIG_KIND_TOPIC_PREFIX, "ssegate:topic:", 1, 0,
       CONFIG_FIELD(topic_channel_prefix), "others publish to topic T on this prefix + T (not ssegate:events*)" },
+    { "DRAIN_SECS", "--drain-secs", CONFIG_KIND_UINT, "2", 0, 300,
+      CONFIG_FIELD(drain_secs), "seconds served on after SIGTERM while /health answers 503 draining" },
+    { "SHUTDOWN_GRACE_SECS", "--shutdown-grace-secs", CONFIG_KIND_UINT, "10", 1, 3600,
+      CONFIG_FIELD(shutdown_grace_secs), "seconds after SIGTERM by which the process has exited" },
     { "PRESENCE_TTL_SECS", "--presence-ttl-secs", CONFIG_KIND_UINT, "30", 3, 3600,
       CONFIG_FIELD(presence_ttl_secs), "seconds within which a dead instance's streams leave presence" },
     { "PRESENCE_EVENTS", "--presence-events", CONFIG_KIND_UINT, "0", 0, 1,
@@ -526,6 +530,12 @@ config_load(struct config *cfg, int argc, char **argv,
             return r;
         if (config_set(cfg, o, o->flag, v, err, errlen) == -1)
             return CONFIG_ERROR;
+    }
+    /* The drain comes out of the grace, and the streams need some of it. */
+    if (cfg->drain_secs >= cfg->shutdown_grace_secs) {
+        snprintf(err, errlen, "DRAIN_SECS (%u) must be less than SHUTDOWN_GRACE_SECS (%u)",
+                 cfg->drain_secs, cfg->shutdown_grace_secs);
+        return CONFIG_ERROR;
     }
     return CONFIG_OK;
 }

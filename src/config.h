@@ -67,6 +67,8 @@ struct config {
     /* TOPIC_CHANNEL_PREFIX: others publish to topic T on this + T (never
      * over ssegate:events, the gateways' own channels) */
     char topic_channel_prefix[CONFIG_CHANNEL_MAX + 1];
+    unsigned drain_secs;        /* DRAIN_SECS: serving on after SIGTERM, /health 503 */
+    unsigned shutdown_grace_secs;   /* SHUTDOWN_GRACE_SECS: exit within this after SIGTERM */
     unsigned presence_ttl_secs; /* PRESENCE_TTL_SECS: a dead instance's streams leave presence within */
     unsigned presence_events;   /* PRESENCE_EVENTS: 1 writes presence.join / presence.leave */
     unsigned heartbeat_secs;    /* HEARTBEAT_SECS: idle time before a ": ping" comment */

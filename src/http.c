@@ -175,6 +175,9 @@ struct http {
      * subtracts when it is freed. */
     atomic_size_t body_bytes;
     size_t body_max;
+    /* Requests between their head and their completion, every thread:
+     * shutdown lets them finish (http_busy). */
+    atomic_uint busy;
 };
 
 struct http_req {
@@ -481,6 +484,21 @@ http_send_text(struct http_req *r, unsigned status, const char *content_type,
 }
 
 enum http_ret
+http_send_stream_end(struct http_req *r, const char *body, size_t len)
+{
+    struct MHD_Response *resp;
+
+    resp = MHD_create_response_from_buffer(len, (void *)(uintptr_t)body,
+                                           MHD_RESPMEM_MUST_COPY);
+    if (resp == NULL)
+        return HTTP_CLOSE;
+    MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+    MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    return http_queue(r, 200, resp);
+}
+
+enum http_ret
 http_send_static(struct http_req *r, const char *content_type,
                  const void *data, size_t len)
 {
@@ -751,7 +769,7 @@ http_req_take_over(struct http_req *r, int *fd, char *head, size_t *head_len,
     static const char head11[] =
         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
         "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"
-        "Transfer-Encoding: chunked\r\n";
+        "Transfer-Encoding: chunked\r\nConnection: close\r\n";
     static const char head10[] =
         "HTTP/1.0 200 OK\r\nContent-Type: text/event-stream\r\n"
         "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"
@@ -1285,6 +1303,7 @@ http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
             *con_cls = r;
         }
         r->started = 1;
+        atomic_fetch_add(&l->http->busy, 1);
         r->method = method;
         r->start_us = clock_mono_us();
         r->conn = conn;
@@ -1379,8 +1398,10 @@ http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         *con_cls = NULL;
         return;
     }
-    if (r->started)
+    if (r->started) {
         http_req_done(cls, r);
+        atomic_fetch_sub(&r->loop->http->busy, 1);
+    }
     http_wait_unlink(r);
     if (r->state_free != NULL)
         r->state_free(r->state);
@@ -1730,6 +1751,12 @@ http_quiesce(struct http *h)
      * daemon: no libmicrohttpd call from this thread. */
     if (write(h->quiesce_fd, &one, sizeof(one)) != (ssize_t)sizeof(one))
         log_error("http: cannot quiesce the HTTP threads: %s", strerror(errno));
+}
+
+unsigned
+http_busy(struct http *h)
+{
+    return atomic_load(&h->busy);
 }
 
 void

@@ -68,6 +68,12 @@ http_start(const struct config *cfg, const struct http_routes *routes,
 void
 http_quiesce(struct http *h);
 
+/* Requests in progress on every HTTP thread (from their head to their
+ * answer's completion; a stream counts until it is taken over): shutdown
+ * waits for the writes in flight. Any thread. */
+unsigned
+http_busy(struct http *h);
+
 /* Stops the threads and the daemons and frees h: scripts in flight fail,
  * their requests are answered, and every request's state is freed. NULL
  * is ignored. */
@@ -196,6 +202,14 @@ http_send_text(struct http_req *r, unsigned status, const char *content_type,
                const char *body, size_t len);
 
 /* A static file (not copied: data must outlive the server). */
+/* A stream that ends at once, for an instance that is stopping: 200
+ * text/event-stream with body (a "retry:" line) and Connection: close.
+ * EventSource reads it as a stream that ended, and reconnects after the
+ * retry (behind a proxy, to another instance); a 503 would stop it for
+ * good. */
+enum http_ret
+http_send_stream_end(struct http_req *r, const char *body, size_t len);
+
 enum http_ret
 http_send_static(struct http_req *r, const char *content_type,
                  const void *data, size_t len);

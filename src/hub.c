@@ -795,11 +795,27 @@ hub_end_all(struct hub *h, enum stream_end why)
     hub_each(h, hub_close_one, &why);
 }
 
-void
-hub_close(struct hub *h, enum stream_end why)
+struct hub_close_args {
+    enum stream_end why;
+    struct sse_frame *const *last;
+    size_t nlast;
+};
+
+static void
+hub_close_last(struct stream *s, void *arg)
 {
+    const struct hub_close_args *a = arg;
+
+    stream_end_with(s, a->why, a->nlast > 0 ? a->last[(size_t)random() % a->nlast] : NULL);
+}
+
+void
+hub_close(struct hub *h, enum stream_end why, struct sse_frame *const *last, size_t nlast)
+{
+    struct hub_close_args a = { why, last, nlast };
+
     atomic_store(&h->closed, 1);
-    hub_end_all(h, why);
+    hub_each(h, hub_close_last, &a);
 }
 
 size_t

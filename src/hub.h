@@ -134,9 +134,11 @@ hub_snapshot(struct hub *h, size_t *n);
 void
 hub_end_all(struct hub *h, enum stream_end why);
 
-/* Refuses further hub_add() calls, then hub_end_all. */
+/* Refuses further hub_add() calls, then ends every stream with why,
+ * each after one of the nlast frames (borrowed, picked at random: a
+ * shutdown's spread retries; nlast 0: none). */
 void
-hub_close(struct hub *h, enum stream_end why);
+hub_close(struct hub *h, enum stream_end why, struct sse_frame *const *last, size_t nlast);
 
 /* Number of indexed streams (approximate under concurrent change). */
 size_t

@@ -38,9 +38,10 @@
 #include "version.h"
 #include "writer.h"
 
-/* How long shutdown waits for streams to flush before closing them. */
-#define DRAIN_DEADLINE_MS 5000
 #define DRAIN_POLL_MS 10
+/* Retries spread over the stopping instance's streams (each gets one of
+ * these, at random): enough steps that its clients come back spread. */
+#define MAIN_LAST_FRAMES 16
 /* Descriptors kept for Redis connections, logs and the listener. */
 #define FD_RESERVE 64
 /* Allocations this large come from mmap and go back to the kernel when
@@ -61,8 +62,8 @@ struct gateway {
     struct pubkey_set keys;
     struct pubkey_set metrics_keys;
     struct presence *presence;
-    struct event *sigint_ev, *sigterm_ev, *sighup_ev, *drain_ev;
-    int drain_ticks;
+    struct event *sigint_ev, *sigterm_ev, *sighup_ev, *drain_ev, *linger_ev;
+    int64_t stop_deadline_ms;   /* monotonic: SHUTDOWN_GRACE_SECS after the signal */
 };
 
 static const char *
@@ -97,48 +98,96 @@ main_raise_fd_limit(struct config *cfg)
     }
 }
 
+/* Shutdown, last step: once every stream ended, every request in flight
+ * (a write) was answered and Redis heard the instance leave, or at
+ * SHUTDOWN_GRACE_SECS after the signal, the loop ends and main() frees
+ * in reverse order. */
 static void
 main_on_drain(evutil_socket_t fd, short what, void *arg)
 {
     struct gateway *g = arg;
     size_t left = hub_count(g->app.hub);
+    unsigned busy = http_busy(g->http);
+    int settled = presence_settled(g->presence);
 
     (void)fd;
     (void)what;
-    /* Presence has told Redis this instance left (or Redis is away). */
-    if ((left == 0 && presence_settled(g->presence)) ||
-        ++g->drain_ticks * DRAIN_POLL_MS >= DRAIN_DEADLINE_MS) {
-        if (left > 0)
-            log_warn("shutdown: closing %zu streams that did not drain", left);
-        if (!presence_settled(g->presence))
-            log_warn("shutdown: Redis did not hear that this instance left; other "
-                     "instances take its presence away within PRESENCE_TTL_SECS");
-        event_del(g->drain_ev);
-        event_base_loopbreak(g->base);
-    }
+    if ((left > 0 || busy > 0 || !settled) && clock_mono_ms() < g->stop_deadline_ms)
+        return;
+    if (left > 0)
+        log_warn("shutdown: closing %zu streams that did not drain", left);
+    if (busy > 0)
+        log_warn("shutdown: %u requests still in progress get no answer", busy);
+    if (!settled)
+        log_warn("shutdown: Redis did not hear that this instance left; other "
+                 "instances take its presence away within PRESENCE_TTL_SECS");
+    event_del(g->drain_ev);
+    event_base_loopbreak(g->base);
 }
 
-/* Shutdown, first half: stop accepting, end every stream (each flushes
- * what it holds and ends its chunked body cleanly), then wait for them.
- * The loop then exits and main() frees in reverse order. */
+/* Shutdown, second step (DRAIN_SECS after the signal): stop accepting,
+ * take the instance out of presence, end every stream after a "retry:"
+ * spread over its clients (each flushes what it holds and ends its
+ * chunked body cleanly), then wait (main_on_drain). */
+static void
+main_stop_serving(struct gateway *g)
+{
+    struct timeval poll = { 0, DRAIN_POLL_MS * 1000 };
+    struct sse_frame *last[MAIN_LAST_FRAMES];
+    char comment[CONFIG_SERVER_ID_MAX + 24];
+    size_t n = 0;
+
+    if (atomic_exchange(&g->app.stopping, 1))
+        return;
+    event_del(g->linger_ev);
+    log_info("shutdown: ending %zu streams", hub_count(g->app.hub));
+    http_quiesce(g->http);
+    /* Its streams leave presence in one go, before they close one by one. */
+    presence_leave(g->presence);
+    snprintf(comment, sizeof(comment), "ssegate %s stopping", g->cfg.server_id);
+    for (size_t i = 0; i < MAIN_LAST_FRAMES; i++) {
+        unsigned ms = sse_retry_spread(g->cfg.sse_retry_ms, (unsigned long)random());
+
+        if ((last[n] = sse_frame_new_retry(ms, comment)) != NULL)
+            n++;
+    }
+    hub_close(g->app.hub, STREAM_END_SHUTDOWN, last, n);
+    for (size_t i = 0; i < n; i++)
+        sse_frame_unref(last[i]);
+    event_add(g->drain_ev, &poll);
+}
+
+static void
+main_on_linger(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    main_stop_serving(arg);
+}
+
+/* Shutdown, first step (SIGTERM, SIGINT): /health answers 503
+ * "draining" at once, so load balancers send new clients elsewhere,
+ * while the instance serves on for DRAIN_SECS what was already routed
+ * to it. A second signal skips the rest of that wait. */
 static void
 main_on_signal(evutil_socket_t sig, short what, void *arg)
 {
     struct gateway *g = arg;
-    struct timeval poll = { 0, DRAIN_POLL_MS * 1000 };
+    struct timeval linger = { (time_t)g->cfg.drain_secs, 0 };
+    const char *name = sig == SIGINT ? "SIGINT" : "SIGTERM";
 
     (void)what;
-    if (atomic_exchange(&g->app.stopping, 1)) {
-        log_info("shutdown already in progress");
+    if (atomic_exchange(&g->app.draining, 1)) {
+        log_info("%s: shutdown already in progress%s", name,
+                 atomic_load(&g->app.stopping) ? "" : "; not waiting DRAIN_SECS");
+        main_stop_serving(g);
         return;
     }
-    log_info("%s: shutting down, ending %zu streams",
-             sig == SIGINT ? "SIGINT" : "SIGTERM", hub_count(g->app.hub));
-    http_quiesce(g->http);
-    /* Its streams leave presence in one go, before they close one by one. */
-    presence_leave(g->presence);
-    hub_close(g->app.hub, STREAM_END_SHUTDOWN);
-    event_add(g->drain_ev, &poll);
+    g->stop_deadline_ms = clock_mono_ms() + (int64_t)g->cfg.shutdown_grace_secs * 1000;
+    log_info("%s: draining (/health answers 503), serving %zu streams for %u s more",
+             name, hub_count(g->app.hub), g->cfg.drain_secs);
+    if (g->cfg.drain_secs == 0 || evtimer_add(g->linger_ev, &linger) == -1)
+        main_stop_serving(g);
 }
 
 /* SIGHUP (logrotate moved LOG_FILE): reopen it, never exit. On the main
@@ -164,22 +213,15 @@ main_on_hup(evutil_socket_t sig, short what, void *arg)
 }
 
 /* "retry: N" tells EventSource how long to wait before reconnecting; the
- * comment names the instance, so `curl -N` shows life at once. No blank
- * line follows: "retry" takes effect when its line is read (WHATWG
- * 9.2.6), a comment needs none, and lenient clients
- * (@microsoft/fetch-event-source, extended-eventsource) would dispatch
- * the blank line as a message with data "" (JSON.parse throws). The first
- * event's frame ends with its own blank line. */
+ * comment names the instance, so `curl -N` shows life at once. The first
+ * event's frame ends with its own blank line (sse_frame_new_retry). */
 static struct sse_frame *
 main_hello_frame(const struct config *cfg)
 {
-    char buf[256];
-    int n = snprintf(buf, sizeof(buf), "retry: %u\n: ssegate %s\n",
-                     cfg->sse_retry_ms, cfg->server_id);
+    char comment[CONFIG_SERVER_ID_MAX + 16];
 
-    if (n < 0 || (size_t)n >= sizeof(buf))
-        return NULL;
-    return sse_frame_new_raw(buf, (size_t)n);
+    snprintf(comment, sizeof(comment), "ssegate %s", cfg->server_id);
+    return sse_frame_new_retry(cfg->sse_retry_ms, comment);
 }
 
 /* `ssegate token --sub ID [--ttl SECS] [--firehose] [--topic T]...`: prints a stream
@@ -287,6 +329,7 @@ main(int argc, char **argv)
 
     g.app.cfg = &g.cfg;
     atomic_init(&g.app.stopping, 0);
+    atomic_init(&g.app.draining, 0);
     /* Only digests are kept; the keys' text goes from the config. */
     if (pubkey_set_init(&g.keys, g.cfg.publish_keys) == -1) {
         log_error("start-up failed: PUBLISH_KEYS: cannot hash the keys");
@@ -317,6 +360,7 @@ main(int argc, char **argv)
         (g.sigterm_ev = evsignal_new(g.base, SIGTERM, main_on_signal, &g)) == NULL ||
         (g.sighup_ev = evsignal_new(g.base, SIGHUP, main_on_hup, &g)) == NULL ||
         (g.drain_ev = event_new(g.base, -1, EV_PERSIST, main_on_drain, &g)) == NULL ||
+        (g.linger_ev = evtimer_new(g.base, main_on_linger, &g)) == NULL ||
         event_add(g.sigint_ev, NULL) == -1 || event_add(g.sigterm_ev, NULL) == -1 ||
         event_add(g.sighup_ev, NULL) == -1) {
         log_error("start-up failed: out of memory");
@@ -362,6 +406,8 @@ out:
     auth_free(g.app.auth);
     if (g.drain_ev != NULL)
         event_free(g.drain_ev);
+    if (g.linger_ev != NULL)
+        event_free(g.linger_ev);
     if (g.sighup_ev != NULL)
         event_free(g.sighup_ev);
     if (g.sigterm_ev != NULL)

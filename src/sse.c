@@ -4,6 +4,7 @@
  * it. Pure: no I/O. */
 #include <assert.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -144,4 +145,23 @@ sse_frame_unref(struct sse_frame *f)
         atomic_thread_fence(memory_order_acquire);
         free(f);
     }
+}
+
+struct sse_frame *
+sse_frame_new_retry(unsigned retry_ms, const char *comment)
+{
+    char buf[256];
+    int n = snprintf(buf, sizeof(buf), "retry: %u\n: %s\n", retry_ms, comment);
+
+    if (n < 0 || (size_t)n >= sizeof(buf))
+        return NULL;
+    return sse_frame_new_raw(buf, (size_t)n);
+}
+
+unsigned
+sse_retry_spread(unsigned retry_ms, unsigned long r)
+{
+    unsigned lo = retry_ms < 100 ? retry_ms : 100;
+
+    return lo + (unsigned)(r % (unsigned long)(retry_ms - lo + 1));
 }

@@ -42,6 +42,20 @@ sse_frame_new_event(const struct event_id *id, const char *event,
 struct sse_frame *
 sse_frame_new_raw(const char *bytes, size_t len);
 
+/* "retry: <retry_ms>\n: <comment>\n", with no blank line after ("retry"
+ * takes effect when its line is read, WHATWG 9.2.6, and lenient clients
+ * would dispatch a blank line as an empty message): a stream's hello,
+ * and its last words when its instance stops. NULL on allocation failure
+ * or a comment too long (256 bytes in all). */
+struct sse_frame *
+sse_frame_new_retry(unsigned retry_ms, const char *comment);
+
+/* The retry a stream gets when its instance stops: r (any random number)
+ * spread over [min(100, retry_ms), retry_ms], so thousands of clients do
+ * not come back in the same millisecond. */
+unsigned
+sse_retry_spread(unsigned retry_ms, unsigned long r);
+
 /* Takes one more reference and returns f. */
 struct sse_frame *
 sse_frame_ref(struct sse_frame *f);

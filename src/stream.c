@@ -715,7 +715,16 @@ out:
 void
 stream_end(struct stream *s, enum stream_end why)
 {
+    stream_end_with(s, why, NULL);
+}
+
+void
+stream_end_with(struct stream *s, enum stream_end why, struct sse_frame *last)
+{
     pthread_mutex_lock(&s->mu);
+    /* Past the bound if need be: it is the last frame. */
+    if (last != NULL && !s->ending && !s->closed)
+        stream_enqueue_locked(s, last, 0);
     stream_end_locked(s, why);
     pthread_mutex_unlock(&s->mu);
 }

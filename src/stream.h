@@ -228,6 +228,10 @@ stream_replay_page(struct stream *s, struct sse_frame *gap,
  * given is kept. */
 void
 stream_end(struct stream *s, enum stream_end why);
+/* The same, with last (borrowed; NULL: none) queued first, after all
+ * the stream holds: its last words (a shutdown's retry). */
+void
+stream_end_with(struct stream *s, enum stream_end why, struct sse_frame *last);
 
 /* The reason given to stream_end (STREAM_END_CLIENT if none). */
 enum stream_end

@@ -238,7 +238,10 @@ class Gateway:
         e = os.environ.copy()
         e.update({"PORT": str(self.port), "LISTEN_ADDR": HOST, "SERVER_ID": name,
                   "REDIS_HOST": HOST, "REDIS_PORT": str(redis.port),
-                  "HEARTBEAT_SECS": "1", "HTTP_THREADS": "4", "LOG_LEVEL": "info"})
+                  "HEARTBEAT_SECS": "1", "HTTP_THREADS": "4", "LOG_LEVEL": "info",
+                  # Suites stop many gateways: no lingering after SIGTERM
+                  # but in the tests of the drain itself.
+                  "DRAIN_SECS": "0"})
         e.update({k: str(v) for k, v in env.items()})
         argv = [binary]
         self.valgrind = valgrind
