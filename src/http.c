@@ -178,6 +178,7 @@ struct http {
     /* Requests between their head and their completion, every thread:
      * shutdown lets them finish (http_busy). */
     atomic_uint busy;
+    atomic_int closing;             /* http_drain: every answer closes its connection */
 };
 
 struct http_req {
@@ -340,6 +341,9 @@ http_queue(struct http_req *r, unsigned status, struct MHD_Response *resp)
     if (resp == NULL)
         return HTTP_CLOSE;  /* out of memory: MHD closes the connection */
     http_add_cors(r, resp);
+    if (atomic_load(&r->loop->http->closing) &&
+        MHD_get_response_header(resp, MHD_HTTP_HEADER_CONNECTION) == NULL)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     ret = MHD_queue_response(r->conn, status, resp);
     MHD_destroy_response(resp);
     if (ret == MHD_YES) {
@@ -1751,6 +1755,12 @@ http_quiesce(struct http *h)
      * daemon: no libmicrohttpd call from this thread. */
     if (write(h->quiesce_fd, &one, sizeof(one)) != (ssize_t)sizeof(one))
         log_error("http: cannot quiesce the HTTP threads: %s", strerror(errno));
+}
+
+void
+http_drain(struct http *h)
+{
+    atomic_store(&h->closing, 1);
 }
 
 unsigned

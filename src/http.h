@@ -68,6 +68,13 @@ http_start(const struct config *cfg, const struct http_routes *routes,
 void
 http_quiesce(struct http *h);
 
+/* From now on every answer says Connection: close, so a proxy's pool
+ * of kept-alive connections to this instance empties while it drains
+ * (a pooled connection closed under a proxy's next request is a 502).
+ * Any thread. */
+void
+http_drain(struct http *h);
+
 /* Requests in progress on every HTTP thread (from their head to their
  * answer's completion; a stream counts until it is taken over): shutdown
  * waits for the writes in flight. Any thread. */

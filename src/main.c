@@ -184,6 +184,7 @@ main_on_signal(evutil_socket_t sig, short what, void *arg)
         return;
     }
     g->stop_deadline_ms = clock_mono_ms() + (int64_t)g->cfg.shutdown_grace_secs * 1000;
+    http_drain(g->http);
     log_info("%s: draining (/health answers 503), serving %zu streams for %u s more",
              name, hub_count(g->app.hub), g->cfg.drain_secs);
     if (g->cfg.drain_secs == 0 || evtimer_add(g->linger_ev, &linger) == -1)

@@ -88,8 +88,9 @@ export class Cluster {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ssegate-e2e-'));
     // TRUSTED_PROXIES as scripts/cluster sets it: nginx connects from
     // 127.0.0.1 and names each client in X-Forwarded-For.
+    // DRAIN_SECS 0: tests stop backends often; the restart test drains.
     this.env = { HEARTBEAT_SECS: '1', SSE_RETRY_MS: '300', HTTP_THREADS: '4',
-                 TRUSTED_PROXIES: '127.0.0.1/32', ...(opts.env || {}) };
+                 TRUSTED_PROXIES: '127.0.0.1/32', DRAIN_SECS: '0', ...(opts.env || {}) };
     this.procs = [];
   }
 
@@ -133,6 +134,13 @@ export class Cluster {
     }, 15000, `${name} /health`).catch((e) => {
       throw new Error(`${e.message}\n${b.proc.output().slice(-2000)}`);
     });
+  }
+
+  // Stops a backend with sig (by pid) and starts it again on its port.
+  async restartBackend(name, sig = 'SIGTERM') {
+    const x = await this.backends[name].proc.stop(sig, 15000);
+    await this.startBackend(name);
+    return x;
   }
 
   async startNginx() {
