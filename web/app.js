@@ -173,7 +173,8 @@ $('#snapshot-form').addEventListener('submit', async (e) => {
 // event of type chat.message with data {"userId","name","text"}. The page
 // never removes a duplicate: if the gateway sent one, the test would see it.
 const room = { es: null, name: null, userId: null, topic: null, opens: 0, lines: [],
-               sent: [], members: [], presence: 'unknown', lastId: null, membersSeq: 0 };
+               sent: [], members: [], presence: 'unknown', lastId: null, membersSeq: 0,
+               poll: null };
 window.ssegateRoom = room;   // for the end-to-end test
 const ROOM_TYPES = ['chat.message', 'presence.join', 'presence.leave'];
 const names = new Map();     // user id -> Promise of the account's name
@@ -278,6 +279,16 @@ function roomClose() {
   room.es = null;
 }
 
+// Without PRESENCE_EVENTS no join/leave event says the list changed, and
+// an event may overtake the list it announces: ask again every few
+// seconds while in the room (not once the gateway said it has no presence).
+function roomPoll(on) {
+  clearInterval(room.poll);
+  room.poll = on ? setInterval(() => {
+    if (room.presence !== 'unavailable') refreshMembers();
+  }, 5000) : null;
+}
+
 // resume: the id to replay after. Joining replays the room's history
 // ('0'); EventSource's own reconnects send Last-Event-ID, which the
 // server prefers to the query parameter, so they resume where they were.
@@ -330,6 +341,7 @@ $('#room-join-form').addEventListener('submit', async (e) => {
   const topic = $('#room-topic').value.trim();
   if (!name || !topic) return;
   roomClose();
+  roomPoll(false);
   try {
     // A user id is an account id: one account per name chosen on this page.
     if (name !== room.name || !room.userId) {
@@ -354,12 +366,15 @@ $('#room-join-form').addEventListener('submit', async (e) => {
   $('#room-user').textContent = room.name + ' (user ' + room.userId + ') in ' + topic;
   $('#room-send').disabled = false;
   $('#room-leave').disabled = false;
+  room.presence = 'unknown';
   roomSay('');
   roomOpen('0');
+  roomPoll(true);
 });
 
 $('#room-leave').addEventListener('click', () => {
   roomClose();
+  roomPoll(false);
   roomSetState('left');
   room.membersSeq += 1;        // drop any refresh still in flight
   room.members = [];
