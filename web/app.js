@@ -174,7 +174,7 @@ $('#snapshot-form').addEventListener('submit', async (e) => {
 // never removes a duplicate: if the gateway sent one, the test would see it.
 const room = { es: null, name: null, userId: null, topic: null, opens: 0, lines: [],
                sent: [], members: [], presence: 'unknown', lastId: null, membersSeq: 0,
-               poll: null };
+               poll: null, refreshing: false, refreshAgain: false };
 window.ssegateRoom = room;   // for the end-to-end test
 const ROOM_TYPES = ['chat.message', 'presence.join', 'presence.leave'];
 const names = new Map();     // user id -> Promise of the account's name
@@ -242,32 +242,54 @@ function roomLine(ev) {
 }
 
 // The member list comes from GET /presence (every instance's streams).
-// A gateway without it answers 404: say so, keep chatting. Only the newest
-// of overlapping refreshes is shown.
+// A gateway without it answers 404: say so, keep chatting. One request at
+// a time: a room's history can replay many join/leave events at once, and
+// they all ask for the same list, so asks while one is out make one more.
+// A list that comes back after a leave or a change of room is dropped.
 async function refreshMembers() {
+  if (room.refreshing) {
+    room.refreshAgain = true;
+    return;
+  }
+  room.refreshing = true;
+  try {
+    do {
+      room.refreshAgain = false;
+      await loadMembers();
+    } while (room.refreshAgain);
+  } finally {
+    room.refreshing = false;
+  }
+}
+
+async function loadMembers() {
+  if (!room.es) return;        // left the room meanwhile
   const topic = room.topic;
-  const seq = ++room.membersSeq;
+  const seq = room.membersSeq;
+  const current = () => seq === room.membersSeq && topic === room.topic;
   let users;
   try {
     const res = await fetch('/presence?topic=' + encodeURIComponent(topic),
                             { headers: publishKey() ? { Authorization: 'Bearer ' + publishKey() } : {} });
+    if (res.status === 404) room.presence = 'unavailable';
     if (!res.ok) throw new Error('HTTP ' + res.status);
     users = (await res.json()).users;
     if (!Array.isArray(users)) throw new Error('no users in the answer');
   } catch (err) {
-    if (seq !== room.membersSeq) return;
-    room.presence = 'unavailable';
-    $('#room-presence').textContent = 'Presence is not available here (' + err.message + ').';
+    if (current()) {
+      $('#room-presence').textContent = room.presence === 'unavailable'
+        ? 'Presence is not available here (' + err.message + ').'
+        : 'Could not load who is here: ' + err.message;
+    }
     return;
   }
   const list = await Promise.all(users.map((id) => userName(String(id))));
-  if (seq !== room.membersSeq || topic !== room.topic) return;
+  if (!current()) return;
   room.presence = 'ok';
   room.members = list;
   $('#room-presence').textContent = '';
   $('#room-count').textContent = '(' + list.length + ')';
-  const ul = $('#room-members');
-  ul.replaceChildren(...list.map((n) => {
+  $('#room-members').replaceChildren(...list.map((n) => {
     const li = document.createElement('li');
     li.textContent = n;
     return li;
