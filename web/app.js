@@ -166,3 +166,257 @@ $('#snapshot-form').addEventListener('submit', async (e) => {
     say('Could not post the snapshot: ' + err.message, true);
   }
 });
+
+// ---- Room view: chat on a topic --------------------------------------
+// One stream per page: the user's own (for presence, which counts streams
+// that name a userId) plus the room's topic. A chat message is a topic
+// event of type chat.message with data {"userId","name","text"}. The page
+// never removes a duplicate: if the gateway sent one, the test would see it.
+const room = { es: null, name: null, userId: null, topic: null, opens: 0, lines: [],
+               sent: [], members: [], presence: 'unknown', lastId: null, membersSeq: 0,
+               poll: null, refreshing: false, refreshAgain: false };
+window.ssegateRoom = room;   // for the end-to-end test
+const ROOM_TYPES = ['chat.message', 'presence.join', 'presence.leave'];
+const names = new Map();     // user id -> Promise of the account's name
+
+function roomSay(text, bad) {
+  const el = $('#room-message');
+  el.textContent = text;
+  el.style.color = bad ? 'var(--bad)' : '';
+}
+
+function roomSetState(name) {
+  const el = $('#room-state');
+  el.textContent = name;
+  el.className = 'state ' + name;
+}
+
+// Presence events and the member list carry user ids; show names. A failed
+// lookup is not cached, so the next event asks again.
+function userName(id) {
+  if (!names.has(id)) {
+    names.set(id, api('GET', '/accounts/' + encodeURIComponent(id))
+      .then((a) => a.name)
+      .catch(() => { names.delete(id); return 'user ' + id; }));
+  }
+  return names.get(id);
+}
+
+function roomLine(ev) {
+  let env;
+  try { env = JSON.parse(ev.data); } catch (e) { return; }
+  // The stream also carries the user's own events: only this room's count.
+  if (!env || env.topic !== room.topic) return;
+  const data = env.data || {};
+  const line = { id: ev.lastEventId || env.id || '', type: ev.type, serverId: env.serverId || '',
+                 userId: data.userId == null ? '' : String(data.userId),
+                 name: typeof data.name === 'string' ? data.name : '',
+                 text: typeof data.text === 'string' ? data.text : '' };
+  room.lines.push(line);
+  if (line.id) room.lastId = line.id;
+  const li = document.createElement('li');
+  li.dataset.id = line.id;
+  li.dataset.type = line.type;
+  const meta = document.createElement('span');
+  meta.className = 'meta';
+  meta.textContent = line.id + ' \u00b7 ' + (line.serverId || '-');
+  meta.title = 'event id \u00b7 the backend that accepted it';
+  const who = document.createElement('strong');
+  const what = document.createElement('span');
+  if (line.type === 'chat.message') {
+    who.textContent = (line.name || 'user ' + line.userId) + ': ';
+    what.textContent = line.text;
+  } else {
+    li.className = 'presence';
+    who.textContent = 'user ' + line.userId;
+    what.textContent = line.type === 'presence.join' ? ' joined' : ' left';
+    // Shown at once, in its place; the name fills in when known.
+    userName(line.userId).then((n) => { line.name = n; who.textContent = n; });
+    refreshMembers();
+  }
+  li.append(meta, who, what);
+  const log = $('#room-log');
+  const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+  log.appendChild(li);
+  if (atBottom) log.scrollTop = log.scrollHeight;
+}
+
+// The member list comes from GET /presence (every instance's streams).
+// A gateway without it answers 404: say so, keep chatting. One request at
+// a time: a room's history can replay many join/leave events at once, and
+// they all ask for the same list, so asks while one is out make one more.
+// A list that comes back after a leave or a change of room is dropped.
+async function refreshMembers() {
+  if (room.refreshing) {
+    room.refreshAgain = true;
+    return;
+  }
+  room.refreshing = true;
+  try {
+    do {
+      room.refreshAgain = false;
+      await loadMembers();
+    } while (room.refreshAgain);
+  } finally {
+    room.refreshing = false;
+  }
+}
+
+async function loadMembers() {
+  if (!room.es) return;        // left the room meanwhile
+  const topic = room.topic;
+  const seq = room.membersSeq;
+  const current = () => seq === room.membersSeq && topic === room.topic;
+  let users;
+  try {
+    const res = await fetch('/presence?topic=' + encodeURIComponent(topic),
+                            { headers: publishKey() ? { Authorization: 'Bearer ' + publishKey() } : {} });
+    if (res.status === 404) room.presence = 'unavailable';
+    if (!res.ok) throw new Error('HTTP ' + res.status);
+    users = (await res.json()).users;
+    if (!Array.isArray(users)) throw new Error('no users in the answer');
+  } catch (err) {
+    if (current()) {
+      $('#room-presence').textContent = room.presence === 'unavailable'
+        ? 'Presence is not available here (' + err.message + ').'
+        : 'Could not load who is here: ' + err.message;
+    }
+    return;
+  }
+  const list = await Promise.all(users.map((id) => userName(String(id))));
+  if (!current()) return;
+  room.presence = 'ok';
+  room.members = list;
+  $('#room-presence').textContent = '';
+  $('#room-count').textContent = '(' + list.length + ')';
+  $('#room-members').replaceChildren(...list.map((n) => {
+    const li = document.createElement('li');
+    li.textContent = n;
+    return li;
+  }));
+}
+
+function roomClose() {
+  if (room.es) room.es.close();
+  room.es = null;
+}
+
+// Without PRESENCE_EVENTS no join/leave event says the list changed, and
+// an event may overtake the list it announces: ask again every few
+// seconds while in the room (not once the gateway said it has no presence).
+function roomPoll(on) {
+  clearInterval(room.poll);
+  room.poll = on ? setInterval(() => {
+    if (room.presence !== 'unavailable') refreshMembers();
+  }, 5000) : null;
+}
+
+// resume: the id to replay after. Joining replays the room's history
+// ('0'); EventSource's own reconnects send Last-Event-ID, which the
+// server prefers to the query parameter, so they resume where they were.
+async function roomOpen(resume) {
+  roomClose();
+  let token = null;
+  if (publishKey()) {
+    // Secure mode: the token must grant the topic too.
+    try {
+      const t = await api('POST', '/tokens', { userId: room.userId, topics: [room.topic],
+                                              ttlSecs: Number($('#token-ttl').value) || 3600 });
+      state.tokens += 1;
+      $('#tokens').textContent = String(state.tokens);
+      token = t.token;
+    } catch (err) {
+      roomSetState('closed');
+      roomSay('Could not get a stream token: ' + err.message, true);
+      return;
+    }
+  }
+  let url = '/events/sse?userId=' + encodeURIComponent(room.userId) +
+            '&topic=' + encodeURIComponent(room.topic) + '&lastEventId=' + encodeURIComponent(resume);
+  if (token) url += '&token=' + encodeURIComponent(token);
+  roomSetState('connecting');
+  roomClose();               // another open may have finished meanwhile
+  const es = new EventSource(url);
+  room.es = es;
+  es.onopen = () => {
+    room.opens += 1;
+    $('#room-reconnects').textContent = String(Math.max(0, room.opens - 1));
+    roomSetState('open');
+    refreshMembers();
+  };
+  es.onerror = () => {
+    if (es !== room.es) return;
+    roomSetState(es.readyState === EventSource.CLOSED ? 'closed' : 'reconnecting');
+  };
+  for (const t of ROOM_TYPES) es.addEventListener(t, roomLine);
+  es.addEventListener('gap', () => roomSay('Some earlier messages are no longer kept.'));
+  es.addEventListener('token-expired', () => {
+    es.close();
+    roomSetState('renewing');
+    roomOpen(room.lastId || resume);
+  });
+}
+
+$('#room-join-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const name = $('#room-name').value.trim();
+  const topic = $('#room-topic').value.trim();
+  if (!name || !topic) return;
+  roomClose();
+  roomPoll(false);
+  try {
+    // A user id is an account id: one account per name chosen on this page.
+    if (name !== room.name || !room.userId) {
+      const acct = await api('POST', '/accounts', { name });
+      room.userId = acct.id;
+      room.name = acct.name;
+      names.set(acct.id, Promise.resolve(acct.name));
+    }
+  } catch (err) {
+    roomSay('Could not create an account for ' + name + ': ' + err.message, true);
+    return;
+  }
+  room.topic = topic;
+  room.lines = [];
+  room.members = [];
+  room.opens = 0;
+  room.lastId = null;
+  $('#room-log').replaceChildren();
+  $('#room-members').replaceChildren();
+  $('#room-count').textContent = '';
+  $('#room-reconnects').textContent = '0';
+  $('#room-user').textContent = room.name + ' (user ' + room.userId + ') in ' + topic;
+  $('#room-send').disabled = false;
+  $('#room-leave').disabled = false;
+  room.presence = 'unknown';
+  roomSay('');
+  roomOpen('0');
+  roomPoll(true);
+});
+
+$('#room-leave').addEventListener('click', () => {
+  roomClose();
+  roomPoll(false);
+  roomSetState('left');
+  room.membersSeq += 1;        // drop any refresh still in flight
+  room.members = [];
+  $('#room-members').replaceChildren();
+  $('#room-count').textContent = '';
+  $('#room-send').disabled = true;
+  $('#room-leave').disabled = true;
+});
+
+$('#room-send-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const text = $('#room-text').value;
+  if (!room.userId || !room.topic || !text) return;
+  try {
+    const r = await api('POST', '/events', { topic: room.topic, type: 'chat.message',
+                                            data: { userId: room.userId, name: room.name, text } });
+    room.sent.push({ id: r.id, text });
+    $('#room-text').value = '';
+    roomSay('Sent as event ' + r.id + '.');
+  } catch (err) {
+    roomSay('Could not send: ' + err.message, true);
+  }
+});
