@@ -37,15 +37,18 @@
  * delivery from the first event sent to the last one received, so a
  * server that only queues what it cannot write gets no credit for it.
  *
- * Three more modes (--mode; ssegate's API only) measure the recovery
- * paths: a lost subscription and a storm of resuming clients. They are
- * described with their code at the end of this file:
+ * More modes (--mode; ssegate's API only) measure the recovery paths (a
+ * lost subscription and a storm of resuming clients) and topics opening
+ * and closing (churn). They are described with their code further down:
  *
  *   --mode recovery  [--redis-port RP] [--restart] [--outage S] [--rate R]
  *                    [--warmup S] [--after S] [--deadline S]
  *   --mode prepare   --users U --history H --users-file F   (set-up)
  *   --mode storm     --users-file F --history H [--rate R] [--warmup S]
- *                    [--after S] [--deadline S] [--observers N] */
+ *                    [--after S] [--deadline S] [--observers N]
+ *   --mode churn     --port2 P2 --redis-port RP --topics T --rate R
+ *                    --duration S [--churn-rate C] [--hold S] [--grace S]
+ *                    [--bytes-events N] */
 /* For strcasestr (bench/run also passes -D_GNU_SOURCE). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
