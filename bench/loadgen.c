@@ -12,12 +12,23 @@
  *   loadgen --port P --api ssegate|nchan --streams N --users U
  *           [--accounts] [--events E] [--rate R] [--duration S]
  *           [--publishers K] [--pad B] [--drain S] [--json FILE]
- *           [--port2 P2] [--idle S] [--max-events M]
+ *           [--port2 P2] [--port3 P3] [--idle S] [--max-events M]
+ *           [--topic NAME] [--serial]
  *
  * --api ssegate: GET /events/sse?userId=u, POST /events (also the Node peer)
  * --api nchan:   GET /sub?id=u,            POST /pub?id=u
  * --accounts:    create U accounts first (POST /accounts) and use their ids
  * --port2 P2:    a second instance; odd streams and publishers use it
+ * --port3 P3:    a third (with --port2): stream and publisher i use
+ *                instance i % 3
+ * --topic NAME:  a room: every stream names topic NAME (ssegate:
+ *                GET /events/sse?topic=NAME, events POSTed with "topic";
+ *                nchan: the channel NAME), and --users is 1
+ * --serial:      one publish in flight at a time, publisher seq % K next
+ *                (so events alternate over the instances): the publish
+ *                order is then the order every stream must see, and a
+ *                stream seeing a sequence number below one it already
+ *                saw counts it out of order (a failure)
  * --idle S:      hold the open streams idle S seconds before publishing
  * --rate 0:      publish as fast as responses come back (default)
  * --duration S:  with --events 0, publish for S seconds (at most
@@ -26,15 +37,18 @@
  * delivery from the first event sent to the last one received, so a
  * server that only queues what it cannot write gets no credit for it.
  *
- * Three more modes (--mode; ssegate's API only) measure the recovery
- * paths: a lost subscription and a storm of resuming clients. They are
- * described with their code at the end of this file:
+ * More modes (--mode; ssegate's API only) measure the recovery paths (a
+ * lost subscription and a storm of resuming clients) and topics opening
+ * and closing (churn). They are described with their code further down:
  *
  *   --mode recovery  [--redis-port RP] [--restart] [--outage S] [--rate R]
  *                    [--warmup S] [--after S] [--deadline S]
  *   --mode prepare   --users U --history H --users-file F   (set-up)
  *   --mode storm     --users-file F --history H [--rate R] [--warmup S]
- *                    [--after S] [--deadline S] [--observers N] */
+ *                    [--after S] [--deadline S] [--observers N]
+ *   --mode churn     --port2 P2 --redis-port RP --topics T --rate R
+ *                    --duration S [--churn-rate C] [--hold S] [--grace S]
+ *                    [--bytes-events N] */
 /* For strcasestr (bench/run also passes -D_GNU_SOURCE). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -49,6 +63,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdarg.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
@@ -64,13 +79,16 @@
 #define HIST_BUCKETS 200        /* 20 per decade from 1 us to 10^10 ns */
 
 enum api { API_SSEGATE, API_NCHAN };
-enum mode { MODE_LOAD, MODE_RECOVERY, MODE_PREPARE, MODE_STORM };
+enum mode { MODE_LOAD, MODE_RECOVERY, MODE_PREPARE, MODE_STORM, MODE_CHURN };
 
 struct opts {
     const char *host;
     int port;
     enum api api;
     int port2;                  /* 0, or a second instance: streams and publishers alternate */
+    int port3;                  /* 0, or a third (needs port2) */
+    const char *topic;          /* a room: streams and events name this topic */
+    int serial;                 /* one publish in flight; order checked */
     double idle;                /* seconds to hold the streams idle before publishing */
     int streams, users, accounts, publishers, pad;
     long events, max_events;
@@ -86,6 +104,9 @@ struct opts {
     int history;                /* prepare, storm: events per user in history */
     int observers;              /* storm: live-only streams opened before it */
     const char *users_file;     /* prepare writes it, storm reads it */
+    int topics;                 /* churn: topics, two streams each */
+    double churn_rate, hold, grace;     /* churn: closes/s; reopen delay; owed-until slack */
+    long bytes_events;          /* churn: events per bytes burst */
 };
 
 /* ------------------------------------------------------------ histogram */
@@ -141,12 +162,13 @@ struct stream {
     int cstate;                 /* chunked: 0 size line, 1 data, 2 CRLF after data */
     long chunk_left;
     char *line;                 /* the response head, then the SSE line being read */
-    size_t line_len;
+    size_t line_len, line_cap;  /* line_cap: line's size (MAX_LINE, less for churn) */
     long long ev_t;             /* fields of the event being read */
     long ev_s;
     long long rx_ns;            /* kernel receive time of the bytes being parsed */
     uint8_t *seen;              /* bitmap over sequence numbers */
     long delivered, dups;
+    long last_s, ooo;           /* --serial: the highest sequence seen; below it: out of order */
     /* The recovery modes only. */
     const char *resume;         /* Last-Event-ID to send, or NULL */
     int status;                 /* the response's status (0: none yet) */
@@ -159,6 +181,12 @@ struct stream {
     long id_regress, gaps;      /* ids not increasing; gap events */
     long next_k, k_missing, k_dups;         /* history replay, in order */
     long long t_replay_done;    /* wall ns of the last replayed event */
+    /* --mode churn only: this connection's instance and what it saw of its
+     * topic, by "k" (the topic's own event index, in id order). */
+    int port;
+    int stable;                 /* never closed by the client */
+    size_t ev_len;              /* the event being read: its data line's length */
+    long c_first_k, c_last_k, c_got, c_holes, c_dups, c_ooo, c_wrong;
 };
 
 struct publisher {
@@ -179,6 +207,7 @@ static struct opts o = {
     .drain = 10, .connect_timeout = 30,
     .mode = MODE_LOAD, .redis_port = 6379, .redis_channel = "user-events",
     .warmup = 2, .after = 5, .deadline = 40, .history = 1000,
+    .topics = 10000, .churn_rate = 200, .hold = 0.5, .grace = 2, .bytes_events = 2000,
 };
 static struct event_base *base;
 static struct stream *streams;
@@ -235,6 +264,15 @@ die(const char *what)
     exit(2);
 }
 
+/* The instance stream or publisher i uses: i % the instances given. */
+static int
+port_for(int i)
+{
+    int n = o.port3 ? 3 : o.port2 ? 2 : 1;
+
+    return (i % n) == 0 ? o.port : (i % n) == 1 ? o.port2 : o.port3;
+}
+
 static struct bufferevent *
 connect_to(int port)
 {
@@ -259,6 +297,7 @@ connect_to(int port)
  * to get round to reading thousands of sockets after a fan-out. */
 
 static void stream_event_done_x(struct stream *s);
+static void churn_event_done(struct stream *s);
 
 static void
 stream_event_done(struct stream *s)
@@ -278,6 +317,12 @@ stream_event_done(struct stream *s)
     }
     s->seen[q >> 3] |= (uint8_t)(1u << (q & 7));
     s->delivered++;
+    /* Serial publishing: sequence order is publish order, the order every
+     * stream must see (a gap is a loss, counted at the end). */
+    if (o.serial && q < s->last_s)
+        s->ooo++;
+    if (q > s->last_s)
+        s->last_s = q;
     hist_add(&lat, now > s->ev_t ? (double)(now - s->ev_t) : 0);
     event_recv[q]++;
     if (event_first[q] == 0 || now < event_first[q])
@@ -319,6 +364,7 @@ stream_line(struct stream *s, char *line, size_t len)
     }
     if (len < 5 || strncmp(line, "data:", 5) != 0)
         return;
+    s->ev_len = len - (len > 5 && line[5] == ' ' ? 6 : 5);   /* the envelope's bytes */
     line[len] = '\0';
     if ((p = strstr(line, "\"t\":")) != NULL)
         s->ev_t = strtoll(p + 4, NULL, 10);
@@ -339,7 +385,7 @@ stream_body(struct stream *s, const char *d, size_t n)
                 l--;
             stream_line(s, s->line, l);
             s->line_len = 0;
-        } else if (s->line_len < MAX_LINE - 1) {
+        } else if (s->line_len < s->line_cap - 1) {
             s->line[s->line_len++] = d[i];
         }
     }
@@ -368,7 +414,7 @@ static long
 stream_head(struct stream *s, const char *d, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        if (s->line_len >= MAX_LINE - 1)
+        if (s->line_len >= s->line_cap - 1)
             break;
         s->line[s->line_len++] = d[i];
         if (s->line_len >= 4 && memcmp(s->line + s->line_len - 4, "\r\n\r\n", 4) == 0) {
@@ -500,7 +546,11 @@ stream_on_connect(evutil_socket_t fd, short what, void *arg)
     }
     if (o.api == API_NCHAN)
         n = snprintf(req, sizeof(req), "GET /sub?id=%s HTTP/1.1\r\nHost: %s\r\n"
-                     "Accept: text/event-stream\r\n\r\n", users[s->user], o.host);
+                     "Accept: text/event-stream\r\n\r\n", o.topic ? o.topic : users[s->user], o.host);
+    else if (o.topic != NULL || o.mode == MODE_CHURN)
+        n = snprintf(req, sizeof(req), "GET /events/sse?topic=%s HTTP/1.1\r\nHost: %s\r\n"
+                     "Accept: text/event-stream\r\n\r\n", o.topic ? o.topic : users[s->user],
+                     o.host);
     else if (s->resume != NULL)
         n = snprintf(req, sizeof(req), "GET /events/sse?userId=%s HTTP/1.1\r\nHost: %s\r\n"
                      "Accept: text/event-stream\r\nLast-Event-ID: %s\r\n\r\n",
@@ -508,7 +558,8 @@ stream_on_connect(evutil_socket_t fd, short what, void *arg)
     else
         n = snprintf(req, sizeof(req), "GET /events/sse?userId=%s HTTP/1.1\r\nHost: %s\r\n"
                      "Accept: text/event-stream\r\n\r\n", users[s->user], o.host);
-    if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {     /* a fresh socket takes 200 bytes */
+    if (n < 0 || n >= (int)sizeof(req) ||
+        send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {     /* a fresh socket takes 200 bytes */
         stream_close(s);
         return;
     }
@@ -555,7 +606,14 @@ publisher_send(struct publisher *p, long seq)
     event_sent[seq] = t;
     if (t_first_sent == 0)
         t_first_sent = t;
-    if (o.api == API_NCHAN)
+    if (o.api != API_NCHAN && o.topic != NULL)
+        bl = snprintf(body, sizeof(body), "{\"topic\":\"%s\",\"type\":\"chat.message\",\"data\":"
+                      "{\"t\":%lld,\"s\":%ld,\"p\":\"%.*s\"}}", o.topic, t, seq, o.pad,
+                      "................................................................"
+                      "................................................................"
+                      "................................................................"
+                      "................................................................");
+    else if (o.api == API_NCHAN)
         bl = snprintf(body, sizeof(body), "{\"t\":%lld,\"s\":%ld,\"p\":\"%.*s\"}", t, seq,
                       o.pad, "................................................................"
                       "................................................................"
@@ -571,7 +629,7 @@ publisher_send(struct publisher *p, long seq)
     if (o.api == API_NCHAN)
         rl = snprintf(req, sizeof(req), "POST /pub?id=%s HTTP/1.1\r\nHost: %s\r\n"
                       "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
-                      users[u], o.host, bl, body);
+                      o.topic ? o.topic : users[u], o.host, bl, body);
     else
         rl = snprintf(req, sizeof(req), "POST /events HTTP/1.1\r\nHost: %s\r\n"
                       "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
@@ -592,10 +650,14 @@ static long pace_skipped, rejected_overloaded, rejected_unavailable;
 #define PACE_SLACK 8
 
 /* Nothing more will be sent: the count or the duration is reached. */
+static long pub_limit;          /* churn: > 0, the last sequence number of a counted burst */
+
 static int
 publisher_finished(void)
 {
     if (next_seq >= max_events || (o.events > 0 && next_seq >= o.events))
+        return 1;
+    if (pub_limit > 0 && next_seq >= pub_limit)
         return 1;
     if (o.mode != MODE_LOAD)
         return pub_stop;
@@ -624,6 +686,8 @@ publisher_due(void)
 
 static void prepare_next(struct publisher *p);
 static void prepare_response(struct publisher *p);
+static void churn_publish(struct publisher *p);
+static void churn_response(struct publisher *p);
 
 static void
 publisher_next(struct publisher *p)
@@ -632,6 +696,13 @@ publisher_next(struct publisher *p)
         prepare_next(p);
         return;
     }
+    if (o.mode == MODE_CHURN) {
+        churn_publish(p);
+        return;
+    }
+    /* --serial: one request in flight, and publisher seq % K sends it. */
+    if (o.serial && (outstanding > 0 || p - pubs != next_seq % o.publishers))
+        return;
     if (!p->busy && publisher_due()) {
         pace_slots += 1;
         publisher_send(p, next_seq++);
@@ -663,6 +734,8 @@ publisher_response(struct publisher *p)
     } else {
         rejected++;
     }
+    if (o.mode == MODE_CHURN)
+        churn_response(p);
     t_pub_end = now_ns();
     publisher_next(p);
 }
@@ -718,6 +791,8 @@ publisher_reconnect(struct publisher *p)
     int port = p->port;
 
     bufferevent_free(p->bev);
+    if (p->busy && o.mode == MODE_CHURN)
+        churn_response(p);      /* frees its topic; the request counts as rejected */
     if (p->busy) {
         outstanding--;
         rejected++;
@@ -924,6 +999,10 @@ stream_event_done_x(struct stream *s)
     long q = s->ev_s;
     int dup = 0, counted = 0;
 
+    if (o.mode == MODE_CHURN) {
+        churn_event_done(s);
+        return;
+    }
     if (s->ev_gap)
         s->gaps++;
     if (s->ev_k >= 0) {
@@ -1002,7 +1081,7 @@ start_publishers(void)
     struct timeval ms = { 0, 1000 };
 
     for (int i = 0; i < o.publishers; i++) {
-        pubs[i].port = o.port;
+        pubs[i].port = port_for(i);
         pubs[i].bev = connect_to(pubs[i].port);
         bufferevent_setcb(pubs[i].bev, publisher_on_read, NULL, publisher_on_event, &pubs[i]);
         bufferevent_enable(pubs[i].bev, EV_READ);
@@ -1021,6 +1100,7 @@ stream_init(struct stream *s, int i, int user)
     s->ev_s = -1;
     s->ev_k = -1;
     s->line = malloc(MAX_LINE);
+    s->line_cap = MAX_LINE;
     s->seen = calloc((size_t)max_events / 8 + 1, 1);
     if (!s->line || !s->seen)
         die("out of memory");
@@ -1248,8 +1328,11 @@ open_in_waves(int first, int n)
     waves_target = base_done + n;
     while (!waves_done()) {
         while (issued < first + n &&
-               (issued - first) - (streams_open + streams_failed - base_done) < OPEN_WAVE)
-            stream_connect(&streams[issued++], o.port);
+               (issued - first) - (streams_open + streams_failed - base_done) < OPEN_WAVE) {
+            struct stream *w = &streams[issued++];
+
+            stream_connect(w, w->port ? w->port : o.port);
+        }
         if (now_ns() > deadline)
             break;
         run_until(waves_done, 0.002);
@@ -1672,6 +1755,843 @@ run_storm(FILE *out)
     return lost || dups || regress || gaps || closed || obs_closed || k_missing || k_dups ? 3 : 0;
 }
 
+/* -------------------------------------------------------------- churn
+ *
+ * --mode churn: --topics T topics, bench-t0 .. bench-t<T-1>, on two
+ * instances (--port, --port2), with two streams each:
+ *   - a stable stream, on instance t % 2, opened before publishing and
+ *     never closed by this client: it must get exactly every accepted
+ *     event of its topic, once, in order;
+ *   - a churned stream, on the same instance for t % 4 < 2 (a second
+ *     stream joining and leaving a held topic) and on the other one
+ *     otherwise (the instance's only stream on the topic: each close
+ *     makes it UNSUBSCRIBE, each open SUBSCRIBE again).
+ * For --duration seconds a publisher posts --rate events/s to random
+ * topics (over --publishers keep-alive connections alternating the two
+ * instances; one request in flight per topic, so a topic's events get
+ * increasing ids in the order they are sent and carry "k", the topic's
+ * own index), while --churn-rate times a second a random open churned
+ * stream is closed: every fourth is opened again at once, the others
+ * --hold seconds later. Each connection of a churned stream is a
+ * session, checked at the end:
+ *   - what it got is one run of its topic's events: k going up by one
+ *     (a step back is a duplicate, or out of order if it had a hole;
+ *     a step over is a hole: lost), ids increasing, none of another topic
+ *     and no gap event;
+ *   - owed: every accepted event of its topic sent after its response
+ *     head arrived (the API's promise: nothing published after the 200
+ *     is missed), up to the last one acknowledged (202) at least --grace
+ *     seconds before this client closed it; a session still open at the
+ *     end is owed all of them. An owed event not received is lost.
+ * Events sent before a session's head may arrive (its history starts at
+ * the newest id at its open): not owed, not an error.
+ * Redis's side, from --redis-port: the two gateways' subscriber
+ * connections (told apart first by a probe stream per instance on a
+ * topic of its own); after the churn, with the streams settled, the
+ * channels ssegate:events:* and ssegate:topic:* must be exactly the
+ * topics with an open stream, each with NUMSUB equal to the number of
+ * instances holding one, and each instance's subscription count must be
+ * its starting count plus two per topic it holds; after every stream is
+ * closed, no topic channel may remain and each count must be back.
+ * Bytes: --bytes-events events posted to topics nobody holds, then as
+ * many to the held topics (churn stopped), each burst's Redis
+ * total_net_output_bytes (INFO stats) counted: the difference is what
+ * the held topics' pub/sub messages cost, set beside a single channel
+ * carrying every event to every instance. */
+
+#define CHURN_GHOSTS 64         /* topics nobody holds (the bytes baseline) */
+#define CHURN_PROBES 2          /* one probe topic per instance */
+#define CHURN_LINE 16384        /* a churn stream's line buffer */
+#define SUB_MAX 8               /* subscriber connections expected (2) and then some */
+
+struct session {
+    int topic, stable, server_closed;
+    long long t_head, t_close;  /* wall ns; t_close 0: open at the end */
+    long first_k, last_k, got, holes, dups, ooo, wrong, regress;
+};
+
+static int churn_topics;        /* T */
+static int *topic_busy;         /* a request in flight for the topic */
+static long *topic_next_k;      /* the topic's next "k" */
+static long *event_k;           /* per sequence number */
+static long long *event_ack;    /* wall ns of the 202, per sequence number */
+static size_t *event_env;       /* the envelope's length, from a delivery */
+static struct session *sessions;
+static size_t nsessions, capsessions;
+static int *reopen_slot;        /* a ring of closed churned streams */
+static long long *reopen_at;
+static long reopen_head, reopen_len;
+static long churn_ops, churn_closes, churn_reopens, churn_skipped, opens_failed;
+static int churning, bytes_phase;   /* bytes_phase 1: ghost topics */
+static long long churn_t0;
+static struct hist churn_lat;
+
+static void
+session_record(struct stream *s, long long t_close)
+{
+    struct session *x;
+
+    if (nsessions == capsessions) {
+        size_t ncap = capsessions ? capsessions * 2 : 4096;
+        struct session *n = realloc(sessions, ncap * sizeof(*n));
+
+        if (n == NULL)
+            die("out of memory");
+        sessions = n;
+        capsessions = ncap;
+    }
+    x = &sessions[nsessions++];
+    x->topic = s->user;
+    x->stable = s->stable;
+    x->server_closed = s->server_closed;
+    x->t_head = s->t_head;
+    x->t_close = t_close;
+    x->first_k = s->c_first_k;
+    x->last_k = s->c_last_k;
+    x->got = s->c_got;
+    x->holes = s->c_holes;
+    x->dups = s->c_dups;
+    x->ooo = s->c_ooo;
+    x->wrong = s->c_wrong;
+    x->regress = s->id_regress;
+}
+
+/* One event completed on a churn stream. */
+static void
+churn_event_done(struct stream *s)
+{
+    long q = s->ev_s, k = s->ev_k;
+    int dup = 0;
+
+    if (s->ev_gap) {
+        s->c_wrong++;           /* a fresh open has nothing to miss: no gap */
+        return;
+    }
+    if (s->ev_t <= 0 || q < 0 || q >= next_seq || k < 0)
+        return;
+    if (event_user[q] != s->user || event_k[q] != k) {
+        s->c_wrong++;           /* another topic's event, or a garbled one */
+        return;
+    }
+    if (event_env[q] == 0)
+        event_env[q] = s->ev_len;
+    if (s->c_got == 0) {
+        s->c_first_k = s->c_last_k = k;
+    } else if (k > s->c_last_k) {
+        s->c_holes += k - s->c_last_k - 1;
+        s->c_last_k = k;
+    } else {
+        /* A step back: certainly a duplicate while the run had no hole. */
+        if (s->c_holes == 0 && k >= s->c_first_k)
+            s->c_dups++;
+        else
+            s->c_ooo++;
+        dup = 1;
+    }
+    if (dup)
+        return;
+    s->c_got++;
+    event_recv[q]++;
+    hist_add(&churn_lat, s->rx_ns > event_sent[q] ? (double)(s->rx_ns - event_sent[q]) : 0);
+    if (s->ev_has_id) {
+        if (s->last_ms > s->ev_ms || (s->last_ms == s->ev_ms && s->last_seq >= s->ev_seq))
+            s->id_regress++;
+        s->last_ms = s->ev_ms;
+        s->last_seq = s->ev_seq;
+    }
+}
+
+/* A topic with no request in flight (of the ghosts in the bytes
+ * baseline), or -1: the slot waits for the next tick. */
+static int
+churn_pick_topic(void)
+{
+    for (int tries = 0; tries < 16; tries++) {
+        int t = bytes_phase == 1 ? churn_topics + (int)(xorshift() % CHURN_GHOSTS)
+                                 : (int)(xorshift() % (uint64_t)churn_topics);
+
+        if (!topic_busy[t])
+            return t;
+    }
+    return -1;
+}
+
+static void
+churn_publish(struct publisher *p)
+{
+    char body[1024], req[1536];
+    long seq;
+    long long t;
+    int bl, rl, tp;
+
+    if (p->busy || !publisher_due() || (tp = churn_pick_topic()) < 0)
+        return;
+    pace_slots += 1;
+    seq = next_seq++;
+    t = wall_ns();
+    event_user[seq] = tp;
+    event_k[seq] = topic_next_k[tp]++;
+    event_sent[seq] = t;
+    topic_busy[tp] = 1;
+    bl = snprintf(body, sizeof(body), "{\"topic\":\"%s\",\"type\":\"b\",\"data\":{\"t\":%lld,"
+                  "\"s\":%ld,\"k\":%ld,\"p\":\"%.*s\"}}", users[tp], t, seq, event_k[seq], o.pad,
+                  "................................................................"
+                  "................................................................"
+                  "................................................................"
+                  "................................................................");
+    rl = snprintf(req, sizeof(req), "POST /events HTTP/1.1\r\nHost: %s\r\n"
+                  "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+                  o.host, bl, body);
+    if (bl < 0 || bl >= (int)sizeof(body) || rl < 0 || rl >= (int)sizeof(req))
+        die("an event does not fit its buffer");
+    p->busy = 1;
+    p->seq = seq;
+    p->head_done = 0;
+    outstanding++;
+    bufferevent_write(p->bev, req, (size_t)rl);
+}
+
+/* The answer to p's request (or its loss): the topic is free again. */
+static void
+churn_response(struct publisher *p)
+{
+    long q = p->seq;
+
+    topic_busy[event_user[q]] = 0;
+    if (accepted_bit[q >> 3] & (1u << (q & 7)))
+        event_ack[q] = wall_ns();
+}
+
+/* A churn stream's state back to "not yet answered", then connect. */
+static void
+churn_open(struct stream *s)
+{
+    s->state = 0;
+    s->line_len = 0;
+    s->chunked = s->cstate = 0;
+    s->chunk_left = 0;
+    s->ev_t = 0;
+    s->ev_s = s->ev_k = -1;
+    s->ev_has_id = s->ev_gap = 0;
+    s->last_ms = s->last_seq = 0;
+    s->id_regress = 0;
+    s->status = s->server_closed = 0;
+    s->t_head = 0;
+    s->c_first_k = s->c_last_k = -1;
+    s->c_got = s->c_holes = s->c_dups = s->c_ooo = s->c_wrong = 0;
+    stream_connect(s, s->port);
+}
+
+/* This client ends a stream: its session is recorded as it stands. */
+static void
+churn_close(struct stream *s)
+{
+    session_record(s, wall_ns());
+    event_free(s->ev);
+    s->ev = NULL;
+    close(s->fd);
+    s->fd = -1;
+    s->state = 3;
+}
+
+/* One churn step: a random open churned stream (2t + 1) closed; every
+ * fourth opened again at once, the others queued for --hold seconds. */
+static void
+churn_op(void)
+{
+    struct stream *s = NULL;
+
+    churn_ops++;
+    for (int tries = 0; tries < 32 && s == NULL; tries++) {
+        struct stream *c = &streams[2 * (int)(xorshift() % (uint64_t)churn_topics) + 1];
+
+        if (c->state == 1)
+            s = c;
+    }
+    if (s == NULL) {
+        churn_skipped++;
+        return;
+    }
+    churn_close(s);
+    churn_closes++;
+    if (churn_ops % 4 == 0) {
+        churn_open(s);
+        churn_reopens++;
+    } else if (reopen_len < churn_topics) {
+        long at = (reopen_head + reopen_len) % churn_topics;
+
+        reopen_slot[at] = s->index;
+        reopen_at[at] = now_ns() + (long long)(o.hold * 1e9);
+        reopen_len++;
+    }
+}
+
+static void
+churn_tick(evutil_socket_t fd, short what, void *arg)
+{
+    long due;
+
+    (void)fd;
+    (void)what;
+    (void)arg;
+    if (!churning)
+        return;
+    due = (long)(o.churn_rate * (double)(now_ns() - churn_t0) / 1e9);
+    while (churn_ops < due)
+        churn_op();
+    while (reopen_len > 0 && reopen_at[reopen_head] <= now_ns()) {
+        churn_open(&streams[reopen_slot[reopen_head]]);
+        churn_reopens++;
+        reopen_head = (reopen_head + 1) % churn_topics;
+        reopen_len--;
+    }
+}
+
+static int
+churn_opens_resolved(void)
+{
+    for (int i = 0; i < 2 * churn_topics; i++) {
+        if (streams[i].state == 0)
+            return 0;
+    }
+    return 1;
+}
+
+/* The newest accepted event per topic, for the drain. */
+static long *topic_last_q;
+
+static void
+churn_last_events(void)
+{
+    for (int t = 0; t < o.users; t++)
+        topic_last_q[t] = -1;
+    for (long q = 0; q < next_seq; q++) {
+        if (accepted_bit[q >> 3] & (1u << (q & 7)))
+            topic_last_q[event_user[q]] = q;
+    }
+}
+
+/* Drained: every open stream has its topic's newest event, if that was
+ * sent after its head (scanned every 20 ms). */
+static int
+churn_drained(void)
+{
+    static long long next_scan;
+    long long now = now_ns();
+
+    if (now < next_scan)
+        return 0;
+    next_scan = now + 20000000LL;
+    churn_last_events();
+    for (int i = 0; i < 2 * churn_topics; i++) {
+        const struct stream *s = &streams[i];
+        long q = topic_last_q[s->user];
+
+        if (s->state == 1 && q >= 0 && event_sent[q] > s->t_head && s->c_last_k < event_k[q])
+            return 0;
+    }
+    return 1;
+}
+
+/* ---- Redis, from this client (blocking: only between phases) */
+
+static redisContext *rsync;
+
+static redisReply *
+redis_cmd(const char *fmt, ...)
+{
+    va_list ap;
+    redisReply *r;
+
+    va_start(ap, fmt);
+    r = redisvCommand(rsync, fmt, ap);
+    va_end(ap);
+    if (r == NULL)
+        die("redis: no answer");
+    if (r->type == REDIS_REPLY_ERROR) {
+        fprintf(stderr, "loadgen: redis: %s\n", r->str);
+        die("redis: an error");
+    }
+    return r;
+}
+
+struct subclient {
+    long long id;
+    long sub;
+};
+
+/* The subscriber connections (flags with P) and their channel counts. */
+static int
+sub_clients(struct subclient *out, int max)
+{
+    redisReply *r = redis_cmd("CLIENT LIST");
+    int n = 0;
+    char *line = r->type == REDIS_REPLY_STRING ? r->str : NULL;
+
+    while (line != NULL && *line != '\0') {
+        char *end = strchr(line, '\n'), *f, *sb, *id;
+
+        if (end != NULL)
+            *end = '\0';
+        f = strstr(line, " flags=");
+        sb = strstr(line, " sub=");
+        id = strstr(line, "id=");
+        if (f != NULL && sb != NULL && id == line && f[7 + strcspn(f + 7, "P ")] == 'P') {
+            if (n < max) {
+                out[n].id = strtoll(id + 3, NULL, 10);
+                out[n].sub = strtol(sb + 5, NULL, 10);
+            }
+            n++;
+        }
+        line = end != NULL ? end + 1 : NULL;
+    }
+    freeReplyObject(r);
+    return n;
+}
+
+static long long inst_client[2];    /* each instance's subscriber connection id */
+static long inst_base[2];           /* and its channel count with no topic */
+
+static long
+inst_sub(int j)
+{
+    struct subclient c[SUB_MAX];
+    int n = sub_clients(c, SUB_MAX);
+
+    for (int i = 0; i < n && i < SUB_MAX; i++) {
+        if (c[i].id == inst_client[j])
+            return c[i].sub;
+    }
+    return -1;                  /* gone: the instance reconnected */
+}
+
+static void
+run_for(double secs)
+{
+    run_until(never, secs);
+}
+
+/* Tells the two instances' subscriber connections apart: a probe stream
+ * on a topic of its own to instance j makes j's count go up by two. */
+static void
+identify_instances(void)
+{
+    struct subclient before[SUB_MAX], after[SUB_MAX];
+    int nb = sub_clients(before, SUB_MAX);
+
+    if (nb != 2)
+        die("expected two subscriber connections in Redis (one per instance)");
+    for (int j = 0; j < 2; j++) {
+        struct stream *pr = &streams[2 * churn_topics + j];
+        int found = 0;
+
+        churn_open(pr);
+        for (int w = 0; w < 250 && !found; w++) {
+            run_for(0.02);
+            if (sub_clients(after, SUB_MAX) != 2)
+                continue;
+            for (int a = 0; a < 2; a++) {
+                for (int b = 0; b < 2; b++) {
+                    if (after[a].id == before[b].id && after[a].sub == before[b].sub + 2) {
+                        inst_client[j] = after[a].id;
+                        inst_base[j] = before[b].sub;
+                        found = 1;
+                    }
+                }
+            }
+        }
+        if (!found || pr->state != 1)
+            die("a probe stream did not show on one subscriber connection");
+        event_free(pr->ev);
+        pr->ev = NULL;
+        close(pr->fd);
+        pr->fd = -1;
+        pr->state = 3;
+        for (int w = 0; w < 250 && inst_sub(j) != inst_base[j]; w++)
+            run_for(0.02);
+        if (inst_sub(j) != inst_base[j])
+            die("a probe stream's topic stayed subscribed");
+    }
+}
+
+struct subs_result {
+    double settled_ms;          /* until the channels matched, or -1 */
+    long channels, expected, topic_mismatch, foreign, inst_mismatch;
+};
+
+static long
+pattern_count(const char *pattern, long *foreign)
+{
+    redisReply *r = redis_cmd("PUBSUB CHANNELS %s", pattern);
+    long n = 0;
+
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        n++;
+        if (foreign != NULL && strstr(r->element[i]->str, ":bench-t") == NULL)
+            (*foreign)++;
+    }
+    freeReplyObject(r);
+    return n;
+}
+
+/* Redis's subscriptions against the streams open now (state 1). */
+static struct subs_result
+subs_check(void)
+{
+    struct subs_result res = { -1, 0, 0, 0, 0, 0 };
+    int *want = calloc((size_t)churn_topics, sizeof(int));
+    long held[2] = { 0, 0 };
+    long long t0 = now_ns();
+    const char *prefix[2] = { "ssegate:events:", "ssegate:topic:" };
+
+    if (want == NULL)
+        die("out of memory");
+    /* want[t]: a bit per instance holding an open stream on t. */
+    for (int i = 0; i < 2 * churn_topics; i++) {
+        if (streams[i].state == 1)
+            want[streams[i].user] |= streams[i].port == o.port ? 1 : 2;
+    }
+    for (int t = 0; t < churn_topics; t++) {
+        res.expected += want[t] != 0;
+        held[0] += want[t] & 1;
+        held[1] += (want[t] & 2) >> 1;
+    }
+    /* Subscribing and unsubscribing go in batches: wait (at most 10 s)
+     * until the channel count matches, then compare channel by channel. */
+    for (;;) {
+        long e = pattern_count("ssegate:events:*", NULL), tc = pattern_count("ssegate:topic:*", NULL);
+
+        if (e == res.expected && tc == res.expected) {
+            res.settled_ms = (double)(now_ns() - t0) / 1e6;
+            break;
+        }
+        if (now_ns() - t0 > 10000000000LL)
+            break;
+        run_for(0.02);
+    }
+    res.channels = pattern_count("ssegate:events:*", &res.foreign);
+    res.channels += pattern_count("ssegate:topic:*", &res.foreign);
+    for (int pf = 0; pf < 2; pf++) {
+        for (int t0i = 0; t0i < churn_topics; t0i += 500) {
+            int n = churn_topics - t0i < 500 ? churn_topics - t0i : 500;
+            const char **argv = malloc((size_t)(n + 2) * sizeof(*argv));
+            char (*names)[96] = malloc((size_t)n * sizeof(*names));
+            redisReply *r;
+
+            if (argv == NULL || names == NULL)
+                die("out of memory");
+            argv[0] = "PUBSUB";
+            argv[1] = "NUMSUB";
+            for (int i = 0; i < n; i++) {
+                snprintf(names[i], sizeof(names[i]), "%s%s", prefix[pf], users[t0i + i]);
+                argv[i + 2] = names[i];
+            }
+            r = redisCommandArgv(rsync, n + 2, argv, NULL);
+            if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)(2 * n))
+                die("redis: PUBSUB NUMSUB failed");
+            for (int i = 0; i < n; i++) {
+                int w = want[t0i + i];
+
+                if (r->element[2 * i + 1]->integer != (w & 1) + ((w & 2) >> 1))
+                    res.topic_mismatch++;
+            }
+            freeReplyObject(r);
+            free(argv);
+            free(names);
+        }
+    }
+    for (int j = 0; j < 2; j++) {
+        if (inst_sub(j) != inst_base[j] + 2 * held[j])
+            res.inst_mismatch++;
+    }
+    free(want);
+    return res;
+}
+
+static void
+subs_json(FILE *f, const char *name, const struct subs_result *r)
+{
+    fprintf(f, "\"%s\":{", name);
+    ms_json(f, "settled_ms", r->settled_ms, r->settled_ms >= 0, 1);
+    fprintf(f, "\"channels\":%ld,\"expected_topics\":%ld,\"topic_mismatch\":%ld,\"foreign\":%ld,"
+            "\"instance_mismatch\":%ld},", r->channels, r->expected, r->topic_mismatch, r->foreign,
+            r->inst_mismatch);
+}
+
+static long long
+redis_out_bytes(void)
+{
+    redisReply *r = redis_cmd("INFO stats");
+    char *p = r->type == REDIS_REPLY_STRING
+            ? strstr(r->str, "total_net_output_bytes:") : NULL;
+    long long v;
+
+    if (p == NULL)
+        die("redis: no total_net_output_bytes");
+    v = strtoll(p + 23, NULL, 10);
+    freeReplyObject(r);
+    return v;
+}
+
+static int
+digits(size_t v)
+{
+    int d = 1;
+
+    while (v >= 10) {
+        v /= 10;
+        d++;
+    }
+    return d;
+}
+
+/* A pub/sub message as Redis writes it (RESP2): ["message", channel, payload]. */
+static size_t
+message_bytes(size_t chan, size_t payload)
+{
+    return 4 + 4 + 9 + 1 + (size_t)digits(chan) + 2 + chan + 2 + 1 + (size_t)digits(payload) + 2 +
+           payload + 2;
+}
+
+/* Posts n events as fast as they are answered (ghosts: to topics nobody
+ * holds) and returns Redis's output bytes meanwhile; *first: the first
+ * event's sequence number. */
+static long long
+bytes_burst(int ghosts, long n, long *first)
+{
+    long long b0, t0;
+    double rate = o.rate;
+
+    run_for(0.2);               /* let every instance go quiet */
+    b0 = redis_out_bytes();
+    *first = next_seq;
+    bytes_phase = ghosts ? 1 : 2;
+    pub_limit = next_seq + n;
+    pub_stop = 0;
+    publishing_done = 0;
+    o.rate = 0;
+    t0 = now_ns();
+    if (run_until(publishing_finished, 60) == -1)
+        fprintf(stderr, "loadgen: a bytes burst did not finish in time\n");
+    (void)t0;
+    if (!ghosts)
+        run_until(churn_drained, o.drain);
+    run_for(0.2);
+    o.rate = rate;
+    bytes_phase = 0;
+    return redis_out_bytes() - b0;
+}
+
+static int
+run_churn(FILE *out)
+{
+    struct timeval ms = { 0, 1000 };
+    struct event *cev;
+    struct subs_result open_res, closed_res = { -1, 0, 0, 0, 0, 0 };
+    long long t_closed;
+    long expected = 0, delivered = 0, lost = 0, lost_stable = 0, lost_churned = 0;
+    long dups = 0, ooo = 0, regress = 0, wrong = 0, server_closed = 0, not_owed = 0;
+    long churned_sessions = 0, *kidx, *koff, ghost_first, held_first, nb;
+    long long ghost_bytes, held_bytes;
+    double copies = 0, topic_frames = 0, firehose_frames = 0;
+    int inst_after_ok = 1;
+
+    churn_topics = o.topics;
+    if (o.port2 == 0 || o.port3 != 0)
+        die("churn needs exactly two instances (--port, --port2)");
+    for (int t = 0; t < churn_topics; t++)
+        snprintf(users[t], sizeof(users[t]), "bench-t%d", t);
+    for (int g = 0; g < CHURN_GHOSTS; g++)
+        snprintf(users[churn_topics + g], sizeof(users[0]), "bench-ghost-%d", g);
+    for (int j = 0; j < CHURN_PROBES; j++)
+        snprintf(users[churn_topics + CHURN_GHOSTS + j], sizeof(users[0]), "bench-probe-%d", j);
+    topic_busy = calloc((size_t)o.users, sizeof(int));
+    topic_next_k = calloc((size_t)o.users, sizeof(long));
+    topic_last_q = calloc((size_t)o.users, sizeof(long));
+    event_k = calloc((size_t)max_events, sizeof(long));
+    event_ack = calloc((size_t)max_events, sizeof(long long));
+    event_env = calloc((size_t)max_events, sizeof(size_t));
+    reopen_slot = calloc((size_t)churn_topics, sizeof(int));
+    reopen_at = calloc((size_t)churn_topics, sizeof(long long));
+    if (!topic_busy || !topic_next_k || !topic_last_q || !event_k || !event_ack || !event_env ||
+        !reopen_slot || !reopen_at)
+        die("out of memory");
+    for (int i = 0; i < o.streams; i++) {
+        struct stream *s = &streams[i];
+        int t = i < 2 * churn_topics ? i / 2 : churn_topics + CHURN_GHOSTS + (i - 2 * churn_topics);
+        int a = t % 2;
+
+        s->index = i;
+        s->user = t;
+        s->line_cap = CHURN_LINE;
+        if ((s->line = malloc(CHURN_LINE)) == NULL)
+            die("out of memory");
+        if (i >= 2 * churn_topics)
+            s->port = i - 2 * churn_topics == 0 ? o.port : o.port2;     /* probes */
+        else if (i % 2 == 0)
+            s->port = a == 0 ? o.port : o.port2;                          /* stable */
+        else
+            s->port = (t % 4 < 2 ? a : 1 - a) == 0 ? o.port : o.port2;    /* churned */
+        s->stable = i < 2 * churn_topics && i % 2 == 0;
+        s->ev_s = s->ev_k = -1;
+        s->c_first_k = s->c_last_k = -1;
+    }
+    if ((rsync = redisConnect(o.host, o.redis_port)) == NULL || rsync->err)
+        die("cannot connect to Redis");
+    identify_instances();
+    phase("identified");
+    /* Every slot, in waves, with its own instance. */
+    if (open_in_waves(0, 2 * churn_topics) == -1)
+        return 1;
+    phase("streams-open");
+    cev = event_new(base, -1, EV_PERSIST, churn_tick, NULL);
+    if (cev == NULL || event_add(cev, &ms) != 0)
+        die("out of memory");
+    start_publishers();
+    churn_t0 = now_ns();
+    churning = 1;
+    run_for(o.duration);
+    churning = 0;
+    stop_publishing();
+    phase("churn-done");
+    if (run_until(churn_opens_resolved, 10) == -1)
+        fprintf(stderr, "loadgen: some churned streams never got an answer\n");
+    run_until(churn_drained, o.drain);
+    phase("drained");
+    open_res = subs_check();
+    phase("checked-open");
+    /* Bytes: the same count to nobody's topics, then to held ones. */
+    nb = o.bytes_events;
+    ghost_bytes = bytes_burst(1, nb, &ghost_first);
+    held_bytes = bytes_burst(0, nb, &held_first);
+    phase("bytes-done");
+    for (long q = held_first; q < held_first + nb && q < next_seq; q++) {
+        int t = event_user[q], w = 0;
+        size_t chan = strlen("ssegate:events:") + strlen(users[t]);
+
+        for (int i = 2 * t; i < 2 * t + 2; i++) {
+            if (streams[i].state == 1)
+                w |= streams[i].port == o.port ? 1 : 2;
+        }
+        copies += (w & 1) + ((w & 2) >> 1);
+        topic_frames += (double)((w & 1) + ((w & 2) >> 1)) * (double)message_bytes(chan, event_env[q]);
+        /* The firehose design: the same envelope on ssegate:events, to both. */
+        firehose_frames += 2.0 * (double)message_bytes(strlen("ssegate:events"), event_env[q]);
+    }
+    /* Every open stream's session as it stands, then all closed. */
+    for (int i = 0; i < 2 * churn_topics; i++) {
+        struct stream *s = &streams[i];
+
+        if (s->state == 1 || s->state == 2)
+            session_record(s, 0);
+        else if (s->state == 0)
+            opens_failed++;     /* never answered */
+        if (s->state == 0 || s->state == 1) {
+            event_free(s->ev);
+            s->ev = NULL;
+            close(s->fd);
+            s->fd = -1;
+        }
+        if (s->state != 2)
+            s->state = 3;
+    }
+    t_closed = now_ns();
+    phase("all-closed");
+    for (;;) {
+        if (pattern_count("ssegate:events:*", NULL) == 0 && pattern_count("ssegate:topic:*", NULL) == 0 &&
+            inst_sub(0) == inst_base[0] && inst_sub(1) == inst_base[1]) {
+            closed_res.settled_ms = (double)(now_ns() - t_closed) / 1e6;
+            break;
+        }
+        if (now_ns() - t_closed > 10000000000LL)
+            break;
+        run_for(0.02);
+    }
+    closed_res.channels = pattern_count("ssegate:events:*", &closed_res.foreign) +
+                          pattern_count("ssegate:topic:*", &closed_res.foreign);
+    for (int j = 0; j < 2; j++) {
+        if (inst_sub(j) != inst_base[j]) {
+            closed_res.inst_mismatch++;
+            inst_after_ok = 0;
+        }
+    }
+    phase("unsubscribed");
+
+    /* Each topic's events by k: kidx[koff[t] + k] is its sequence number. */
+    koff = calloc((size_t)o.users + 1, sizeof(long));
+    kidx = calloc((size_t)(next_seq ? next_seq : 1), sizeof(long));
+    if (koff == NULL || kidx == NULL)
+        die("out of memory");
+    for (int t = 0; t < o.users; t++)
+        koff[t + 1] = koff[t] + topic_next_k[t];
+    for (long q = 0; q < next_seq; q++)
+        kidx[koff[event_user[q]] + event_k[q]] = q;
+    for (size_t i = 0; i < nsessions; i++) {
+        const struct session *x = &sessions[i];
+        long owed = 0, miss = 0;
+
+        if (!x->stable)
+            churned_sessions++;
+        server_closed += x->server_closed;
+        dups += x->dups;
+        ooo += x->ooo;
+        regress += x->regress;
+        wrong += x->wrong;
+        for (long k = 0; k < topic_next_k[x->topic]; k++) {
+            long q = kidx[koff[x->topic] + k];
+            int ok = (accepted_bit[q >> 3] & (1u << (q & 7))) != 0;
+            int got = x->got > 0 && k >= x->first_k && k <= x->last_k;
+
+            if (!ok || event_sent[q] <= x->t_head ||
+                (x->t_close != 0 && event_ack[q] + (long long)(o.grace * 1e9) >= x->t_close)) {
+                not_owed += got;
+                continue;
+            }
+            owed++;
+            if (!got)
+                miss++;
+        }
+        /* Holes inside the received run are losses too (owed or not). */
+        miss += x->holes;
+        expected += owed;
+        delivered += owed - (miss > owed ? owed : miss);
+        lost += miss;
+        if (x->stable)
+            lost_stable += miss;
+        else
+            lost_churned += miss;
+    }
+    fprintf(out, "{\"mode\":\"churn\",\"topics\":%d,\"instances\":2,\"streams\":%d,"
+            "\"churn_ops\":%ld,\"churn_closes\":%ld,\"churn_reopens\":%ld,\"churn_skipped\":%ld,"
+            "\"opens_failed\":%ld,\"sessions\":%zu,\"churned_sessions\":%ld,"
+            "\"published\":%ld,\"accepted\":%ld,\"rejected\":%ld,\"reconnects\":%ld,"
+            "\"skipped_slots\":%ld,"
+            "\"expected_deliveries\":%ld,\"delivered\":%ld,\"lost\":%ld,\"lost_stable\":%ld,"
+            "\"lost_churned\":%ld,\"duplicates\":%ld,\"out_of_order\":%ld,\"id_regress\":%ld,"
+            "\"unexpected_events\":%ld,\"streams_closed_by_server\":%ld,\"received_not_owed\":%ld,"
+            "\"grace_s\":%.3f,",
+            churn_topics, 2 * churn_topics, churn_ops, churn_closes, churn_reopens, churn_skipped,
+            opens_failed + streams_failed, nsessions, churned_sessions, next_seq, accepted,
+            rejected, reconnects, pace_skipped, expected, delivered, lost, lost_stable, lost_churned, dups, ooo,
+            regress, wrong, server_closed, not_owed, o.grace);
+    hist_json(out, "latency_ms", &churn_lat, 1);
+    subs_json(out, "subs_open", &open_res);
+    subs_json(out, "subs_closed", &closed_res);
+    fprintf(out, "\"bytes\":{\"events\":%ld,\"ghost_bytes\":%lld,\"held_bytes\":%lld,"
+            "\"pubsub_bytes_per_event\":%.1f,\"copies_per_event\":%.3f,"
+            "\"computed_bytes_per_event\":%.1f,\"firehose_bytes_per_event\":%.1f}}\n",
+            nb, ghost_bytes, held_bytes, nb > 0 ? (double)(held_bytes - ghost_bytes) / (double)nb : 0,
+            nb > 0 ? copies / (double)nb : 0, nb > 0 ? topic_frames / (double)nb : 0,
+            nb > 0 ? firehose_frames / (double)nb : 0);
+    free(koff);
+    free(kidx);
+    redisFree(rsync);
+    return lost || dups || ooo || regress || wrong || server_closed || opens_failed ||
+           streams_failed || rejected || open_res.topic_mismatch || open_res.inst_mismatch ||
+           open_res.foreign || open_res.settled_ms < 0 || closed_res.settled_ms < 0 ||
+           closed_res.channels || !inst_after_ok ? 3 : 0;
+}
+
 static void
 usage(void)
 {
@@ -1680,7 +2600,10 @@ usage(void)
                     "       [--pad B] [--drain S] [--json FILE]\n"
                     "       [--mode load|recovery|prepare|storm] [--redis-port RP] [--redis-channel C]\n"
                     "       [--restart] [--outage S] [--warmup S] [--after S] [--deadline S]\n"
-                    "       [--history H] [--users-file F] [--observers N]\n");
+                    "       [--history H] [--users-file F] [--observers N]\n"
+                    "       [--port2 P2] [--port3 P3] [--topic NAME] [--serial]\n"
+                    "       [--mode churn --topics T --churn-rate R --hold S --grace S\n"
+                    "        --bytes-events N --redis-port RP]\n");
     exit(2);
 }
 
@@ -1693,10 +2616,13 @@ parse_args(int argc, char **argv)
         { "events", 1, 0, 'e' }, { "rate", 1, 0, 'r' }, { "duration", 1, 0, 'd' },
         { "publishers", 1, 0, 'k' }, { "pad", 1, 0, 'P' }, { "drain", 1, 0, 'D' },
         { "json", 1, 0, 'j' }, { "max-events", 1, 0, 'M' }, { "port2", 1, 0, '2' },
+        { "port3", 1, 0, '3' }, { "topic", 1, 0, 'T' }, { "serial", 0, 0, 'S' },
         { "idle", 1, 0, 'I' }, { "mode", 1, 0, 'm' }, { "redis-port", 1, 0, 'R' },
         { "redis-channel", 1, 0, 'C' }, { "restart", 0, 0, 'x' }, { "outage", 1, 0, 'o' },
         { "warmup", 1, 0, 'w' }, { "after", 1, 0, 'f' }, { "deadline", 1, 0, 'l' },
         { "history", 1, 0, 'H' }, { "users-file", 1, 0, 'U' }, { "observers", 1, 0, 'O' },
+        { "topics", 1, 0, 't' }, { "churn-rate", 1, 0, 'c' }, { "hold", 1, 0, 'y' },
+        { "grace", 1, 0, 'g' }, { "bytes-events", 1, 0, 'b' },
         { 0, 0, 0, 0 }
     };
     int c;
@@ -1718,11 +2644,15 @@ parse_args(int argc, char **argv)
         case 'j': o.json = optarg; break;
         case 'M': o.max_events = atol(optarg); break;
         case '2': o.port2 = atoi(optarg); break;
+        case '3': o.port3 = atoi(optarg); break;
+        case 'T': o.topic = optarg; break;
+        case 'S': o.serial = 1; break;
         case 'I': o.idle = atof(optarg); break;
         case 'm':
             o.mode = strcmp(optarg, "recovery") == 0 ? MODE_RECOVERY
                    : strcmp(optarg, "prepare") == 0 ? MODE_PREPARE
                    : strcmp(optarg, "storm") == 0 ? MODE_STORM
+                   : strcmp(optarg, "churn") == 0 ? MODE_CHURN
                    : strcmp(optarg, "load") == 0 ? MODE_LOAD : (usage(), MODE_LOAD);
             break;
         case 'R': o.redis_port = atoi(optarg); break;
@@ -1735,6 +2665,11 @@ parse_args(int argc, char **argv)
         case 'H': o.history = atoi(optarg); break;
         case 'U': o.users_file = optarg; break;
         case 'O': o.observers = atoi(optarg); break;
+        case 't': o.topics = atoi(optarg); break;
+        case 'c': o.churn_rate = atof(optarg); break;
+        case 'y': o.hold = atof(optarg); break;
+        case 'g': o.grace = atof(optarg); break;
+        case 'b': o.bytes_events = atol(optarg); break;
         default: usage();
         }
     }
@@ -1746,6 +2681,27 @@ parse_args(int argc, char **argv)
         if (o.events <= 0 && o.duration <= 0)
             o.duration = o.deadline;
     }
+    if (o.mode == MODE_CHURN) {
+        /* Slots 2t (stable) and 2t + 1 (churned), then a probe per
+         * instance; topics, then the ghosts, then the probes' topics. */
+        if (o.topics < 4 || o.topics > 1000000 || o.churn_rate < 0 || o.hold < 0 ||
+            o.grace < 0 || o.bytes_events < 0 || o.rate <= 0 || o.duration <= 0)
+            usage();
+        o.streams = 2 * o.topics + CHURN_PROBES;
+        o.users = o.topics + CHURN_GHOSTS + CHURN_PROBES;
+    }
+    if (o.topic != NULL) {
+        /* Names go into request lines: ssegate's own alphabet, bounded. */
+        size_t tl = strlen(o.topic);
+
+        if (tl == 0 || tl > 64 || strspn(o.topic, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                                 "0123456789._:-") != tl || o.mode != MODE_LOAD)
+            usage();
+        o.users = 1;
+        o.accounts = 0;
+    }
+    if (o.port3 && !o.port2)
+        usage();
     if (o.port <= 0 || o.streams < 0 || o.users <= 0 || o.publishers <= 0 ||
         o.pad < 0 || o.pad > 256 || (o.events <= 0 && o.duration <= 0) ||
         o.max_events <= 0)
@@ -1758,7 +2714,7 @@ main(int argc, char **argv)
     struct rlimit rl;
     struct event *tick_ev;
     struct timeval ms = { 0, 1000 };
-    long delivered = 0, dups = 0, lost = 0;
+    long delivered = 0, dups = 0, lost = 0, ooo = 0;
     struct hist first = { { 0 }, 0, 0 }, last = { { 0 }, 0, 0 };
     FILE *out = stdout;
     double pub_secs;
@@ -1784,6 +2740,9 @@ main(int argc, char **argv)
     } else if (o.mode == MODE_PREPARE) {
         max_events = 1;
         o.streams = 0;
+    } else if (o.mode == MODE_CHURN) {
+        /* The churn at --rate (paced: never above it), then two bursts. */
+        max_events = (long)(o.rate * (o.duration + 10)) + 2 * o.bytes_events + 1000;
     }
     base = event_base_new();
     if (users == NULL)
@@ -1812,7 +2771,8 @@ main(int argc, char **argv)
         if (o.json != NULL && (out = fopen(o.json, "w")) == NULL)
             die("cannot write the JSON file");
         rc = o.mode == MODE_RECOVERY ? run_recovery(out)
-           : o.mode == MODE_PREPARE ? run_prepare(out) : run_storm(out);
+           : o.mode == MODE_PREPARE ? run_prepare(out)
+           : o.mode == MODE_CHURN ? run_churn(out) : run_storm(out);
         if (out != stdout)
             fclose(out);
         return rc;
@@ -1825,10 +2785,12 @@ main(int argc, char **argv)
         s->user = i % o.users;
         s->ev_s = -1;
         s->line = malloc(MAX_LINE);
+        s->line_cap = MAX_LINE;
+        s->last_s = -1;
         s->seen = calloc((size_t)max_events / 8 + 1, 1);
         if (!s->line || !s->seen)
             die("out of memory");
-        stream_connect(s, o.port2 && (i & 1) ? o.port2 : o.port);
+        stream_connect(s, port_for(i));
     }
     if (run_until(all_streams_ready, o.connect_timeout) == -1 || streams_failed > 0) {
         fprintf(stderr, "loadgen: %d of %d streams open, %d failed\n", streams_open, o.streams,
@@ -1845,7 +2807,7 @@ main(int argc, char **argv)
         fflush(stderr);
     }
     for (int i = 0; i < o.publishers; i++) {
-        pubs[i].port = o.port2 && (i & 1) ? o.port2 : o.port;
+        pubs[i].port = port_for(i);
         pubs[i].bev = connect_to(pubs[i].port);
         bufferevent_setcb(pubs[i].bev, publisher_on_read, NULL, publisher_on_event, &pubs[i]);
         bufferevent_enable(pubs[i].bev, EV_READ);
@@ -1876,6 +2838,7 @@ main(int argc, char **argv)
     for (int i = 0; i < o.streams; i++) {
         delivered += streams[i].delivered;
         dups += streams[i].dups;
+        ooo += streams[i].ooo;
     }
     lost = expected_total - delivered;
     /* Time until the first and the last recipient had each event: the
@@ -1891,18 +2854,19 @@ main(int argc, char **argv)
     fprintf(out, "{\"streams\":%d,\"streams_closed\":%d,\"users\":%d,\"published\":%ld,\"accepted\":%ld,"
             "\"rejected\":%ld,\"reconnects\":%ld,\"publish_secs\":%.3f,\"accepted_per_sec\":%.1f,"
             "\"expected_deliveries\":%ld,\"delivered\":%ld,\"lost\":%ld,\"duplicates\":%ld,"
-            "\"deliveries_per_sec\":%.1f,"
+            "\"deliveries_per_sec\":%.1f,\"out_of_order\":%ld,\"instances\":%d,"
             "\"latency_ms\":{\"p50\":%.3f,\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f},"
             "\"first_recipient_ms\":{\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f},"
             "\"last_recipient_ms\":{\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f}}\n",
             o.streams, streams_closed, o.users, next_seq, accepted, rejected, reconnects, pub_secs,
             pub_secs > 0 ? (double)accepted / pub_secs : 0, expected_total, delivered, lost, dups,
             t_last_rx > t_first_sent ? (double)delivered * 1e9 / (double)(t_last_rx - t_first_sent) : 0,
+            ooo, o.port3 ? 3 : o.port2 ? 2 : 1,
             hist_quantile_ms(&lat, 0.5), hist_quantile_ms(&lat, 0.99), hist_quantile_ms(&lat, 0.999),
             lat.max_ns / 1e6, hist_quantile_ms(&first, 0.5), hist_quantile_ms(&first, 0.99),
             first.max_ns / 1e6, hist_quantile_ms(&last, 0.5), hist_quantile_ms(&last, 0.99),
             last.max_ns / 1e6);
     if (out != stdout)
         fclose(out);
-    return lost != 0 || dups != 0 || rejected != 0 ? 3 : 0;
+    return lost != 0 || dups != 0 || rejected != 0 || ooo != 0 ? 3 : 0;
 }
