@@ -175,9 +175,9 @@ struct http {
      * subtracts when it is freed. */
     atomic_size_t body_bytes;
     size_t body_max;
-    /* Requests between their head and their completion, every thread:
-     * shutdown lets them finish (http_busy). */
-    atomic_uint busy;
+    /* Connections libmicrohttpd holds, every thread (a stream's leaves
+     * it once taken over): shutdown waits for them (http_connections). */
+    atomic_uint nconns;
     atomic_int closing;             /* http_drain: every answer closes its connection */
 };
 
@@ -1182,6 +1182,7 @@ http_on_connection(void *cls, struct MHD_Connection *conn, void **socket_context
     struct http_conn *c = *socket_context;
 
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        atomic_fetch_add(&l->http->nconns, 1);
         l->accept_paused = 0;
         if ((c = calloc(1, sizeof(*c))) == NULL) {
             log_warn("http: out of memory for a connection's deadline");
@@ -1195,6 +1196,7 @@ http_on_connection(void *cls, struct MHD_Connection *conn, void **socket_context
         http_conn_arm(c, 0);
         return;
     }
+    atomic_fetch_sub(&l->http->nconns, 1);
     if (c != NULL) {
         http_conn_disarm(c);
         clients_release(&c->slot);
@@ -1307,7 +1309,6 @@ http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
             *con_cls = r;
         }
         r->started = 1;
-        atomic_fetch_add(&l->http->busy, 1);
         r->method = method;
         r->start_us = clock_mono_us();
         r->conn = conn;
@@ -1402,10 +1403,8 @@ http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         *con_cls = NULL;
         return;
     }
-    if (r->started) {
+    if (r->started)
         http_req_done(cls, r);
-        atomic_fetch_sub(&r->loop->http->busy, 1);
-    }
     http_wait_unlink(r);
     if (r->state_free != NULL)
         r->state_free(r->state);
@@ -1552,6 +1551,32 @@ http_loop_run_mhd(struct http_loop *l)
     }
 }
 
+/* Before a quiesced listener is closed: the connections the kernel
+ * completed but nobody accepted yet would be reset by close(), and each
+ * may carry a proxy's request already sent (a POST it may not retry: a
+ * 502). They are accepted and served like any other; what arrives
+ * between the last accept and the close is the one window left. */
+static void
+http_loop_take_backlog(struct http_loop *l, int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int c, n = 0;
+
+    if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == -1)
+        return;
+    for (;;) {
+        len = sizeof(ss);
+        if ((c = accept4(fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC)) < 0)
+            break;              /* EAGAIN: none left; anything else: give up */
+        /* It closes c itself when it cannot take it. */
+        if (MHD_add_connection(l->daemon, c, (struct sockaddr *)&ss, len) == MHD_YES)
+            n++;
+    }
+    if (n > 0)
+        log_debug("http: %d connections taken from the backlog before closing", n);
+}
+
 /* The HTTP thread. Why not MHD's own internal thread: in 0.9.75 (and
  * still upstream) its epoll loop reads events 128 at a time and, when a
  * call returns exactly 128, calls epoll_wait again with the same, possibly
@@ -1605,8 +1630,10 @@ http_loop_main(void *arg)
             /* On this thread, as every call on this daemon. */
             MHD_socket fd = MHD_quiesce_daemon(l->daemon);
 
-            if (fd != MHD_INVALID_SOCKET)
+            if (fd != MHD_INVALID_SOCKET) {
+                http_loop_take_backlog(l, fd);
                 close(fd);
+            }
             pfd[3].fd = -1;
         }
         if (pfd[4].revents != 0) {
@@ -1764,9 +1791,9 @@ http_drain(struct http *h)
 }
 
 unsigned
-http_busy(struct http *h)
+http_connections(struct http *h)
 {
-    return atomic_load(&h->busy);
+    return atomic_load(&h->nconns);
 }
 
 void

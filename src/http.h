@@ -75,11 +75,14 @@ http_quiesce(struct http *h);
 void
 http_drain(struct http *h);
 
-/* Requests in progress on every HTTP thread (from their head to their
- * answer's completion; a stream counts until it is taken over): shutdown
- * waits for the writes in flight. Any thread. */
+/* Connections libmicrohttpd holds on every HTTP thread (a stream's
+ * leaves it once taken over). Shutdown waits for them: a request in
+ * progress (a write) is answered, and a proxy's idle kept-alive
+ * connection is closed by the proxy (which then never sends a request on
+ * it), not by us (which could meet a request just sent: a 502). Any
+ * thread. */
 unsigned
-http_busy(struct http *h);
+http_connections(struct http *h);
 
 /* Stops the threads and the daemons and frees h: scripts in flight fail,
  * their requests are answered, and every request's state is freed. NULL

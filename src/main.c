@@ -98,26 +98,28 @@ main_raise_fd_limit(struct config *cfg)
     }
 }
 
-/* Shutdown, last step: once every stream ended, every request in flight
- * (a write) was answered and Redis heard the instance leave, or at
- * SHUTDOWN_GRACE_SECS after the signal, the loop ends and main() frees
- * in reverse order. */
+/* Shutdown, last step: once every stream ended, every connection closed
+ * (requests in flight answered, a proxy's idle kept-alive connections
+ * closed by the proxy: http_connections) and Redis heard the instance
+ * leave, or at SHUTDOWN_GRACE_SECS after the signal, the loop ends and
+ * main() frees in reverse order. */
 static void
 main_on_drain(evutil_socket_t fd, short what, void *arg)
 {
     struct gateway *g = arg;
     size_t left = hub_count(g->app.hub);
-    unsigned busy = http_busy(g->http);
+    unsigned conns = http_connections(g->http);
     int settled = presence_settled(g->presence);
 
     (void)fd;
     (void)what;
-    if ((left > 0 || busy > 0 || !settled) && clock_mono_ms() < g->stop_deadline_ms)
+    if ((left > 0 || conns > 0 || !settled) && clock_mono_ms() < g->stop_deadline_ms)
         return;
     if (left > 0)
         log_warn("shutdown: closing %zu streams that did not drain", left);
-    if (busy > 0)
-        log_warn("shutdown: %u requests still in progress get no answer", busy);
+    if (conns > 0)
+        log_warn("shutdown: closing %u connections still open (a request in progress "
+                 "gets no answer)", conns);
     if (!settled)
         log_warn("shutdown: Redis did not hear that this instance left; other "
                  "instances take its presence away within PRESENCE_TTL_SECS");

@@ -197,7 +197,7 @@ def test_grace(env):
     eq(exit_code(g, 10), 0, "exit 0")
     took = time.monotonic() - t0
     check(1.9 <= took <= 3.5, "exited at SHUTDOWN_GRACE_SECS (%.2f s)" % took)
-    check("requests still in progress get no answer" in g.proc.output(), "said why")
+    check("closing 1 connections still open" in g.proc.output(), "said why")
     post.close()
 
 
