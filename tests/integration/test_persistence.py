@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""Redis's persistence, read at connect: a gateway on a Redis that keeps
+neither an append-only file nor snapshots logs one warning (a restart
+would start account ids again at 1); on one that keeps either, none; on
+one whose CONFIG is renamed away or denied by an ACL, none, and it
+serves as usual. Real redis-servers and gateways over loopback. Prints
+TAP.
+
+  SSEGATE_BIN=path/to/ssegate tests/integration/test_persistence.py [-k substr]
+"""
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (HOST, GatewaysEnv, Process, Redis, check, eq, get_json,  # noqa: E402
+                     post_json, run_suite, wait_until)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BIN = os.environ.get("SSEGATE_BIN") or os.path.join(HERE, "..", "..", "ssegate")
+WARNING = re.compile(r"^\S+ warn  redis: 127\.0\.0\.1:(\d+) persists nothing \(appendonly no, "
+                     r"save \"\"\): if it restarts, every history is lost and account ids "
+                     r"start again at 1; turn on appendonly \(docs/OPERATIONS\.md\)$", re.M)
+SUBSCRIBED = "redis: subscribed to ssegate:events"
+
+
+class ConfiguredRedis(Redis):
+    """A redis-server with these persistence arguments (and any other)."""
+
+    def __init__(self, workdir, args):
+        self.args = args
+        super().__init__(workdir)
+
+    def start(self):
+        self.proc = Process("redis-%d" % self.port,
+                            ["redis-server", "--bind", HOST, "--port", str(self.port),
+                             "--dir", self.dir] + self.args, os.environ.copy(), self.workdir)
+        wait_until(lambda: self.ping(), 10, "redis-server to answer PING")
+
+
+class Env(GatewaysEnv):
+    def __init__(self, binary):
+        super().__init__(binary)
+        self.redises = []
+
+    def redis_with(self, *args):
+        r = ConfiguredRedis(self.work.path, list(args))
+        self.redises.append(r)
+        return r
+
+    def started(self, name, redis, **env):
+        """A gateway on redis, once its log says it subscribed: the
+        persistence replies come before the SUBSCRIBE's, so whatever they
+        made it log is written by then."""
+        g = self.gateway(name, redis=redis, **env)
+        wait_until(lambda: SUBSCRIBED in g.proc.output(), 10, "%s to subscribe" % name)
+        return g
+
+    def close(self):
+        codes = super().close()
+        for r in self.redises:
+            r.stop()
+        return codes
+
+
+def warnings(g):
+    return WARNING.findall(g.proc.output())
+
+
+def test_no_persistence_warns(env):
+    """appendonly no, save "": one warning line naming the Redis."""
+    r = env.redis_with("--appendonly", "no", "--save", "")
+    g = env.started("bare", r)
+    eq(warnings(g), [str(r.port)], "the warning, once")
+    # It warns and serves: a write still works.
+    st, _, _ = post_json(g.port, "/accounts", {"name": "Ada"})
+    eq(st, 201, "POST /accounts on a Redis without persistence")
+
+
+def test_aof_quiet(env):
+    """appendonly yes (the harness's Redis): no warning."""
+    g = env.started("aof", env.redis)
+    eq(env.redis.cli("CONFIG", "GET", "appendonly").split(), ["appendonly", "yes"], "AOF on")
+    eq(warnings(g), [], "warnings with appendonly yes")
+    check(re.search(r"^cmdstat_config(\|get)?:calls=[1-9]", env.redis.cli("INFO", "commandstats"), re.M),
+          "the gateway asked (CONFIG GET)")
+    check("persists nothing" not in g.proc.output(), "no other form of the warning")
+
+
+def test_snapshots_quiet(env):
+    """appendonly no but a save schedule: no warning."""
+    r = env.redis_with("--appendonly", "no", "--save", "3600 1")
+    g = env.started("rdb", r)
+    eq(warnings(g), [], "warnings with save 3600 1")
+
+
+def test_config_renamed_quiet(env):
+    """CONFIG renamed away: the check is skipped without a word above
+    debug, and the gateway serves."""
+    r = env.redis_with("--appendonly", "no", "--save", "", "--rename-command", "CONFIG", "")
+    g = env.started("renamed", r)
+    out = g.proc.output()
+    eq(warnings(g), [], "warnings with CONFIG renamed")
+    check(re.search(r"^errorstat_ERR:count=[1-9]", r.cli("INFO", "errorstats"), re.M),
+          "the gateway asked, and Redis said unknown command")
+    check(not re.search(r"^\S+ (warn|error) ", out, re.M), "a warn or error line:\n%s" % out)
+    st, _, h = get_json(g.port, "/health")
+    eq((st, h["redis"]), (200, "up"), "/health")
+
+
+def test_config_denied_quiet(env):
+    """An ACL user without CONFIG: skipped quietly; AUTH and everything
+    else as usual (no refusal logged, /health up, writes work)."""
+    r = env.redis_with("--appendonly", "no", "--save", "")
+    r.cli("ACL", "SETUSER", "gw", "on", ">gw-password-1", "~*", "&*", "+@all", "-config")
+    g = env.started("denied", r, REDIS_USERNAME="gw", REDIS_PASSWORD="gw-password-1")
+    out = g.proc.output()
+    eq(warnings(g), [], "warnings with CONFIG denied")
+    check(not re.search(r"^\S+ (warn|error) ", out, re.M), "a warn or error line:\n%s" % out)
+    st, _, _ = post_json(g.port, "/accounts", {"name": "Ada"})
+    eq(st, 201, "POST /accounts as gw")
+    # The ACL log holds the denied CONFIG: the check was made, as gw.
+    check("config" in r.cli("ACL", "LOG").lower(), "Redis logged the denied CONFIG")
+
+
+TESTS = [test_no_persistence_warns, test_aof_quiet, test_snapshots_quiet,
+         test_config_renamed_quiet, test_config_denied_quiet]
+
+
+if __name__ == "__main__":
+    sys.exit(run_suite(TESTS, lambda: Env(BIN)))
