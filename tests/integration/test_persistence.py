@@ -1,20 +1,23 @@
 #!/usr/bin/env python3
-"""Redis's persistence, read at connect: a gateway on a Redis that keeps
-neither an append-only file nor snapshots logs one warning (a restart
-would start account ids again at 1); on one that keeps either, none; on
-one whose CONFIG is renamed away or denied by an ACL, none, and it
-serves as usual. Real redis-servers and gateways over loopback. Prints
-TAP.
+"""Redis as deployed: its persistence, read at connect -- a gateway on a
+Redis that keeps neither an append-only file nor snapshots logs one
+warning (a restart would start account ids again at 1); on one that
+keeps either, none; on one whose CONFIG is renamed away or denied by an
+ACL, none, and it serves as usual -- and a full one (maxmemory,
+noeviction): every write answers 503, nothing half-written, and writes
+work again once there is room. Real redis-servers and gateways over
+loopback. Prints TAP.
 
   SSEGATE_BIN=path/to/ssegate tests/integration/test_persistence.py [-k substr]
 """
+import json
 import os
 import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (HOST, GatewaysEnv, Process, Redis, check, eq, get_json,  # noqa: E402
-                     post_json, run_suite, wait_until)
+from harness import (HOST, GatewaysEnv, Process, Redis, SSEClient, check, eq,  # noqa: E402
+                     get_json, http, post_json, run_suite, wait_until)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.environ.get("SSEGATE_BIN") or os.path.join(HERE, "..", "..", "ssegate")
@@ -123,8 +126,66 @@ def test_config_denied_quiet(env):
     check("config" in r.cli("ACL", "LOG").lower(), "Redis logged the denied CONFIG")
 
 
+def test_full_redis(env):
+    """maxmemory reached with noeviction: POST /events, POST /accounts and
+    a snapshot each get 503 redis_unavailable with Retry-After; none of
+    them wrote anything (history and firehose hold exactly the accepted
+    events, the stream gets exactly those, the balance and the account
+    count are unchanged); with room again, writes are accepted."""
+    r = env.redis_with("--appendonly", "no", "--save", "", "--maxmemory", "3mb",
+                       "--maxmemory-policy", "noeviction")
+    g = env.started("full", r)
+    st, _, acct = post_json(g.port, "/accounts", {"name": "Ada", "balance": 7})
+    eq(st, 201, "POST /accounts before Redis is full")
+    uid = acct["id"]
+    c = SSEClient(g.port, "userId=" + uid)
+    eq(c.status, 200, "stream status")
+    accepted, refused = [], None
+    for _ in range(5000):           # 2 KB each: 3 MB fills within ~1,500
+        st, h, body = http(g.port, "POST", "/events",
+                           {"userId": uid, "type": "fill", "data": "x" * 2000})
+        if st != 202:
+            refused = (st, h, body)
+            break
+        accepted.append(json.loads(body)["id"])
+        c.pump(0)
+    check(refused is not None, "Redis never filled up")
+    st, h, body = refused
+    eq((st, json.loads(body)["error"], h.get("retry-after")), (503, "redis_unavailable", "1"),
+       "a write to a full Redis")
+    # Full it stays: the room the subscriber's drained output buffer gives
+    # back would otherwise let a small write in now and then.
+    r.cli("CONFIG", "SET", "maxmemory", "1")
+    st, _, body = http(g.port, "POST", "/events", {"userId": uid, "type": "fill", "data": 1})
+    eq((st, json.loads(body)["error"]), (503, "redis_unavailable"), "POST /events when full")
+    seq = r.cli("GET", "ssegate:account:seq")
+    st, _, body = http(g.port, "POST", "/accounts", {"name": "Bob"})
+    eq((st, json.loads(body)["error"]), (503, "redis_unavailable"), "POST /accounts when full")
+    st, _, body = http(g.port, "POST", "/accounts/%s/snapshots" % uid, {"balance": 99})
+    eq((st, json.loads(body)["error"]), (503, "redis_unavailable"), "a snapshot when full")
+    # Nothing half-written: account.created + its first snapshot, then
+    # exactly the accepted events, in both histories; no new account.
+    eq(int(r.cli("XLEN", "ssegate:history:" + uid)), 2 + len(accepted), "the user's history")
+    eq(int(r.cli("XLEN", "ssegate:history")), 2 + len(accepted), "the firehose")
+    eq(r.cli("GET", "ssegate:account:seq"), seq, "the account counter")
+    eq(r.cli("HGET", "ssegate:account:" + uid, "balance"), "7", "the balance")
+    # Room again: a write is accepted, and the stream got exactly the
+    # accepted events before it, each once.
+    r.cli("CONFIG", "SET", "maxmemory", "0")
+    last = env_event(g, uid)
+    c.wait(lambda s: any(e.id == last for e in s.events), 10, "the event after the room came")
+    eq([e.id for e in c.events], accepted + [last], "the stream: accepted events, then the last")
+    c.close()
+
+
+def env_event(g, uid):
+    st, _, body = post_json(g.port, "/events", {"userId": uid, "type": "after"})
+    eq(st, 202, "POST /events with room again (%r)" % body)
+    return body["id"]
+
+
 TESTS = [test_no_persistence_warns, test_aof_quiet, test_snapshots_quiet,
-         test_config_renamed_quiet, test_config_denied_quiet]
+         test_config_renamed_quiet, test_config_denied_quiet, test_full_redis]
 
 
 if __name__ == "__main__":
