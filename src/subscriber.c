@@ -48,7 +48,8 @@
  * keeps neither an append-only file nor snapshots loses every history
  * and counter when it restarts, and account ids start again at 1 (ids a
  * client may still hold). That is logged as one warning; a CONFIG that
- * is renamed away or denied by an ACL is skipped quietly (debug). */
+ * is renamed away or denied by an ACL is skipped quietly (debug). As a
+ * REDIS_USERNAME it is not asked at all (subscriber_check_persistence). */
 #include <event2/event.h>
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
@@ -581,13 +582,19 @@ subscriber_on_persistence(redisAsyncContext *ac, void *r, void *privdata)
 
 /* Queues both reads on a new connection, behind its AUTH and ahead of its
  * SUBSCRIBE (hiredis answers a plain command's callback before pub/sub
- * replies). Failing to queue them (out of memory) only skips the check. */
+ * replies). Failing to queue them (out of memory) only skips the check.
+ * Not as a REDIS_USERNAME: the least-privilege user docs/API.md gives the
+ * gateways has no CONFIG (CONFIG GET reads every setting, requirepass
+ * included), and each refusal would land in Redis's ACL LOG, which is
+ * where an operator looks for what was denied. */
 static void
 subscriber_check_persistence(struct subscriber *sub, redisAsyncContext *ac)
 {
     sub->persist_seen = 0;
     sub->persist_on = 0;
     sub->persist_unknown = 0;
+    if (sub->cfg->redis_username[0] != '\0')
+        return;
     if (redisAsyncCommand(ac, subscriber_on_persistence, (void *)(uintptr_t)SUB_PERSIST_AOF,
                           "CONFIG GET appendonly") != REDIS_OK ||
         redisAsyncCommand(ac, subscriber_on_persistence, (void *)(uintptr_t)SUB_PERSIST_RDB,

@@ -3,7 +3,8 @@
 Redis that keeps neither an append-only file nor snapshots logs one
 warning (a restart would start account ids again at 1); on one that
 keeps either, none; on one whose CONFIG is renamed away or denied by an
-ACL, none, and it serves as usual -- and a full one (maxmemory,
+ACL, none, and it serves as usual; as a REDIS_USERNAME it does not ask
+(the least-privilege user has no CONFIG) -- and a full one (maxmemory,
 noeviction): every write answers 503, nothing half-written, and writes
 work again once there is room. Real redis-servers and gateways over
 loopback. Prints TAP.
@@ -112,18 +113,33 @@ def test_config_renamed_quiet(env):
 
 
 def test_config_denied_quiet(env):
-    """An ACL user without CONFIG: skipped quietly; AUTH and everything
-    else as usual (no refusal logged, /health up, writes work)."""
+    """The default user denied CONFIG by an ACL: skipped quietly; the
+    gateway serves as usual (no refusal logged, /health up, writes
+    work)."""
     r = env.redis_with("--appendonly", "no", "--save", "")
-    r.cli("ACL", "SETUSER", "gw", "on", ">gw-password-1", "~*", "&*", "+@all", "-config")
-    g = env.started("denied", r, REDIS_USERNAME="gw", REDIS_PASSWORD="gw-password-1")
+    eq(r.cli("ACL", "SETUSER", "default", "-config"), "OK", "ACL SETUSER default -config")
+    g = env.started("denied", r)
     out = g.proc.output()
     eq(warnings(g), [], "warnings with CONFIG denied")
     check(not re.search(r"^\S+ (warn|error) ", out, re.M), "a warn or error line:\n%s" % out)
     st, _, _ = post_json(g.port, "/accounts", {"name": "Ada"})
-    eq(st, 201, "POST /accounts as gw")
-    # The ACL log holds the denied CONFIG: the check was made, as gw.
-    check("config" in r.cli("ACL", "LOG").lower(), "Redis logged the denied CONFIG")
+    eq(st, 201, "POST /accounts with CONFIG denied")
+    # The ACL log holds the denied CONFIG GET: the check was made.
+    check("config|get" in r.cli("ACL", "LOG"), "Redis logged the denied CONFIG GET")
+
+
+def test_acl_user_not_asked(env):
+    """As a REDIS_USERNAME (docs/API.md's least-privilege user has no
+    CONFIG) nothing is asked, so Redis's ACL LOG stays empty: no warning
+    even on a Redis without persistence, and no CONFIG call."""
+    r = env.redis_with("--appendonly", "no", "--save", "")
+    eq(r.cli("ACL", "SETUSER", "gw", "on", ">gw-password-1", "~*", "&*", "+@all"), "OK",
+       "ACL SETUSER gw")
+    g = env.started("acl", r, REDIS_USERNAME="gw", REDIS_PASSWORD="gw-password-1")
+    eq(warnings(g), [], "warnings as an ACL user")
+    check(not re.search(r"^cmdstat_config", r.cli("INFO", "commandstats"), re.M),
+          "CONFIG was called as the ACL user")
+    check("user=gw" in r.cli("CLIENT", "LIST"), "the gateway connected as gw")
 
 
 def test_full_redis(env):
@@ -185,7 +201,8 @@ def env_event(g, uid):
 
 
 TESTS = [test_no_persistence_warns, test_aof_quiet, test_snapshots_quiet,
-         test_config_renamed_quiet, test_config_denied_quiet, test_full_redis]
+         test_config_renamed_quiet, test_config_denied_quiet, test_acl_user_not_asked,
+         test_full_redis]
 
 
 if __name__ == "__main__":
