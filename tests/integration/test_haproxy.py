@@ -40,9 +40,14 @@ class Env(GatewaysEnv):
     def __init__(self, binary):
         super().__init__(binary)
         self.proxies = []
-        self.b1 = self.gateway("backend-1", HEARTBEAT_SECS=HEARTBEAT)
-        self.b2 = self.gateway("backend-2", HEARTBEAT_SECS=HEARTBEAT)
-        self.hp = self.haproxy(self.b1.port, self.b2.port)
+        # run_suite cannot stop what a half-made environment started.
+        try:
+            self.b1 = self.gateway("backend-1", HEARTBEAT_SECS=HEARTBEAT)
+            self.b2 = self.gateway("backend-2", HEARTBEAT_SECS=HEARTBEAT)
+            self.hp = self.haproxy(self.b1.port, self.b2.port)
+        except Exception:
+            self.close()
+            raise
 
     def haproxy(self, b1, b2):
         """HAProxy on a free port in front of backends on ports b1 and b2;
