@@ -10,7 +10,7 @@ RUN apt-get update \
 WORKDIR /src
 COPY . .
 RUN ./autogen.sh && ./configure --prefix=/usr && make -j"$(nproc)" ssegate \
- && install -D -m 0755 ssegate /out/usr/bin/ssegate
+ && install -D -m 0755 ssegate /out/usr/sbin/ssegate
 
 FROM debian:bookworm-slim
 RUN apt-get update \
@@ -25,4 +25,4 @@ ENV PORT=3000
 EXPOSE 3000
 HEALTHCHECK --interval=5s --timeout=2s --retries=3 \
   CMD curl -fsS "http://127.0.0.1:${PORT}/health" >/dev/null || exit 1
-ENTRYPOINT ["/usr/bin/ssegate"]
+ENTRYPOINT ["/usr/sbin/ssegate"]

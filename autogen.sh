@@ -1,7 +1,7 @@
 #!/bin/sh
-# Generates ./configure. The TAP driver that `make check` uses ships with
-# automake but is not installed by autoreconf, so copy it in.
+# Generates ./configure. configure.ac requires the TAP driver that
+# `make check` uses (AC_REQUIRE_AUX_FILE), so autoreconf's --install
+# copies it into build-aux/ and `make dist` ships it.
 set -e
 cd "$(dirname "$0")"
 autoreconf -fi
-cp "$(automake --print-libdir)/tap-driver.sh" build-aux/

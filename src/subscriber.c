@@ -41,13 +41,22 @@
  * (subscriber_topics_ready: its streams' history may be read without
  * missing what comes live) once Redis confirmed both of its channels.
  * After a reconnect every wanted topic goes in the connecting SUBSCRIBE;
- * recovery's reads of topic streams wait for their topics to be ready. */
+ * recovery's reads of topic streams wait for their topics to be ready.
+ *
+ * Each connection also reads Redis's persistence settings, once, ahead of
+ * its SUBSCRIBE (CONFIG GET appendonly, CONFIG GET save): a Redis that
+ * keeps neither an append-only file nor snapshots loses every history
+ * and counter when it restarts, and account ids start again at 1 (ids a
+ * client may still hold). That is logged as one warning; a CONFIG that
+ * is renamed away or denied by an ACL is skipped quietly (debug). As a
+ * REDIS_USERNAME it is not asked at all (subscriber_check_persistence). */
 #include <event2/event.h>
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -82,6 +91,10 @@
 #define SUB_CH_OURS 1u          /* STORE_EVENTS_CHANNEL: write.lua's events */
 #define SUB_CH_OUTSIDE 2u       /* REDIS_CHANNEL: anybody's messages */
 #define SUB_CH_BOTH (SUB_CH_OURS | SUB_CH_OUTSIDE)
+/* The two persistence settings read at connect, as bits of those read. */
+#define SUB_PERSIST_AOF 1u          /* CONFIG GET appendonly */
+#define SUB_PERSIST_RDB 2u          /* CONFIG GET save */
+#define SUB_PERSIST_BOTH (SUB_PERSIST_AOF | SUB_PERSIST_RDB)
 
 /* Most channels one SUBSCRIBE or UNSUBSCRIBE names: a reconnect with
  * thousands of topics goes out in a few commands, not one huge one. */
@@ -134,6 +147,12 @@ struct subscriber {
     /* The channels Redis confirmed on this connection (SUB_CH_*): the
      * subscription is up, and recovery runs, once both are. */
     unsigned confirmed;
+    /* Redis's persistence on this connection: which of the two CONFIG
+     * GET replies came (SUB_PERSIST_*), and what they said. */
+    unsigned persist_seen;
+    int persist_on;                 /* appendonly yes, or a save schedule */
+    int persist_unknown;            /* a reply we cannot read: say nothing */
+    int persist_warned;             /* warned, and not found on since */
     int freeing;
     atomic_int up;
     /* Publish backpressure: atomics, no lock. A waiter registers before
@@ -513,6 +532,75 @@ subscriber_on_auth(redisAsyncContext *ac, void *r, void *privdata)
     redisAsyncDisconnect(ac);       /* flags only; hiredis frees later */
 }
 
+
+/* ---------------------------------------------------------- persistence */
+
+/* One CONFIG GET reply: ["appendonly", "yes"|"no"] or ["save", schedule];
+ * privdata says which was asked (as a SUB_PERSIST_* value in the
+ * pointer). An error (CONFIG renamed, or denied by an ACL), or an empty
+ * array (a Redis-compatible server without the setting), leaves the
+ * answer unknown: nothing is said. When both have come, a Redis that
+ * persists nothing is warned of, once until it is found persisting. */
+static void
+subscriber_on_persistence(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct subscriber *sub = ac->data;
+    const redisReply *reply = r;
+    unsigned which = (unsigned)(uintptr_t)privdata;
+
+    /* NULL: the connection is going away; its next one asks again. After
+     * a refused AUTH the answer is the default user's, not ours. */
+    if (reply == NULL || sub == NULL || sub->auth_refused)
+        return;
+    sub->persist_seen |= which;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        log_debug("redis: cannot read its persistence settings (%s): not checked",
+                  reply->str);
+        sub->persist_unknown = 1;
+    } else if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+               reply->element[1]->type != REDIS_REPLY_STRING) {
+        sub->persist_unknown = 1;
+    } else if (which == SUB_PERSIST_AOF) {
+        if (strcmp(reply->element[1]->str, "yes") == 0)
+            sub->persist_on = 1;
+    } else if (reply->element[1]->len > 0) {
+        sub->persist_on = 1;            /* a snapshot schedule */
+    }
+    if (sub->persist_seen != SUB_PERSIST_BOTH || sub->persist_unknown)
+        return;
+    if (sub->persist_on) {
+        sub->persist_warned = 0;
+        return;
+    }
+    if (sub->persist_warned)
+        return;
+    sub->persist_warned = 1;
+    log_warn("redis: %s:%u persists nothing (appendonly no, save \"\"): if it restarts, "
+             "every history is lost and account ids start again at 1; turn on "
+             "appendonly (docs/OPERATIONS.md)", sub->cfg->redis_host, sub->cfg->redis_port);
+}
+
+/* Queues both reads on a new connection, behind its AUTH and ahead of its
+ * SUBSCRIBE (hiredis answers a plain command's callback before pub/sub
+ * replies). Failing to queue them (out of memory) only skips the check.
+ * Not as a REDIS_USERNAME: the least-privilege user docs/API.md gives the
+ * gateways has no CONFIG (CONFIG GET reads every setting, requirepass
+ * included), and each refusal would land in Redis's ACL LOG, which is
+ * where an operator looks for what was denied. */
+static void
+subscriber_check_persistence(struct subscriber *sub, redisAsyncContext *ac)
+{
+    sub->persist_seen = 0;
+    sub->persist_on = 0;
+    sub->persist_unknown = 0;
+    if (sub->cfg->redis_username[0] != '\0')
+        return;
+    if (redisAsyncCommand(ac, subscriber_on_persistence, (void *)(uintptr_t)SUB_PERSIST_AOF,
+                          "CONFIG GET appendonly") != REDIS_OK ||
+        redisAsyncCommand(ac, subscriber_on_persistence, (void *)(uintptr_t)SUB_PERSIST_RDB,
+                          "CONFIG GET save") != REDIS_OK)
+        log_debug("redis: persistence settings not checked (out of memory)");
+}
 
 /* -------------------------------------------------------------- topics */
 
@@ -935,6 +1023,7 @@ subscriber_connect(struct subscriber *sub)
     sub->auth_refused = 0;
     sub->confirmed = 0;
     rconn_async_auth(ac, subscriber_on_auth, sub);
+    subscriber_check_persistence(sub, ac);
     redisAsyncCommand(ac, subscriber_on_reply, sub, "SUBSCRIBE %s %s",
                       STORE_EVENTS_CHANNEL, sub->cfg->redis_channel);
     sub->ac = ac;

@@ -44,6 +44,13 @@ def nginx_conf():
     return "\n".join(l.split("#")[0] for l in read("nginx/nginx.conf").splitlines())
 
 
+def size_bytes(v):
+    """"320mb" (Redis) or "512m" (Compose) in bytes."""
+    m = re.fullmatch(r"(\d+)([kmg])b?", v.lower())
+    assert m is not None, "a size: %r" % v
+    return int(m.group(1)) << {"k": 10, "m": 20, "g": 30}[m.group(2)]
+
+
 def test_compose_services():
     c = compose()
     svcs = c["services"]
@@ -53,6 +60,17 @@ def test_compose_services():
         "redis keeps an AOF"
     assert "redis-cli" in " ".join(r["healthcheck"]["test"]), "redis health check"
     assert any(v.endswith(":/data") for v in r["volumes"]), "redis data on a volume"
+    # Full, Redis refuses writes (503) rather than evicting history or
+    # accounts, and it is full well below the container's limit.
+    cmd = r["command"]
+    assert "--maxmemory-policy" in cmd and cmd[cmd.index("--maxmemory-policy") + 1] == "noeviction", \
+        "redis evicts nothing"
+    assert "--maxmemory" in cmd, "redis has a maxmemory"
+    maxmem, limit = size_bytes(cmd[cmd.index("--maxmemory") + 1]), size_bytes(r["mem_limit"])
+    assert maxmem <= 0.7 * limit, "maxmemory %d leaves room below mem_limit %d (AOF rewrite)" \
+        % (maxmem, limit)
+    caps = [svcs[n]["environment"].get("HISTORY_MAXLEN") for n in ("backend-1", "backend-2")]
+    assert caps[0] == caps[1], "HISTORY_MAXLEN equal on both backends: %s" % caps
     for name in ("backend-1", "backend-2"):
         b = svcs[name]
         env = b["environment"]
