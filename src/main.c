@@ -30,6 +30,7 @@
 #include "hub.h"
 #include "log.h"
 #include "pubkey.h"
+#include "rconn.h"
 #include "replay.h"
 #include "sse.h"
 #include "store.h"
@@ -275,6 +276,11 @@ main(int argc, char **argv)
     srandom((unsigned)time(NULL) ^ (unsigned)getpid());
     main_raise_fd_limit(&g.cfg);
     store_setup(&g.cfg);
+    /* With REDIS_SENTINELS, the thread that asks them for the master. */
+    if (rconn_start() == -1) {
+        log_error("start-up failed: cannot start the Redis Sentinel lookups");
+        return 1;
+    }
 
     g.app.cfg = &g.cfg;
     atomic_init(&g.app.stopping, 0);
@@ -342,6 +348,7 @@ out:
     writers_stop(g.app.writers);
     subscriber_free(g.app.sub);
     replay_free(g.app.replay);
+    rconn_stop();
     hub_free(g.app.hub);
     /* After every stream's last reference: each gave its client's place
      * back as its socket closed. */

@@ -61,7 +61,13 @@ local idem_body = ARGV[9]       -- the answer: \1 stands for the event id,
 -- reaches Redis first.
 if idem_key ~= '' then
   local kept = redis.call('GET', idem_key)
-  if kept then return {'replay', kept} end
+  if kept then
+    -- Rewrite its expiry, unchanged, so the replay propagates: the WAIT
+    -- behind it (REDIS_WAIT_REPLICAS) then covers the first write too.
+    local ttl = redis.call('PTTL', idem_key)
+    if ttl > 0 then redis.call('PEXPIRE', idem_key, ttl) end
+    return {'replay', kept}
+  end
 end
 
 -- The op's result, or with an Idempotency-Key its answer, kept with the
