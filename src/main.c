@@ -329,10 +329,11 @@ main(int argc, char **argv)
     }
     /* Room in the publish backlog resumes the publishers waiting for it. */
     subscriber_on_room(g.app.sub, http_wake, g.http);
+    rconn_target(err, sizeof(err));
     log_info("ssegate %s listening on %s:%u (server id %s, %u HTTP threads, "
-             "redis %s:%u, channel %s, writes %s)", SSEGATE_VERSION,
+             "redis %s, channel %s, writes %s)", SSEGATE_VERSION,
              g.cfg.listen_addr, g.cfg.port, g.cfg.server_id, g.cfg.http_threads,
-             g.cfg.redis_host, g.cfg.redis_port, g.cfg.redis_channel,
+             err, g.cfg.redis_channel,
              pubkey_set_enabled(&g.keys) ? "need a publish key" : "open to all");
     if (g.app.auth != NULL)
         log_info("secure mode: streams need a token (%s)", auth_algs(g.app.auth));

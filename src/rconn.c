@@ -317,8 +317,8 @@ rconn_async_connect(void *data, char *err, size_t err_cap)
      * announces it, so hiredis's getaddrinfo does not wait either. */
     if (sentinel_enabled() &&
         sentinel_master(host, sizeof(host), &port, &gen) == -1) {
-        snprintf(err, err_cap, "no master known yet: the sentinels have not "
-                 "named one (REDIS_MASTER_NAME)");
+        snprintf(err, err_cap, "the master: the sentinels have named none yet "
+                 "(REDIS_SENTINELS, REDIS_MASTER_NAME)");
         return NULL;
     }
     ac = redisAsyncConnect(host, port);

@@ -75,6 +75,8 @@ static int sentinel_running;
 static redisContext *sentinel_ctx;
 static unsigned sentinel_at;
 static int sentinel_said_down;
+/* The lookup sentinel_start made: the thread's first is due after it. */
+static int sentinel_first_ok;
 
 void
 sentinel_setup(const struct config *cfg)
@@ -364,7 +366,8 @@ sentinel_wait(int64_t next_ms, int64_t last_ms)
 static void *
 sentinel_main(void *arg)
 {
-    int64_t next = 0, last = 0;
+    int64_t last = clock_mono_ms();
+    int64_t next = last + (sentinel_first_ok ? SENTINEL_POLL_MS : SENTINEL_RETRY_MS);
     int suspected;
 
     (void)arg;
@@ -403,13 +406,17 @@ sentinel_start(void)
     }
     pthread_condattr_destroy(&ca);
     sentinel_stopping = 0;
+    log_info("redis: asking %u sentinel%s for the master of %s", sentinel_cfg.list.n,
+             sentinel_cfg.list.n == 1 ? "" : "s", sentinel_cfg.name);
+    /* One lookup before anything connects (start-up waits at most each
+     * sentinel's timeout): the first connections then go to the master
+     * rather than fail and back off. Failing, the thread keeps asking. */
+    sentinel_first_ok = sentinel_round(0);
     if (pthread_create(&sentinel_thread, NULL, sentinel_main, NULL) != 0) {
         pthread_cond_destroy(&sentinel_cond);
         return -1;
     }
     sentinel_running = 1;
-    log_info("redis: asking %u sentinel%s for the master of %s", sentinel_cfg.list.n,
-             sentinel_cfg.list.n == 1 ? "" : "s", sentinel_cfg.name);
     return 0;
 }
 
