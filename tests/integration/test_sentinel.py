@@ -15,6 +15,9 @@
   writes during the switch are refused (503), none is answered 2xx and
   lost. Prints how long writes were refused and how long until streams
   were live again.
+- Switchover: SENTINEL FAILOVER with the old master alive (demoted, not
+  killed): both gateways leave it for the new master (lookup, pipelines,
+  subscription), and writes there reach every stream exactly once.
 
 Real processes on 127.0.0.1, each stopped by its pid. Prints TAP.
 
@@ -271,25 +274,45 @@ def ticks(stream):
     return [(e.id, e.json()["data"]["seq"]) for e in stream.events if e.event == "tick"]
 
 
+def ha_cluster(work, procs):
+    """A master, two replicas and three sentinels that see them all (and
+    each other); every process is appended to procs as it starts."""
+    master = Redis(work)
+    procs.append(master)
+    master.cli("CONFIG", "SET", "appendfsync", "everysec")
+    replicas = []
+    for _ in range(2):
+        replicas.append(replica_of(work, master))
+        procs.append(replicas[-1])
+    sentinels = []
+    for _ in range(3):
+        sentinels.append(Sentinel(work, master.port))
+        procs.append(sentinels[-1])
+    wait_until(lambda: all(s.master_info().get("num-slaves") == "2" and
+                           s.master_info().get("num-other-sentinels") == "2"
+                           for s in sentinels), 20,
+               "every sentinel to see 2 replicas and 2 other sentinels")
+    return master, replicas, sentinels
+
+
+def stop_all(env, streams, procs):
+    for s in streams:
+        s.close()
+    for g in list(env.extra):
+        env.drop(g)
+    for p in procs:
+        if p.proc.alive():
+            p.proc.proc.send_signal(signal.SIGCONT)
+        p.stop()
+
+
 def test_failover(env):
     work = env.work.path
     procs = []
     streams = []
     writer = None
     try:
-        master = Redis(work)
-        procs.append(master)
-        master.cli("CONFIG", "SET", "appendfsync", "everysec")
-        replicas = [replica_of(work, master) for _ in range(2)]
-        procs += replicas
-        sentinels = []
-        for _ in range(3):
-            sentinels.append(Sentinel(work, master.port))
-            procs.append(sentinels[-1])
-        wait_until(lambda: all(s.master_info().get("num-slaves") == "2" and
-                               s.master_info().get("num-other-sentinels") == "2"
-                               for s in sentinels), 20,
-                   "every sentinel to see 2 replicas and 2 other sentinels")
+        master, replicas, sentinels = ha_cluster(work, procs)
         gws = [env.sentinel_gateway("ha-%d" % i, sentinels, REDIS_WAIT_REPLICAS=1)
                for i in range(2)]
         st, _, acct = post_json(gws[0].port, "/accounts", {"name": "HA"})
@@ -383,13 +406,84 @@ def test_failover(env):
     finally:
         if writer is not None:
             writer.stop()
+        stop_all(env, streams, procs)
+
+
+def post_until_2xx(g, uid, seq, deadline_s):
+    """Posts tick seq, retrying 503s with the same Idempotency-Key (safe:
+    at most one write) until a 202 or the deadline. Returns (id, tries)."""
+    deadline = time.monotonic() + deadline_s
+    tries = 0
+    while True:
+        tries += 1
+        st, _, body = post_json(g.port, "/events",
+                                {"userId": uid, "type": "tick", "data": {"seq": seq}},
+                                headers={"Idempotency-Key": "switch-%d" % seq})
+        if st == 202:
+            return body["id"], tries
+        check(st == 503 and body["error"] in ("redis_unavailable", "replication_timeout"),
+              "only a 503 while the master moves: %r %r" % (st, body))
+        if time.monotonic() > deadline:
+            raise TestFailure("tick %d: no 202 within %ds: %r" % (seq, deadline_s, body))
+        # A retry's pace, not synchronisation: each try is a real request.
+        time.sleep(0.05)
+
+
+def test_switchover(env):
+    """SENTINEL FAILOVER with the old master alive (demoted, not killed):
+    connections to it must not stay (its writes would answer READONLY, its
+    subscription would hear the new master only through replication). The
+    gateways move to the new master, and writes there reach every stream
+    exactly once."""
+    work = env.work.path
+    procs = []
+    streams = []
+    try:
+        master, replicas, sentinels = ha_cluster(work, procs)
+        gws = [env.sentinel_gateway("sw-%d" % i, sentinels, REDIS_WAIT_REPLICAS=1)
+               for i in range(2)]
+        st, _, acct = post_json(gws[0].port, "/accounts", {"name": "Switch"})
+        eq(st, 201, "account creation: %r" % acct)
+        uid = acct["id"]
+        for g in gws:
+            s = SSEClient(g.port, "userId=" + uid)
+            eq(s.status, 200, "stream status")
+            streams.append(s)
+        before = [post_until_2xx(gws[i % 2], uid, i, 5)[0] for i in range(10)]
+        eq(sentinels[0].cli("SENTINEL", "FAILOVER", MASTER), "OK", "SENTINEL FAILOVER")
+        t0 = time.monotonic()
+        wait_until(lambda: sentinels[0].master_port() != master.port, 15,
+                   "the sentinels to name a new master")
+        new_port = sentinels[0].master_port()
+        new_master = [r for r in replicas if r.port == new_port][0]
+        # Both gateways move: the lookup names the new master, and the
+        # subscription leaves the old one for it.
+        wait_until(lambda: all(("redis: subscribed to ssegate:events and user-events at %s:%d"
+                                % (HOST, new_port)) in g.proc.output() for g in gws), 10,
+                   "both gateways to subscribe at the new master")
+        t_follow = time.monotonic() - t0
+        # The old master is demoted and stays up.
+        wait_until(lambda: "role:slave" in master.cli("INFO", "replication"), 20,
+                   "the old master to become a replica")
+        after = [post_until_2xx(gws[i % 2], uid, i, 10) for i in range(10, 30)]
+        took = time.monotonic() - t0
+        ids = before + [i for i, _ in after]
+        eq(len(set(ids)), len(ids), "distinct ids")
+        hist = history_ids(new_master, uid)
+        check(set(ids) <= set(hist), "every 202 write in the new master's history")
+        pump_all(streams, lambda: all(set(ids) <= {i for i, _ in ticks(s)} for s in streams),
+                 10, "every 202 write on every stream")
         for s in streams:
-            s.close()
-        for g in list(env.extra):
-            env.drop(g)
-        for p in procs:
-            p.proc.proc.send_signal(signal.SIGCONT) if p.proc.alive() else None
-            p.stop()
+            s.idle(0.3)
+        for n, s in enumerate(streams):
+            eq([i for i, _ in ticks(s) if i in set(ids)], sorted(ids, key=id_key),
+               "stream %d: every 202 write exactly once, in id order" % n)
+            eq(len({i for i, _ in ticks(s)}), len(ticks(s)), "stream %d: nothing twice" % n)
+        print("# switchover: both gateways subscribed at the new master %.2fs after "
+              "SENTINEL FAILOVER; 20 writes answered 202 there by %.2fs (%d tries)"
+              % (t_follow, took, sum(t for _, t in after)))
+    finally:
+        stop_all(env, streams, procs)
 
 
 def stream_live_time(streams, event_id):
@@ -412,7 +506,7 @@ class TimedSSE(SSEClient):
 
 SSEClient = TimedSSE  # noqa: F811  (the suite's streams record arrival times)
 
-TESTS = [test_config_errors, test_wait_without_replica, test_failover]
+TESTS = [test_config_errors, test_wait_without_replica, test_failover, test_switchover]
 
 
 if __name__ == "__main__":
