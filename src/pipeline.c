@@ -385,7 +385,10 @@ pipeline_on_wait(redisAsyncContext *ac, void *reply, void *arg)
     else if (r->type == REDIS_REPLY_INTEGER && r->integer >= (long long)q->wait_n)
         q->done(q->arg, held);
     else {
-        if (r->type == REDIS_REPLY_ERROR)
+        /* An ACL without +wait: said once, not per write. */
+        if (rconn_is_refusal(r))
+            rconn_note_refused("WAIT", r->str);
+        else if (r->type == REDIS_REPLY_ERROR)
             log_warn("redis: WAIT: %s", r->str);
         pipeline_done_not_replicated(p, q, r->type == REDIS_REPLY_INTEGER ? r->integer : -1);
     }

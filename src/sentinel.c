@@ -75,6 +75,8 @@ static int sentinel_running;
 static redisContext *sentinel_ctx;
 static unsigned sentinel_at;
 static int sentinel_said_down;
+/* ROLE was refused by an ACL (said once). */
+static int sentinel_said_norole;
 /* The lookup sentinel_start made: the thread's first is due after it. */
 static int sentinel_first_ok;
 
@@ -262,6 +264,16 @@ sentinel_is_master(const char *host, uint16_t port, char *why, size_t whylen)
     yes = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
           r->element[0]->type == REDIS_REPLY_STRING &&
           strcmp(r->element[0]->str, "master") == 0;
+    /* An ACL without +role: the sentinels' word has to do (a READONLY
+     * reply still sends us back to them). Said once. */
+    if (r != NULL && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOPERM", 6) == 0) {
+        if (!sentinel_said_norole)
+            log_warn("redis: %s:%u: ROLE refused (%.120s): taking the sentinels' word "
+                     "for the master; add +role to the ACL of REDIS_USERNAME", host, port,
+                     r->str);
+        sentinel_said_norole = 1;
+        yes = 1;
+    }
     if (!yes)
         snprintf(why, whylen, "%s:%u: ROLE %s", host, port,
                  r == NULL ? c->errstr
@@ -296,6 +308,18 @@ sentinel_set_master(const char *host, uint16_t port)
     pthread_mutex_unlock(&sentinel_hook_mu);
 }
 
+/* Moves on to the next sentinel: the one asked named no master that says
+ * so (it may lag behind the others after a failover). */
+static void
+sentinel_next(void)
+{
+    if (sentinel_ctx != NULL) {
+        redisFree(sentinel_ctx);
+        sentinel_ctx = NULL;
+    }
+    sentinel_at = (sentinel_at + 1) % sentinel_cfg.list.n;
+}
+
 /* One lookup. suspected: a connection lost the master since the last.
  * Returns 1 when a master is confirmed, 0 to look again soon. */
 static int
@@ -303,32 +327,36 @@ sentinel_round(int suspected)
 {
     char host[SENTINEL_HOST_MAX], why[SENTINEL_WHY_MAX];
     uint16_t port;
-    int same;
 
-    if (sentinel_ask(host, sizeof(host), &port, why, sizeof(why)) == -1) {
-        if (!sentinel_said_down)
-            log_warn("redis: no sentinel tells the master of %s (%s); asking again "
-                     "every %d ms", sentinel_cfg.name, why, SENTINEL_RETRY_MS);
-        sentinel_said_down = 1;
-        return 0;
-    }
-    if (sentinel_said_down)
-        log_info("redis: the sentinels answer again");
-    sentinel_said_down = 0;
-    pthread_mutex_lock(&sentinel_mu);
-    same = strcmp(host, sentinel_host) == 0 && port == sentinel_port;
-    pthread_mutex_unlock(&sentinel_mu);
-    if (same && !suspected)
-        return 1;
-    /* New, or its connections fail: trust it only once it says master
-     * (mid-failover the sentinels still name the old one). */
-    if (!sentinel_is_master(host, port, why, sizeof(why))) {
+    for (unsigned k = 0; k < sentinel_cfg.list.n; k++) {
+        int same;
+
+        if (sentinel_ask(host, sizeof(host), &port, why, sizeof(why)) == -1) {
+            if (!sentinel_said_down)
+                log_warn("redis: no sentinel tells the master of %s (%s); asking again "
+                         "every %d ms", sentinel_cfg.name, why, SENTINEL_RETRY_MS);
+            sentinel_said_down = 1;
+            return 0;
+        }
+        if (sentinel_said_down)
+            log_info("redis: the sentinels answer again");
+        sentinel_said_down = 0;
+        pthread_mutex_lock(&sentinel_mu);
+        same = strcmp(host, sentinel_host) == 0 && port == sentinel_port;
+        pthread_mutex_unlock(&sentinel_mu);
+        if (same && !suspected)
+            return 1;
+        /* New, or its connections fail: trust it only once it says master
+         * (mid-failover the sentinels still name the old one). */
+        if (sentinel_is_master(host, port, why, sizeof(why))) {
+            if (!same)
+                sentinel_set_master(host, port);
+            return 1;
+        }
         log_debug("redis: not the master (yet): %s", why);
-        return 0;
+        sentinel_next();
     }
-    if (!same)
-        sentinel_set_master(host, port);
-    return 1;
+    return 0;
 }
 
 /* Sleeps until the next lookup is due: next_ms, or sooner once a

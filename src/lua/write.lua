@@ -62,10 +62,9 @@ local idem_body = ARGV[9]       -- the answer: \1 stands for the event id,
 if idem_key ~= '' then
   local kept = redis.call('GET', idem_key)
   if kept then
-    -- Rewrite its expiry, unchanged, so the replay propagates: the WAIT
-    -- behind it (REDIS_WAIT_REPLICAS) then covers the first write too.
-    local ttl = redis.call('PTTL', idem_key)
-    if ttl > 0 then redis.call('PEXPIRE', idem_key, ttl) end
+    -- Written again, unchanged (KEEPTTL), so the replay propagates: the
+    -- WAIT behind it (REDIS_WAIT_REPLICAS) then covers the first write too.
+    redis.call('SET', idem_key, kept, 'KEEPTTL')
     return {'replay', kept}
   end
 end
