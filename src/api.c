@@ -125,6 +125,13 @@ api_send_store_error(struct http_req *r, enum store_result rc, const char *not_f
     case STORE_UNAVAILABLE:
         return http_send_error(r, 503, "redis_unavailable",
                                "Redis is unreachable; retry shortly", NULL);
+    case STORE_NOT_REPLICATED:
+        /* Written on the master; a failover may or may not keep it. A
+         * retry with the same Idempotency-Key cannot write it twice. */
+        return http_send_error(r, 503, "replication_timeout",
+                               "written on the Redis master but not acknowledged by "
+                               "REDIS_WAIT_REPLICAS replicas in time; it may be lost in "
+                               "a failover: retry with the same Idempotency-Key", NULL);
     case STORE_ERROR:
     case STORE_OK:
         break;

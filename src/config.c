@@ -27,7 +27,8 @@ enum config_kind {
     CONFIG_KIND_ORIGINS,    /* struct cors_origins: "https://a,https://b" or "*" */
     CONFIG_KIND_KEY_LIST,   /* char[size]: "" or keys separated by commas */
     CONFIG_KIND_CHANNEL,    /* char[size], non-empty, outside CONFIG_OWN_PREFIX */
-    CONFIG_KIND_TOPIC_PREFIX /* char[size], non-empty, outside CONFIG_OWN_EVENTS */
+    CONFIG_KIND_TOPIC_PREFIX, /* char[size], non-empty, outside CONFIG_OWN_EVENTS */
+    CONFIG_KIND_SENTINELS   /* struct config_sentinels: "host:port,host:port" */
 };
 
 /* The gateways' own namespace in Redis: their keys and their channel
@@ -72,6 +73,14 @@ static const struct config_option config_options[] = {
       CONFIG_FIELD(redis_username), "Redis ACL user for AUTH (Redis 6 and later)" },
     { "REDIS_PASSWORD", "--redis-password", CONFIG_KIND_STRING, "", 0, 0,
       CONFIG_FIELD(redis_password), "Redis AUTH password" },
+    { "REDIS_SENTINELS", "--redis-sentinels", CONFIG_KIND_SENTINELS, "", 0, 0,
+      CONFIG_FIELD(redis_sentinels), "Redis Sentinels host:port,... asked for the master (instead of REDIS_HOST/REDIS_PORT)" },
+    { "REDIS_MASTER_NAME", "--redis-master-name", CONFIG_KIND_STRING, "mymaster", 1, 0,
+      CONFIG_FIELD(redis_master_name), "the master's name the sentinels monitor" },
+    { "REDIS_SENTINEL_PASSWORD", "--redis-sentinel-password", CONFIG_KIND_STRING, "", 0, 0,
+      CONFIG_FIELD(redis_sentinel_password), "the sentinels' AUTH password" },
+    { "REDIS_WAIT_REPLICAS", "--redis-wait-replicas", CONFIG_KIND_UINT, "0", 0, 64,
+      CONFIG_FIELD(redis_wait_replicas), "replicas that must acknowledge a write before its 2xx (WAIT; else 503)" },
     { "REDIS_CHANNEL", "--redis-channel", CONFIG_KIND_CHANNEL, "user-events", 1, 0,
       CONFIG_FIELD(redis_channel), "pub/sub channel others publish on (not ssegate:*)" },
     { "HISTORY_MAXLEN", "--history-maxlen", CONFIG_KIND_UINT, "1000", 1, 1000000,
@@ -225,6 +234,55 @@ config_parse_rate(const char *v, struct config_rate *out)
         return -1;
     out->n = (unsigned)n;
     out->window_s = (unsigned)(w * unit);
+    return 0;
+}
+
+/* REDIS_SENTINELS: 1..CONFIG_SENTINELS_MAX "host:port" items separated
+ * by commas (the port after the last ':'), or "" for none. why says
+ * which item is wrong and how. */
+static int
+config_parse_sentinels(const char *v, struct config_sentinels *out, char *why,
+                       size_t whylen)
+{
+    memset(out, 0, sizeof(*out));
+    while (*v != '\0') {
+        size_t n = strcspn(v, ","), hlen;
+        const char *colon = NULL;
+        char port[8];
+        unsigned long p;
+
+        for (size_t i = 0; i < n; i++)
+            if (v[i] == ':')
+                colon = v + i;
+        if (out->n == CONFIG_SENTINELS_MAX) {
+            snprintf(why, whylen, "more than %d sentinels", CONFIG_SENTINELS_MAX);
+            return -1;
+        }
+        hlen = colon != NULL ? (size_t)(colon - v) : 0;
+        if (colon == NULL || hlen == 0 || hlen > CONFIG_SENTINEL_HOST_MAX ||
+            n - hlen - 1 == 0 || n - hlen - 1 >= sizeof(port)) {
+            snprintf(why, whylen, "sentinel %u is not host:port", out->n + 1);
+            return -1;
+        }
+        memcpy(port, colon + 1, n - hlen - 1);
+        port[n - hlen - 1] = '\0';
+        if (config_parse_digits(port, &p) == -1 || p < 1 || p > 65535) {
+            snprintf(why, whylen, "sentinel %u: port is not a number in 1..65535",
+                     out->n + 1);
+            return -1;
+        }
+        memcpy(out->at[out->n].host, v, hlen);
+        out->at[out->n].host[hlen] = '\0';
+        out->at[out->n].port = (uint16_t)p;
+        out->n++;
+        if (v[n] == '\0')
+            break;
+        v += n + 1;
+        if (*v == '\0') {
+            snprintf(why, whylen, "a trailing comma");
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -420,6 +478,14 @@ config_set(struct config *cfg, const struct config_option *o, const char *name,
             return -1;
         }
         return 0;
+    case CONFIG_KIND_SENTINELS:
+        if (config_parse_sentinels(v, (struct config_sentinels *)(void *)field, why,
+                                   sizeof(why)) == -1) {
+            config_printable(why);
+            snprintf(err, errlen, "%s: %s (want host:port,host:port,...)", name, why);
+            return -1;
+        }
+        return 0;
     case CONFIG_KIND_ORIGINS:
         if (cors_parse(v, (struct cors_origins *)(void *)field, why, sizeof(why)) == -1) {
             config_printable(why);
@@ -497,6 +563,33 @@ config_load_defaults(struct config *cfg, char *err, size_t errlen)
     return 0;
 }
 
+/* Settings that exclude each other, once all are read: the sentinels
+ * name the master, so a REDIS_HOST or REDIS_PORT given too would be
+ * silently ignored; refused instead. given[i]: option i was set. */
+static int
+config_check_combined(const struct config *cfg, const unsigned char *given,
+                      char *err, size_t errlen)
+{
+    /* The drain comes out of the grace, and the streams need some of it. */
+    if (cfg->drain_secs >= cfg->shutdown_grace_secs) {
+        snprintf(err, errlen, "DRAIN_SECS (%u) must be less than SHUTDOWN_GRACE_SECS (%u)",
+                 cfg->drain_secs, cfg->shutdown_grace_secs);
+        return -1;
+    }
+    if (cfg->redis_sentinels.n == 0)
+        return 0;
+    for (size_t i = 0; i < CONFIG_NOPTIONS; i++) {
+        const char *env = config_options[i].env;
+
+        if (given[i] && (strcmp(env, "REDIS_HOST") == 0 || strcmp(env, "REDIS_PORT") == 0)) {
+            snprintf(err, errlen, "REDIS_SENTINELS and %s are both set: with sentinels "
+                     "the master's address comes from them; unset one", env);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 enum config_result
 config_load(struct config *cfg, int argc, char **argv,
             config_getenv_fn getenv_fn, char *err, size_t errlen)
@@ -504,6 +597,7 @@ config_load(struct config *cfg, int argc, char **argv,
     const struct config_option *o;
     const char *v;
     enum config_result r;
+    unsigned char given[CONFIG_NOPTIONS] = { 0 };
 
     memset(cfg, 0, sizeof(*cfg));       /* defined even when we stop early */
     if (errlen > 0)
@@ -521,22 +615,21 @@ config_load(struct config *cfg, int argc, char **argv,
         v = getenv_fn(o->env);
         /* Empty is unset, as in ${VAR:-default}: compose files and
          * env.example leave optional variables empty. */
-        if (v != NULL && v[0] != '\0' &&
-            config_set(cfg, o, o->env, v, err, errlen) == -1)
-            return CONFIG_ERROR;
+        if (v != NULL && v[0] != '\0') {
+            if (config_set(cfg, o, o->env, v, err, errlen) == -1)
+                return CONFIG_ERROR;
+            given[i] = 1;
+        }
     }
     for (int i = 1; i < argc; i++) {
         if ((r = config_next_flag(argc, argv, &i, &o, &v, err, errlen)) != CONFIG_OK)
             return r;
         if (config_set(cfg, o, o->flag, v, err, errlen) == -1)
             return CONFIG_ERROR;
+        given[o - config_options] = 1;
     }
-    /* The drain comes out of the grace, and the streams need some of it. */
-    if (cfg->drain_secs >= cfg->shutdown_grace_secs) {
-        snprintf(err, errlen, "DRAIN_SECS (%u) must be less than SHUTDOWN_GRACE_SECS (%u)",
-                 cfg->drain_secs, cfg->shutdown_grace_secs);
+    if (config_check_combined(cfg, given, err, errlen) == -1)
         return CONFIG_ERROR;
-    }
     return CONFIG_OK;
 }
 
@@ -557,6 +650,7 @@ config_metavar(enum config_kind kind)
         return "RATE";
     case CONFIG_KIND_CIDRS:
     case CONFIG_KIND_ORIGINS:
+    case CONFIG_KIND_SENTINELS:
         return "LIST";
     case CONFIG_KIND_KEY_LIST:
         return "KEYS";

@@ -29,6 +29,19 @@
 #define CONFIG_TOKEN_TOPICS_MAX 32
 #define CONFIG_TOKEN_TOPIC_MAX 128
 
+/* REDIS_SENTINELS: the Redis Sentinels asked for the master, "host:port"
+ * each, at most CONFIG_SENTINELS_MAX. n == 0: none, REDIS_HOST is the
+ * master. */
+#define CONFIG_SENTINELS_MAX 8
+#define CONFIG_SENTINEL_HOST_MAX 255
+struct config_sentinels {
+    unsigned n;
+    struct config_sentinel {
+        char host[CONFIG_SENTINEL_HOST_MAX + 1];
+        uint16_t port;
+    } at[CONFIG_SENTINELS_MAX];
+};
+
 /* A rate limit, "N/Ws": at most n requests per window_s seconds from one
  * client address, in bursts of up to n. n == 0: no limit. */
 struct config_rate {
@@ -57,6 +70,15 @@ struct config {
     uint16_t redis_port;        /* REDIS_PORT */
     char redis_username[256];   /* REDIS_USERNAME: Redis 6 ACL user; "" is "default" */
     char redis_password[256];   /* REDIS_PASSWORD: "" sends no AUTH */
+    /* Redis Sentinel (sentinel.c): where to ask which server is the
+     * master (then REDIS_HOST/REDIS_PORT are not used), the master's name,
+     * and the sentinels' own AUTH password ("" sends none) */
+    struct config_sentinels redis_sentinels;    /* REDIS_SENTINELS */
+    char redis_master_name[256];                /* REDIS_MASTER_NAME */
+    char redis_sentinel_password[256];          /* REDIS_SENTINEL_PASSWORD */
+    /* REDIS_WAIT_REPLICAS: a write is answered 2xx only once this many
+     * replicas acknowledged it (WAIT); 0: no wait */
+    unsigned redis_wait_replicas;
     /* REDIS_CHANNEL: the pub/sub channel others publish on (never in
      * ssegate:*, the gateways' own names) */
     char redis_channel[CONFIG_CHANNEL_MAX + 1];

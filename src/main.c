@@ -31,6 +31,7 @@
 #include "log.h"
 #include "presence.h"
 #include "pubkey.h"
+#include "rconn.h"
 #include "replay.h"
 #include "sse.h"
 #include "store.h"
@@ -329,6 +330,11 @@ main(int argc, char **argv)
     srandom((unsigned)time(NULL) ^ (unsigned)getpid());
     main_raise_fd_limit(&g.cfg);
     store_setup(&g.cfg);
+    /* With REDIS_SENTINELS, the thread that asks them for the master. */
+    if (rconn_start() == -1) {
+        log_error("start-up failed: cannot start the Redis Sentinel lookups");
+        return 1;
+    }
 
     g.app.cfg = &g.cfg;
     atomic_init(&g.app.stopping, 0);
@@ -380,10 +386,11 @@ main(int argc, char **argv)
     }
     /* Room in the publish backlog resumes the publishers waiting for it. */
     subscriber_on_room(g.app.sub, http_wake, g.http);
+    rconn_target(err, sizeof(err));
     log_info("ssegate %s listening on %s:%u (server id %s, %u HTTP threads, "
-             "redis %s:%u, channel %s, writes %s)", SSEGATE_VERSION,
+             "redis %s, channel %s, writes %s)", SSEGATE_VERSION,
              g.cfg.listen_addr, g.cfg.port, g.cfg.server_id, g.cfg.http_threads,
-             g.cfg.redis_host, g.cfg.redis_port, g.cfg.redis_channel,
+             err, g.cfg.redis_channel,
              pubkey_set_enabled(&g.keys) ? "need a publish key" : "open to all");
     if (g.app.auth != NULL)
         log_info("secure mode: streams need a token (%s)", auth_algs(g.app.auth));
@@ -400,6 +407,7 @@ out:
     presence_free(g.presence);
     subscriber_free(g.app.sub);
     replay_free(g.app.replay);
+    rconn_stop();
     hub_free(g.app.hub);
     /* After every stream's last reference: each gave its client's place
      * back as its socket closed. */

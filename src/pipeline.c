@@ -19,7 +19,19 @@
  *
  * Connecting, AUTH, the scripts' SHAs, the NOSCRIPT retry and the
  * back-off after a failed connect are rconn.c's, as for every other
- * Redis connection. */
+ * Redis connection.
+ *
+ * With REDIS_WAIT_REPLICAS=N, a write script is followed on the same
+ * connection by "WAIT N REDIS_TIMEOUT_MS" (pipelined: no extra round trip
+ * when the replicas keep up). The write's reply is kept (copied: hiredis
+ * frees it after its callback) until WAIT answers, and only then handed
+ * to the request, as it is or as RCONN_NOT_REPLICATED. WAIT blocks this
+ * connection until it answers, so the commands behind it get their
+ * REDIS_TIMEOUT_MS from WAIT's answer on.
+ *
+ * A connection made before the sentinels named a new master, or answered
+ * READONLY, is dropped at the next loop pass (what is in flight on it
+ * answers 503), and the next command connects to the master. */
 #include <errno.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -54,6 +66,8 @@ struct pipeline {
      * behind it are void (pipeline_on_reply), and it is being dropped. */
     int auth_refused;
     unsigned conn_serial;           /* counts connections made */
+    unsigned master_gen;            /* rconn_master_gen() when connecting */
+    int stale;                      /* answered READONLY: drop it */
     struct pipeline_req ping_q;
     struct store_cmd ping_cmd;
 };
@@ -134,7 +148,24 @@ static void
 pipeline_fail(struct pipeline *p, struct pipeline_req *q)
 {
     pipeline_pop(p, q);
+    freeReplyObject(q->held);
+    q->held = NULL;
     q->done(q->arg, NULL);
+}
+
+/* Frees the connection (not from inside one of its callbacks): hiredis
+ * fails what it holds, and whatever it no longer knew fails here. */
+static void
+pipeline_drop(struct pipeline *p)
+{
+    if (p->ac != NULL) {
+        redisAsyncContext *ac = p->ac;
+
+        p->ac = NULL;
+        redisAsyncFree(ac);
+    }
+    while (p->head != NULL)
+        pipeline_fail(p, p->head);
 }
 
 /* ---------------------------------------------------------- connection */
@@ -146,10 +177,13 @@ pipeline_on_connect(const redisAsyncContext *ac, int status)
 
     if (status != REDIS_OK) {
         /* hiredis frees the context after this and fails what was sent. */
-        log_debug("redis connect %s:%u: %s", rconn_host(), rconn_port(),
-                  ac->errstr);
+        char target[RCONN_ERR_MAX];
+
+        rconn_target(target, sizeof(target));
+        log_debug("redis connect %s: %s", target, ac->errstr);
         p->ac = NULL;
         rconn_backoff_fail(&p->backoff);
+        rconn_master_lost();
         return;
     }
     rconn_backoff_reset(&p->backoff);
@@ -162,8 +196,10 @@ pipeline_on_disconnect(const redisAsyncContext *ac, int status)
 
     /* After a refused AUTH, Redis closing on us is that refusal again
      * (it drops an unauthenticated client that sends a long command). */
-    if (status != REDIS_OK && !p->auth_refused)
+    if (status != REDIS_OK && !p->auth_refused) {
         log_warn("redis: pipelined connection lost: %s", ac->errstr);
+        rconn_master_lost();
+    }
     p->ac = NULL;
 }
 
@@ -198,11 +234,16 @@ pipeline_connect(struct pipeline *p)
 
     if (!rconn_backoff_ready(&p->backoff))
         return -1;
+    /* Read before the address: a master named meanwhile makes this
+     * connection look old, and it is made again, never the reverse. */
+    p->master_gen = rconn_master_gen();
     if ((ac = rconn_async_connect(p, err, sizeof(err))) == NULL) {
         log_debug("redis connect %s", err);
         rconn_backoff_fail(&p->backoff);
+        rconn_master_lost();
         return -1;
     }
+    p->stale = 0;
     ac->ev.data = p;
     ac->ev.addRead = pipeline_add_read;
     ac->ev.delRead = pipeline_del_read;
@@ -242,20 +283,117 @@ pipeline_free(struct pipeline *p)
         return;
     /* Runs every pending callback with no reply: each request hears
      * STORE_UNAVAILABLE. */
-    if (p->ac != NULL) {
-        redisAsyncContext *ac = p->ac;
-
-        p->ac = NULL;
-        redisAsyncFree(ac);
-    }
-    while (p->head != NULL)
-        pipeline_fail(p, p->head);
+    pipeline_drop(p);
     free(p);
 }
 
 /* ----------------------------------------------------------- scripts */
 
-static int pipeline_issue(struct pipeline *p, struct pipeline_req *q);
+static int pipeline_transmit(struct pipeline *p, struct pipeline_req *q);
+
+/* A deep copy of r that freeReplyObject frees (hiredis frees r itself
+ * after its callback); NULL for NULL or when out of memory. */
+static redisReply *
+pipeline_reply_copy(const redisReply *r)
+{
+    redisReply *c;
+
+    if (r == NULL || (c = calloc(1, sizeof(*c))) == NULL)
+        return NULL;
+    c->type = r->type;
+    c->integer = r->integer;
+    if (r->str != NULL) {
+        if ((c->str = malloc(r->len + 1)) == NULL) {
+            free(c);
+            return NULL;
+        }
+        memcpy(c->str, r->str, r->len + 1);
+        c->len = r->len;
+    }
+    if (r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
+        if ((c->element = calloc(r->elements, sizeof(*c->element))) == NULL) {
+            freeReplyObject(c);
+            return NULL;
+        }
+        c->elements = r->elements;
+        for (size_t i = 0; i < r->elements; i++) {
+            if ((c->element[i] = pipeline_reply_copy(r->element[i])) == NULL) {
+                freeReplyObject(c);     /* frees the copies made so far */
+                return NULL;
+            }
+        }
+    }
+    return c;
+}
+
+/* Answers q's request that fewer than q->wait_n replicas acknowledged
+ * its write (acked, or -1: WAIT failed), as the error reply
+ * RCONN_NOT_REPLICATED. */
+static void
+pipeline_done_not_replicated(struct pipeline *p, struct pipeline_req *q, long long acked)
+{
+    char text[160];
+    redisReply e;
+
+    if (acked < 0)
+        snprintf(text, sizeof(text), RCONN_NOT_REPLICATED " WAIT for %u replicas failed",
+                 q->wait_n);
+    else
+        snprintf(text, sizeof(text), RCONN_NOT_REPLICATED " %lld of %u replicas "
+                 "acknowledged the write within %u ms", acked, q->wait_n,
+                 p->cfg->redis_timeout_ms);
+    memset(&e, 0, sizeof(e));
+    e.type = REDIS_REPLY_ERROR;
+    e.str = text;
+    e.len = strlen(text);
+    q->done(q->arg, &e);
+}
+
+/* WAIT's answer for q: hands the write's kept reply over, or says it is
+ * not replicated enough. */
+static void
+pipeline_on_wait(redisAsyncContext *ac, void *reply, void *arg)
+{
+    struct pipeline *p = ac->data;
+    struct pipeline_req *q = arg;
+    const redisReply *r = reply;
+    redisReply *held;
+    int64_t now = clock_mono_ms();
+
+    /* The WAIT of a send that NOSCRIPT voided: the resend has its own. */
+    if (q->wait_skip > 0) {
+        q->wait_skip--;
+        return;
+    }
+    pipeline_pop(p, q);
+    held = q->held;
+    q->held = NULL;
+    if (p->auth_refused)
+        r = NULL;
+    /* The commands behind could not be answered while WAIT held the
+     * connection: their time counts from now. */
+    if (p->head != NULL && p->head->deadline_ms < now + (int64_t)p->cfg->redis_timeout_ms)
+        p->head->deadline_ms = now + (int64_t)p->cfg->redis_timeout_ms;
+    if (held == NULL || r == NULL)
+        /* No answer to the write or to WAIT (or no memory to keep the
+         * write's): it may have been written, not known where. */
+        q->done(q->arg, NULL);
+    else if (held->type == REDIS_REPLY_ERROR || held->type == REDIS_REPLY_NIL)
+        /* The write did not happen (or the account is unknown): nothing
+         * to replicate, the reply says what it is. */
+        q->done(q->arg, held);
+    else if (r->type == REDIS_REPLY_INTEGER && r->integer >= (long long)q->wait_n)
+        q->done(q->arg, held);
+    else {
+        /* An ACL without +wait: said once, not per write. */
+        if (rconn_is_refusal(r))
+            rconn_note_refused("WAIT", r->str);
+        else if (r->type == REDIS_REPLY_ERROR)
+            log_warn("redis: WAIT: %s", r->str);
+        pipeline_done_not_replicated(p, q, r->type == REDIS_REPLY_INTEGER ? r->integer : -1);
+    }
+    freeReplyObject(held);
+}
 
 static void
 pipeline_on_reply(redisAsyncContext *ac, void *reply, void *arg)
@@ -264,7 +402,6 @@ pipeline_on_reply(redisAsyncContext *ac, void *reply, void *arg)
     struct pipeline_req *q = arg;
     const redisReply *r = reply;
 
-    pipeline_pop(p, q);
     /* Behind a refused AUTH every reply is void: an error is the refusal
      * again, and a success came from Redis's default user, not ours. */
     if (p->auth_refused)
@@ -273,22 +410,45 @@ pipeline_on_reply(redisAsyncContext *ac, void *reply, void *arg)
      * alive: /health's clock. */
     if (r != NULL && !(r->type == REDIS_REPLY_ERROR && rconn_is_unavailable(r)))
         p->last_reply_ms = clock_mono_ms();
+    /* A replica now (a failover demoted it): look the master up again,
+     * and drop this connection at the loop's next pass. */
+    if (rconn_is_readonly(r)) {
+        p->stale = 1;
+        rconn_master_lost();
+    }
     /* Redis lost its script cache (SCRIPT FLUSH, a restart): send the
      * text once, which caches it again. NOSCRIPT means the script did
-     * not run, so this cannot apply a write twice. */
+     * not run, so this cannot apply a write twice. q stays in the FIFO. */
     if (!q->cmd->plain && !q->as_eval && rconn_is_noscript(r)) {
+        int had_wait = q->wait_sent;
+
         q->as_eval = 1;
-        if (pipeline_issue(p, q) == 0)
+        if (pipeline_transmit(p, q) == 0) {
+            q->wait_skip += had_wait;
             return;
+        }
         r = NULL;
+    }
+    if (q->wait_sent) {
+        /* WAIT's answer, right behind, finishes q. */
+        q->held = pipeline_reply_copy(r);
+        q->deadline_ms = clock_mono_ms() + 2 * (int64_t)p->cfg->redis_timeout_ms;
+        return;
+    }
+    pipeline_pop(p, q);
+    if (q->wait_missing && r != NULL && r->type != REDIS_REPLY_ERROR &&
+        r->type != REDIS_REPLY_NIL) {
+        /* Written, but its WAIT could not be queued (out of memory). */
+        pipeline_done_not_replicated(p, q, -1);
+        return;
     }
     q->done(q->arg, r);
 }
 
-/* Sends q's command on the connection (connecting first if needed) and
- * queues q in the FIFO. */
+/* Sends q's command on the connection (connecting first if needed), and
+ * its WAIT when it is a write that waits for replicas. */
 static int
-pipeline_issue(struct pipeline *p, struct pipeline_req *q)
+pipeline_transmit(struct pipeline *p, struct pipeline_req *q)
 {
     struct store_cmd *c = q->cmd;
 
@@ -299,6 +459,22 @@ pipeline_issue(struct pipeline *p, struct pipeline_req *q)
         q->as_eval = rconn_script_argv(c->script, q->as_eval, c->argv, c->lens);
     if (redisAsyncCommandArgv(p->ac, pipeline_on_reply, q, c->argc, c->argv,
                               c->lens) != REDIS_OK)
+        return -1;
+    q->wait_sent = 0;
+    q->wait_missing = 0;
+    if (q->wait_n > 0) {
+        q->wait_sent = redisAsyncCommand(p->ac, pipeline_on_wait, q, "WAIT %u %u",
+                                         q->wait_n, p->cfg->redis_timeout_ms) == REDIS_OK;
+        q->wait_missing = !q->wait_sent;
+    }
+    return 0;
+}
+
+/* Sends q's command and queues q in the FIFO. */
+static int
+pipeline_issue(struct pipeline *p, struct pipeline_req *q)
+{
+    if (pipeline_transmit(p, q) == -1)
         return -1;
     q->deadline_ms = clock_mono_ms() + (int64_t)p->cfg->redis_timeout_ms;
     pipeline_push(p, q);
@@ -313,6 +489,9 @@ pipeline_send(struct pipeline *p, struct pipeline_req *q, struct store_cmd *cmd,
     q->cmd = cmd;
     q->done = done;
     q->arg = arg;
+    /* Every event write is the write script (write.lua). */
+    if (!cmd->plain && cmd->script == RCONN_SCRIPT_WRITE)
+        q->wait_n = p->cfg->redis_wait_replicas;
     return pipeline_issue(p, q);
 }
 
@@ -398,6 +577,11 @@ pipeline_timeout_ms(const struct pipeline *p)
 void
 pipeline_handle(struct pipeline *p, short revents)
 {
+    if (p->ac != NULL && (p->stale || p->master_gen != rconn_master_gen())) {
+        log_info("redis: pipelined connection to a former master: reconnecting");
+        pipeline_drop(p);
+        revents = 0;
+    }
     if (p->ac != NULL && (revents & (POLLIN | POLLERR | POLLHUP)))
         redisAsyncHandleRead(p->ac);
     if (p->ac != NULL && (revents & POLLOUT))
@@ -406,15 +590,8 @@ pipeline_handle(struct pipeline *p, short revents)
         /* Slow, not known down: the next publish connects afresh. */
         log_warn("redis: no answer to a pipelined command within %u ms",
                  p->cfg->redis_timeout_ms);
-        if (p->ac != NULL) {
-            redisAsyncContext *ac = p->ac;
-
-            p->ac = NULL;
-            redisAsyncFree(ac);         /* fails everything in flight */
-        }
-        /* Anything hiredis no longer knew of fails here. */
-        while (p->head != NULL)
-            pipeline_fail(p, p->head);
+        pipeline_drop(p);               /* fails everything in flight */
+        rconn_master_lost();
     }
     pipeline_ping(p, clock_mono_ms());
 }

@@ -19,7 +19,11 @@ struct redisReply;
 
 /* Called once per pipeline_send that returned 0, on the pipeline's
  * thread, with Redis's reply (NULL: no answer, the connection failed or
- * timed out); the reply lives only during the call. */
+ * timed out); the reply lives only during the call. With
+ * REDIS_WAIT_REPLICAS, a write script's successful reply comes only once
+ * that many replicas acknowledged it; else an error reply whose code is
+ * RCONN_NOT_REPLICATED (rconn_is_not_replicated): written on the master,
+ * not known to be on enough replicas. */
 typedef void (*pipeline_done_fn)(void *arg, const struct redisReply *r);
 
 /* One command in flight; the caller provides it (inside its request) and
@@ -31,6 +35,14 @@ struct pipeline_req {
     struct store_cmd *cmd;          /* borrowed; argv[0..1] are ours */
     pipeline_done_fn done;
     void *arg;
+    /* A write with REDIS_WAIT_REPLICAS: "WAIT n timeout" goes right
+     * behind it, and done hears the write's reply (kept meanwhile) only
+     * with WAIT's answer; pipeline.c's own. */
+    unsigned wait_n;                /* replicas to wait for; 0: no WAIT */
+    int wait_sent;                  /* a WAIT follows the last send */
+    int wait_missing;               /* the last send's WAIT could not be queued */
+    int wait_skip;                  /* WAIT replies of an earlier send to ignore */
+    struct redisReply *held;        /* owned: the write's reply, until WAIT's */
 };
 
 /* Returns a pipeline for cfg's Redis (connected on first use), or NULL

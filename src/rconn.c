@@ -20,6 +20,7 @@
 #include "config.h"
 #include "log.h"
 #include "rconn.h"
+#include "sentinel.h"
 
 static struct {
     char host[RCONN_HOST_MAX];
@@ -57,6 +58,52 @@ rconn_setup(const struct config *cfg)
     snprintf(rconn_cfg.password, sizeof(rconn_cfg.password), "%s",
              cfg->redis_password);
     rconn_cfg.timeout_ms = cfg->redis_timeout_ms;
+    sentinel_setup(cfg);
+}
+
+int
+rconn_start(void)
+{
+    return sentinel_start();
+}
+
+void
+rconn_stop(void)
+{
+    sentinel_stop();
+}
+
+void
+rconn_target(char *out, size_t cap)
+{
+    char host[RCONN_HOST_MAX];
+    uint16_t port;
+    unsigned gen;
+
+    if (!sentinel_enabled())
+        snprintf(out, cap, "%s:%u", rconn_cfg.host, rconn_cfg.port);
+    else if (sentinel_master(host, sizeof(host), &port, &gen) == 0)
+        snprintf(out, cap, "%s:%u (master from the sentinels)", host, port);
+    else
+        snprintf(out, cap, "(no master known yet from the sentinels)");
+}
+
+unsigned
+rconn_master_gen(void)
+{
+    return sentinel_generation();
+}
+
+void
+rconn_master_lost(void)
+{
+    sentinel_suspect();
+}
+
+void
+rconn_on_master_change(void (*fn)(void *), void *arg)
+{
+    sentinel_on_change(fn, arg);
 }
 
 const char *
@@ -144,13 +191,25 @@ rconn_is_unavailable(const struct redisReply *r)
      * a replica, or is full: all pass. So does a refusal, once someone
      * fixes the password or the ACL. */
     static const char *const codes[] = {
-        "LOADING", "BUSY", "MASTERDOWN", "READONLY", "OOM"
+        "LOADING", "BUSY", "MASTERDOWN", "READONLY", "OOM", "NOREPLICAS"
     };
 
     for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
         if (rconn_is_error(r, codes[i]))
             return 1;
     return rconn_is_refusal(r);
+}
+
+int
+rconn_is_readonly(const struct redisReply *r)
+{
+    return rconn_is_error(r, "READONLY");
+}
+
+int
+rconn_is_not_replicated(const struct redisReply *r)
+{
+    return rconn_is_error(r, RCONN_NOT_REPLICATED);
 }
 
 /* ------------------------------------------------------------ refusals */
@@ -246,14 +305,30 @@ rconn_note_accepted(void)
 struct redisAsyncContext *
 rconn_async_connect(void *data, char *err, size_t err_cap)
 {
-    redisAsyncContext *ac = redisAsyncConnect(rconn_cfg.host, rconn_cfg.port);
-    int e = errno;
+    char host[RCONN_HOST_MAX];
+    uint16_t port = rconn_cfg.port;
+    unsigned gen;
+    redisAsyncContext *ac;
+    int e;
+
+    snprintf(host, sizeof(host), "%s", rconn_cfg.host);
+    /* The sentinels' answer is read, never awaited: the lookup thread
+     * (sentinel.c) asks them. The master's address is an IP as Sentinel
+     * announces it, so hiredis's getaddrinfo does not wait either. */
+    if (sentinel_enabled() &&
+        sentinel_master(host, sizeof(host), &port, &gen) == -1) {
+        snprintf(err, err_cap, "the master: the sentinels have named none yet "
+                 "(REDIS_SENTINELS, REDIS_MASTER_NAME)");
+        return NULL;
+    }
+    ac = redisAsyncConnect(host, port);
+    e = errno;
 
     /* hiredis 0.14.1 returns NULL only when out of memory; a failed
      * socket() (no descriptor left) is an error on the context. The two
      * have different cures, so each is named as what it is. */
     if (ac == NULL || ac->err) {
-        snprintf(err, err_cap, "%s:%u: %s", rconn_cfg.host, rconn_cfg.port,
+        snprintf(err, err_cap, "%s:%u: %s", host, port,
                  ac == NULL ? "out of memory"
                  : ac->err == REDIS_ERR_IO && (e == EMFILE || e == ENFILE)
                      ? "no file descriptor left" : ac->errstr);
@@ -346,6 +421,7 @@ rconn_backoff_fail(struct rconn_backoff *b)
     b->next_ms = cap * 2 > RCONN_BACKOFF_MAX_MS ? RCONN_BACKOFF_MAX_MS : cap * 2;
     b->retry_at_ms = clock_mono_ms() + delay;
     b->back_gen = atomic_load(&rconn_back_gen);
+    b->master_gen = sentinel_generation();
     return delay;
 }
 
@@ -359,8 +435,10 @@ rconn_backoff_reset(struct rconn_backoff *b)
 int
 rconn_backoff_ready(const struct rconn_backoff *b)
 {
+    /* A new master (sentinel.c) is as good as "Redis is back". */
     return clock_mono_ms() >= b->retry_at_ms ||
-           atomic_load(&rconn_back_gen) != b->back_gen;
+           atomic_load(&rconn_back_gen) != b->back_gen ||
+           sentinel_generation() != b->master_gen;
 }
 
 void

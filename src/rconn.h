@@ -29,6 +29,38 @@ struct redisReply;
 void
 rconn_setup(const struct config *cfg);
 
+/* Starts (rconn_start: 0, or -1 when it cannot) and stops the Sentinel
+ * lookup thread (sentinel.h) when REDIS_SENTINELS is set; nothing
+ * otherwise. Start after rconn_setup; stop after every connection is
+ * freed. */
+int
+rconn_start(void);
+void
+rconn_stop(void);
+
+/* Where connections go now, as "host:port" text for a log line: REDIS_HOST,
+ * or the master the sentinels named last. Any thread. */
+void
+rconn_target(char *out, size_t cap);
+
+/* The master's generation: it changes each time the sentinels name a new
+ * master (always 0 without sentinels). A connection made under an older
+ * one talks to a server that may be a replica now: its owner drops it.
+ * Any thread. */
+unsigned
+rconn_master_gen(void);
+
+/* A connection lost the master (connect failed, the connection broke, or
+ * a READONLY reply): the sentinels are asked again at once (nothing
+ * without sentinels). Any thread, never waits. */
+void
+rconn_master_lost(void);
+
+/* fn(arg) hears of each new master, on the lookup thread (hand it over,
+ * e.g. event_active; NULL unregisters, after which fn is not running). */
+void
+rconn_on_master_change(void (*fn)(void *), void *arg);
+
 /* Where Redis is, as copied by rconn_setup, for log lines; any thread. */
 const char *
 rconn_host(void);
@@ -76,6 +108,18 @@ rconn_is_noscript(const struct redisReply *r);
  * rconn_is_refusal), 0 if it is a bug to report. */
 int
 rconn_is_unavailable(const struct redisReply *r);
+
+/* 1 if r is READONLY: the server is a replica now (a failover demoted
+ * it): the connection is dropped and the master looked up again. */
+int
+rconn_is_readonly(const struct redisReply *r);
+
+/* The error code pipeline.c answers a write with when fewer than
+ * REDIS_WAIT_REPLICAS replicas acknowledged it in time (the write itself
+ * is done on the master), and its test. */
+#define RCONN_NOT_REPLICATED "NOTREPLICATED"
+int
+rconn_is_not_replicated(const struct redisReply *r);
 
 /* ------------------------------------------------------------ refusals */
 
@@ -148,6 +192,7 @@ struct rconn_backoff {
     unsigned next_ms;               /* b: the longest next wait */
     int64_t retry_at_ms;            /* monotonic: no attempt before this... */
     unsigned back_gen;              /* ...unless the generation moved past this */
+    unsigned master_gen;            /* ...or the sentinels named a new master */
     uint32_t seed;                  /* jitter's PRNG state */
 };
 

@@ -166,6 +166,9 @@ store_setup(const struct config *cfg)
 static enum store_result
 store_error_result(const redisReply *r, const char *what)
 {
+    /* Not an error of Redis: the request says so (503). */
+    if (rconn_is_not_replicated(r))
+        return STORE_NOT_REPLICATED;
     /* Every request would log it again: said once, process-wide. */
     if (rconn_is_refusal(r)) {
         rconn_note_refused(what, r->str);

@@ -29,7 +29,10 @@ enum store_result {
     STORE_OK = 0,
     STORE_NOT_FOUND,        /* no such account */
     STORE_UNAVAILABLE,      /* Redis unreachable, timed out or loading */
-    STORE_ERROR             /* Redis answered something unexpected (logged) */
+    STORE_ERROR,            /* Redis answered something unexpected (logged) */
+    /* A write done on the master that fewer than REDIS_WAIT_REPLICAS
+     * replicas acknowledged in time (pipeline.h) */
+    STORE_NOT_REPLICATED
 };
 
 /* An account id is an INCR value: up to 20 digits, and the NUL. */

@@ -182,6 +182,11 @@ struct subscriber {
     struct sub_change *inbox, **inbox_tail;
     struct event *topic_ev;
     size_t own_prefix_len, out_prefix_len;
+    /* Redis Sentinel: the master's generation this connection was made
+     * under (rconn_master_gen), and the event the lookup thread activates
+     * when the sentinels name a new master. */
+    unsigned master_gen;
+    struct event *master_ev;
 };
 
 static void subscriber_connect(struct subscriber *sub);
@@ -468,8 +473,13 @@ subscriber_on_confirmed(struct subscriber *sub, unsigned channel)
     atomic_store(&sub->up, 1);
     metrics_add(METRICS_SUBSCRIPTIONS, 1);
     rconn_redis_is_back();
-    log_info("redis: subscribed to %s and %s at %s:%u", STORE_EVENTS_CHANNEL,
-             sub->cfg->redis_channel, sub->cfg->redis_host, sub->cfg->redis_port);
+    {
+        char target[RCONN_ERR_MAX];
+
+        rconn_target(target, sizeof(target));
+        log_info("redis: subscribed to %s and %s at %s", STORE_EVENTS_CHANNEL,
+                 sub->cfg->redis_channel, target);
+    }
     rconn_note_accepted();
     /* Topics that changed while the subscription came up. */
     subscriber_topic_sync(sub);
@@ -960,8 +970,11 @@ subscriber_on_connect(const redisAsyncContext *ac, int status)
     struct subscriber *sub = ac->data;
 
     if (status != REDIS_OK) {
-        log_warn("redis: cannot connect to %s:%u: %s", sub->cfg->redis_host,
-                 sub->cfg->redis_port, ac->errstr);
+        char target[RCONN_ERR_MAX];
+
+        rconn_target(target, sizeof(target));
+        log_warn("redis: cannot connect to %s: %s", target, ac->errstr);
+        rconn_master_lost();
         sub->ac = NULL;
         evtimer_del(sub->deadline_ev);
         subscriber_schedule_retry(sub);
@@ -982,6 +995,8 @@ subscriber_on_disconnect(const redisAsyncContext *ac, int status)
     if (!sub->freeing)
         subscriber_flush(sub);      /* what was read is delivered */
     evtimer_del(sub->deadline_ev);
+    if (status != REDIS_OK && !sub->freeing)
+        rconn_master_lost();
     if (atomic_exchange(&sub->up, 0) && !sub->freeing)
         log_warn("redis: subscription lost: %s",
                  status == REDIS_OK ? "closed" : ac->errstr);
@@ -1004,8 +1019,10 @@ subscriber_connect(struct subscriber *sub)
                                 (CONNECT_TIMEOUT_MS % 1000) * 1000 };
     char err[RCONN_ERR_MAX];
 
+    sub->master_gen = rconn_master_gen();
     if ((ac = rconn_async_connect(sub, err, sizeof(err))) == NULL) {
         log_warn("redis: cannot connect to %s", err);
+        rconn_master_lost();
         subscriber_schedule_retry(sub);
         return;
     }
@@ -1033,6 +1050,42 @@ subscriber_connect(struct subscriber *sub)
     if (subscriber_topics_resubscribe(sub) == -1)
         log_error("out of memory resubscribing topics");
     evtimer_add(sub->deadline_ev, &deadline);
+}
+
+/* The sentinels named a new master (main loop): a subscription to the
+ * former one is dropped (it may live on as a replica, where our writes no
+ * longer go first), and a connect waiting out its back-off is made now.
+ * The resubscribe then recovers every stream from history, as after any
+ * reconnect. */
+static void
+subscriber_on_master(evutil_socket_t fd, short what, void *arg)
+{
+    struct subscriber *sub = arg;
+
+    (void)fd;
+    (void)what;
+    if (sub->freeing)
+        return;
+    if (sub->ac != NULL) {
+        redisAsyncContext *ac = sub->ac;
+
+        if (sub->master_gen == rconn_master_gen())
+            return;
+        log_info("redis: the sentinels named a new master: subscribing there");
+        sub->ac = NULL;
+        redisAsyncFree(ac);         /* on_disconnect arms a retry */
+    }
+    evtimer_del(sub->retry_ev);
+    subscriber_connect(sub);
+}
+
+/* The lookup thread's hook: hand the news to the loop. */
+static void
+subscriber_master_news(void *arg)
+{
+    struct subscriber *sub = arg;
+
+    event_active(sub->master_ev, 0, 0);
 }
 
 /* ------------------------------------------------------------ lifetime */
@@ -1069,8 +1122,9 @@ subscriber_new(struct event_base *base, const struct config *cfg,
     sub->deadline_ev = evtimer_new(base, subscriber_on_deadline, sub);
     sub->flush_ev = event_new(base, -1, 0, subscriber_on_flush, sub);
     sub->topic_ev = event_new(base, -1, 0, subscriber_on_topics, sub);
+    sub->master_ev = event_new(base, -1, 0, subscriber_on_master, sub);
     if (sub->retry_ev == NULL || sub->deadline_ev == NULL ||
-        sub->flush_ev == NULL || sub->topic_ev == NULL) {
+        sub->flush_ev == NULL || sub->topic_ev == NULL || sub->master_ev == NULL) {
         subscriber_free(sub);
         return NULL;
     }
@@ -1087,6 +1141,7 @@ subscriber_new(struct event_base *base, const struct config *cfg,
         }
     }
     replay_set_ready(replay, subscriber_stream_ready, sub);
+    rconn_on_master_change(subscriber_master_news, sub);
     subscriber_connect(sub);
     return sub;
 }
@@ -1097,6 +1152,11 @@ subscriber_free(struct subscriber *sub)
     if (sub == NULL)
         return;
     sub->freeing = 1;
+    /* First: after this the lookup thread cannot touch master_ev. */
+    if (sub->master_ev != NULL) {
+        rconn_on_master_change(NULL, NULL);
+        event_free(sub->master_ev);
+    }
     if (sub->ac != NULL) {
         redisAsyncContext *ac = sub->ac;
 

@@ -62,7 +62,12 @@ local idem_body = ARGV[9]       -- the answer: \1 stands for the event id,
 -- reaches Redis first.
 if idem_key ~= '' then
   local kept = redis.call('GET', idem_key)
-  if kept then return {'replay', kept} end
+  if kept then
+    -- Written again, unchanged (KEEPTTL), so the replay propagates: the
+    -- WAIT behind it (REDIS_WAIT_REPLICAS) then covers the first write too.
+    redis.call('SET', idem_key, kept, 'KEEPTTL')
+    return {'replay', kept}
+  end
 end
 
 -- The op's result, or with an Idempotency-Key its answer, kept with the

@@ -53,7 +53,7 @@ def size_bytes(v):
 
 def test_compose_services():
     c = compose()
-    svcs = c["services"]
+    svcs = {k: v for k, v in c["services"].items() if not v.get("profiles")}
     assert set(svcs) == {"redis", "backend-1", "backend-2", "nginx"}, sorted(svcs)
     r = svcs["redis"]
     assert "--appendonly" in r["command"] and r["command"][r["command"].index("--appendonly") + 1] == "yes", \
@@ -75,7 +75,9 @@ def test_compose_services():
         b = svcs[name]
         env = b["environment"]
         assert env["SERVER_ID"] == name, (name, env)
-        assert env["REDIS_HOST"] == "redis", env
+        # "redis" unless the sentinel profile's SSEGATE_REDIS_HOST empties it.
+        assert env["REDIS_HOST"] == "${SSEGATE_REDIS_HOST-redis}", env
+        assert env["REDIS_SENTINELS"] == "${SSEGATE_REDIS_SENTINELS-}", env
         assert b["env_file"] == "../env.example", "env.example is the .env"
         assert "/health" in " ".join(b["healthcheck"]["test"]), "health check on /health"
         assert b["restart"] in ("always", "unless-stopped", "on-failure"), b["restart"]
@@ -94,6 +96,35 @@ def test_compose_services():
     assert "../nginx/nginx.conf:/etc/nginx/nginx.conf:ro" in n["volumes"], n["volumes"]
     for name in ("backend-1", "backend-2"):
         assert n["depends_on"][name]["condition"] == "service_healthy"
+
+
+def test_compose_sentinel_profile():
+    """docker compose --profile sentinel: two replicas of redis and three
+    sentinels watching it; the backends' settings name them as the file's
+    head comment says."""
+    c = compose()
+    prof = {k: v for k, v in c["services"].items() if "sentinel" in v.get("profiles", [])}
+    assert set(prof) == {"redis-replica-1", "redis-replica-2", "sentinel-1", "sentinel-2",
+                         "sentinel-3"}, sorted(prof)
+    for name in ("redis-replica-1", "redis-replica-2"):
+        cmd = prof[name]["command"]
+        assert cmd[cmd.index("--replicaof") + 1:cmd.index("--replicaof") + 3] == ["redis", "6379"]
+    head = read("compose/docker-compose.yml").split("\nname:")[0]
+    m = re.search(r"SSEGATE_REDIS_SENTINELS=(\S+)", head)
+    assert m, "the head comment shows how to start the profile"
+    for item in m.group(1).split(","):
+        host, port = item.split(":")
+        assert host in prof and port == "26379", item
+        script = "\n".join(prof[host]["command"])
+        assert "port 26379" in script and "sentinel monitor mymaster redis 6379 2" in script
+        assert "announce-hostnames yes" not in script, "clients get IPs, never a DNS wait"
+    assert "SSEGATE_REDIS_HOST= SSEGATE_REDIS_PORT=" in head, "REDIS_HOST/PORT emptied"
+    # What the binary makes of those settings: accepted, once both are empty.
+    ex = env_example()
+    env = dict(os.environ, **ex)
+    env.update(REDIS_HOST="", REDIS_PORT="", REDIS_SENTINELS=m.group(1))
+    r = subprocess.run([BIN, "--version"], env=env, capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, r.stderr
 
 
 def test_env_example_matches_binary():
@@ -159,7 +190,7 @@ def test_dockerfile():
     assert "HEALTHCHECK" in df
 
 
-TESTS = [test_compose_services, test_env_example_matches_binary, test_nginx_matches_compose,
+TESTS = [test_compose_services, test_compose_sentinel_profile, test_env_example_matches_binary, test_nginx_matches_compose,
          test_nginx_native_render, test_dockerfile]
 
 

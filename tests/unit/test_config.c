@@ -647,6 +647,56 @@ test_redis_username(void **state)
     assert_string_equal(c.redis_password, "pw");
 }
 
+/* REDIS_SENTINELS, REDIS_MASTER_NAME, REDIS_WAIT_REPLICAS: parsed, and
+ * refused with REDIS_HOST or REDIS_PORT (an empty one is unset). */
+static void
+test_redis_sentinels(void **state)
+{
+    struct config c;
+    char err[256];
+
+    (void)state;
+    assert_int_equal(load(&c, NULL, NULL, err, sizeof(err)), CONFIG_OK);
+    assert_int_equal(c.redis_sentinels.n, 0);
+    assert_string_equal(c.redis_master_name, "mymaster");
+    assert_int_equal(c.redis_wait_replicas, 0);
+    assert_int_equal(load(&c, (const char *[]){
+                              "REDIS_SENTINELS=10.0.0.1:26379,sentinel-b:26380",
+                              "REDIS_HOST=", "REDIS_MASTER_NAME=cache",
+                              "REDIS_WAIT_REPLICAS=2", NULL },
+                          NULL, err, sizeof(err)), CONFIG_OK);
+    assert_int_equal(c.redis_sentinels.n, 2);
+    assert_string_equal(c.redis_sentinels.at[0].host, "10.0.0.1");
+    assert_int_equal(c.redis_sentinels.at[0].port, 26379);
+    assert_string_equal(c.redis_sentinels.at[1].host, "sentinel-b");
+    assert_int_equal(c.redis_sentinels.at[1].port, 26380);
+    assert_string_equal(c.redis_master_name, "cache");
+    assert_int_equal(c.redis_wait_replicas, 2);
+    expect_error((const char *[]){ "REDIS_SENTINELS=a:1", "REDIS_PORT=6379", NULL }, NULL,
+                 "REDIS_SENTINELS and REDIS_PORT are both set: with sentinels the "
+                 "master's address comes from them; unset one");
+    expect_error((const char *[]){ "REDIS_SENTINELS=a:1", NULL },
+                 (const char *[]){ "--redis-host", "h", NULL },
+                 "REDIS_SENTINELS and REDIS_HOST are both set: with sentinels the "
+                 "master's address comes from them; unset one");
+    expect_error((const char *[]){ "REDIS_SENTINELS=a", NULL }, NULL,
+                 "REDIS_SENTINELS: sentinel 1 is not host:port (want host:port,host:port,...)");
+    expect_error((const char *[]){ "REDIS_SENTINELS=a:1,:2", NULL }, NULL,
+                 "REDIS_SENTINELS: sentinel 2 is not host:port (want host:port,host:port,...)");
+    expect_error((const char *[]){ "REDIS_SENTINELS=a:", NULL }, NULL,
+                 "REDIS_SENTINELS: sentinel 1 is not host:port (want host:port,host:port,...)");
+    expect_error((const char *[]){ "REDIS_SENTINELS=a:65536", NULL }, NULL,
+                 "REDIS_SENTINELS: sentinel 1: port is not a number in 1..65535 "
+                 "(want host:port,host:port,...)");
+    expect_error((const char *[]){ "REDIS_SENTINELS=a:+1", NULL }, NULL,
+                 "REDIS_SENTINELS: sentinel 1: port is not a number in 1..65535 "
+                 "(want host:port,host:port,...)");
+    expect_error((const char *[]){ "REDIS_SENTINELS=a:1,", NULL }, NULL,
+                 "REDIS_SENTINELS: a trailing comma (want host:port,host:port,...)");
+    expect_error((const char *[]){ "REDIS_WAIT_REPLICAS=65", NULL }, NULL,
+                 "REDIS_WAIT_REPLICAS: '65' is out of range 0..64");
+}
+
 int
 main(void)
 {
@@ -658,6 +708,7 @@ main(void)
         cmocka_unit_test(test_bad_numbers),
         cmocka_unit_test(test_bad_strings),
         cmocka_unit_test(test_bad_flags),
+        cmocka_unit_test(test_redis_sentinels),
         cmocka_unit_test(test_help_and_version),
         cmocka_unit_test(test_error_buffer_is_bounded),
         cmocka_unit_test(test_usage),

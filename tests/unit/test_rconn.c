@@ -91,6 +91,7 @@ test_error_classes(void **state)
         "WRONGPASS invalid username-password pair",
         "NOPERM this user has no permissions to run the 'evalsha' command",
         "ERR Protocol error: unauthenticated multibulk length",
+        "NOREPLICAS Not enough good replicas to write.",
     };
     static char *const refusals[] = {
         "NOAUTH Authentication required.",
@@ -129,6 +130,33 @@ test_error_classes(void **state)
     assert_false(rconn_is_refusal(NULL));
 }
 
+/* READONLY: the server was demoted (look the master up again);
+ * NOTREPLICATED: pipeline.c's own answer for a write WAIT did not see
+ * replicated, neither "unavailable" (it was written) nor a refusal. */
+static void
+test_failover_classes(void **state)
+{
+    char ro[] = "READONLY You can't write against a read only replica.";
+    char nr[] = RCONN_NOT_REPLICATED " 0 of 1 replicas acknowledged the write within 500 ms";
+    redisReply r;
+
+    (void)state;
+    r = error_reply(ro);
+    assert_true(rconn_is_readonly(&r));
+    assert_false(rconn_is_not_replicated(&r));
+    r = error_reply(nr);
+    assert_true(rconn_is_not_replicated(&r));
+    assert_false(rconn_is_unavailable(&r));
+    assert_false(rconn_is_refusal(&r));
+    assert_false(rconn_is_readonly(&r));
+    assert_false(rconn_is_readonly(NULL));
+    assert_false(rconn_is_not_replicated(NULL));
+    /* Without sentinels there is one master for ever. */
+    assert_int_equal(rconn_master_gen(), 0);
+    rconn_master_lost();
+    assert_int_equal(rconn_master_gen(), 0);
+}
+
 static void
 test_script_argv_before_load(void **state)
 {
@@ -154,6 +182,7 @@ main(void)
         cmocka_unit_test(test_backoff_jitters),
         cmocka_unit_test(test_backoff_redis_is_back),
         cmocka_unit_test(test_error_classes),
+        cmocka_unit_test(test_failover_classes),
         cmocka_unit_test(test_script_argv_before_load),
     };
 
