@@ -194,7 +194,8 @@ def test_off(env):
         eq(c.status, 200, "stream")
         eq(c.head_lines, ["HTTP/1.1 200 OK", "Content-Type: text/event-stream",
                           "Cache-Control: no-cache", "X-Accel-Buffering: no",
-                          "Transfer-Encoding: chunked"], "the stream's head with CORS off")
+                          "Transfer-Encoding: chunked", "Connection: close"],
+       "the stream's head with CORS off")
     finally:
         c.close()
 
@@ -205,7 +206,8 @@ def test_stream_head(env):
     credentials (EventSource withCredentials), "*", or none for an origin
     not on the list; on HTTP/1.0 too."""
     base = ["HTTP/1.1 200 OK", "Content-Type: text/event-stream", "Cache-Control: no-cache",
-            "X-Accel-Buffering: no", "Transfer-Encoding: chunked", "Vary: Origin"]
+            "X-Accel-Buffering: no", "Transfer-Encoding: chunked", "Connection: close",
+            "Vary: Origin"]
     for port, origin, extra in (
             (env.exact.port, APP, ["Access-Control-Allow-Origin: " + APP,
                                    "Access-Control-Allow-Credentials: true"]),

@@ -230,7 +230,12 @@ GATEWAY_ACL = ["resetchannels", "&ssegate:events", "&ssegate:events:*", "&user-e
                "-@all", "+evalsha", "+eval", "+script|load", "+subscribe", "+unsubscribe",
                "+ping", "+incr",
                "+hgetall", "+get", "+set", "+exists", "+hget", "+hset", "+time", "+publish",
-               "+xadd", "+xlen", "+xrange", "+xrevrange", "+xdel", "+xinfo|stream"]
+               "+xadd", "+xlen", "+xrange", "+xrevrange", "+xdel", "+xinfo|stream",
+               # presence (write.lua 'presence' and 'alive')
+               "+hdel", "+hincrby", "+hlen", "+del", "+sadd", "+srem", "+spop", "+scard",
+               "+zadd", "+zrangebyscore", "+zrem",
+               # REDIS_WAIT_REPLICAS and Sentinel's master check
+               "+wait", "+role"]
 
 
 def test_redis_acl_user(env):
