@@ -25,8 +25,9 @@ presence_new(struct event_base *base, const struct config *cfg, struct hub *hub)
 void
 presence_leave(struct presence *p);
 
-/* 1 once nothing is in flight to Redis (or Redis is away): shutdown may
- * go on. */
+/* 1 once Redis answered presence_leave (or could not: Redis is away, and
+ * the other instances take the counts away within PRESENCE_TTL_SECS):
+ * shutdown may go on. */
 int
 presence_settled(const struct presence *p);
 
