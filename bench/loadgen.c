@@ -595,11 +595,42 @@ stream_connect(struct stream *s, int port)
 static void publisher_next(struct publisher *p);
 static void publisher_on_read(struct bufferevent *bev, void *arg);
 
+/* What an event's body is padded with (o.pad bytes of it, at most 256). */
+static const char PAD[] =
+    "................................................................"
+    "................................................................"
+    "................................................................"
+    "................................................................";
+
+/* Sends body (bl bytes, as snprintf counted it into a buffer of cap) as
+ * publisher p's one request in flight, to target ("/events" or Nchan's
+ * "/pub?id=..."), for event seq. */
+static void
+publisher_post(struct publisher *p, const char *target, const char *body, int bl,
+               size_t cap, long seq)
+{
+    char req[4608];
+    int rl;
+
+    if (bl < 0 || (size_t)bl >= cap)
+        die("an event does not fit its buffer");
+    rl = snprintf(req, sizeof(req), "POST %s HTTP/1.1\r\nHost: %s\r\n"
+                  "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+                  target, o.host, bl, body);
+    if (rl < 0 || rl >= (int)sizeof(req))
+        die("an event does not fit its buffer");
+    p->busy = 1;
+    p->seq = seq;
+    p->head_done = 0;
+    outstanding++;
+    bufferevent_write(p->bev, req, (size_t)rl);
+}
+
 static void
 publisher_send(struct publisher *p, long seq)
 {
-    char body[4096], req[4608];
-    int u = (int)(xorshift() % (uint64_t)o.users), bl, rl;
+    char body[4096];
+    int u = (int)(xorshift() % (uint64_t)o.users), bl;
     long long t = wall_ns();
 
     event_user[seq] = u;
@@ -609,36 +640,22 @@ publisher_send(struct publisher *p, long seq)
     if (o.api != API_NCHAN && o.topic != NULL)
         bl = snprintf(body, sizeof(body), "{\"topic\":\"%s\",\"type\":\"chat.message\",\"data\":"
                       "{\"t\":%lld,\"s\":%ld,\"p\":\"%.*s\"}}", o.topic, t, seq, o.pad,
-                      "................................................................"
-                      "................................................................"
-                      "................................................................"
-                      "................................................................");
+                      PAD);
     else if (o.api == API_NCHAN)
         bl = snprintf(body, sizeof(body), "{\"t\":%lld,\"s\":%ld,\"p\":\"%.*s\"}", t, seq,
-                      o.pad, "................................................................"
-                      "................................................................"
-                      "................................................................"
-                      "................................................................");
+                      o.pad, PAD);
     else
         bl = snprintf(body, sizeof(body), "{\"userId\":\"%s\",\"type\":\"b\",\"data\":{\"t\":%lld,"
                       "\"s\":%ld,\"p\":\"%.*s\"}}", users[u], t, seq, o.pad,
-                      "................................................................"
-                      "................................................................"
-                      "................................................................"
-                      "................................................................");
-    if (o.api == API_NCHAN)
-        rl = snprintf(req, sizeof(req), "POST /pub?id=%s HTTP/1.1\r\nHost: %s\r\n"
-                      "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
-                      o.topic ? o.topic : users[u], o.host, bl, body);
-    else
-        rl = snprintf(req, sizeof(req), "POST /events HTTP/1.1\r\nHost: %s\r\n"
-                      "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
-                      o.host, bl, body);
-    p->busy = 1;
-    p->seq = seq;
-    p->head_done = 0;
-    outstanding++;
-    bufferevent_write(p->bev, req, (size_t)rl);
+                      PAD);
+    if (o.api == API_NCHAN) {
+        char target[256];
+
+        snprintf(target, sizeof(target), "/pub?id=%s", o.topic ? o.topic : users[u]);
+        publisher_post(p, target, body, bl, sizeof(body), seq);
+    } else {
+        publisher_post(p, "/events", body, bl, sizeof(body), seq);
+    }
 }
 
 /* The recovery modes: the mode's driver says when to stop; a schedule
@@ -1493,8 +1510,8 @@ prepare_next(struct publisher *p)
 {
     int pi = (int)(p - pubs);
     long n = prepare_count(pi), k;
-    int u, bl, rl;
-    char body[1024], req[1536];
+    int u, bl;
+    char body[1024];
 
     if (p->busy || n == 0 || p->pos >= n * o.history)
         return;
@@ -1502,18 +1519,8 @@ prepare_next(struct publisher *p)
     k = p->pos / n;
     bl = snprintf(body, sizeof(body), "{\"userId\":\"%s\",\"type\":\"h\",\"data\":{\"k\":%ld,"
                   "\"p\":\"%.*s\"}}", users[u], k, o.pad,
-                  "................................................................"
-                  "................................................................"
-                  "................................................................"
-                  "................................................................");
-    rl = snprintf(req, sizeof(req), "POST /events HTTP/1.1\r\nHost: %s\r\n"
-                  "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
-                  o.host, bl, body);
-    p->busy = 1;
-    p->seq = u;
-    p->head_done = 0;
-    outstanding++;
-    bufferevent_write(p->bev, req, (size_t)rl);
+                  PAD);
+    publisher_post(p, "/events", body, bl, sizeof(body), u);
 }
 
 static void
@@ -1919,10 +1926,10 @@ churn_pick_topic(void)
 static void
 churn_publish(struct publisher *p)
 {
-    char body[1024], req[1536];
+    char body[1024];
     long seq;
     long long t;
-    int bl, rl, tp;
+    int bl, tp;
 
     if (p->busy || !publisher_due() || (tp = churn_pick_topic()) < 0)
         return;
@@ -1935,20 +1942,8 @@ churn_publish(struct publisher *p)
     topic_busy[tp] = 1;
     bl = snprintf(body, sizeof(body), "{\"topic\":\"%s\",\"type\":\"b\",\"data\":{\"t\":%lld,"
                   "\"s\":%ld,\"k\":%ld,\"p\":\"%.*s\"}}", users[tp], t, seq, event_k[seq], o.pad,
-                  "................................................................"
-                  "................................................................"
-                  "................................................................"
-                  "................................................................");
-    rl = snprintf(req, sizeof(req), "POST /events HTTP/1.1\r\nHost: %s\r\n"
-                  "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
-                  o.host, bl, body);
-    if (bl < 0 || bl >= (int)sizeof(body) || rl < 0 || rl >= (int)sizeof(req))
-        die("an event does not fit its buffer");
-    p->busy = 1;
-    p->seq = seq;
-    p->head_done = 0;
-    outstanding++;
-    bufferevent_write(p->bev, req, (size_t)rl);
+                  PAD);
+    publisher_post(p, "/events", body, bl, sizeof(body), seq);
 }
 
 /* The answer to p's request (or its loss): the topic is free again. */
