@@ -5,11 +5,13 @@
  * one); query_value picks each parameter's value, and api.c validates
  * userId (body_user_id_valid) and the resume id (eventid_parse, else
  * eventid_show_foreign). Checks that the userId a stream is opened for is
- * exactly the one the client sent, once, whole.
+ * exactly the one the client sent, once, whole; that query_each hands
+ * over every topic exactly as sent, in order; and that the access log's
+ * copy of the target (query_redact) keeps no token value.
  *
  * fuzz-sources: src/query.c src/body.c src/strictjson.c src/envelope.c src/eventid.c src/sse.c src/topic.c
  * fuzz-libs: json-c libmicrohttpd
- * fuzz-covers: src/query.c src/body.c:body_user_id_valid src/eventid.c:eventid_parse src/eventid.c:eventid_show_foreign
+ * fuzz-covers: src/query.c src/body.c:body_user_id_valid src/eventid.c:eventid_parse src/eventid.c:eventid_show_foreign src/topic.c:topic_name_valid
  */
 #include <microhttpd.h>
 #include <stdint.h>
@@ -20,6 +22,7 @@
 #include "eventid.h"
 #include "fuzz.h"
 #include "query.h"
+#include "topic.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -106,6 +109,69 @@ check_name(const struct args *a, const char *name)
     FUZZ_CHECK(count == 1 && v == arg->value && strlen(v) == arg->value_len);
 }
 
+/* query_each's walk: each topic value, in order, must be the next
+ * argument named topic, whole. */
+struct each {
+    const struct args *a;
+    size_t next;            /* the argument to look at next */
+    int seen;
+};
+
+static int
+each_topic(const char *value, size_t len, void *arg)
+{
+    struct each *e = arg;
+
+    while (e->next < e->a->n &&
+           !(e->a->v[e->next].key_len == 5 &&
+             strncasecmp(e->a->v[e->next].key, "topic", 5) == 0))
+        e->next++;
+    FUZZ_CHECK(e->next < e->a->n);
+    FUZZ_CHECK(value == e->a->v[e->next].value && len == e->a->v[e->next].value_len);
+    FUZZ_CHECK(strlen(value) == len);
+    e->next++;
+    e->seen++;
+    /* api_stream_topic_one's check; its answer does not change the walk. */
+    (void)topic_name_valid(value, len);
+    return 0;
+}
+
+/* What query_redact left of target: no parameter named token keeps a
+ * value (unless the copy was cut short, "...", where nothing is parsed). */
+static void
+check_redact(const char *query)
+{
+    char target[4200], out[512], *copy;
+    struct args a = { .n = 0 };
+    size_t n;
+
+    snprintf(target, sizeof(target), "/events/sse?%s", query);
+    query_redact(target, "token", out, sizeof(out));
+    n = strlen(out);
+    FUZZ_CHECK(n < sizeof(out));
+    if (n >= 3 && strcmp(out + n - 3, "...") == 0)
+        return;
+    FUZZ_CHECK(strncmp(out, "/events/sse?", 12) == 0);
+    copy = strdup(out + 12);
+    FUZZ_CHECK(copy != NULL);
+    {
+        unsigned k = 1;
+
+        for (const char *p = copy; *p != '\0'; p++)
+            k += *p == '&';
+        if (k > QUERY_MAX) {
+            free(copy);
+            return;
+        }
+    }
+    parse(copy, &a);
+    for (size_t i = 0; i < a.n; i++) {
+        if (a.v[i].key_len == 5 && strncasecmp(a.v[i].key, "token", 5) == 0)
+            FUZZ_CHECK(a.v[i].value == NULL || a.v[i].value_len == 0);
+    }
+    free(copy);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -122,8 +188,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(q);
         return 0;
     }
+    if (size < 4000 && memchr(data, '\0', size) == NULL)
+        check_redact(q);
     parse(q, &a);
     check_name(&a, "userId");
+    {
+        struct each e = { &a, 0, 0 };
+        int r = query_each(a.v, a.n, "topic", each_topic, &e), count;
+
+        (void)only(&a, "topic", &count);
+        FUZZ_CHECK(r == -1 || (r == count && e.seen == count));
+    }
     check_name(&a, "lastEventId");
     check_name(&a, "last_event_id");
 
