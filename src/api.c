@@ -125,6 +125,10 @@ api_send_store_error(struct http_req *r, enum store_result rc, const char *not_f
     case STORE_UNAVAILABLE:
         return http_send_error(r, 503, "redis_unavailable",
                                "Redis is unreachable; retry shortly", NULL);
+    case STORE_FULL:
+        return http_send_error(r, 503, "redis_full",
+                               "Redis is full (maxmemory): nothing was written; retry later",
+                               NULL);
     case STORE_NOT_REPLICATED:
         /* Written on the master; a failover may or may not keep it. A
          * retry with the same Idempotency-Key cannot write it twice. */

@@ -207,6 +207,12 @@ rconn_is_readonly(const struct redisReply *r)
 }
 
 int
+rconn_is_full(const struct redisReply *r)
+{
+    return rconn_is_error(r, "OOM");
+}
+
+int
 rconn_is_not_replicated(const struct redisReply *r)
 {
     return rconn_is_error(r, RCONN_NOT_REPLICATED);

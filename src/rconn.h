@@ -118,6 +118,11 @@ rconn_is_readonly(const struct redisReply *r);
  * REDIS_WAIT_REPLICAS replicas acknowledged it in time (the write itself
  * is done on the master), and its test. */
 #define RCONN_NOT_REPLICATED "NOTREPLICATED"
+/* 1 for Redis's "OOM" (maxmemory reached under noeviction): nothing
+ * was written, and nothing will be until Redis has room. */
+int
+rconn_is_full(const struct redisReply *r);
+
 int
 rconn_is_not_replicated(const struct redisReply *r);
 

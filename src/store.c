@@ -356,10 +356,14 @@ store_reply_status(const redisReply *r, const char *what)
     return STORE_OK;
 }
 
+static enum store_result store_write_status(const redisReply *r);
+
 enum store_result
 store_account_id_result(const struct redisReply *r, struct account *out)
 {
-    enum store_result rc = store_reply_status(r, "INCR");
+    /* The first step of a write: a full Redis refuses it as it would the
+     * script. */
+    enum store_result rc = store_write_status(r);
 
     if (rc != STORE_OK)
         return rc;
@@ -401,7 +405,7 @@ store_account_command(struct store_cmd *c, const struct account *a)
 enum store_result
 store_account_created_result(const struct redisReply *r)
 {
-    enum store_result rc = store_reply_status(r, "script");
+    enum store_result rc = store_write_status(r);
 
     if (rc != STORE_OK)
         return rc;
@@ -498,11 +502,25 @@ store_snapshot_command(struct store_cmd *c, const char *user_id,
     return 0;
 }
 
+/* A write script's reply: as store_script_status, but a full Redis
+ * (maxmemory under noeviction) is said apart: the fix is Redis's memory,
+ * and unlike a timeout it is certain nothing was written. Reads keep
+ * "unavailable": they wait and read again. */
+static enum store_result
+store_write_status(const redisReply *r)
+{
+    if (r != NULL && rconn_is_full(r)) {
+        log_warn("redis: write refused: %s", r->str);
+        return STORE_FULL;
+    }
+    return store_script_status(r);
+}
+
 enum store_result
 store_snapshot_result(const struct redisReply *r, char *id_out, size_t id_cap,
                       int64_t *balance_out)
 {
-    enum store_result rc = store_script_status(r);
+    enum store_result rc = store_write_status(r);
 
     if (rc != STORE_OK)
         return rc;
@@ -858,7 +876,7 @@ store_command_clear(struct store_cmd *c)
 enum store_result
 store_idempotent_result(const struct redisReply *r, int *replayed, char **body)
 {
-    enum store_result rc = store_script_status(r);
+    enum store_result rc = store_write_status(r);
     const redisReply *kind, *b;
 
     *body = NULL;
@@ -883,7 +901,7 @@ store_idempotent_result(const struct redisReply *r, int *replayed, char **body)
 enum store_result
 store_event_result(const struct redisReply *r, char *id_out, size_t id_cap)
 {
-    enum store_result rc = store_script_status(r);
+    enum store_result rc = store_write_status(r);
 
     if (rc != STORE_OK)
         return rc;

@@ -32,7 +32,8 @@ enum store_result {
     STORE_ERROR,            /* Redis answered something unexpected (logged) */
     /* A write done on the master that fewer than REDIS_WAIT_REPLICAS
      * replicas acknowledged in time (pipeline.h) */
-    STORE_NOT_REPLICATED
+    STORE_NOT_REPLICATED,
+    STORE_FULL              /* Redis is at maxmemory: nothing was written */
 };
 
 /* An account id is an INCR value: up to 20 digits, and the NUL. */

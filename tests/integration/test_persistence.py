@@ -144,7 +144,7 @@ def test_acl_user_not_asked(env):
 
 def test_full_redis(env):
     """maxmemory reached with noeviction: POST /events, POST /accounts and
-    a snapshot each get 503 redis_unavailable with Retry-After; none of
+    a snapshot each get 503 redis_full with Retry-After; none of
     them wrote anything (history and firehose hold exactly the accepted
     events, the stream gets exactly those, the balance and the account
     count are unchanged); with room again, writes are accepted."""
@@ -167,18 +167,18 @@ def test_full_redis(env):
         c.pump(0)
     check(refused is not None, "Redis never filled up")
     st, h, body = refused
-    eq((st, json.loads(body)["error"], h.get("retry-after")), (503, "redis_unavailable", "1"),
+    eq((st, json.loads(body)["error"], h.get("retry-after")), (503, "redis_full", "1"),
        "a write to a full Redis")
     # Full it stays: the room the subscriber's drained output buffer gives
     # back would otherwise let a small write in now and then.
     r.cli("CONFIG", "SET", "maxmemory", "1")
     st, _, body = http(g.port, "POST", "/events", {"userId": uid, "type": "fill", "data": 1})
-    eq((st, json.loads(body)["error"]), (503, "redis_unavailable"), "POST /events when full")
+    eq((st, json.loads(body)["error"]), (503, "redis_full"), "POST /events when full")
     seq = r.cli("GET", "ssegate:account:seq")
     st, _, body = http(g.port, "POST", "/accounts", {"name": "Bob"})
-    eq((st, json.loads(body)["error"]), (503, "redis_unavailable"), "POST /accounts when full")
+    eq((st, json.loads(body)["error"]), (503, "redis_full"), "POST /accounts when full")
     st, _, body = http(g.port, "POST", "/accounts/%s/snapshots" % uid, {"balance": 99})
-    eq((st, json.loads(body)["error"]), (503, "redis_unavailable"), "a snapshot when full")
+    eq((st, json.loads(body)["error"]), (503, "redis_full"), "a snapshot when full")
     # Nothing half-written: account.created + its first snapshot, then
     # exactly the accepted events, in both histories; no new account.
     eq(int(r.cli("XLEN", "ssegate:history:" + uid)), 2 + len(accepted), "the user's history")
