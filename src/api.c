@@ -819,18 +819,12 @@ api_stream_read_topics(struct api_pending *pd)
 static enum http_ret
 api_send_stream_end(struct http_req *r, const struct app *app)
 {
-    struct sse_frame *f;
-    char comment[CONFIG_SERVER_ID_MAX + 24];
-    enum http_ret ret;
+    const struct sse_frame *f;
 
-    snprintf(comment, sizeof(comment), "ssegate %s stopping", app->cfg->server_id);
-    f = sse_frame_new_retry(sse_retry_spread(app->cfg->sse_retry_ms, (unsigned long)random()),
-                            comment);
-    if (f == NULL)
+    if (app->nlast == 0)
         return api_send_out_of_memory(r);
-    ret = http_send_stream_end(r, f->bytes, f->len);
-    sse_frame_unref(f);
-    return ret;
+    f = app->last[(size_t)random() % app->nlast];
+    return http_send_stream_end(r, f->bytes, f->len);
 }
 
 static enum http_ret

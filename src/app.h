@@ -16,6 +16,10 @@ struct subscriber;
 struct sse_frame;
 struct writers;
 
+/* Retries spread over a stopping instance's streams (each gets one of
+ * these, at random): enough steps that its clients come back spread. */
+#define APP_LAST_FRAMES 16
+
 struct app {
     const struct config *cfg;
     struct hub *hub;
@@ -29,6 +33,11 @@ struct app {
     atomic_int draining;        /* set at SIGTERM: /health answers 503 "draining" */
     atomic_int stopping;        /* set DRAIN_SECS later: no more accepts, and a
                                  * new stream ends at once with a retry */
+    /* "retry: N\n: ssegate <id> stopping\n", N spread over [100,
+     * SSE_RETRY_MS]: what every stream ends with once stopping is set
+     * (made before it, read-only after; nlast 0 when out of memory). */
+    struct sse_frame *last[APP_LAST_FRAMES];
+    size_t nlast;
 };
 
 #endif

@@ -399,6 +399,24 @@ hub_remove_topic(struct hub *h, struct stream *s, size_t i)
     pthread_mutex_unlock(&sh->mu);
 }
 
+/* Appends s to bucket b (of shard sh, under its lock) and links it
+ * there through l. Returns -1 when out of memory; a bucket left empty
+ * by that goes. */
+static int
+bucket_insert(struct shard *sh, uint32_t hash, struct bucket *b,
+              struct stream_hub_link *l, struct stream *s)
+{
+    if (bucket_reserve(b) == -1) {
+        if (b->count == 0)
+            shard_drop_bucket(sh, hash, b);
+        return -1;
+    }
+    l->index = b->count;
+    b->v[b->count++] = s;
+    l->bucket = b;
+    return 0;
+}
+
 /* Puts s in topic i's bucket; the topic's first stream here calls the
  * first hook. */
 static int
@@ -412,16 +430,9 @@ hub_add_topic(struct hub *h, struct stream *s, size_t i)
     int rc = -1;
 
     pthread_mutex_lock(&sh->mu);
-    if ((b = shard_get_bucket(sh, hash, topic)) == NULL)
+    if ((b = shard_get_bucket(sh, hash, topic)) == NULL ||
+        bucket_insert(sh, hash, b, l, s) == -1)
         goto out;
-    if (bucket_reserve(b) == -1) {
-        if (b->count == 0)
-            shard_drop_bucket(sh, hash, b);
-        goto out;
-    }
-    l->index = b->count;
-    b->v[b->count++] = s;
-    l->bucket = b;
     if (b->count == 1)
         HUB_TELL(h, on_first, topic);
     HUB_TELL(h, on_join, topic, stream_member(s));
@@ -465,14 +476,8 @@ hub_add_limited(struct hub *h, struct stream *s, size_t max_per_user)
         rc = HUB_ADD_FULL;          /* b has streams: it stays */
         goto out;
     }
-    if (bucket_reserve(b) == -1) {
-        if (b->count == 0)
-            shard_drop_bucket(sh, hash, b);
+    if (bucket_insert(sh, hash, b, l, s) == -1)
         goto out;
-    }
-    l->index = b->count;
-    b->v[b->count++] = s;
-    l->bucket = b;
     rc = 0;
 out:
     pthread_mutex_unlock(&sh->mu);

@@ -40,9 +40,6 @@
 #include "writer.h"
 
 #define DRAIN_POLL_MS 10
-/* Retries spread over the stopping instance's streams (each gets one of
- * these, at random): enough steps that its clients come back spread. */
-#define MAIN_LAST_FRAMES 16
 /* Descriptors kept for Redis connections, logs and the listener. */
 #define FD_RESERVE 64
 /* Allocations this large come from mmap and go back to the kernel when
@@ -136,27 +133,26 @@ static void
 main_stop_serving(struct gateway *g)
 {
     struct timeval poll = { 0, DRAIN_POLL_MS * 1000 };
-    struct sse_frame *last[MAIN_LAST_FRAMES];
     char comment[CONFIG_SERVER_ID_MAX + 24];
-    size_t n = 0;
 
-    if (atomic_exchange(&g->app.stopping, 1))
+    /* Only this thread sets it: the frames are made before anyone may
+     * read them (api.c, once it sees stopping). */
+    if (atomic_load(&g->app.stopping))
         return;
+    snprintf(comment, sizeof(comment), "ssegate %s stopping", g->cfg.server_id);
+    for (size_t i = 0; i < APP_LAST_FRAMES; i++) {
+        unsigned ms = sse_retry_spread(g->cfg.sse_retry_ms, (unsigned long)random());
+
+        if ((g->app.last[g->app.nlast] = sse_frame_new_retry(ms, comment)) != NULL)
+            g->app.nlast++;
+    }
+    atomic_store(&g->app.stopping, 1);
     event_del(g->linger_ev);
     log_info("shutdown: ending %zu streams", hub_count(g->app.hub));
     http_quiesce(g->http);
     /* Its streams leave presence in one go, before they close one by one. */
     presence_leave(g->presence);
-    snprintf(comment, sizeof(comment), "ssegate %s stopping", g->cfg.server_id);
-    for (size_t i = 0; i < MAIN_LAST_FRAMES; i++) {
-        unsigned ms = sse_retry_spread(g->cfg.sse_retry_ms, (unsigned long)random());
-
-        if ((last[n] = sse_frame_new_retry(ms, comment)) != NULL)
-            n++;
-    }
-    hub_close(g->app.hub, STREAM_END_SHUTDOWN, last, n);
-    for (size_t i = 0; i < n; i++)
-        sse_frame_unref(last[i]);
+    hub_close(g->app.hub, STREAM_END_SHUTDOWN, g->app.last, g->app.nlast);
     event_add(g->drain_ev, &poll);
 }
 
@@ -414,6 +410,8 @@ out:
     clients_free(g.clients);
     fanout_free(g.fanout);
     sse_frame_unref(g.app.hello);
+    for (size_t i = 0; i < g.app.nlast; i++)
+        sse_frame_unref(g.app.last[i]);
     auth_free(g.app.auth);
     if (g.drain_ev != NULL)
         event_free(g.drain_ev);

@@ -532,19 +532,27 @@ store_snapshot_result(const struct redisReply *r, char *id_out, size_t id_cap,
     return STORE_OK;
 }
 
-int
-store_event_command(struct store_cmd *c, const char *user_id,
-                    const char *type, const char *data_json, size_t data_len)
+/* An event's write, user's or topic's: its type and rest (owned by c
+ * from here; NULL: out of memory). Returns 0 or -1. */
+static int
+store_event_finish(struct store_cmd *c, const char *type, char *rest)
 {
-    store_write_command(c, user_id, "event");
-    c->rest = envelope_build_rest(type, user_id, data_json, data_len,
-                                  store_cfg.server_id, clock_wall_ms());
-    if (c->rest == NULL)
+    if ((c->rest = rest) == NULL)
         return -1;
     c->argv[EVENT_TYPE] = type;
     c->argv[EVENT_REST] = c->rest;
     store_cmd_finish(c, EVENT_ARGC);
     return 0;
+}
+
+int
+store_event_command(struct store_cmd *c, const char *user_id,
+                    const char *type, const char *data_json, size_t data_len)
+{
+    store_write_command(c, user_id, "event");
+    return store_event_finish(c, type, envelope_build_rest(type, user_id, data_json, data_len,
+                                                           store_cfg.server_id,
+                                                           clock_wall_ms()));
 }
 
 int
@@ -560,14 +568,9 @@ store_topic_event_command(struct store_cmd *c, const char *topic,
     c->argv[WRITE_CHANNEL] = c->key;
     c->argv[WRITE_HISTORY_CAP] = store_cfg.topic_maxlen;
     c->argv[WRITE_HISTORY_SLACK] = store_cfg.topic_slack;
-    c->rest = envelope_build_topic_rest(type, topic, data_json, data_len,
-                                        store_cfg.server_id, clock_wall_ms());
-    if (c->rest == NULL)
-        return -1;
-    c->argv[EVENT_TYPE] = type;
-    c->argv[EVENT_REST] = c->rest;
-    store_cmd_finish(c, EVENT_ARGC);
-    return 0;
+    return store_event_finish(c, type, envelope_build_topic_rest(type, topic, data_json,
+                                                                 data_len, store_cfg.server_id,
+                                                                 clock_wall_ms()));
 }
 
 /* ----------------------------------------------------------- presence */
