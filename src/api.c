@@ -455,50 +455,68 @@ api_idem_answer(struct api_pending *pd, unsigned status, unsigned events,
 
 /* Secure mode: the request's token (Authorization: Bearer, else the
  * token query parameter, the one place EventSource can put it, else the
- * ssegate_token cookie, which EventSource sends withCredentials) must be
- * valid and open user_id's stream ("" or NULL: the firehose). Returns 1
- * to go on, with the claims in *c; else 0, having answered in *ret: 401
- * with a challenge, 403, or 503 out of memory. In open mode (no AUTH_*
- * key) returns 1 with *c zeroed. It costs no Redis call, so it comes
- * before anything that does. Also what GET /accounts/ID is to call in
- * secure mode without a publish key (a stream token for that account). */
+ * ssegate_token cookie, which EventSource sends withCredentials) checked
+ * against user_id ("" or NULL: the firehose); the claims in *c, the
+ * reason in *why. Call with app->auth set. It costs no Redis call, so it
+ * comes before anything that does. */
+static enum auth_result
+api_auth_check(struct http_req *r, const struct app *app, const char *user_id,
+               struct token_claims *c, const char **why)
+{
+    const char *tok;
+    size_t len;
+
+    token_find(http_req_header(r, "Authorization"), http_req_query(r, "token"),
+               http_req_cookie(r, "ssegate_token"), &tok, &len);
+    return auth_check_user(app->auth, tok, len, user_id, clock_wall_ms(), c, why);
+}
+
+/* The one answer to a token refused (res is not AUTH_OK): 401 with a
+ * challenge (invalid_token when one was sent, so a client knows to get a
+ * fresh one), 403, or 503 out of memory; logged with the reason and the
+ * user, never the token. */
+static enum http_ret
+api_auth_refuse(struct http_req *r, enum auth_result res, const char *why,
+                const char *user_id)
+{
+    log_info("%s refused: %s (user=%s)", http_req_path(r), why,
+             user_id != NULL && user_id[0] != '\0' ? user_id : "*");
+    switch (res) {
+    case AUTH_NO_TOKEN:
+        return http_send_challenge(r, API_CHALLENGE, "unauthorized", why);
+    case AUTH_INVALID:
+        return http_send_challenge(r, API_CHALLENGE_INVALID, "unauthorized", why);
+    case AUTH_FORBIDDEN:
+        return http_send_error(r, 403, "forbidden", why, NULL);
+    case AUTH_OK:           /* never passed: not a refusal */
+    case AUTH_NO_MEMORY:
+        break;
+    }
+    return api_send_out_of_memory(r);
+}
+
+/* Secure mode: the request's token (api_auth_check) must be valid and
+ * open user_id's stream. Returns 1 to go on, with the claims in *c; else
+ * 0, having answered in *ret (api_auth_refuse). In open mode (no AUTH_*
+ * key) returns 1 with *c zeroed. */
 static int
 api_auth_user(struct http_req *r, struct app *app, const char *user_id,
               int topics_only, struct token_claims *c, enum http_ret *ret)
 {
-    const char *tok, *why;
-    size_t len;
+    const char *why;
     enum auth_result res;
 
     memset(c, 0, sizeof(*c));
     if (app->auth == NULL)
         return 1;
-    token_find(http_req_header(r, "Authorization"), http_req_query(r, "token"),
-               http_req_cookie(r, "ssegate_token"), &tok, &len);
-    res = auth_check_user(app->auth, tok, len, user_id, clock_wall_ms(), c, &why);
+    res = api_auth_check(r, app, user_id, c, &why);
     /* A stream of topics alone opens no user's stream and not the
      * firehose: any valid token will do, its topics claim decides. */
     if (res == AUTH_FORBIDDEN && topics_only)
         res = AUTH_OK;
-    switch (res) {
-    case AUTH_OK:
+    if (res == AUTH_OK)
         return 1;
-    case AUTH_NO_TOKEN:
-        *ret = http_send_challenge(r, API_CHALLENGE, "unauthorized", why);
-        break;
-    case AUTH_INVALID:
-        *ret = http_send_challenge(r, API_CHALLENGE_INVALID, "unauthorized", why);
-        break;
-    case AUTH_FORBIDDEN:
-        *ret = http_send_error(r, 403, "forbidden", why, NULL);
-        break;
-    case AUTH_NO_MEMORY:
-        *ret = api_send_out_of_memory(r);
-        break;
-    }
-    /* The reason and the user, never the token. */
-    log_info("%s refused: %s (user=%s)", http_req_path(r), why,
-             user_id != NULL && user_id[0] != '\0' ? user_id : "*");
+    *ret = api_auth_refuse(r, res, why, user_id);
     return 0;
 }
 
@@ -532,36 +550,32 @@ api_write_check(struct http_req *r, void *arg)
     return api_send_unauthorized(r);
 }
 
-/* 1 if the request carries a valid stream token that opens account_id's
- * stream (its "sub", or the firehose claim, which sees every account's
- * events anyway): that account's own client may read it. */
-static int
-api_token_grants_account(struct http_req *r, const struct app *app,
-                         const char *account_id)
-{
-    struct token_claims c;
-    const char *tok, *why;
-    size_t len;
-
-    if (app->auth == NULL)
-        return 0;
-    token_find(http_req_header(r, "Authorization"), http_req_query(r, "token"),
-               http_req_cookie(r, "ssegate_token"), &tok, &len);
-    return auth_check_user(app->auth, tok, len, account_id, clock_wall_ms(), &c,
-                           &why) == AUTH_OK;
-}
-
 /* GET /accounts/ID's head hook: with PUBLISH_KEYS set, an account is
- * read with a publish key or by its own user (api_token_grants_account). */
+ * read with a publish key, or, in secure mode, with a stream token that
+ * opens that account's stream (its "sub", or the firehose claim, which
+ * sees every account's events anyway). The Authorization: Bearer value
+ * is the publish key when it is one; anything else there is taken for a
+ * token and refused as a stream open would refuse it (401 with
+ * invalid_token, 403 for another user). With publish keys alone there is
+ * no token to check: the one publish key answer. */
 static enum http_ret
 api_account_read_check(struct http_req *r, void *arg)
 {
     const struct app *app = arg;
+    const char *id = http_req_param(r), *why;
+    struct token_claims c;
+    enum auth_result res;
 
-    if (api_has_publish_key(r, app) ||
-        api_token_grants_account(r, app, http_req_param(r)))
+    if (api_has_publish_key(r, app))
         return HTTP_DONE;
-    return api_send_unauthorized(r);
+    if (app->auth == NULL)
+        return api_send_unauthorized(r);
+    if ((res = api_auth_check(r, app, id, &c, &why)) == AUTH_OK)
+        return HTTP_DONE;
+    if (res == AUTH_NO_TOKEN)
+        why = "this needs Authorization: Bearer <a publish key, or a stream "
+              "token for this account>";
+    return api_auth_refuse(r, res, why, id);
 }
 
 /* ---------------------------------------------------------------- streams */

@@ -473,6 +473,60 @@ def test_accounts_token_idempotent(env):
     c.close()
 
 
+def test_account_read(env):
+    """GET /accounts/ID in secure mode: a publish key, or a stream token
+    whose sub is that account (or the firehose claim), reads it, from any
+    of a stream's three places; another user's valid token is 403; no
+    credential 401; a bad token (or a Bearer value that is neither a key
+    nor a token) 401 invalid_token, exactly as a stream open answers."""
+    g = env.hs
+    a, b = env.account(g), env.account(g)
+    path = "/accounts/" + a
+    st, _, by_key = get_json(g.port, path, headers=WRITE)
+    eq(st, 200, "with the publish key")
+    eq(sorted(by_key), ["balance", "createdAt", "id", "name"], "the account's fields")
+    eq((by_key["id"], by_key["name"], by_key["balance"]), (a, "Ada", 0), "the account")
+    own = user_token(a)
+    for q, h in (("", bearer(own)), ("?token=" + own, None),
+                 ("", {"Cookie": "ssegate_token=" + own})):
+        st, _, body = http(g.port, "GET", path + q, headers=h)
+        eq((st, json.loads(body)), (200, by_key), "its own token (%r, %r)" % (q[:7], h and list(h)))
+    st, _, body = http(g.port, "GET", path, headers=bearer(user_token("ops", firehose=True)))
+    eq((st, json.loads(body)), (200, by_key), "a firehose token reads any account")
+    # Another user's valid token: 403, no challenge.
+    st, h, body = http(g.port, "GET", path, headers=bearer(user_token(b)))
+    eq((st, json.loads(body)), (403, {"error": "forbidden",
+                                      "message": "the token is for another user"}),
+       "another user's token")
+    check("www-authenticate" not in h, "no challenge on a 403: %r" % h)
+    # No credential: 401, the plain challenge.
+    st, h, body = http(g.port, "GET", path)
+    eq((st, json.loads(body)), (401, {"error": "unauthorized",
+                                      "message": "this needs Authorization: Bearer <a publish "
+                                                 "key, or a stream token for this account>"}),
+       "no credential")
+    eq(h.get("www-authenticate"), CHALLENGE, "WWW-Authenticate without a credential")
+    # A token that fails, or a Bearer value that is not a key (so it is
+    # read as a token): 401 invalid_token.
+    expired = token({"sub": a, "exp": int(time.time()) - 1})
+    for h, msg in ((bearer(expired), "the token has expired"),
+                   ({"Cookie": "ssegate_token=" + expired}, "the token has expired"),
+                   (bearer(own[:-4] + ("AAAA" if not own.endswith("AAAA") else "BBBB")),
+                    "the token's signature does not verify"),
+                   (bearer(KEY + "x"), "the token is not three dot-separated parts")):
+        SENT.add(h.get("Authorization", "")[7:])
+        st, hd, body = http(g.port, "GET", path, headers=h)
+        eq((st, json.loads(body)), (401, {"error": "unauthorized", "message": msg}),
+           "a bad credential (%s)" % msg)
+        eq(hd.get("www-authenticate"), CHALLENGE_INVALID, "WWW-Authenticate (%s)" % msg)
+    # Refused before Redis is asked; let through, an unknown account is 404.
+    st, _, body = http(g.port, "GET", "/accounts/999999999", headers=bearer(user_token(a)))
+    eq(st, 403, "another account, unknown or not")
+    st, _, body = http(g.port, "GET", "/accounts/999999999",
+                       headers=bearer(user_token("999999999")))
+    eq((st, json.loads(body)["error"]), (404, "not_found"), "its own token, no such account")
+
+
 def run_cli(args, env_extra=None):
     e = {k: v for k, v in os.environ.items() if not k.startswith("AUTH_")}
     e.update(env_extra or {})
@@ -614,6 +668,7 @@ TESTS = [
     test_expired_before_handoff,
     test_accounts_token,
     test_accounts_token_idempotent,
+    test_account_read,
     test_cli_token,
     test_startup_errors,
     test_refusals_logged_without_tokens,
