@@ -376,6 +376,25 @@ def test_errors(env):
         live = env.event(p, str(acct_id), "after-foreign")
         eq(ids_of(events_of(c, 2)[1:]), [live], "then live events")
         c.close()
+    # A real id with a trailing space is not an id: the value is read as
+    # it arrives, untrimmed, in the header as in the query parameter, so
+    # it is a foreign id (a gap first), never a resume from a guess and
+    # never a 400. The exact bytes: the hello, then the gap frame.
+    real = env.event(p, str(acct_id), "before-space")
+    gap = ('event: gap\ndata: {"type":"gap","lastEventId":"%s ","message":"this id is not an '
+           'event id of this service, so events before this stream may be missing; reload '
+           'state over REST"}\n\n' % real)
+    for q, hdr in (("", real + " "), ("&lastEventId=%s%%20" % real, None)):
+        c = SSEClient(p, "userId=%d%s" % (acct_id, q), last_event_id=hdr)
+        eq(c.status, 200, "Last-Event-ID %r + a space (%s) opens the stream"
+           % (real, "header" if hdr else "query"))
+        eq(events_of(c, 1)[0].event, "gap", "a gap event first")
+        hello = "retry: 3000\n: ssegate backend-1\n"
+        eq(c.text[:len(hello) + len(gap)], hello + gap, "the hello, then exactly the gap frame")
+        live = env.event(p, str(acct_id), "after-space")
+        eq([(e.id, e.event) for e in events_of(c, 2)[1:]], [(live, "after-space")],
+           "then live events: nothing replayed from the id")
+        c.close()
     # Nothing was written by any rejected request: the next id follows.
     nxt = env.account()
     eq(int(nxt["id"]), acct_id + 1, "no account was created by a rejected request")
