@@ -379,6 +379,90 @@ def test_idempotency_key_retry_after_503(env):
         eq(types.count("retry-%d" % i), 1, "round %d's event exactly once" % i)
 
 
+def race(ports, path, body, key, n=20):
+    """n requests with the same Idempotency-Key, released together by a
+    barrier, alternating between ports: [(status, headers, raw body)]."""
+    results = [None] * n
+    gate = threading.Barrier(n)
+
+    def run(i):
+        try:
+            gate.wait(10)
+            results[i] = idem(ports[i % len(ports)], path, body, key)
+        except Exception as e:      # reported by the checks below
+            results[i] = (None, {}, repr(e))
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    return results
+
+
+def test_idempotency_key_concurrent(env):
+    """The proof that a key needs no 409 "in flight" (docs/API.md,
+    Idempotency-Key): 20 requests with one key at once, over two
+    instances, for POST /events and for POST /accounts. Every one gets the
+    same status and the same bytes (one event id, one account id, one
+    Location), one event reaches a stream, and Redis holds one write: the
+    key check and the write are one script, so the first to reach Redis
+    writes and the other 19 read its answer."""
+    g1 = env.gateway("race-1")
+    g2 = env.gateway("race-2")
+    ports = [g1.port, g2.port]
+    st, _, acct = post_json(g1.port, "/accounts", {"name": "Racer"})
+    uid = acct["id"]
+    s = SSEClient(g2.port, "userId=" + uid)
+    eq(s.status, 200, "the user's stream")
+    fh = SSEClient(g1.port, "")
+    eq(fh.status, 200, "the firehose")
+    s.wait(lambda c: c.retry is not None and c.comments, 5, "the user's hello")
+    fh.wait(lambda c: c.retry is not None and c.comments, 5, "the firehose's hello")
+
+    got = race(ports, "/events", {"userId": uid, "type": "raced", "data": {"n": 1}}, "race-ev")
+    eq(got[0][0], 202, "POST /events with the key (%r)" % (got[0],))
+    eq([(st, b) for st, _, b in got], [(got[0][0], got[0][2])] * len(got),
+       "20 answers, one status and one body")
+    eid = json.loads(got[0][2])["id"]
+
+    created = race(ports, "/accounts", {"name": "Raced", "balance": 7}, "race-acct")
+    eq(created[0][0], 201, "POST /accounts with the key (%r)" % (created[0],))
+    eq([(st, h.get("location"), b) for st, h, b in created],
+       [(201, created[0][1].get("location"), created[0][2])] * len(created),
+       "20 answers, one status, one Location, one body")
+    new = json.loads(created[0][2])
+    eq(created[0][1].get("location"), "/accounts/" + new["id"], "Location names the account")
+
+    # A marker after both races: once a stream has it, it has had
+    # everything the races published.
+    marker = post_json(g1.port, "/events", {"userId": uid, "type": "marker"})[2]["id"]
+    s.wait(lambda c: any(e.id == marker for e in c.events), 10, "the marker on the user's stream")
+    fh.wait(lambda c: any(e.id == marker for e in c.events), 10, "the marker on the firehose")
+    eq([(e.id, e.event) for e in s.events], [(eid, "raced"), (marker, "marker")],
+       "the user's stream: the raced event once, then the marker")
+    mine = [e for e in fh.events
+            if e.event in ("account.created", "snapshot") and json.loads(e.data)["userId"] == new["id"]]
+    eq([e.event for e in mine], ["account.created", "snapshot"],
+       "the firehose: one account.created and one snapshot for the raced account")
+    eq(json.loads(mine[0].data)["data"], new, "account.created carries the answered account")
+    s.close()
+    fh.close()
+
+    # Redis: one write each.
+    eq([ty for ty, _ in history(env, uid)], ["account.created", "snapshot", "raced", "marker"],
+       "the user's history holds the raced event once")
+    eq([ty for ty, _ in history(env, new["id"])], ["account.created", "snapshot"],
+       "the raced account's history: one creation")
+    names = [d["name"] for ty, d in firehose(env) if ty == "account.created"]
+    eq(names.count("Raced"), 1, "one account for 20 requests")
+    # Each request took an account id before its keyed script (docs/API.md):
+    # the ids around the one kept hold no account.
+    seq = int(env.redis.cli("GET", "ssegate:account:seq"))
+    held = [i for i in range(int(uid) + 1, seq + 1)
+            if env.redis.cli("EXISTS", "ssegate:account:%d" % i) == "1"]
+    eq(held, [int(new["id"])], "one account hash among the ids the 20 took")
+
+
 def test_subscriber_refusal_logged_once(env):
     """A Redis that refuses the subscriber (a password set while the
     gateway has none) is logged at once, with why, in one line however
@@ -422,7 +506,8 @@ def test_subscriber_refusal_logged_once(env):
 
 TESTS = [test_health_while_redis_frozen, test_publish_wait_holds_no_thread,
          test_no_write_applied_twice, test_idempotency_key, test_idempotency_key_expires,
-         test_idempotency_key_retry_after_503, test_subscriber_refusal_logged_once]
+         test_idempotency_key_retry_after_503, test_idempotency_key_concurrent,
+         test_subscriber_refusal_logged_once]
 
 
 if __name__ == "__main__":
