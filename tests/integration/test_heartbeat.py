@@ -10,11 +10,14 @@ The streams are read by a parser written from the WHATWG rules (HTML
 extended-eventsource) would dispatch: for them, a blank line with an empty
 data buffer is a message with data "".
 """
+import fcntl
 import json
 import os
 import selectors
 import socket
+import struct
 import sys
+import termios
 import threading
 import time
 
@@ -269,7 +272,29 @@ def test_many_streams_due_together(env):
     wait_until(lambda: health_streams(env) == 0, 10, "the 1,000 streams gone")
 
 
+def bytes_taken(server_port, client):
+    """What the gateway's socket to client has taken so far, seen from
+    outside: its send queue (this host's /proc/net/tcp, the entry from
+    server_port to client's port) plus what waits unread in client's
+    receive queue. None once the gateway's socket is gone."""
+    ip = "%08X" % struct.unpack("<I", socket.inet_aton(HOST))[0]
+    local = "%s:%04X" % (ip, server_port)
+    remote = "%s:%04X" % (ip, client.getsockname()[1])
+    with open("/proc/net/tcp") as f:
+        for line in f.read().splitlines()[1:]:
+            fields = line.split()
+            if fields[1] == local and fields[2] == remote and fields[3] == "01":
+                unread = struct.unpack("i", fcntl.ioctl(client, termios.FIONREAD,
+                                                        b"\0\0\0\0"))[0]
+                return int(fields[4].split(":")[0], 16) + unread
+    return None
+
+
 def test_stalled_client_is_closed(env):
+    """A client that stops reading is ended as slow_consumer, not before
+    STREAM_WRITE_TIMEOUT_SECS has passed since its socket last took a
+    byte (still open a second before that), and not much after (closed
+    within 2 s after); a reading client of the same user loses nothing."""
     uid = env.account()
     base = health_streams(env)
     reader = open_whatwg(env, "userId=" + uid)
@@ -280,28 +305,51 @@ def test_stalled_client_is_closed(env):
     stuck.sendall(("GET /events/sse?userId=%s HTTP/1.1\r\nHost: %s:%d\r\n"
                    "Accept: text/event-stream\r\n\r\n" % (uid, HOST, env.g.port)).encode())
     wait_until(lambda: health_streams(env) == base + 2, 5, "both streams open")
-    # The reader keeps reading on its own thread while we post.
+    needle = "user=%s closed: slow_consumer" % uid
+    # The reader keeps reading on its own thread while we post; another
+    # thread watches the stuck socket: when it last took a byte, and when
+    # the gateway said it ended the stream.
     stop = threading.Event()
+    seen = {"taken": None, "last_byte": None, "ended": None}
 
     def read():
         while not stop.is_set() and not reader.closed:
             reader.pump(0.1)
-    t = threading.Thread(target=read)
-    t.start()
+
+    def watch():
+        while not stop.is_set() and seen["ended"] is None:
+            now = time.monotonic()
+            if needle in env.g.proc.output():
+                seen["ended"] = now
+                break
+            n = bytes_taken(env.g.port, stuck)
+            if n is not None and n != seen["taken"]:
+                seen["taken"], seen["last_byte"] = n, now
+            time.sleep(0.01)        # the sampling period, not a wait for anything
+    threads = [threading.Thread(target=read), threading.Thread(target=watch)]
+    for t in threads:
+        t.start()
     try:
         payload = "x" * 30000
         n = 256                        # ~7.7 MB: more than both sockets' buffers hold
         t0 = time.monotonic()
         want = [env.event(uid, "big", payload) for _ in range(n)]
         posted = time.monotonic() - t0
-        needle = "user=%s closed: slow_consumer" % uid
-        wait_until(lambda: needle in env.g.proc.output(), WRITE_TIMEOUT + posted + 5,
+        wait_until(lambda: seen["ended"] is not None, WRITE_TIMEOUT + posted + 5,
                    "log line %r" % needle)
         wait_until(lambda: health_streams(env) == base + 1, 5, "/health stream count back down")
         wait_until(lambda: len(reader.w_events) >= n, 20, "the reader's %d events" % n)
     finally:
         stop.set()
-        t.join(10)
+        for t in threads:
+            t.join(10)
+    check(seen["last_byte"] is not None and seen["taken"] > 4096,
+          "the stuck socket took bytes: %r" % seen)
+    quiet = seen["ended"] - seen["last_byte"]
+    check(WRITE_TIMEOUT - 1 <= quiet <= WRITE_TIMEOUT + 2,
+          "ended %.2f s after the socket's last byte (%d taken): want within [%d, %d] s "
+          "of STREAM_WRITE_TIMEOUT_SECS=%d"
+          % (quiet, seen["taken"], WRITE_TIMEOUT - 1, WRITE_TIMEOUT + 2, WRITE_TIMEOUT))
     eq([e[0] for e in reader.w_events], want, "the reading client got every event once, in order")
     check(not reader.closed, "the reading client's stream is still open")
     eq(env.g.proc.output().count("closed: slow_consumer"), 1, "one stream closed as slow")
