@@ -37,15 +37,28 @@ const PREFS = {
   'browser.safebrowsing.downloads.enabled': false,
   'browser.safebrowsing.blockedURIs.enabled': false,
   'browser.region.update.enabled': false,
+  'browser.region.network.url': '',
   'browser.sessionstore.resume_from_crash': false,
   'datareporting.policy.dataSubmissionEnabled': false,
   'datareporting.healthreport.uploadEnabled': false,
   'toolkit.telemetry.enabled': false,
+  'toolkit.telemetry.unified': false,
+  'toolkit.telemetry.archive.enabled': false,
+  'datareporting.usage.uploadEnabled': false,
+  'app.update.disabledForTesting': true,
+  'dom.push.connection.enabled': false,
+  'browser.topsites.contile.enabled': false,
+  'browser.newtabpage.activity-stream.feeds.topsites': false,
+  'browser.newtabpage.activity-stream.showSponsoredTopSites': false,
+  'media.gmp-manager.updateEnabled': false,
+  'media.gmp-gmpopenh264.enabled': false,
+  'media.gmp-widevinecdm.enabled': false,
   'extensions.update.enabled': false,
   'extensions.blocklist.enabled': false,
   'extensions.getAddons.cache.enabled': false,
   'extensions.systemAddon.update.enabled': false,
-  'services.settings.server': 'http://127.0.0.1:9/',
+  // Remote settings (honoured with MOZ_REMOTE_SETTINGS_DEVTOOLS=1).
+  'services.settings.server': 'http://127.0.0.1:9/v1',
   'geo.provider.network.url': '',
   // One foreground tab; its timers (EventSource's reconnect) unthrottled.
   'dom.min_background_timeout_value': 0,
@@ -73,7 +86,7 @@ export function openFirefox(url, logDir) {
   // processes too, by the group id of the process started here.
   const child = spawn(FIREFOX, ['--headless', '--no-remote', '--profile', profile, url], {
     detached: true, stdio: ['ignore', fd, fd],
-    env: { ...process.env, MOZ_CRASHREPORTER_DISABLE: '1', MOZ_DISABLE_AUTO_SAFE_MODE: '1' },
+    env: { ...process.env, MOZ_CRASHREPORTER_DISABLE: '1', MOZ_DISABLE_AUTO_SAFE_MODE: '1', MOZ_REMOTE_SETTINGS_DEVTOOLS: '1' },
   });
   fs.closeSync(fd);
   const exited = new Promise((resolve) => child.once('exit', (code, sig) => resolve({ code, sig })));
