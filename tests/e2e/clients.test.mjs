@@ -60,7 +60,7 @@ const HELLO = new RegExp(`^retry: ${RETRY_MS}\\n: ssegate (backend-[12])\\n`);
 // on across reconnects; an event cut off by the end of a stream is
 // dropped). blankWithoutData counts the blank lines that dispatch nothing
 // here but a message with data "" in a lenient client.
-export function whatwg(texts) {
+function whatwg(texts) {
   const out = { msgs: [], lastId: '', retries: [], blankWithoutData: 0, comments: [] };
   for (const text of texts) {
     let data = '', type = '';
@@ -411,6 +411,7 @@ async function killAndResume(victim, survivor) {
   const moving = await c.streamsOn(victim), opens = totalOpens();
   await c.backends[victim].proc.stop('SIGKILL');
   await postEach(3, `${victim} killed`);
+  assert.equal(totalOpens(), opens, `the events were stored before any client of ${victim} reconnected: they come back by replay`);
   await waitFor(async () => totalOpens() === opens + moving && (await c.streamsOn(survivor)) === n,
                 20000, `the ${moving} clients of ${victim} to resume on ${survivor}`);
   await c.startBackend(victim);
