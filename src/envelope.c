@@ -11,14 +11,6 @@
 #include "envelope.h"
 #include "strictjson.h"
 
-/* How strings are written everywhere: one line, and "/" left alone (the
- * default "\/" is legal but surprises everyone who reads it). */
-#define ENVELOPE_JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
-
-/* Kept a literal so the compiler checks it against the arguments. */
-#define ENVELOPE_REST_FMT \
-    "\"type\":%s,\"%s\":%s,\"data\":%.*s,\"serverId\":%s,\"ts\":%lld}"
-
 int
 envelope_type_valid(const char *s, size_t len)
 {
@@ -54,6 +46,81 @@ envelope_type_reserved(const char *type)
     return strncmp(type, "presence.", 9) == 0 || envelope_type_fires_handler(type);
 }
 
+/* s as a JSON string's contents, escaped the way json-c writes a string
+ * with JSON_C_TO_STRING_NOSLASHESCAPE, byte for byte (so envelopes are
+ * what they always were, and write.lua finds presence's \u0001 and
+ * \u0003): \" \\ \b \f \n \r \t, \u00xx for the other control bytes,
+ * every other byte as it is. Writes at out unless out is NULL; returns
+ * the length either way. Without json-c objects, building an envelope
+ * allocates only the envelope (it is on every write's path). */
+static size_t
+envelope_escape(char *out, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0;
+
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        const char *esc = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\b' ? "\\b"
+                        : c == '\f' ? "\\f" : c == '\n' ? "\\n" : c == '\r' ? "\\r"
+                        : c == '\t' ? "\\t" : NULL;
+
+        if (esc != NULL) {
+            if (out != NULL)
+                memcpy(out + n, esc, 2);
+            n += 2;
+        } else if (c < 0x20) {
+            if (out != NULL) {
+                memcpy(out + n, "\\u00", 4);
+                out[n + 4] = hex[c >> 4];
+                out[n + 5] = hex[c & 0xf];
+            }
+            n += 6;
+        } else {
+            if (out != NULL)
+                out[n] = (char)c;
+            n++;
+        }
+    }
+    return n;
+}
+
+/* Appends len bytes of s at out + n (out NULL: only counts); returns
+ * the new length. */
+static size_t
+envelope_put(char *out, size_t n, const char *s, size_t len)
+{
+    if (out != NULL)
+        memcpy(out + n, s, len);
+    return n + len;
+}
+
+#define ENVELOPE_PUT_LIT(out, n, lit) envelope_put(out, n, lit, sizeof(lit) - 1)
+
+/* Writes "type":"T","F":"W","data":D,"serverId":"S","ts":N} at out
+ * (out NULL: only counts) and returns its length: called once to size
+ * the envelope, once to fill it. */
+static size_t
+envelope_write_rest(char *out, const char *type, const char *field, const char *whom,
+                    const char *data_json, size_t data_len,
+                    const char *server_id, const char *ts, size_t ts_len)
+{
+    size_t n = ENVELOPE_PUT_LIT(out, 0, "\"type\":\"");
+
+    n += envelope_escape(out != NULL ? out + n : NULL, type);
+    n = ENVELOPE_PUT_LIT(out, n, "\",\"");
+    n = envelope_put(out, n, field, strlen(field));
+    n = ENVELOPE_PUT_LIT(out, n, "\":\"");
+    n += envelope_escape(out != NULL ? out + n : NULL, whom);
+    n = ENVELOPE_PUT_LIT(out, n, "\",\"data\":");
+    n = envelope_put(out, n, data_json, data_len);
+    n = ENVELOPE_PUT_LIT(out, n, ",\"serverId\":\"");
+    n += envelope_escape(out != NULL ? out + n : NULL, server_id);
+    n = ENVELOPE_PUT_LIT(out, n, "\",\"ts\":");
+    n = envelope_put(out, n, ts, ts_len);
+    return ENVELOPE_PUT_LIT(out, n, "}");
+}
+
 /* The rest of an envelope addressed by field ("userId" or "topic") =
  * whom. */
 static char *
@@ -61,32 +128,19 @@ envelope_build_rest_for(const char *type, const char *field, const char *whom,
                         const char *data_json, size_t data_len,
                         const char *server_id, int64_t ts_ms)
 {
-    /* json-c escapes quotes, backslashes and control characters; each
-     * quoted string lives in its object until the objects are put. */
-    json_object *jtype = json_object_new_string(type);
-    json_object *juser = json_object_new_string(whom);
-    json_object *jserver = json_object_new_string(server_id);
-    const char *qtype, *quser, *qserver;
-    char *out = NULL;
-    int n;
+    char ts[24], *out;
+    int tsn = snprintf(ts, sizeof(ts), "%lld", (long long)ts_ms);
+    size_t n;
 
-    if (jtype == NULL || juser == NULL || jserver == NULL || data_len > INT_MAX)
-        goto done;
-    qtype = json_object_to_json_string_ext(jtype, ENVELOPE_JSON_FLAGS);
-    quser = json_object_to_json_string_ext(juser, ENVELOPE_JSON_FLAGS);
-    qserver = json_object_to_json_string_ext(jserver, ENVELOPE_JSON_FLAGS);
-    if (qtype == NULL || quser == NULL || qserver == NULL)
-        goto done;
-    n = snprintf(NULL, 0, ENVELOPE_REST_FMT, qtype, field, quser, (int)data_len,
-                 data_json, qserver, (long long)ts_ms);
-    if (n < 0 || (out = malloc((size_t)n + 1)) == NULL)
-        goto done;
-    snprintf(out, (size_t)n + 1, ENVELOPE_REST_FMT, qtype, field, quser, (int)data_len,
-             data_json, qserver, (long long)ts_ms);
-done:
-    json_object_put(jserver);
-    json_object_put(juser);
-    json_object_put(jtype);
+    if (tsn < 0)
+        return NULL;
+    n = envelope_write_rest(NULL, type, field, whom, data_json, data_len, server_id,
+                            ts, (size_t)tsn);
+    if ((out = malloc(n + 1)) == NULL)
+        return NULL;
+    envelope_write_rest(out, type, field, whom, data_json, data_len, server_id,
+                        ts, (size_t)tsn);
+    out[n] = '\0';
     return out;
 }
 

@@ -66,6 +66,7 @@
 #include "netaddr.h"
 #include "pipeline.h"
 #include "query.h"
+#include "strictjson.h"
 
 /* The largest request head (request line and headers) we serve; a
  * larger one is answered 431. Browsers send 1-3 KiB, cookies can make it
@@ -1662,6 +1663,7 @@ http_loop_main(void *arg)
     l->pipe = NULL;
     MHD_run(l->daemon);
     clients_release(&l->pending);
+    strictjson_thread_end();    /* the bodies' and tokens' tokener */
     return NULL;
 }
 

@@ -35,6 +35,7 @@
 #include "replay.h"
 #include "sse.h"
 #include "store.h"
+#include "strictjson.h"
 #include "subscriber.h"
 #include "version.h"
 #include "writer.h"
@@ -302,6 +303,7 @@ main(int argc, char **argv)
         fprintf(stderr, "ssegate: secure mode (AUTH_SECRET or AUTH_PUBLIC_KEY_FILE) "
                         "needs PUBLISH_KEYS: otherwise anyone may write\n");
         auth_free(g.app.auth);
+    strictjson_thread_end();
         return 2;
     }
     /* Until the libevent signal event replaces it, a SIGHUP (logrotate

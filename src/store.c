@@ -31,6 +31,7 @@
 #include "clock.h"
 #include "config.h"
 #include "envelope.h"
+#include "eventid.h"
 #include "log.h"
 #include "rconn.h"
 #include "sse.h"
@@ -184,10 +185,15 @@ store_error_result(const redisReply *r, const char *what)
 
 /* ------------------------------------------------------------- helpers */
 
+/* An event id the write script answered: only ever "<ms>-<seq>", which
+ * the handlers then quote into their JSON answers as it is. */
 static int
 store_copy_id(const redisReply *r, char *out, size_t cap)
 {
-    if (r == NULL || r->type != REDIS_REPLY_STRING || r->len >= cap)
+    struct event_id id;
+
+    if (r == NULL || r->type != REDIS_REPLY_STRING || r->len >= cap ||
+        eventid_parse(r->str, r->len, &id) == -1)
         return -1;
     memcpy(out, r->str, r->len);
     out[r->len] = '\0';

@@ -161,6 +161,34 @@ strictjson_check_text(const char *buf, size_t n, const char **why)
     return 0;
 }
 
+/* One tokener per thread, reset between texts: json_tokener_new_ex
+ * allocates the tokener, its depth stack and a print buffer, and this is
+ * on every write's path (the body) and every stream open's in secure mode
+ * (the token's claims). The thread that parsed frees it at its end
+ * (strictjson_thread_end). */
+static _Thread_local json_tokener *strictjson_tok;
+
+static json_tokener *
+strictjson_tokener(void)
+{
+    if (strictjson_tok != NULL) {
+        json_tokener_reset(strictjson_tok);     /* the flags stay */
+        return strictjson_tok;
+    }
+    if ((strictjson_tok = json_tokener_new_ex(STRICTJSON_MAX_DEPTH)) != NULL)
+        json_tokener_set_flags(strictjson_tok,
+                               JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+    return strictjson_tok;
+}
+
+void
+strictjson_thread_end(void)
+{
+    if (strictjson_tok != NULL)
+        json_tokener_free(strictjson_tok);
+    strictjson_tok = NULL;
+}
+
 json_object *
 strictjson_parse_object(const char *buf, size_t len, const char **why)
 {
@@ -174,11 +202,10 @@ strictjson_parse_object(const char *buf, size_t len, const char **why)
     }
     if (strictjson_check_text(buf, len, why) == -1)
         return NULL;
-    if ((tok = json_tokener_new_ex(STRICTJSON_MAX_DEPTH)) == NULL) {
+    if ((tok = strictjson_tokener()) == NULL) {
         *why = "out of memory";
         return NULL;
     }
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
     o = json_tokener_parse_ex(tok, buf, (int)len);
     /* json_tokener_continue at the end of input means it was cut short. */
     if (o == NULL || json_tokener_get_error(tok) != json_tokener_success) {
@@ -196,10 +223,8 @@ strictjson_parse_object(const char *buf, size_t len, const char **why)
         *why = "not a JSON object";
         goto err;
     }
-    json_tokener_free(tok);
     return o;
 err:
     json_object_put(o);
-    json_tokener_free(tok);
     return NULL;
 }

@@ -19,6 +19,11 @@
 json_object *
 strictjson_parse_object(const char *buf, size_t len, const char **why);
 
+/* Frees this thread's tokener (strictjson_parse_object keeps one per
+ * thread). Every thread that parses calls it before it ends. */
+void
+strictjson_thread_end(void);
+
 /* Decodes the UTF-8 sequence at s[*i] (s has n bytes) into *cp and moves
  * *i past it. RFC 3629 strictly: the shortest form only (no C0 80, no
  * E0 80 80), no surrogate (ED A0 80 .. ED BF BF), nothing above U+10FFFF

@@ -115,6 +115,33 @@ test_build_rest_scalar_data_and_unicode(void **state)
     free(rest);
 }
 
+/* Strings in the envelope are escaped exactly as json-c writes them
+ * (envelope.c no longer asks json-c): every byte 1..255 in the server
+ * id, compared with json-c's own quoting of the same string. */
+static void
+test_build_rest_escapes_like_json_c(void **state)
+{
+    char all[256], want[2048];
+    json_object *js;
+    char *rest;
+
+    (void)state;
+    for (int b = 1; b < 256; b++)
+        all[b - 1] = (char)b;
+    all[255] = '\0';
+    js = json_object_new_string(all);
+    assert_non_null(js);
+    snprintf(want, sizeof(want), "\"type\":\"t\",\"topic\":\"r\",\"data\":1,"
+             "\"serverId\":%s,\"ts\":0}",
+             json_object_to_json_string_ext(js, JSON_C_TO_STRING_PLAIN |
+                                                    JSON_C_TO_STRING_NOSLASHESCAPE));
+    rest = envelope_build_topic_rest("t", "r", "1", 1, all, 0);
+    assert_non_null(rest);
+    assert_string_equal(rest, want);
+    free(rest);
+    json_object_put(js);
+}
+
 static int
 parse(const char *msg, struct envelope_view *v, char *err, size_t errlen)
 {
@@ -352,6 +379,7 @@ main(void)
         cmocka_unit_test(test_build_rest_exact),
         cmocka_unit_test(test_build_rest_is_json),
         cmocka_unit_test(test_build_rest_scalar_data_and_unicode),
+        cmocka_unit_test(test_build_rest_escapes_like_json_c),
         cmocka_unit_test(test_parse_own_envelope),
         cmocka_unit_test(test_parse_foreign_messages),
         cmocka_unit_test(test_parse_server_id),
