@@ -51,7 +51,6 @@
  * is renamed away or denied by an ACL is skipped quietly (debug). As a
  * REDIS_USERNAME it is not asked at all (subscriber_check_persistence). */
 #include <event2/event.h>
-#include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <pthread.h>
@@ -1011,6 +1010,95 @@ subscriber_on_disconnect(const redisAsyncContext *ac, int status)
     subscriber_schedule_retry(sub);
 }
 
+/* hiredis's own libevent adapter, with two differences: the read event
+ * is persistent (the adapter's is not, so every message cost an
+ * EPOLL_CTL_DEL and an EPOLL_CTL_ADD on this one busy socket: two system
+ * calls per event delivered), and its allocations are checked. hiredis
+ * frees it through ev.cleanup with the context. */
+struct subscriber_io {
+    redisAsyncContext *ac;
+    struct event *rev, *wev;
+};
+
+static void
+subscriber_io_on_read(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    redisAsyncHandleRead(((struct subscriber_io *)arg)->ac);
+}
+
+static void
+subscriber_io_on_write(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    redisAsyncHandleWrite(((struct subscriber_io *)arg)->ac);
+}
+
+/* hiredis asks again after every read: adding a pending persistent event
+ * changes nothing and makes no system call. */
+static void
+subscriber_io_add_read(void *data)
+{
+    event_add(((struct subscriber_io *)data)->rev, NULL);
+}
+
+static void
+subscriber_io_del_read(void *data)
+{
+    event_del(((struct subscriber_io *)data)->rev);
+}
+
+static void
+subscriber_io_add_write(void *data)
+{
+    event_add(((struct subscriber_io *)data)->wev, NULL);
+}
+
+static void
+subscriber_io_del_write(void *data)
+{
+    event_del(((struct subscriber_io *)data)->wev);
+}
+
+static void
+subscriber_io_cleanup(void *data)
+{
+    struct subscriber_io *io = data;
+
+    if (io->rev != NULL)
+        event_free(io->rev);
+    if (io->wev != NULL)
+        event_free(io->wev);
+    free(io);
+}
+
+static int
+subscriber_io_attach(redisAsyncContext *ac, struct event_base *base)
+{
+    struct subscriber_io *io = calloc(1, sizeof(*io));
+
+    if (io == NULL)
+        return -1;
+    io->ac = ac;
+    if ((io->rev = event_new(base, ac->c.fd, EV_READ | EV_PERSIST,
+                             subscriber_io_on_read, io)) == NULL ||
+        (io->wev = event_new(base, ac->c.fd, EV_WRITE | EV_PERSIST,
+                             subscriber_io_on_write, io)) == NULL ||
+        event_add(io->rev, NULL) == -1 || event_add(io->wev, NULL) == -1) {
+        subscriber_io_cleanup(io);
+        return -1;
+    }
+    ac->ev.addRead = subscriber_io_add_read;
+    ac->ev.delRead = subscriber_io_del_read;
+    ac->ev.addWrite = subscriber_io_add_write;
+    ac->ev.delWrite = subscriber_io_del_write;
+    ac->ev.cleanup = subscriber_io_cleanup;
+    ac->ev.data = io;
+    return 0;
+}
+
 static void
 subscriber_connect(struct subscriber *sub)
 {
@@ -1026,7 +1114,8 @@ subscriber_connect(struct subscriber *sub)
         subscriber_schedule_retry(sub);
         return;
     }
-    if (redisLibeventAttach(ac, sub->base) != REDIS_OK) {
+    if (subscriber_io_attach(ac, sub->base) == -1) {
+        log_warn("redis: out of memory attaching the subscription");
         redisAsyncFree(ac);
         subscriber_schedule_retry(sub);
         return;
