@@ -83,4 +83,31 @@ test('demo page: stream on one backend, writes through the other, survives losin
   await c.startBackend(holder);
 });
 
+// A refusal meant to be final (404 for an unknown user; 401/403 in secure
+// mode) closes an EventSource for good (WHATWG 9.2.2): the page shows it
+// closed and opens again only when the user asks, never by itself.
+test('demo page: a final refusal stays closed until the user asks again', async () => {
+  const page = await browser.newPage();
+  const opens = [];
+  page.on('request', (r) => { if (r.url().includes('/events/sse')) opens.push(r.url()); });
+  await page.goto(c.url('/'));
+  await page.fill('#use-id', '987654321');
+  await page.click('#use');
+  await page.waitForFunction(() => document.querySelector('#state').textContent === 'closed', null, { timeout: 10000 });
+  assert.equal(opens.length, 1, 'one stream request for the unknown user');
+  // An absence cannot be awaited: watch ten of the cluster's retry
+  // intervals (SSE_RETRY_MS 300), where a reconnect would have happened.
+  await new Promise((resolve) => setTimeout(resolve, 3000));
+  assert.equal(opens.length, 1, 'no reconnect by itself after the 404');
+  assert.equal(await page.textContent('#state'), 'closed');
+
+  const acct = await http(c.backends['backend-1'].port, 'POST', '/accounts', { name: 'Ada' });
+  assert.equal(acct.status, 201);
+  await page.fill('#use-id', String(acct.body.id));
+  await page.click('#use');
+  await page.waitForFunction(() => document.querySelector('#state').textContent === 'open', null, { timeout: 10000 });
+  assert.equal(opens.length, 2, 'the user asked: one more stream request');
+  await page.close();
+});
+
 test('every process of the topology stops cleanly, with no sanitizer report', () => c.assertCleanStop());
