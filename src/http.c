@@ -160,6 +160,10 @@ struct http_loop {
      * to start (0.9.75 calls nobody then): given back. */
     struct clients_slot pending;
     struct http_xff xff;            /* the request being identified's */
+    /* The connections this daemon holds, counted by http_on_connection
+     * (this thread's alone): MHD_get_daemon_info's count takes the
+     * daemon's cleanup lock, twice a pass. */
+    unsigned nconns;
 };
 
 struct http {
@@ -1184,6 +1188,7 @@ http_on_connection(void *cls, struct MHD_Connection *conn, void **socket_context
 
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         atomic_fetch_add(&l->http->nconns, 1);
+        l->nconns++;
         l->accept_paused = 0;
         if ((c = calloc(1, sizeof(*c))) == NULL) {
             log_warn("http: out of memory for a connection's deadline");
@@ -1198,6 +1203,7 @@ http_on_connection(void *cls, struct MHD_Connection *conn, void **socket_context
         return;
     }
     atomic_fetch_sub(&l->http->nconns, 1);
+    l->nconns--;
     if (c != NULL) {
         http_conn_disarm(c);
         clients_release(&c->slot);
@@ -1522,14 +1528,11 @@ http_loop_timeout_ms(struct http_loop *l)
     return t;
 }
 
-/* How many connections MHD holds (it frees closed ones first). */
+/* How many connections MHD holds: started and not yet closed. */
 static unsigned
 http_loop_connections(struct http_loop *l)
 {
-    const union MHD_DaemonInfo *i =
-        MHD_get_daemon_info(l->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
-
-    return i != NULL ? i->num_connections : 0;
+    return l->nconns;
 }
 
 /* One pass of MHD. It frees closed connections at the end of MHD_run,
