@@ -1,7 +1,7 @@
 /* main.c -- wiring, signals and the shutdown order. Owns the event base,
  * the fan-out helpers, the hub, the writer loops, the replay reader, the
- * subscriber, the HTTP server, the per-client connection counts and the
- * shared hello frame.
+ * subscriber, the HTTP server, the per-client connection counts, the
+ * heap trim's timer and the shared hello frame.
  *
  * Threads: this one runs the libevent loop (the Redis subscription and
  * the fan-out, signals); http.c runs HTTP_THREADS HTTP threads, writer.c
@@ -37,6 +37,7 @@
 #include "store.h"
 #include "strictjson.h"
 #include "subscriber.h"
+#include "trim.h"
 #include "version.h"
 #include "writer.h"
 
@@ -61,6 +62,7 @@ struct gateway {
     struct pubkey_set keys;
     struct pubkey_set metrics_keys;
     struct presence *presence;
+    struct trim *trim;          /* malloc_trim once a load has gone */
     struct event *sigint_ev, *sigterm_ev, *sighup_ev, *drain_ev, *linger_ev;
     int64_t stop_deadline_ms;   /* monotonic: SHUTDOWN_GRACE_SECS after the signal */
 };
@@ -384,6 +386,10 @@ main(int argc, char **argv)
     }
     /* Room in the publish backlog resumes the publishers waiting for it. */
     subscriber_on_room(g.app.sub, http_wake, g.http);
+    if ((g.trim = trim_new(g.base, g.http, g.app.hub)) == NULL) {
+        log_error("start-up failed: out of memory");
+        goto out;
+    }
     rconn_target(err, sizeof(err));
     log_info("ssegate %s listening on %s:%u (server id %s, %u HTTP threads, "
              "redis %s, channel %s, writes %s)", SSEGATE_VERSION,
@@ -399,6 +405,7 @@ out:
     /* Reverse order of creation. http_stop joins the HTTP threads, whose
      * Redis connections close as they exit (they hand streams to the
      * replay reader, so it goes after them). */
+    trim_free(g.trim);
     subscriber_on_room(g.app.sub, NULL, NULL);
     http_stop(g.http);
     writers_stop(g.app.writers);
