@@ -1,6 +1,7 @@
 /* envelope.c -- the JSON event envelope. Builds the part of it that C
- * knows before Redis assigns the id, and reads the few fields the
- * subscriber needs from a channel message. Pure (json-c only); the one
+ * knows before Redis assigns the id (json-c), and reads the few fields
+ * the subscriber needs from a channel message (strictjson_scan_object,
+ * no allocation). Pure; the one
  * string it returns belongs to the caller. */
 #include <json-c/json.h>
 #include <limits.h>
