@@ -1,6 +1,7 @@
-/* strictjson.h -- parsing untrusted JSON (request bodies, channel
- * messages) with every json-c leniency turned off, and the one strict
- * UTF-8 decoder everything else uses. Pure. */
+/* strictjson.h -- parsing untrusted JSON (request bodies) with every
+ * json-c leniency turned off, an allocation-free scanner that accepts
+ * exactly the same texts (channel messages, read on every event), and
+ * the one strict UTF-8 decoder everything else uses. Pure. */
 #ifndef SSEGATE_STRICTJSON_H
 #define SSEGATE_STRICTJSON_H
 
