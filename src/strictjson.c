@@ -206,10 +206,11 @@ err:
 
 /* ---- The allocation-free reader ----------------------------------------
  * A grammar check that follows json-c 0.16's tokener (json_tokener.c) in
- * strict mode state for state, after strictjson_check_text has passed:
- * where json-c is lenient in strict mode, so is this (see strictjson.h),
- * because accepting exactly what strictjson_parse_object accepts is the
- * point. Containers are tracked in a bit stack, never by recursion. */
+ * strict mode state for state, doing strictjson_check_text's checks in
+ * the same pass: where json-c is lenient in strict mode, so is this (see
+ * strictjson.h), because accepting exactly what strictjson_parse_object
+ * accepts is the point. Containers are tracked in a bit stack, never by
+ * recursion. */
 
 /* What json_tokener_parse_ex's outcome becomes in strictjson_parse_object. */
 enum sj_result { SJ_OK, SJ_INVALID, SJ_TRAILING, SJ_NOT_OBJECT };
@@ -218,6 +219,11 @@ struct sj {
     const unsigned char *s;
     size_t n, i;
     int depth;                      /* open containers */
+    /* A single-quoted key was read: strictjson_check_text's idea of what
+     * is a string (it knows only '"') may differ from here on, so strings
+     * are read as leniently as json-c reads them and check_text runs on
+     * the whole text afterwards. */
+    int lenient;
     uint32_t arrays;                /* bit d-1 set: container d is an array */
 };
 
@@ -227,12 +233,6 @@ sj_ws(unsigned char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-static int
-sj_hex(unsigned char c)
-{
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
 static void
 sj_skip_ws(struct sj *p)
 {
@@ -240,32 +240,60 @@ sj_skip_ws(struct sj *p)
         p->i++;
 }
 
+/* After "\u" at s[i]: moves past the four hex digits, and then (unless
+ * lenient) applies strictjson_skip_escape's surrogate rule: a high
+ * surrogate's escape must be followed at once by a low one's, which is
+ * read with it; a low one alone is refused. */
+static int
+sj_unicode_escape(struct sj *p)
+{
+    long u, u2;
+
+    if (p->n - p->i < 4 || (u = strictjson_hex4(p->s + p->i)) < 0)
+        return -1;
+    p->i += 4;
+    if (p->lenient || u < 0xd800 || u > 0xdfff)
+        return 0;
+    if (u >= 0xdc00 || p->n - p->i < 6 || p->s[p->i] != '\\' || p->s[p->i + 1] != 'u' ||
+        (u2 = strictjson_hex4(p->s + p->i + 2)) < 0xdc00 || u2 > 0xdfff)
+        return -1;
+    p->i += 6;
+    return 0;
+}
+
 /* The body of a string or key opened by quote at s[i - 1]: moves past the
- * closing quote. json-c takes every byte but NUL literally (check_text
- * has already refused raw control characters where it sees a string),
- * and of escapes only \" \\ \/ \b \f \n \r \t and \u with four hex
- * digits; surrogates only change what the string unescapes to. */
+ * closing quote. json-c takes every byte but NUL literally, and of
+ * escapes only \" \\ \/ \b \f \n \r \t and \u with four hex digits.
+ * Unless lenient, what strictjson_check_text refuses in a string is
+ * refused here too (a raw control character, invalid UTF-8, a lone
+ * surrogate), so a text read without error needs no second pass. */
 static int
 sj_string(struct sj *p, unsigned char quote)
 {
     while (p->i < p->n) {
-        unsigned char c = p->s[p->i++];
+        unsigned char c = p->s[p->i];
+        uint32_t cp;
 
-        if (c == quote)
+        if (c == quote) {
+            p->i++;
             return 0;
-        if (c == '\0')
+        }
+        if (c == '\0' || (!p->lenient && c < 0x20))
             return -1;
+        if (c >= 0x80 && !p->lenient) {
+            if (strictjson_utf8_next(p->s, p->n, &p->i, &cp) == -1)
+                return -1;
+            continue;
+        }
+        p->i++;
         if (c != '\\')
             continue;
         if (p->i >= p->n)
             return -1;
         c = p->s[p->i++];
         if (c == 'u') {
-            for (int k = 0; k < 4; k++) {
-                if (p->i >= p->n || !sj_hex(p->s[p->i]))
-                    return -1;
-                p->i++;
-            }
+            if (sj_unicode_escape(p) == -1)
+                return -1;
         } else if (strchr("\"\\/bfnrt", c) == NULL || c == '\0') {
             return -1;
         }
@@ -413,6 +441,7 @@ sj_key(struct sj *p, struct strictjson_span *key)
     if (p->i >= p->n || (p->s[p->i] != '"' && p->s[p->i] != '\''))
         return -1;
     q = p->s[p->i++];
+    p->lenient |= q == '\'';
     key->p = (const char *)p->s + p->i;
     if (sj_string(p, q) == -1)
         return -1;
@@ -535,18 +564,22 @@ int
 strictjson_scan_object(const char *buf, size_t len, strictjson_member_fn *member,
                        void *ctx, const char **why)
 {
-    struct sj p = { (const unsigned char *)buf, len, 0, 0, 0 };
+    struct sj p = { (const unsigned char *)buf, len, 0, 0, 0, 0 };
+    enum sj_result r;
 
     if (len > INT_MAX) {
         *why = "the JSON is too large";
         return -1;
     }
-    /* A separate pass, not folded into the grammar: json-c reads a
-     * single-quoted key where check_text sees no string, so which bytes
-     * check_text checks as string content is its own affair. */
+    r = sj_scan(&p, member, ctx);
+    /* One pass read the text and did check_text's checks on the way. A
+     * text it refused, or read leniently, gets check_text's own pass:
+     * its reason comes first, as in strictjson_parse_object. */
+    if (r == SJ_OK && !p.lenient)
+        return 0;
     if (strictjson_check_text(buf, len, why) == -1)
         return -1;
-    switch (sj_scan(&p, member, ctx)) {
+    switch (r) {
     case SJ_OK:
         return 0;
     case SJ_TRAILING:

@@ -83,7 +83,9 @@ struct strictjson_member {
 typedef void strictjson_member_fn(void *ctx, const struct strictjson_member *m);
 
 /* Reads exactly len bytes as strictjson_parse_object does, calling
- * member for each top-level member; allocates nothing, no recursion.
+ * member for each top-level member; allocates nothing, no recursion,
+ * one pass over a valid text (strictjson_check_text runs on its own only
+ * for a text refused, or with a single-quoted key).
  * Returns 0, or -1 with the reason strictjson_parse_object would give
  * in *why. */
 int

@@ -466,8 +466,19 @@ test_scan_text_edges(void **state)
     assert_string_equal(scan_str("{\"a\":\"\\u12G4\"}"), "not valid JSON");
     assert_string_equal(scan_str("{\"a\" 1}"), "not valid JSON");
     assert_string_equal(scan_str("{\"a\":1"), "not valid JSON");
-    /* Single-quoted keys: json-c takes them even in strict mode. */
+    /* Single-quoted keys: json-c takes them even in strict mode, and
+     * strictjson_check_text, which knows only '"', then sees strings
+     * where there are none: a raw control character passes. */
     assert_string_equal(scan_str("{'a':1}"), "ok");
+    assert_string_equal(scan_str("{'a\x01\"':1}"), "ok");
+    assert_string_equal(scan_str("{'\"':\"\x01\"}"), "ok");
+    assert_string_equal(scan_str("{'\"':1,\"a\":\"\\ud800\"}"), "ok");
+    assert_string_equal(scan_str("{\"a\":\"\x01\",'\"':1}"),
+                        "not valid JSON (a control character in a string must be escaped)");
+    assert_string_equal(scan_str("{'\\'':1}"), "not valid JSON");
+    assert_string_equal(scan_str("{\"a\":\"\\udc00\"}"),
+                        "not valid JSON (a \\u escape is half of a surrogate pair)");
+    assert_string_equal(scan_str("{\"a\":\"\xc0\x80\"}"), "not valid JSON (not valid UTF-8)");
     /* Not an object. */
     assert_string_equal(scan_str("[]"), "not a JSON object");
     assert_string_equal(scan_str("\"s\""), "not a JSON object");
@@ -549,6 +560,10 @@ test_scan_values(void **state)
     /* Escapes unescape, a surrogate pair included. */
     assert_int_equal(envelope_parse(S("{\"userId\":\"\\u00e9\\ud83d\\ude00\\/\"}"), &v, E), 0);
     assert_string_equal(v.user_id, "\xc3\xa9\xf0\x9f\x98\x80/");
+    /* A lone surrogate check_text did not see (after a single-quoted
+     * key) is U+FFFD, as json-c makes it. */
+    assert_int_equal(envelope_parse(S("{'\"':1,\"userId\":\"a\",\"serverId\":\"\\ud800x\"}"), &v, E), 0);
+    assert_string_equal(v.server_id, "\xef\xbf\xbdx");
 }
 
 int
