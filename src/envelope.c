@@ -1,6 +1,7 @@
 /* envelope.c -- the JSON event envelope. Builds the part of it that C
- * knows before Redis assigns the id, and reads the few fields the
- * subscriber needs from a channel message. Pure (json-c only); the one
+ * knows before Redis assigns the id (json-c), and reads the few fields
+ * the subscriber needs from a channel message (strictjson_scan_object,
+ * no allocation). Pure; the one
  * string it returns belongs to the caller. */
 #include <json-c/json.h>
 #include <limits.h>
@@ -162,36 +163,86 @@ envelope_build_topic_rest(const char *type, const char *topic,
                                    server_id, ts_ms);
 }
 
-/* A userId from the channel: a non-empty string of at most cap - 1 bytes
- * without control characters (it becomes a hub key and a log field), or
- * a non-negative integer. */
-static int
-envelope_read_user(json_object *v, char *out, size_t cap)
+/* The top-level members envelope_parse_for reads, as
+ * strictjson_scan_object reports them: the last of a name wins, as in
+ * json-c. Nothing is copied until the whole text is known to be valid. */
+struct envelope_members {
+    struct strictjson_member user, type, id, server, ts;
+    int has_user, has_type, has_id, has_server, has_ts;
+};
+
+static void
+envelope_member(void *ctx, const struct strictjson_member *m)
 {
-    const unsigned char *s;
+    struct envelope_members *e = ctx;
+
+    if (strictjson_key_is(m->key, "userId")) {
+        e->user = *m;
+        e->has_user = 1;
+    } else if (strictjson_key_is(m->key, "type")) {
+        e->type = *m;
+        e->has_type = 1;
+    } else if (strictjson_key_is(m->key, "id")) {
+        e->id = *m;
+        e->has_id = 1;
+    } else if (strictjson_key_is(m->key, "serverId")) {
+        e->server = *m;
+        e->has_server = 1;
+    } else if (strictjson_key_is(m->key, "ts")) {
+        e->ts = *m;
+        e->has_ts = 1;
+    }
+}
+
+/* A string member unescaped into buf (cap bytes, NUL-terminated, an
+ * escaped \u0000 kept as json-c keeps it): its length, or -1 if it is
+ * not a string or does not fit. */
+static long
+envelope_string(const struct strictjson_member *m, char *buf, size_t cap)
+{
     size_t n;
 
-    if (json_object_is_type(v, json_type_int)) {
-        /* json-c keeps integers up to UINT64_MAX exactly and saturates
-         * beyond, so UINT64_MAX itself may be a different number. */
-        uint64_t id = json_object_get_uint64(v);
+    if (m->kind != STRICTJSON_STRING ||
+        strictjson_string_unescape(m->value, buf, cap, &n) == -1)
+        return -1;
+    return (long)n;
+}
 
-        if (json_object_get_int64(v) < 0 || id == UINT64_MAX)
+/* A userId from the channel: a non-empty string of at most cap - 1 bytes
+ * without control characters (it becomes a hub key and a log field), or
+ * a non-negative integer. out is written only on success. */
+static int
+envelope_read_user(const struct strictjson_member *m, char *out, size_t cap)
+{
+    char s[ENVELOPE_USER_MAX + 1];
+    long got;
+    size_t n;
+
+    if (m->kind == STRICTJSON_INT) {
+        /* json-c keeps integers up to UINT64_MAX exactly and saturates
+         * beyond, so UINT64_MAX itself may be a different number; "-0"
+         * is 0. */
+        int64_t i64;
+        uint64_t id;
+
+        strictjson_int_value(m->value, &i64, &id);
+        if (i64 < 0 || id == UINT64_MAX)
             return -1;
         snprintf(out, cap, "%llu", (unsigned long long)id);
         return 0;
     }
-    if (!json_object_is_type(v, json_type_string))
-        return -1;
-    s = (const unsigned char *)json_object_get_string(v);
-    n = (size_t)json_object_get_string_len(v);
-    if (n == 0 || n >= cap)
-        return -1;
+    if (cap > sizeof(s))
+        cap = sizeof(s);
+    if ((got = envelope_string(m, s, cap)) <= 0)
+        return -1;                  /* not a string, empty, or too long */
+    n = (size_t)got;
     for (size_t i = 0; i < n; i++) {
-        /* C0 (NUL included: get_string_len sees past it), DEL, and C1,
-         * which is U+0080..U+009F encoded as C2 80..C2 9F. */
-        if (s[i] < 0x20 || s[i] == 0x7f ||
-            (s[i] == 0xc2 && i + 1 < n && s[i + 1] >= 0x80 && s[i + 1] <= 0x9f))
+        const unsigned char *u = (const unsigned char *)s;
+
+        /* C0 (an escaped NUL included), DEL, and C1, which is
+         * U+0080..U+009F encoded as C2 80..C2 9F. */
+        if (u[i] < 0x20 || u[i] == 0x7f ||
+            (u[i] == 0xc2 && i + 1 < n && u[i + 1] >= 0x80 && u[i + 1] <= 0x9f))
             return -1;
     }
     memcpy(out, s, n + 1);
@@ -199,45 +250,49 @@ envelope_read_user(json_object *v, char *out, size_t cap)
 }
 
 /* topic: the message came on a topic's channel, which names its
- * recipients: no userId is needed (one given is ignored). */
+ * recipients: no userId is needed (one given is ignored). The message
+ * is read by strictjson_scan_object, not json-c: this runs for every
+ * event, and the scanner allocates nothing. */
 static int
 envelope_parse_for(const char *msg, size_t len, int topic, struct envelope_view *out,
                    char *err, size_t errlen)
 {
+    struct envelope_members e;
     const char *why = NULL;
-    json_object *o, *v;
+    char buf[ENVELOPE_SERVER_MAX + SSE_EVENT_MAX + EVENTID_STR_MAX + 1];
+    long n;
 
     memset(out, 0, sizeof(*out));
-    if ((o = strictjson_parse_object(msg, len, &why)) == NULL) {
+    memset(&e, 0, sizeof(e));
+    if (strictjson_scan_object(msg, len, envelope_member, &e, &why) == -1) {
         snprintf(err, errlen, "%s", why);
         return -1;
     }
-    if (!topic && (!json_object_object_get_ex(o, "userId", &v) ||
-                   envelope_read_user(v, out->user_id, sizeof(out->user_id)) == -1)) {
+    if (!topic && (!e.has_user ||
+                   envelope_read_user(&e.user, out->user_id, sizeof(out->user_id)) == -1)) {
         why = "userId must be a non-empty string or a non-negative integer";
         goto err;
     }
     /* What EventSource dispatches an event without "event:" as. */
     snprintf(out->type, sizeof(out->type), "%s", "message");
-    if (json_object_object_get_ex(o, "type", &v)) {
-        if (!json_object_is_type(v, json_type_string) ||
-            !envelope_type_valid(json_object_get_string(v),
-                                 (size_t)json_object_get_string_len(v))) {
+    if (e.has_type) {
+        if ((n = envelope_string(&e.type, buf, SSE_EVENT_MAX + 1)) == -1 ||
+            !envelope_type_valid(buf, (size_t)n)) {
             why = "type must be 1 to 64 of A-Z a-z 0-9 . _ -";
             goto err;
         }
-        if (envelope_type_fires_handler(json_object_get_string(v))) {
+        if (envelope_type_fires_handler(buf)) {
             why = "type error or open would fire a client's own handler";
             goto err;
         }
-        snprintf(out->type, sizeof(out->type), "%s", json_object_get_string(v));
+        memcpy(out->type, buf, (size_t)n + 1);
     }
     /* An id we cannot read would break Last-Event-ID ordering, so it
-     * rejects the message rather than being dropped. */
-    if (json_object_object_get_ex(o, "id", &v)) {
-        if (!json_object_is_type(v, json_type_string) ||
-            eventid_parse(json_object_get_string(v),
-                          (size_t)json_object_get_string_len(v), &out->id) == -1) {
+     * rejects the message rather than being dropped. One too long for
+     * buf is too long for eventid_parse. */
+    if (e.has_id) {
+        if ((n = envelope_string(&e.id, buf, EVENTID_STR_MAX)) == -1 ||
+            eventid_parse(buf, (size_t)n, &out->id) == -1) {
             why = "id must be a string \"<ms>-<seq>\"";
             goto err;
         }
@@ -245,20 +300,21 @@ envelope_parse_for(const char *msg, size_t len, int topic, struct envelope_view 
     }
     /* Only used to recognise our own events (publish backpressure), so
      * an odd serverId is ignored rather than rejected. */
-    if (json_object_object_get_ex(o, "serverId", &v) &&
-        json_object_is_type(v, json_type_string) &&
-        (size_t)json_object_get_string_len(v) <= ENVELOPE_SERVER_MAX)
-        memcpy(out->server_id, json_object_get_string(v),
-               (size_t)json_object_get_string_len(v) + 1);
+    if (e.has_server &&
+        (n = envelope_string(&e.server, buf, ENVELOPE_SERVER_MAX + 1)) != -1)
+        memcpy(out->server_id, buf, (size_t)n + 1);
     /* Only for the delivery delay metric: an odd ts is ignored. */
-    if (json_object_object_get_ex(o, "ts", &v) && json_object_is_type(v, json_type_int) &&
-        json_object_get_int64(v) > 0)
-        out->ts_ms = json_object_get_int64(v);
-    json_object_put(o);
+    if (e.has_ts && e.ts.kind == STRICTJSON_INT) {
+        int64_t ts;
+        uint64_t ignored;
+
+        strictjson_int_value(e.ts.value, &ts, &ignored);
+        if (ts > 0)
+            out->ts_ms = ts;
+    }
     return 0;
 err:
     snprintf(err, errlen, "%s", why);
-    json_object_put(o);
     return -1;
 }
 

@@ -1,6 +1,6 @@
 /* envelope.h -- the JSON event envelope: building the parts a write
  * publishes, and reading a message that arrives on the channel.
- * Pure (json-c only). */
+ * Pure (json-c builds; strictjson_scan_object reads). */
 #ifndef SSEGATE_ENVELOPE_H
 #define SSEGATE_ENVELOPE_H
 
@@ -57,7 +57,10 @@ struct envelope_view {
  * "serverId" (kept when a string of at most ENVELOPE_SERVER_MAX bytes,
  * else left empty) and optional "ts" (kept when a positive integer, else
  * 0). Returns 0, or -1 with a short reason in err for
- * anything malformed. */
+ * anything malformed. Read with strictjson_scan_object, not json-c: it
+ * allocates nothing on this per-event path, and takes and refuses what
+ * strictjson_parse_object would, json-c's quirks included (a duplicate
+ * key's last value wins, a key is cut at an escaped NUL, "-0" is 0). */
 int
 envelope_parse(const char *msg, size_t len, struct envelope_view *out,
                char *err, size_t errlen);

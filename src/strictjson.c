@@ -228,3 +228,538 @@ err:
     json_object_put(o);
     return NULL;
 }
+
+/* ---- The allocation-free reader ----------------------------------------
+ * A grammar check that follows json-c 0.16's tokener (json_tokener.c) in
+ * strict mode state for state, doing strictjson_check_text's checks in
+ * the same pass: where json-c is lenient in strict mode, so is this (see
+ * strictjson.h), because accepting exactly what strictjson_parse_object
+ * accepts is the point. Containers are tracked in a bit stack, never by
+ * recursion. */
+
+/* What json_tokener_parse_ex's outcome becomes in strictjson_parse_object. */
+enum sj_result { SJ_OK, SJ_INVALID, SJ_TRAILING, SJ_NOT_OBJECT };
+
+struct sj {
+    const unsigned char *s;
+    size_t n, i;
+    int depth;                      /* open containers */
+    /* A single-quoted key was read: strictjson_check_text's idea of what
+     * is a string (it knows only '"') may differ from here on, so strings
+     * are read as leniently as json-c reads them and check_text runs on
+     * the whole text afterwards. */
+    int lenient;
+    uint32_t arrays;                /* bit d-1 set: container d is an array */
+};
+
+static int
+sj_ws(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static void
+sj_skip_ws(struct sj *p)
+{
+    while (p->i < p->n && sj_ws(p->s[p->i]))
+        p->i++;
+}
+
+/* After "\u" at s[i]: moves past the four hex digits, and then (unless
+ * lenient) applies strictjson_skip_escape's surrogate rule: a high
+ * surrogate's escape must be followed at once by a low one's, which is
+ * read with it; a low one alone is refused. */
+static int
+sj_unicode_escape(struct sj *p)
+{
+    long u, u2;
+
+    if (p->n - p->i < 4 || (u = strictjson_hex4(p->s + p->i)) < 0)
+        return -1;
+    p->i += 4;
+    if (p->lenient || u < 0xd800 || u > 0xdfff)
+        return 0;
+    if (u >= 0xdc00 || p->n - p->i < 6 || p->s[p->i] != '\\' || p->s[p->i + 1] != 'u' ||
+        (u2 = strictjson_hex4(p->s + p->i + 2)) < 0xdc00 || u2 > 0xdfff)
+        return -1;
+    p->i += 6;
+    return 0;
+}
+
+/* The body of a string or key opened by quote at s[i - 1]: moves past the
+ * closing quote. json-c takes every byte but NUL literally, and of
+ * escapes only \" \\ \/ \b \f \n \r \t and \u with four hex digits.
+ * Unless lenient, what strictjson_check_text refuses in a string is
+ * refused here too (a raw control character, invalid UTF-8, a lone
+ * surrogate), so a text read without error needs no second pass. */
+static int
+sj_string(struct sj *p, unsigned char quote)
+{
+    while (p->i < p->n) {
+        unsigned char c = p->s[p->i];
+        uint32_t cp;
+
+        if (c == quote) {
+            p->i++;
+            return 0;
+        }
+        if (c == '\0' || (!p->lenient && c < 0x20))
+            return -1;
+        if (c >= 0x80 && !p->lenient) {
+            if (strictjson_utf8_next(p->s, p->n, &p->i, &cp) == -1)
+                return -1;
+            continue;
+        }
+        p->i++;
+        if (c != '\\')
+            continue;
+        if (p->i >= p->n)
+            return -1;
+        c = p->s[p->i++];
+        if (c == 'u') {
+            if (sj_unicode_escape(p) == -1)
+                return -1;
+        } else if (strchr("\"\\/bfnrt", c) == NULL || c == '\0') {
+            return -1;
+        }
+    }
+    return -1;                      /* cut short */
+}
+
+/* A literal word at s[i]. json-c compares one byte at a time and wants
+ * one more byte (any byte) before it makes the value. */
+static int
+sj_word(struct sj *p, const char *word)
+{
+    size_t w = strlen(word);
+
+    if (p->n - p->i <= w || memcmp(p->s + p->i, word, w) != 0)
+        return -1;
+    p->i += w;
+    return 0;
+}
+
+/* The double json-c's strtod reads whole: -?(D+(.D*)?|.D+)([eE][+-]?D+)? */
+static int
+sj_double_ok(const unsigned char *t, size_t n)
+{
+    size_t i = 0, mant = 0;
+
+    if (i < n && t[i] == '-')
+        i++;
+    for (; i < n && t[i] >= '0' && t[i] <= '9'; i++)
+        mant++;
+    if (i < n && t[i] == '.') {
+        for (i++; i < n && t[i] >= '0' && t[i] <= '9'; i++)
+            mant++;
+    }
+    if (mant == 0)
+        return 0;
+    if (i < n && (t[i] == 'e' || t[i] == 'E')) {
+        size_t exp = 0;
+
+        i++;
+        if (i < n && (t[i] == '+' || t[i] == '-'))
+            i++;
+        for (; i < n && t[i] >= '0' && t[i] <= '9'; i++)
+            exp++;
+        if (exp == 0)
+            return 0;
+    }
+    return i == n;
+}
+
+/* A number at s[i] (a digit or '-'), json_tokener_state_number's way:
+ * the token runs over the bytes its loop takes, then is read by strtoll,
+ * strtoull or strtod. Sets *kind. */
+static int
+sj_number(struct sj *p, enum strictjson_kind *kind)
+{
+    size_t start = p->i;
+    int is_double = 0, is_exp = 0, neg_ok = 1, pos_ok = 0;
+    const unsigned char *t = p->s + start;
+    unsigned char c;
+    size_t n;
+
+    while (p->i < p->n) {
+        c = p->s[p->i];
+        if (!((c >= '0' && c <= '9') || (!is_exp && (c == 'e' || c == 'E')) ||
+              (neg_ok && c == '-') || (pos_ok && c == '+') || (!is_double && c == '.')))
+            break;
+        neg_ok = pos_ok = 0;
+        if (c == '.' || c == 'e' || c == 'E') {
+            is_double = 1;
+            is_exp |= c != '.';
+            neg_ok = pos_ok = 1;
+        }
+        p->i++;
+    }
+    if (p->i == p->n)
+        return -1;                  /* json-c waits for more input */
+    c = p->s[p->i];
+    n = p->i - start;
+    /* Inside a container json-c refuses at once what cannot follow. */
+    if (p->depth > 0 && !sj_ws(c) && strchr(",]}/Ii", c) == NULL)
+        return -1;
+    if (n == 1 && t[0] == '-' && (c == 'I' || c == 'i')) {
+        *kind = STRICTJSON_DOUBLE;
+        return sj_word(p, "Infinity");
+    }
+    if (is_double) {
+        *kind = STRICTJSON_DOUBLE;
+        return sj_double_ok(t, n) ? 0 : -1;
+    }
+    *kind = STRICTJSON_INT;
+    if (t[0] == '-')
+        return n > 1 ? 0 : -1;      /* strtoll needs a digit */
+    if (t[0] == '0') {
+        /* strict mode refuses a leading zero only if the value (which
+         * strtoull saturates) is not 0: "00" is 0. */
+        for (size_t k = 1; k < n; k++) {
+            if (t[k] != '0')
+                return -1;
+        }
+    }
+    return 0;
+}
+
+/* A scalar at s[i]: sets *kind and moves past it. */
+static int
+sj_scalar(struct sj *p, enum strictjson_kind *kind)
+{
+    unsigned char c = p->s[p->i];
+
+    switch (c) {
+    case '"':
+        *kind = STRICTJSON_STRING;
+        p->i++;
+        return sj_string(p, '"');
+    case 't':
+        *kind = STRICTJSON_BOOL;
+        return sj_word(p, "true");
+    case 'f':
+        *kind = STRICTJSON_BOOL;
+        return sj_word(p, "false");
+    case 'n':
+        *kind = STRICTJSON_NULL;
+        return sj_word(p, "null");
+    case 'N':
+        *kind = STRICTJSON_DOUBLE;
+        return sj_word(p, "NaN");
+    case 'I':
+        *kind = STRICTJSON_DOUBLE;
+        return sj_word(p, "Infinity");
+    default:
+        if (c == '-' || (c >= '0' && c <= '9'))
+            return sj_number(p, kind);
+        return -1;                  /* ' [single quotes], i, ... */
+    }
+}
+
+/* After '{' or ',' in an object: a key ('"' or, json-c's leniency even
+ * in strict mode, '\''), ':' and white space. */
+static int
+sj_key(struct sj *p, struct strictjson_span *key)
+{
+    unsigned char q;
+
+    if (p->i >= p->n || (p->s[p->i] != '"' && p->s[p->i] != '\''))
+        return -1;
+    q = p->s[p->i++];
+    p->lenient |= q == '\'';
+    key->p = (const char *)p->s + p->i;
+    if (sj_string(p, q) == -1)
+        return -1;
+    key->n = (size_t)((const char *)p->s + p->i - 1 - key->p);
+    sj_skip_ws(p);
+    if (p->i >= p->n || p->s[p->i] != ':')
+        return -1;
+    p->i++;
+    sj_skip_ws(p);
+    return 0;
+}
+
+/* Opens a container at s[i] ('{' or '['). */
+static void
+sj_push(struct sj *p, int array)
+{
+    p->depth++;
+    if (array)
+        p->arrays |= 1u << (p->depth - 1);
+    else
+        p->arrays &= ~(1u << (p->depth - 1));
+    p->i++;
+    sj_skip_ws(p);
+}
+
+static int
+sj_in_array(const struct sj *p)
+{
+    return (p->arrays >> (p->depth - 1)) & 1u;
+}
+
+static enum sj_result
+sj_scan(struct sj *p, strictjson_member_fn *member, void *ctx)
+{
+    struct strictjson_member m = { { NULL, 0 }, STRICTJSON_NULL, { NULL, 0 } };
+    struct strictjson_span nested_key;  /* a key below the top level */
+    enum strictjson_kind top = STRICTJSON_NULL;
+    enum strictjson_kind kind;
+
+    sj_skip_ws(p);
+    goto value;
+next_member:                        /* at a key, s[i] after '{' or ',' */
+    if (sj_key(p, p->depth == 1 ? &m.key : &nested_key) == -1)
+        return SJ_INVALID;
+value:                              /* at a value, white space skipped */
+    /* json-c refuses a value at tokener depth max_depth - 1: the top
+     * level is depth 0, so 32 containers may nest, the innermost empty. */
+    if (p->depth >= STRICTJSON_MAX_DEPTH || p->i >= p->n)
+        return SJ_INVALID;
+    {
+        size_t at = p->i;
+        unsigned char c = p->s[p->i];
+
+        if (c == '{' || c == '[') {
+            if (p->depth == 0)
+                top = c == '{' ? STRICTJSON_OBJECT : STRICTJSON_ARRAY;
+            if (p->depth == 1) {
+                m.kind = c == '{' ? STRICTJSON_OBJECT : STRICTJSON_ARRAY;
+                m.value.p = (const char *)p->s + at;
+            }
+            sj_push(p, c == '[');
+            if (p->i < p->n && p->s[p->i] == (c == '{' ? '}' : ']')) {
+                p->i++;
+                goto close;
+            }
+            if (c == '{')
+                goto next_member;
+            goto value;
+        }
+        if (sj_scalar(p, &kind) == -1)
+            return SJ_INVALID;
+        if (p->depth == 0)
+            top = kind;
+        if (p->depth == 1) {
+            m.kind = kind;
+            m.value.p = (const char *)p->s + at;
+            m.value.n = p->i - at;
+            if (kind == STRICTJSON_STRING) {
+                m.value.p++;
+                m.value.n -= 2;
+            }
+            if (!sj_in_array(p))
+                member(ctx, &m);
+        }
+        goto after;
+    }
+close:                              /* just past a container's last byte */
+    p->depth--;
+    if (p->depth == 1 && !sj_in_array(p)) {
+        m.value.n = (size_t)((const char *)p->s + p->i - m.value.p);
+        member(ctx, &m);
+    }
+after:                              /* after a value */
+    sj_skip_ws(p);
+    if (p->depth == 0) {
+        /* json-c's null is a NULL object: "not valid JSON" whatever
+         * follows. It stops at a NUL, still a success. */
+        if (top == STRICTJSON_NULL || (p->i < p->n && p->s[p->i] != '\0'))
+            return SJ_INVALID;
+        if (p->i < p->n)
+            return SJ_TRAILING;
+        return top == STRICTJSON_OBJECT ? SJ_OK : SJ_NOT_OBJECT;
+    }
+    if (p->i >= p->n)
+        return SJ_INVALID;
+    if (p->s[p->i] == (sj_in_array(p) ? ']' : '}')) {
+        p->i++;
+        goto close;
+    }
+    if (p->s[p->i] != ',')
+        return SJ_INVALID;
+    p->i++;
+    sj_skip_ws(p);
+    if (sj_in_array(p))
+        goto value;
+    goto next_member;
+}
+
+int
+strictjson_scan_object(const char *buf, size_t len, strictjson_member_fn *member,
+                       void *ctx, const char **why)
+{
+    struct sj p = { (const unsigned char *)buf, len, 0, 0, 0, 0 };
+    enum sj_result r;
+
+    if (len > INT_MAX) {
+        *why = "the JSON is too large";
+        return -1;
+    }
+    r = sj_scan(&p, member, ctx);
+    /* One pass read the text and did check_text's checks on the way. A
+     * text it refused, or read leniently, gets check_text's own pass:
+     * its reason comes first, as in strictjson_parse_object. */
+    if (r == SJ_OK && !p.lenient)
+        return 0;
+    if (strictjson_check_text(buf, len, why) == -1)
+        return -1;
+    switch (r) {
+    case SJ_OK:
+        return 0;
+    case SJ_TRAILING:
+        *why = "data after the JSON value";
+        return -1;
+    case SJ_NOT_OBJECT:
+        *why = "not a JSON object";
+        return -1;
+    default:
+        *why = "not valid JSON";
+        return -1;
+    }
+}
+
+/* Appends the UTF-8 form of cp (below 0x110000, not a surrogate). */
+static int
+sj_put_utf8(char *out, size_t cap, size_t *o, uint32_t cp)
+{
+    unsigned char b[4];
+    size_t k;
+
+    if (cp < 0x80) {
+        b[0] = (unsigned char)cp;
+        k = 1;
+    } else if (cp < 0x800) {
+        b[0] = (unsigned char)(0xc0 | (cp >> 6));
+        b[1] = (unsigned char)(0x80 | (cp & 0x3f));
+        k = 2;
+    } else if (cp < 0x10000) {
+        b[0] = (unsigned char)(0xe0 | (cp >> 12));
+        b[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+        b[2] = (unsigned char)(0x80 | (cp & 0x3f));
+        k = 3;
+    } else {
+        b[0] = (unsigned char)(0xf0 | ((cp >> 18) & 0x07));
+        b[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3f));
+        b[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+        b[3] = (unsigned char)(0x80 | (cp & 0x3f));
+        k = 4;
+    }
+    if (cap - *o <= k) {            /* room for the NUL too */
+        out[*o] = '\0';
+        return -1;
+    }
+    memcpy(out + *o, b, k);
+    *o += k;
+    return 0;
+}
+
+#define SJ_FFFD 0xfffdu
+
+int
+strictjson_string_unescape(struct strictjson_span s, char *out, size_t cap,
+                           size_t *outlen)
+{
+    const unsigned char *t = (const unsigned char *)s.p;
+    uint32_t high = 0;              /* a high surrogate waiting for its low */
+    size_t o = 0;
+
+    if (cap == 0)
+        return -1;
+    for (size_t i = 0; i < s.n;) {
+        uint32_t cp;
+
+        if (t[i] != '\\' || i + 1 >= s.n) {
+            cp = t[i++];
+        } else if (t[i + 1] != 'u') {
+            cp = (uint32_t)"\"\\/\b\f\n\r\t"[strchr("\"\\/bfnrt", t[i + 1]) - "\"\\/bfnrt"];
+            i += 2;
+        } else {
+            cp = (uint32_t)strictjson_hex4(t + i + 2);
+            i += 6;
+            /* json-c: a pending high surrogate pairs with a low one, or
+             * becomes U+FFFD and this escape is read on its own. */
+            if (high != 0 && cp >= 0xdc00 && cp <= 0xdfff) {
+                cp = 0x10000 + ((high - 0xd800) << 10) + (cp - 0xdc00);
+                high = 0;
+            } else {
+                if (high != 0 && sj_put_utf8(out, cap, &o, SJ_FFFD) == -1)
+                    return -1;
+                high = 0;
+                if (cp >= 0xd800 && cp <= 0xdbff) {
+                    high = cp;
+                    continue;
+                }
+                if (cp >= 0xdc00 && cp <= 0xdfff)
+                    cp = SJ_FFFD;
+            }
+            if (sj_put_utf8(out, cap, &o, cp) == -1)
+                return -1;
+            continue;
+        }
+        /* Anything but a \u escape ends a pending high surrogate. */
+        if (high != 0 && sj_put_utf8(out, cap, &o, SJ_FFFD) == -1)
+            return -1;
+        high = 0;
+        if (cap - o <= 1) {
+            out[o] = '\0';
+            return -1;
+        }
+        out[o++] = (char)cp;        /* a byte of the text, as it is */
+    }
+    if (high != 0 && sj_put_utf8(out, cap, &o, SJ_FFFD) == -1)
+        return -1;
+    out[o] = '\0';
+    *outlen = o;
+    return 0;
+}
+
+int
+strictjson_key_is(struct strictjson_span key, const char *name)
+{
+    /* Our names are short; a key too long for buf still matches if its
+     * first NUL comes early, and the part that fits shows that. */
+    char buf[64];
+    size_t n, want = strlen(name);
+
+    if (want >= sizeof(buf) - 4)
+        return 0;
+    if (memchr(key.p, '\\', key.n) == NULL)   /* no escape: the bytes, no NUL */
+        return key.n == want && memcmp(key.p, name, want) == 0;
+    (void)strictjson_string_unescape(key, buf, sizeof(buf), &n);
+    return strcmp(buf, name) == 0;
+}
+
+void
+strictjson_int_value(struct strictjson_span num, int64_t *i64, uint64_t *u64)
+{
+    const unsigned char *t = (const unsigned char *)num.p;
+    int neg = num.n > 0 && t[0] == '-';
+    uint64_t mag = 0;
+    int over = 0;
+
+    for (size_t k = (size_t)neg; k < num.n; k++) {
+        unsigned d = (unsigned)(t[k] - '0');
+
+        if (mag > (UINT64_MAX - d) / 10)
+            over = 1;
+        else
+            mag = mag * 10 + d;
+    }
+    if (neg) {
+        /* strtoll: below INT64_MIN is INT64_MIN; get_uint64 of any
+         * negative int64 is 0 ("-0" is 0, not negative). */
+        if (over || mag > (uint64_t)INT64_MAX + 1)
+            *i64 = INT64_MIN;
+        else if (mag == (uint64_t)INT64_MAX + 1)
+            *i64 = INT64_MIN;
+        else
+            *i64 = -(int64_t)mag;
+        *u64 = *i64 < 0 ? 0 : (uint64_t)*i64;
+        return;
+    }
+    /* strtoull: above UINT64_MAX is UINT64_MAX; json-c keeps a value
+     * above INT64_MAX as a uint64, whose get_int64 is INT64_MAX. */
+    *u64 = over ? UINT64_MAX : mag;
+    *i64 = *u64 > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)*u64;
+}

@@ -1,6 +1,7 @@
-/* strictjson.h -- parsing untrusted JSON (request bodies, channel
- * messages) with every json-c leniency turned off, and the one strict
- * UTF-8 decoder everything else uses. Pure. */
+/* strictjson.h -- parsing untrusted JSON (request bodies) with every
+ * json-c leniency turned off, an allocation-free scanner that accepts
+ * exactly the same texts (channel messages, read on every event), and
+ * the one strict UTF-8 decoder everything else uses. Pure. */
 #ifndef SSEGATE_STRICTJSON_H
 #define SSEGATE_STRICTJSON_H
 
@@ -43,5 +44,78 @@ strictjson_utf8_valid(const unsigned char *s, size_t n);
  * still be invalid JSON. Returns 0, or -1 with a static reason in *why. */
 int
 strictjson_check_text(const char *buf, size_t n, const char **why);
+
+/* The allocation-free reader (strictjson_scan_object) accepts and refuses
+ * exactly what strictjson_parse_object does, with the same reasons, so
+ * a per-event path can read a few top-level members without json-c's
+ * per-call locale switch and one allocation per key and value. That
+ * means json-c 0.16's strict-mode quirks too: NaN, Infinity, -Infinity,
+ * "1.", "-.5", "00" and "-01" are numbers; a key may be in single quotes
+ * (which strictjson_check_text does not see as a string); a key ends at
+ * its first \u0000; a lone surrogate in a \u escape that check_text did
+ * not see becomes U+FFFD; a NUL after the value is "data after the JSON
+ * value", other trailing bytes "not valid JSON". */
+#define STRICTJSON_MAX_DEPTH 32
+
+enum strictjson_kind {
+    STRICTJSON_NULL,
+    STRICTJSON_BOOL,
+    STRICTJSON_INT,         /* json-c's json_type_int: -?digits, no . or e */
+    STRICTJSON_DOUBLE,      /* a number with . or e, NaN, Infinity, -Infinity */
+    STRICTJSON_STRING,
+    STRICTJSON_ARRAY,
+    STRICTJSON_OBJECT
+};
+
+/* Bytes of the text: for a string or key, what is between its quotes,
+ * still escaped. */
+struct strictjson_span {
+    const char *p;
+    size_t n;
+};
+
+/* One top-level member, as the text has it. */
+struct strictjson_member {
+    struct strictjson_span key;
+    enum strictjson_kind kind;
+    struct strictjson_span value;
+};
+
+/* Called for each top-level member in text order; a later member with
+ * the same key replaces an earlier one, as in json-c. Members are
+ * reported while the text is still being read: use them only when
+ * strictjson_scan_object returns 0. */
+typedef void strictjson_member_fn(void *ctx, const struct strictjson_member *m);
+
+/* Reads exactly len bytes as strictjson_parse_object does, calling
+ * member for each top-level member; allocates nothing, no recursion,
+ * one pass over a valid text (strictjson_check_text runs on its own only
+ * for a text refused, or with a single-quoted key).
+ * Returns 0, or -1 with the reason strictjson_parse_object would give
+ * in *why. */
+int
+strictjson_scan_object(const char *buf, size_t len, strictjson_member_fn *member,
+                       void *ctx, const char **why);
+
+/* Unescapes a string value's span into out (cap bytes), as json-c does
+ * (an escaped \u0000 is kept, as json_object_get_string_len sees it;
+ * a lone surrogate is U+FFFD), and NUL-terminates it. *outlen is the
+ * unescaped length without the NUL. Returns 0, or -1 if it does not fit
+ * (out then holds, NUL-terminated, the characters that fit). */
+int
+strictjson_string_unescape(struct strictjson_span s, char *out, size_t cap,
+                           size_t *outlen);
+
+/* 1 if a key's span, unescaped and cut at its first NUL (json-c strdup()s
+ * keys), is name. */
+int
+strictjson_key_is(struct strictjson_span key, const char *name);
+
+/* What json_object_get_int64 and json_object_get_uint64 return for an
+ * STRICTJSON_INT span: json-c saturates out-of-range values (to
+ * INT64_MIN below; to UINT64_MAX above, which get_int64 reads as
+ * INT64_MAX), and a negative number's get_uint64 is 0. */
+void
+strictjson_int_value(struct strictjson_span num, int64_t *i64, uint64_t *u64);
 
 #endif

@@ -12,6 +12,11 @@
 #include <unistd.h>
 
 #include "envelope.h"
+#include "strictjson.h"
+
+/* A literal and its length; the error buffer. */
+#define S(lit) lit, sizeof(lit) - 1
+#define E err, sizeof(err)
 
 /* Parses text strictly, as a client would, or fails the test. */
 static json_object *
@@ -372,6 +377,222 @@ test_type_valid(void **state)
     assert_false(envelope_type_valid(t65, 65));
 }
 
+
+/* ---- strictjson_scan_object, which envelope_parse reads with: it must
+ * accept and refuse exactly what strictjson_parse_object (json-c) does. */
+
+static void
+no_member(void *ctx, const struct strictjson_member *m)
+{
+    (void)ctx;
+    (void)m;
+}
+
+/* The scanner's verdict on len bytes ("ok" or the reason), checked
+ * against json-c's. */
+static const char *
+scan_verdict(const char *text, size_t len)
+{
+    const char *why = NULL, *jwhy = NULL;
+    int rc = strictjson_scan_object(text, len, no_member, NULL, &why);
+    json_object *o = strictjson_parse_object(text, len, &jwhy);
+
+    if ((rc == 0) != (o != NULL) || (o == NULL && strcmp(why, jwhy) != 0))
+        fail_msg("scanner %s, json-c %s: %.*s", rc == 0 ? "ok" : why,
+                 o != NULL ? "ok" : jwhy, (int)len, text);
+    json_object_put(o);
+    return rc == 0 ? "ok" : why;
+}
+
+static const char *
+scan_str(const char *text)
+{
+    return scan_verdict(text, strlen(text));
+}
+
+static void
+test_scan_numbers(void **state)
+{
+    /* json-c 0.16 strict takes all of these as numbers. */
+    static const char *const ok[] = {
+        "0", "-0", "00", "-00", "-01", "7", "1.5", "1.", "-.5", "1.e5", "1e3",
+        "1E+3", "1e-3", "NaN", "Infinity", "-Infinity", "1e99999",
+        "123456789012345678901234567890", "-123456789012345678901234567890",
+    };
+    static const char *const bad[] = {
+        "01", "-", "1e", "1e+", ".5", "+1", "1.5.3", "--1", "infinity", "-infinity",
+        "nan", "NAN", "0x1", "1-2", "1.-5", "1e5e", "-e", "-.", "True", "nul", "Null",
+    };
+    char text[96];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        snprintf(text, sizeof(text), "{\"a\":%s}", ok[i]);
+        assert_string_equal(scan_str(text), "ok");
+        snprintf(text, sizeof(text), "{\"a\":[%s ,%s]}", ok[i], ok[i]);
+        assert_string_equal(scan_str(text), "ok");
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(text, sizeof(text), "{\"a\":%s}", bad[i]);
+        assert_string_equal(scan_str(text), "not valid JSON");
+    }
+}
+
+static void
+test_scan_depth_limit(void **state)
+{
+    char text[256];
+    size_t n;
+
+    (void)state;
+    /* The top-level object and 31 arrays: 32 containers, the innermost
+     * empty, is the most json_tokener_new_ex(32) takes. */
+    for (int inner = 30; inner <= 32; inner++) {
+        n = (size_t)snprintf(text, sizeof(text), "{\"a\":");
+        for (int k = 0; k < inner; k++)
+            text[n++] = '[';
+        for (int k = 0; k < inner; k++)
+            text[n++] = ']';
+        text[n++] = '}';
+        text[n] = '\0';
+        assert_string_equal(scan_str(text), inner <= 31 ? "ok" : "not valid JSON");
+    }
+    /* A scalar needs a level of its own: inside 30 arrays it is fine,
+     * inside 31 it is one too deep. */
+    for (int inner = 30; inner <= 31; inner++) {
+        n = (size_t)snprintf(text, sizeof(text), "{\"a\":");
+        for (int k = 0; k < inner; k++)
+            text[n++] = '[';
+        text[n++] = '1';
+        for (int k = 0; k < inner; k++)
+            text[n++] = ']';
+        text[n++] = '}';
+        text[n] = '\0';
+        assert_string_equal(scan_str(text), inner == 30 ? "ok" : "not valid JSON");
+    }
+}
+
+static void
+test_scan_text_edges(void **state)
+{
+    (void)state;
+    assert_string_equal(scan_str(" \t\r\n{ \"a\" : 1 , \"b\" :[ ] } \r\n\t "), "ok");
+    assert_string_equal(scan_str("\f{}"), "not valid JSON");
+    assert_string_equal(scan_str("{}\v"), "not valid JSON");
+    assert_string_equal(scan_str("\xef\xbb\xbf{}"), "not valid JSON");     /* a BOM */
+    assert_string_equal(scan_str(""), "not valid JSON");
+    assert_string_equal(scan_str("   "), "not valid JSON");
+    assert_string_equal(scan_str("{} x"), "not valid JSON");
+    assert_string_equal(scan_str("{}{}"), "not valid JSON");
+    assert_string_equal(scan_str("{\"a\":1,}"), "not valid JSON");
+    assert_string_equal(scan_str("{\"a\":[1,]}"), "not valid JSON");
+    assert_string_equal(scan_str("{\"a\":1}/**/"), "not valid JSON");
+    assert_string_equal(scan_str("{/**/}"), "not valid JSON");
+    assert_string_equal(scan_str("{\"a\":'b'}"), "not valid JSON");
+    assert_string_equal(scan_str("{\"a\":\"\\x\"}"), "not valid JSON");
+    assert_string_equal(scan_str("{\"a\":\"\\u12G4\"}"), "not valid JSON");
+    assert_string_equal(scan_str("{\"a\" 1}"), "not valid JSON");
+    assert_string_equal(scan_str("{\"a\":1"), "not valid JSON");
+    /* Single-quoted keys: json-c takes them even in strict mode, and
+     * strictjson_check_text, which knows only '"', then sees strings
+     * where there are none: a raw control character passes. */
+    assert_string_equal(scan_str("{'a':1}"), "ok");
+    assert_string_equal(scan_str("{'a\x01\"':1}"), "ok");
+    assert_string_equal(scan_str("{'\"':\"\x01\"}"), "ok");
+    assert_string_equal(scan_str("{'\"':1,\"a\":\"\\ud800\"}"), "ok");
+    assert_string_equal(scan_str("{\"a\":\"\x01\",'\"':1}"),
+                        "not valid JSON (a control character in a string must be escaped)");
+    assert_string_equal(scan_str("{'\\'':1}"), "not valid JSON");
+    assert_string_equal(scan_str("{\"a\":\"\\udc00\"}"),
+                        "not valid JSON (a \\u escape is half of a surrogate pair)");
+    assert_string_equal(scan_str("{\"a\":\"\xc0\x80\"}"), "not valid JSON (not valid UTF-8)");
+    /* Not an object. */
+    assert_string_equal(scan_str("[]"), "not a JSON object");
+    assert_string_equal(scan_str("\"s\""), "not a JSON object");
+    assert_string_equal(scan_str("1 "), "not a JSON object");
+    assert_string_equal(scan_str("true\n"), "not a JSON object");
+    assert_string_equal(scan_str("1"), "not valid JSON");       /* json-c waits for more */
+    assert_string_equal(scan_str("true"), "not valid JSON");
+    assert_string_equal(scan_str("null "), "not valid JSON");   /* json-c's NULL object */
+    /* json-c stops at a NUL after the value, without an error. */
+    assert_string_equal(scan_verdict("{}\0", 3), "data after the JSON value");
+    assert_string_equal(scan_verdict("{} \0x", 5), "data after the JSON value");
+    assert_string_equal(scan_verdict("1\0", 2), "data after the JSON value");
+    assert_string_equal(scan_verdict("null\0", 5), "not valid JSON");
+    assert_string_equal(scan_verdict("{\0}", 3), "not valid JSON");
+    assert_string_equal(scan_verdict("{\"a\":1\0}", 8), "not valid JSON");
+    assert_string_equal(scan_verdict("{\"a\0\":1}", 8),
+                        "not valid JSON (a control character in a string must be escaped)");
+    assert_string_equal(scan_verdict("{} \0\"\x01", 6),
+                        "not valid JSON (a control character in a string must be escaped)");
+}
+
+static void
+test_scan_keys_and_duplicates(void **state)
+{
+    struct envelope_view v;
+    char err[128];
+
+    (void)state;
+    /* The last of a duplicate key wins, as in json-c. */
+    assert_int_equal(envelope_parse(S("{\"userId\":\"a\",\"userId\":\"b\"}"), &v, E), 0);
+    assert_string_equal(v.user_id, "b");
+    assert_int_equal(envelope_parse(S("{\"userId\":\"a\",\"userId\":null}"), &v, E), -1);
+    assert_int_equal(envelope_parse(S("{\"userId\":\"a\",\"type\":\"x\",\"type\":\"y\"}"), &v, E), 0);
+    assert_string_equal(v.type, "y");
+    /* Keys compare unescaped, cut at an escaped NUL, in either quotes. */
+    assert_int_equal(envelope_parse(S("{\"user\\u0049d\":\"a\"}"), &v, E), 0);
+    assert_string_equal(v.user_id, "a");
+    assert_int_equal(envelope_parse(S("{\"userId\\u0000x\":\"c\"}"), &v, E), 0);
+    assert_string_equal(v.user_id, "c");
+    assert_int_equal(envelope_parse(S("{'userId':\"d\"}"), &v, E), 0);
+    assert_string_equal(v.user_id, "d");
+    assert_int_equal(envelope_parse(S("{\"userid\":\"a\"}"), &v, E), -1);
+    /* A member of a nested object is not a top-level member. */
+    assert_int_equal(envelope_parse(S("{\"data\":{\"userId\":\"a\"}}"), &v, E), -1);
+}
+
+static void
+test_scan_values(void **state)
+{
+    struct envelope_view v;
+    char err[128];
+
+    (void)state;
+    /* userId as json-c reads an integer: "-0" is 0, beyond UINT64_MAX
+     * saturates to it and is refused, a double is not an integer. */
+    assert_int_equal(envelope_parse(S("{\"userId\":-0}"), &v, E), 0);
+    assert_string_equal(v.user_id, "0");
+    assert_int_equal(envelope_parse(S("{\"userId\":00}"), &v, E), 0);
+    assert_string_equal(v.user_id, "0");
+    assert_int_equal(envelope_parse(S("{\"userId\":18446744073709551614}"), &v, E), 0);
+    assert_string_equal(v.user_id, "18446744073709551614");
+    assert_int_equal(envelope_parse(S("{\"userId\":18446744073709551615}"), &v, E), -1);
+    assert_int_equal(envelope_parse(S("{\"userId\":99999999999999999999}"), &v, E), -1);
+    assert_int_equal(envelope_parse(S("{\"userId\":-1}"), &v, E), -1);
+    assert_int_equal(envelope_parse(S("{\"userId\":1e3}"), &v, E), -1);
+    assert_int_equal(envelope_parse(S("{\"userId\":\"a\\u0000\"}"), &v, E), -1);
+    /* ts: a positive json-c int; beyond INT64_MAX reads as INT64_MAX. */
+    assert_int_equal(envelope_parse(S("{\"userId\":1,\"ts\":1e3}"), &v, E), 0);
+    assert_int_equal(v.ts_ms, 0);
+    assert_int_equal(envelope_parse(S("{\"userId\":1,\"ts\":9223372036854775808}"), &v, E), 0);
+    assert_true(v.ts_ms == INT64_MAX);
+    assert_int_equal(envelope_parse(S("{\"userId\":1,\"ts\":99999999999999999999999}"), &v, E), 0);
+    assert_true(v.ts_ms == INT64_MAX);
+    assert_int_equal(envelope_parse(S("{\"userId\":1,\"ts\":-5}"), &v, E), 0);
+    assert_int_equal(v.ts_ms, 0);
+    /* serverId keeps an escaped NUL, as get_string_len does. */
+    assert_int_equal(envelope_parse(S("{\"userId\":1,\"serverId\":\"a\\u0000b\"}"), &v, E), 0);
+    assert_memory_equal(v.server_id, "a\0b", 4);
+    /* Escapes unescape, a surrogate pair included. */
+    assert_int_equal(envelope_parse(S("{\"userId\":\"\\u00e9\\ud83d\\ude00\\/\"}"), &v, E), 0);
+    assert_string_equal(v.user_id, "\xc3\xa9\xf0\x9f\x98\x80/");
+    /* A lone surrogate check_text did not see (after a single-quoted
+     * key) is U+FFFD, as json-c makes it. */
+    assert_int_equal(envelope_parse(S("{'\"':1,\"userId\":\"a\",\"serverId\":\"\\ud800x\"}"), &v, E), 0);
+    assert_string_equal(v.server_id, "\xef\xbf\xbdx");
+}
+
 int
 main(void)
 {
@@ -388,6 +609,11 @@ main(void)
         cmocka_unit_test(test_parse_error_reasons),
         cmocka_unit_test(test_type_valid),
         cmocka_unit_test(test_type_reserved),
+        cmocka_unit_test(test_scan_numbers),
+        cmocka_unit_test(test_scan_depth_limit),
+        cmocka_unit_test(test_scan_text_edges),
+        cmocka_unit_test(test_scan_keys_and_duplicates),
+        cmocka_unit_test(test_scan_values),
     };
 
     /* A hang (a deadlock, an endless loop) must fail the test, not stall
