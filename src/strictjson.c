@@ -12,8 +12,6 @@
 
 #include "strictjson.h"
 
-#define STRICTJSON_MAX_DEPTH 32
-
 int
 strictjson_utf8_next(const unsigned char *s, size_t n, size_t *i, uint32_t *cp)
 {
