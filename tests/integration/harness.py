@@ -36,6 +36,15 @@ def eq(got, want, what):
         raise TestFailure("%s: got %r, want %r" % (what, got, want))
 
 
+def rss_kib(pid):
+    """The resident memory of process pid, in KiB (/proc)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise TestFailure("no VmRSS for pid %d" % pid)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind((HOST, 0))

@@ -16,9 +16,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (parse_response, HOST, Gateway, Redis, TestFailure,  # noqa: E402
-                     Workdir, check, eq, get_json, http, post_json, wait_metric, wait_until,
-                     run_suite)
+from harness import (parse_response, HOST, Gateway, Redis,  # noqa: E402
+                     Workdir, check, eq, get_json, http, post_json, rss_kib, wait_metric,
+                     wait_until, run_suite)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.environ.get("SSEGATE_BIN") or os.path.join(HERE, "..", "..", "ssegate")
@@ -52,14 +52,6 @@ class Env:
         codes = {g.name: g.stop() for g in self.gateways()}
         self.redis.stop()
         return codes
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise TestFailure("no VmRSS for pid %d" % pid)
 
 
 def read_answer(s, timeout=5, until_close=True):

@@ -21,7 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (HOST, Gateway, Redis, TestFailure, Workdir, check, eq,  # noqa: E402
-                     post_json, wait_until, run_suite)
+                     post_json, rss_kib, wait_until, run_suite)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.environ.get("SSEGATE_BIN") or os.path.join(HERE, "..", "..", "ssegate")
@@ -40,14 +40,6 @@ DEADLINE = 10.0         # after the last socket closed
 def sanitized(binary):
     with open(binary, "rb") as f:
         return b"__asan_init" in f.read()
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise TestFailure("no VmRSS for pid %d" % pid)
 
 
 class Env:
