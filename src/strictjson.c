@@ -236,9 +236,9 @@ err:
  * recursion. */
 
 /* What json_tokener_parse_ex's outcome becomes in strictjson_parse_object. */
-enum sj_result { SJ_OK, SJ_INVALID, SJ_TRAILING, SJ_NOT_OBJECT };
+enum strictjson_scan_result { STRICTJSON_SCAN_OK, STRICTJSON_SCAN_INVALID, STRICTJSON_SCAN_TRAILING, STRICTJSON_SCAN_NOT_OBJECT };
 
-struct sj {
+struct strictjson_scanner {
     const unsigned char *s;
     size_t n, i;
     int depth;                      /* open containers */
@@ -251,15 +251,15 @@ struct sj {
 };
 
 static int
-sj_ws(unsigned char c)
+strictjson_ws(unsigned char c)
 {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
 static void
-sj_skip_ws(struct sj *p)
+strictjson_skip_ws(struct strictjson_scanner *p)
 {
-    while (p->i < p->n && sj_ws(p->s[p->i]))
+    while (p->i < p->n && strictjson_ws(p->s[p->i]))
         p->i++;
 }
 
@@ -268,7 +268,7 @@ sj_skip_ws(struct sj *p)
  * surrogate's escape must be followed at once by a low one's, which is
  * read with it; a low one alone is refused. */
 static int
-sj_unicode_escape(struct sj *p)
+strictjson_unicode_escape(struct strictjson_scanner *p)
 {
     long u, u2;
 
@@ -291,7 +291,7 @@ sj_unicode_escape(struct sj *p)
  * refused here too (a raw control character, invalid UTF-8, a lone
  * surrogate), so a text read without error needs no second pass. */
 static int
-sj_string(struct sj *p, unsigned char quote)
+strictjson_string(struct strictjson_scanner *p, unsigned char quote)
 {
     while (p->i < p->n) {
         unsigned char c = p->s[p->i];
@@ -315,7 +315,7 @@ sj_string(struct sj *p, unsigned char quote)
             return -1;
         c = p->s[p->i++];
         if (c == 'u') {
-            if (sj_unicode_escape(p) == -1)
+            if (strictjson_unicode_escape(p) == -1)
                 return -1;
         } else if (strchr("\"\\/bfnrt", c) == NULL || c == '\0') {
             return -1;
@@ -327,7 +327,7 @@ sj_string(struct sj *p, unsigned char quote)
 /* A literal word at s[i]. json-c compares one byte at a time and wants
  * one more byte (any byte) before it makes the value. */
 static int
-sj_word(struct sj *p, const char *word)
+strictjson_word(struct strictjson_scanner *p, const char *word)
 {
     size_t w = strlen(word);
 
@@ -339,7 +339,7 @@ sj_word(struct sj *p, const char *word)
 
 /* The double json-c's strtod reads whole: -?(D+(.D*)?|.D+)([eE][+-]?D+)? */
 static int
-sj_double_ok(const unsigned char *t, size_t n)
+strictjson_double_ok(const unsigned char *t, size_t n)
 {
     size_t i = 0, mant = 0;
 
@@ -371,7 +371,7 @@ sj_double_ok(const unsigned char *t, size_t n)
  * the token runs over the bytes its loop takes, then is read by strtoll,
  * strtoull or strtod. Sets *kind. */
 static int
-sj_number(struct sj *p, enum strictjson_kind *kind)
+strictjson_number(struct strictjson_scanner *p, enum strictjson_kind *kind)
 {
     size_t start = p->i;
     int is_double = 0, is_exp = 0, neg_ok = 1, pos_ok = 0;
@@ -397,15 +397,15 @@ sj_number(struct sj *p, enum strictjson_kind *kind)
     c = p->s[p->i];
     n = p->i - start;
     /* Inside a container json-c refuses at once what cannot follow. */
-    if (p->depth > 0 && !sj_ws(c) && strchr(",]}/Ii", c) == NULL)
+    if (p->depth > 0 && !strictjson_ws(c) && strchr(",]}/Ii", c) == NULL)
         return -1;
     if (n == 1 && t[0] == '-' && (c == 'I' || c == 'i')) {
         *kind = STRICTJSON_DOUBLE;
-        return sj_word(p, "Infinity");
+        return strictjson_word(p, "Infinity");
     }
     if (is_double) {
         *kind = STRICTJSON_DOUBLE;
-        return sj_double_ok(t, n) ? 0 : -1;
+        return strictjson_double_ok(t, n) ? 0 : -1;
     }
     *kind = STRICTJSON_INT;
     if (t[0] == '-')
@@ -423,7 +423,7 @@ sj_number(struct sj *p, enum strictjson_kind *kind)
 
 /* A scalar at s[i]: sets *kind and moves past it. */
 static int
-sj_scalar(struct sj *p, enum strictjson_kind *kind)
+strictjson_scalar(struct strictjson_scanner *p, enum strictjson_kind *kind)
 {
     unsigned char c = p->s[p->i];
 
@@ -431,25 +431,25 @@ sj_scalar(struct sj *p, enum strictjson_kind *kind)
     case '"':
         *kind = STRICTJSON_STRING;
         p->i++;
-        return sj_string(p, '"');
+        return strictjson_string(p, '"');
     case 't':
         *kind = STRICTJSON_BOOL;
-        return sj_word(p, "true");
+        return strictjson_word(p, "true");
     case 'f':
         *kind = STRICTJSON_BOOL;
-        return sj_word(p, "false");
+        return strictjson_word(p, "false");
     case 'n':
         *kind = STRICTJSON_NULL;
-        return sj_word(p, "null");
+        return strictjson_word(p, "null");
     case 'N':
         *kind = STRICTJSON_DOUBLE;
-        return sj_word(p, "NaN");
+        return strictjson_word(p, "NaN");
     case 'I':
         *kind = STRICTJSON_DOUBLE;
-        return sj_word(p, "Infinity");
+        return strictjson_word(p, "Infinity");
     default:
         if (c == '-' || (c >= '0' && c <= '9'))
-            return sj_number(p, kind);
+            return strictjson_number(p, kind);
         return -1;                  /* ' [single quotes], i, ... */
     }
 }
@@ -457,7 +457,7 @@ sj_scalar(struct sj *p, enum strictjson_kind *kind)
 /* After '{' or ',' in an object: a key ('"' or, json-c's leniency even
  * in strict mode, '\''), ':' and white space. */
 static int
-sj_key(struct sj *p, struct strictjson_span *key)
+strictjson_key(struct strictjson_scanner *p, struct strictjson_span *key)
 {
     unsigned char q;
 
@@ -466,20 +466,20 @@ sj_key(struct sj *p, struct strictjson_span *key)
     q = p->s[p->i++];
     p->lenient |= q == '\'';
     key->p = (const char *)p->s + p->i;
-    if (sj_string(p, q) == -1)
+    if (strictjson_string(p, q) == -1)
         return -1;
     key->n = (size_t)((const char *)p->s + p->i - 1 - key->p);
-    sj_skip_ws(p);
+    strictjson_skip_ws(p);
     if (p->i >= p->n || p->s[p->i] != ':')
         return -1;
     p->i++;
-    sj_skip_ws(p);
+    strictjson_skip_ws(p);
     return 0;
 }
 
 /* Opens a container at s[i] ('{' or '['). */
 static void
-sj_push(struct sj *p, int array)
+strictjson_push(struct strictjson_scanner *p, int array)
 {
     p->depth++;
     if (array)
@@ -487,33 +487,33 @@ sj_push(struct sj *p, int array)
     else
         p->arrays &= ~(1u << (p->depth - 1));
     p->i++;
-    sj_skip_ws(p);
+    strictjson_skip_ws(p);
 }
 
 static int
-sj_in_array(const struct sj *p)
+strictjson_in_array(const struct strictjson_scanner *p)
 {
     return (p->arrays >> (p->depth - 1)) & 1u;
 }
 
-static enum sj_result
-sj_scan(struct sj *p, strictjson_member_fn *member, void *ctx)
+static enum strictjson_scan_result
+strictjson_scan(struct strictjson_scanner *p, strictjson_member_fn *member, void *ctx)
 {
     struct strictjson_member m = { { NULL, 0 }, STRICTJSON_NULL, { NULL, 0 } };
     struct strictjson_span nested_key;  /* a key below the top level */
     enum strictjson_kind top = STRICTJSON_NULL;
     enum strictjson_kind kind;
 
-    sj_skip_ws(p);
+    strictjson_skip_ws(p);
     goto value;
 next_member:                        /* at a key, s[i] after '{' or ',' */
-    if (sj_key(p, p->depth == 1 ? &m.key : &nested_key) == -1)
-        return SJ_INVALID;
+    if (strictjson_key(p, p->depth == 1 ? &m.key : &nested_key) == -1)
+        return STRICTJSON_SCAN_INVALID;
 value:                              /* at a value, white space skipped */
     /* json-c refuses a value at tokener depth max_depth - 1: the top
      * level is depth 0, so 32 containers may nest, the innermost empty. */
     if (p->depth >= STRICTJSON_MAX_DEPTH || p->i >= p->n)
-        return SJ_INVALID;
+        return STRICTJSON_SCAN_INVALID;
     {
         size_t at = p->i;
         unsigned char c = p->s[p->i];
@@ -525,7 +525,7 @@ value:                              /* at a value, white space skipped */
                 m.kind = c == '{' ? STRICTJSON_OBJECT : STRICTJSON_ARRAY;
                 m.value.p = (const char *)p->s + at;
             }
-            sj_push(p, c == '[');
+            strictjson_push(p, c == '[');
             if (p->i < p->n && p->s[p->i] == (c == '{' ? '}' : ']')) {
                 p->i++;
                 goto close;
@@ -534,8 +534,8 @@ value:                              /* at a value, white space skipped */
                 goto next_member;
             goto value;
         }
-        if (sj_scalar(p, &kind) == -1)
-            return SJ_INVALID;
+        if (strictjson_scalar(p, &kind) == -1)
+            return STRICTJSON_SCAN_INVALID;
         if (p->depth == 0)
             top = kind;
         if (p->depth == 1) {
@@ -546,39 +546,39 @@ value:                              /* at a value, white space skipped */
                 m.value.p++;
                 m.value.n -= 2;
             }
-            if (!sj_in_array(p))
+            if (!strictjson_in_array(p))
                 member(ctx, &m);
         }
         goto after;
     }
 close:                              /* just past a container's last byte */
     p->depth--;
-    if (p->depth == 1 && !sj_in_array(p)) {
+    if (p->depth == 1 && !strictjson_in_array(p)) {
         m.value.n = (size_t)((const char *)p->s + p->i - m.value.p);
         member(ctx, &m);
     }
 after:                              /* after a value */
-    sj_skip_ws(p);
+    strictjson_skip_ws(p);
     if (p->depth == 0) {
         /* json-c's null is a NULL object: "not valid JSON" whatever
          * follows. It stops at a NUL, still a success. */
         if (top == STRICTJSON_NULL || (p->i < p->n && p->s[p->i] != '\0'))
-            return SJ_INVALID;
+            return STRICTJSON_SCAN_INVALID;
         if (p->i < p->n)
-            return SJ_TRAILING;
-        return top == STRICTJSON_OBJECT ? SJ_OK : SJ_NOT_OBJECT;
+            return STRICTJSON_SCAN_TRAILING;
+        return top == STRICTJSON_OBJECT ? STRICTJSON_SCAN_OK : STRICTJSON_SCAN_NOT_OBJECT;
     }
     if (p->i >= p->n)
-        return SJ_INVALID;
-    if (p->s[p->i] == (sj_in_array(p) ? ']' : '}')) {
+        return STRICTJSON_SCAN_INVALID;
+    if (p->s[p->i] == (strictjson_in_array(p) ? ']' : '}')) {
         p->i++;
         goto close;
     }
     if (p->s[p->i] != ',')
-        return SJ_INVALID;
+        return STRICTJSON_SCAN_INVALID;
     p->i++;
-    sj_skip_ws(p);
-    if (sj_in_array(p))
+    strictjson_skip_ws(p);
+    if (strictjson_in_array(p))
         goto value;
     goto next_member;
 }
@@ -587,28 +587,28 @@ int
 strictjson_scan_object(const char *buf, size_t len, strictjson_member_fn *member,
                        void *ctx, const char **why)
 {
-    struct sj p = { (const unsigned char *)buf, len, 0, 0, 0, 0 };
-    enum sj_result r;
+    struct strictjson_scanner p = { (const unsigned char *)buf, len, 0, 0, 0, 0 };
+    enum strictjson_scan_result r;
 
     if (len > INT_MAX) {
         *why = "the JSON is too large";
         return -1;
     }
-    r = sj_scan(&p, member, ctx);
+    r = strictjson_scan(&p, member, ctx);
     /* One pass read the text and did check_text's checks on the way. A
      * text it refused, or read leniently, gets check_text's own pass:
      * its reason comes first, as in strictjson_parse_object. */
-    if (r == SJ_OK && !p.lenient)
+    if (r == STRICTJSON_SCAN_OK && !p.lenient)
         return 0;
     if (strictjson_check_text(buf, len, why) == -1)
         return -1;
     switch (r) {
-    case SJ_OK:
+    case STRICTJSON_SCAN_OK:
         return 0;
-    case SJ_TRAILING:
+    case STRICTJSON_SCAN_TRAILING:
         *why = "data after the JSON value";
         return -1;
-    case SJ_NOT_OBJECT:
+    case STRICTJSON_SCAN_NOT_OBJECT:
         *why = "not a JSON object";
         return -1;
     default:
@@ -619,7 +619,7 @@ strictjson_scan_object(const char *buf, size_t len, strictjson_member_fn *member
 
 /* Appends the UTF-8 form of cp (below 0x110000, not a surrogate). */
 static int
-sj_put_utf8(char *out, size_t cap, size_t *o, uint32_t cp)
+strictjson_put_utf8(char *out, size_t cap, size_t *o, uint32_t cp)
 {
     unsigned char b[4];
     size_t k;
@@ -681,7 +681,7 @@ strictjson_string_unescape(struct strictjson_span s, char *out, size_t cap,
                 cp = 0x10000 + ((high - 0xd800) << 10) + (cp - 0xdc00);
                 high = 0;
             } else {
-                if (high != 0 && sj_put_utf8(out, cap, &o, SJ_FFFD) == -1)
+                if (high != 0 && strictjson_put_utf8(out, cap, &o, SJ_FFFD) == -1)
                     return -1;
                 high = 0;
                 if (cp >= 0xd800 && cp <= 0xdbff) {
@@ -691,12 +691,12 @@ strictjson_string_unescape(struct strictjson_span s, char *out, size_t cap,
                 if (cp >= 0xdc00 && cp <= 0xdfff)
                     cp = SJ_FFFD;
             }
-            if (sj_put_utf8(out, cap, &o, cp) == -1)
+            if (strictjson_put_utf8(out, cap, &o, cp) == -1)
                 return -1;
             continue;
         }
         /* Anything but a \u escape ends a pending high surrogate. */
-        if (high != 0 && sj_put_utf8(out, cap, &o, SJ_FFFD) == -1)
+        if (high != 0 && strictjson_put_utf8(out, cap, &o, SJ_FFFD) == -1)
             return -1;
         high = 0;
         if (cap - o <= 1) {
@@ -705,7 +705,7 @@ strictjson_string_unescape(struct strictjson_span s, char *out, size_t cap,
         }
         out[o++] = (char)cp;        /* a byte of the text, as it is */
     }
-    if (high != 0 && sj_put_utf8(out, cap, &o, SJ_FFFD) == -1)
+    if (high != 0 && strictjson_put_utf8(out, cap, &o, SJ_FFFD) == -1)
         return -1;
     out[o] = '\0';
     *outlen = o;

@@ -60,7 +60,7 @@ static void
 trim_on_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct trim *t = arg;
-    size_t held = (size_t)http_connections(t->http) + hub_count(t->hub);
+    size_t held = (size_t)http_connections(t->http) + hub_count(t->hub), peak;
     unsigned long before, after;
     int64_t start, took;
 
@@ -70,14 +70,20 @@ trim_on_tick(evutil_socket_t fd, short what, void *arg)
         t->peak = held;
     if (t->peak < held + TRIM_MIN_DROP || held > t->peak / 2)
         return;
+    peak = t->peak;
+    t->peak = held;
+    if (!log_enabled(LOG_LEVEL_DEBUG)) {
+        malloc_trim(0);
+        return;
+    }
+    /* What it gave back and what it cost, only for whoever reads debug. */
     before = trim_rss_kib();
     start = clock_mono_us();
     malloc_trim(0);
     took = clock_mono_us() - start;
     after = trim_rss_kib();
     log_debug("malloc_trim: %lld us, RSS %lu -> %lu KiB (connections and streams %zu, "
-              "peak %zu)", (long long)took, before, after, held, t->peak);
-    t->peak = held;
+              "peak %zu)", (long long)took, before, after, held, peak);
 }
 
 struct trim *
