@@ -160,6 +160,16 @@ export class Cluster {
 
   url(p) { return `http://${HOST}:${this.nginxPort}${p}`; }
 
+  // Waits until nginx sends a request to backend name again: after a
+  // backend failed, nginx rests it for fail_timeout (nginx/nginx.conf)
+  // even once it is back; a /health answered by it ends the rest.
+  async nginxRoutesTo(name) {
+    await waitFor(async () => {
+      const r = await http(this.nginxPort, 'GET', '/health');
+      return r.status === 200 && r.body.serverId === name;
+    }, 10000, `nginx to send requests to ${name}`);
+  }
+
   async streamsOn(name) {
     const r = await http(this.backends[name].port, 'GET', '/health');
     return r.body.streams;

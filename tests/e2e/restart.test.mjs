@@ -64,10 +64,7 @@ function publish(users) {
 // nginx sends nothing to a backend for fail_timeout (2 s) after a failure:
 // wait until it serves both again, or the clients would all go to one.
 async function bothInRotation() {
-  for (const name of ['backend-1', 'backend-2']) {
-    await waitFor(async () => (await http(c.nginxPort, 'GET', '/health')).body.serverId === name,
-                  10000, `nginx routing to ${name}`);
-  }
+  for (const name of ['backend-1', 'backend-2']) await c.nginxRoutesTo(name);
 }
 
 async function rollingRestart(sig) {
