@@ -406,13 +406,14 @@ async function idleThroughHeartbeats(what) {
 const totalOpens = () => Object.values(recs).reduce((n, r) => n + r.opens, 0);
 
 // SIGKILLs a backend, posts while its clients wait out retry:, waits until
-// they all resumed on the survivor, then starts it again and waits until
-// nginx sends requests to it. The posts go straight to the survivor: through
-// nginx, a request to the dead backend is a 502 (a POST is never retried
-// upstream) and, within fail_timeout of a backend's last failure, nginx
-// has no live upstream at all, so posts retried through it could outlast
-// retry: on a slow machine (the clients would reconnect before the events
-// were stored and get them live, not by replay).
+// they all resumed on the survivor, then starts it again (Cluster's
+// startBackend waits until nginx sends requests to it). The posts go
+// straight to the survivor: through nginx, a request to the dead backend
+// is a 502 (a POST is never retried upstream) and, within fail_timeout of
+// a backend's last failure, nginx has no live upstream at all, so posts
+// retried through it could outlast retry: on a slow machine (the clients
+// would reconnect before the events were stored and get them live, not by
+// replay).
 async function killAndResume(victim, survivor) {
   const n = Object.keys(recs).length;
   const moving = await c.streamsOn(victim), opens = totalOpens();
@@ -422,7 +423,6 @@ async function killAndResume(victim, survivor) {
   await waitFor(async () => totalOpens() === opens + moving && (await c.streamsOn(survivor)) === n,
                 20000, `the ${moving} clients of ${victim} to resume on ${survivor}`);
   await c.startBackend(victim);
-  await c.nginxRoutesTo(victim);
   return moving;
 }
 

@@ -134,6 +134,10 @@ export class Cluster {
     }, 15000, `${name} /health`).catch((e) => {
       throw new Error(`${e.message}\n${b.proc.output().slice(-2000)}`);
     });
+    // Started is in rotation: the next step of a test may count on nginx
+    // sending requests to this backend (or on it surviving a kill of the
+    // other one).
+    if (this.nginx) await this.nginxRoutesTo(name);
   }
 
   // Stops a backend with sig (by pid) and starts it again on its port.
@@ -165,8 +169,8 @@ export class Cluster {
   // even once it is back; a /health answered by it ends the rest.
   async nginxRoutesTo(name) {
     await waitFor(async () => {
-      const r = await http(this.nginxPort, 'GET', '/health');
-      return r.status === 200 && r.body.serverId === name;
+      // Any answer of its own will do (a 503 while Redis is down too).
+      return (await http(this.nginxPort, 'GET', '/health')).body?.serverId === name;
     }, 10000, `nginx to send requests to ${name}`);
   }
 
