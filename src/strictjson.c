@@ -227,6 +227,29 @@ err:
     return NULL;
 }
 
+int
+strictjson_parse_value(const char *buf, size_t len, json_object **out)
+{
+    json_tokener *tok;
+    json_object *o;
+
+    *out = NULL;
+    if (len > INT_MAX || (tok = strictjson_tokener()) == NULL)
+        return -1;
+    o = json_tokener_parse_ex(tok, buf, (int)len);
+    /* json-c ends a number or a word only at the byte after it, and
+     * waits for more at the end of the input; a NUL ends it as the
+     * text's next byte (white space, ',', ']' or '}') did. */
+    if (o == NULL && json_tokener_get_error(tok) == json_tokener_continue)
+        o = json_tokener_parse_ex(tok, "", 1);
+    if (json_tokener_get_error(tok) != json_tokener_success) {
+        json_object_put(o);
+        return -1;
+    }
+    *out = o;
+    return 0;
+}
+
 /* ---- The allocation-free reader ----------------------------------------
  * A grammar check that follows json-c 0.16's tokener (json_tokener.c) in
  * strict mode state for state, doing strictjson_check_text's checks in
