@@ -209,6 +209,32 @@ test_parse_takes_valid_text(void **state)
     assert_true(PARSES("{\"a\":\"\\\\ud800\"}"));
 }
 
+/* The thread's tokener is reused from text to text; a text refused
+ * while a \u escape of a high surrogate waited for its low half must not
+ * leave it waiting (json_tokener_reset does not clear it): the next
+ * text's first \u escape would gain a U+FFFD. */
+static void
+test_parse_after_a_refused_text(void **state)
+{
+    static const char *const cut[] = {
+        "{'\\ud83d", "{'\\ud83d'", "{\"a\":1,'\\ud83d\\u", "{'\\ud83d\\u00",
+    };
+    const char *why = NULL;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cut) / sizeof(cut[0]); i++) {
+        const char *next = "{\"\\u00e9\":\"\\u00e9\"}";
+        json_object *o, *v;
+
+        assert_null(strictjson_parse_object(cut[i], strlen(cut[i]), &why));
+        o = strictjson_parse_object(next, strlen(next), &why);
+        assert_non_null(o);
+        assert_true(json_object_object_get_ex(o, "\xc3\xa9", &v));
+        assert_string_equal(json_object_get_string(v), "\xc3\xa9");
+        json_object_put(o);
+    }
+}
+
 static void
 test_check_text_without_grammar(void **state)
 {
@@ -235,6 +261,7 @@ main(void)
         cmocka_unit_test(test_parse_refuses_what_json_c_lets_through),
         cmocka_unit_test(test_parse_takes_valid_text),
         cmocka_unit_test(test_check_text_without_grammar),
+        cmocka_unit_test(test_parse_after_a_refused_text),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
