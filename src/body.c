@@ -223,8 +223,9 @@ static int
 body_set_user_id(const char *s, size_t n, int is_int, int64_t v, char *out,
                  size_t cap, struct body_error *e)
 {
-    if (s != NULL && body_user_id_valid(s, n)) {
-        snprintf(out, cap, "%.*s", (int)n, s);
+    if (s != NULL && body_user_id_valid(s, n) && n < cap) {
+        memcpy(out, s, n);          /* not snprintf: this is every write's path */
+        out[n] = '\0';
         return 0;
     }
     if (is_int && v >= 1 && v <= BODY_USER_ID_INT_MAX) {
@@ -258,10 +259,11 @@ body_read_user_id(json_object *o, char *out, size_t cap, struct body_error *e)
 static int
 body_set_type(const char *s, size_t n, char *out, size_t cap, struct body_error *e)
 {
-    if (s == NULL || !envelope_type_valid(s, n))
+    if (s == NULL || !envelope_type_valid(s, n) || n >= cap)
         return body_fail(e, "invalid_field",
                          "type must be 1 to %d of A-Z a-z 0-9 . _ -", SSE_EVENT_MAX);
-    snprintf(out, cap, "%.*s", (int)n, s);
+    memcpy(out, s, n);
+    out[n] = '\0';
     /* The type is checked above, so it can be quoted back as it is. */
     if (envelope_type_reserved(out))
         return body_fail(e, "reserved_type",
