@@ -713,20 +713,22 @@ strictjson_string_unescape(struct strictjson_span s, char *out, size_t cap,
             i += 6;
             /* json-c: a pending high surrogate pairs with a low one, or
              * becomes U+FFFD and this escape is read on its own. */
-            if (high != 0 && cp >= 0xdc00 && cp <= 0xdfff) {
-                cp = 0x10000 + ((high - 0xd800) << 10) + (cp - 0xdc00);
-                high = 0;
-            } else {
-                if (high != 0 && strictjson_put_utf8(out, cap, &o, SJ_FFFD) == -1)
+            if (high != 0) {
+                if ((cp & 0xfc00) == 0xdc00)
+                    cp = ((high & 0x3ff) << 10) + (cp & 0x3ff) + 0x10000;
+                else if (strictjson_put_utf8(out, cap, &o, SJ_FFFD) == -1)
                     return -1;
                 high = 0;
-                if (cp >= 0xd800 && cp <= 0xdbff) {
-                    high = cp;
-                    continue;
-                }
-                if (cp >= 0xdc00 && cp <= 0xdfff)
-                    cp = SJ_FFFD;
             }
+            /* json-c classifies the code point a pair decodes to as it
+             * does a single escape's, by its low 16 bits: U+1D800 waits
+             * for a low surrogate like U+D800, U+1DC00 becomes U+FFFD. */
+            if ((cp & 0xfc00) == 0xd800) {
+                high = cp;
+                continue;
+            }
+            if ((cp & 0xfc00) == 0xdc00)
+                cp = SJ_FFFD;
             if (strictjson_put_utf8(out, cap, &o, cp) == -1)
                 return -1;
             continue;

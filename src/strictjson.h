@@ -100,7 +100,9 @@ strictjson_scan_object(const char *buf, size_t len, strictjson_member_fn *member
 
 /* Unescapes a string value's span into out (cap bytes), as json-c does
  * (an escaped \u0000 is kept, as json_object_get_string_len sees it;
- * a lone surrogate is U+FFFD), and NUL-terminates it. *outlen is the
+ * a lone surrogate is U+FFFD; a pair that decodes to a code point whose
+ * low 16 bits are a surrogate's is U+FFFD or waits for a low surrogate,
+ * as json-c 0.16 reads it), and NUL-terminates it. *outlen is the
  * unescaped length without the NUL. Returns 0, or -1 if it does not fit
  * (out then holds, NUL-terminated, the characters that fit). */
 int
