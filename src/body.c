@@ -3,7 +3,9 @@
  * object, checks every field's type and range, refuses unknown fields
  * (a misspelt field must not be silently ignored), and fills a plain
  * struct; the only memory it hands out is event_input's data_json.
- * Pure (json-c only). */
+ * Event bodies, one per write, are read with strictjson_scan_object (no
+ * json-c objects) and their data copied as json-c would write it back;
+ * the other bodies are read with json-c. Pure (json-c, strictjson). */
 #include <json-c/json.h>
 #include <math.h>
 #include <stdarg.h>
@@ -43,24 +45,44 @@ body_fail(struct body_error *e, const char *code, const char *fmt, ...)
     return -1;
 }
 
-/* The strict parse all three parsers share: a JSON object or an error. */
+/* A body strictjson refused, in why: the client's fault, unless it ran
+ * out of memory (the server's); the text is strictjson.c's, the only way
+ * it tells that case apart. */
+static int
+body_fail_parse(struct body_error *e, const char *why)
+{
+    if (why == NULL)
+        why = "not valid JSON";
+    if (strcmp(why, "out of memory") == 0)
+        return body_fail(e, "out_of_memory", "the server is out of memory");
+    return body_fail(e, "invalid_json", "the body is %s", why);
+}
+
+/* The strict parse the json-c parsers share: a JSON object or an error. */
 static json_object *
 body_parse_object(const char *buf, size_t len, struct body_error *e)
 {
     const char *why = NULL;
     json_object *o = strictjson_parse_object(buf, len, &why);
 
-    if (o != NULL)
-        return o;
-    if (why == NULL)
-        why = "not valid JSON";
-    /* Running out of memory is the server's fault, not the client's; the
-     * text is strictjson.c's, the only way it tells this case apart. */
-    if (strcmp(why, "out of memory") == 0)
-        body_fail(e, "out_of_memory", "the server is out of memory");
-    else
-        body_fail(e, "invalid_json", "the body is %s", why);
-    return NULL;
+    if (o == NULL)
+        body_fail_parse(e, why);
+    return o;
+}
+
+/* unknown_field for key (as json-c holds it: cut at its first NUL).
+ * Echoes at most BODY_SHOWN_KEY_MAX printable ASCII bytes of it, so the
+ * message stays short and valid UTF-8 whatever was sent. */
+static int
+body_fail_unknown(struct body_error *e, const char *key)
+{
+    char shown[BODY_SHOWN_KEY_MAX + 1];
+    size_t n = 0;
+
+    for (const char *k = key; *k != '\0' && n < sizeof(shown) - 1; k++)
+        shown[n++] = *k >= 0x20 && *k < 0x7f ? *k : '?';
+    shown[n] = '\0';
+    return body_fail(e, "unknown_field", "unknown field '%s'", shown);
 }
 
 /* Fails on the first key of o that is not in allowed (NULL-terminated). */
@@ -70,21 +92,12 @@ body_check_fields(json_object *o, const char *const *allowed,
 {
     json_object_object_foreach(o, key, val) {
         const char *const *a = allowed;
-        char shown[BODY_SHOWN_KEY_MAX + 1];
-        size_t n = 0;
 
         (void)val;
         while (*a != NULL && strcmp(*a, key) != 0)
             a++;
-        if (*a != NULL)
-            continue;
-        /* Echo at most BODY_SHOWN_KEY_MAX printable ASCII bytes of the
-         * key, so the message stays short and valid UTF-8 whatever was
-         * sent. */
-        for (const char *k = key; *k != '\0' && n < sizeof(shown) - 1; k++)
-            shown[n++] = *k >= 0x20 && *k < 0x7f ? *k : '?';
-        shown[n] = '\0';
-        return body_fail(e, "unknown_field", "unknown field '%s'", shown);
+        if (*a == NULL)
+            return body_fail_unknown(e, key);
     }
     return 0;
 }
@@ -202,24 +215,21 @@ body_parse_snapshot(const char *buf, size_t len, struct snapshot_input *out,
     return rc;
 }
 
-/* "userId": a string of 1..18 digits without a leading zero, or a JSON
- * integer 1..10^18-1 (which json-c holds exactly), kept as digits. */
+/* "userId": a string of 1..18 digits without a leading zero (s, n
+ * bytes; s NULL when it is not a string), or a JSON integer (is_int, v
+ * as json_object_get_int64 reads it) 1..10^18-1 (which json-c holds
+ * exactly), kept as digits. out is written only on success. */
 static int
-body_read_user_id(json_object *o, char *out, size_t cap, struct body_error *e)
+body_set_user_id(const char *s, size_t n, int is_int, int64_t v, char *out,
+                 size_t cap, struct body_error *e)
 {
-    json_object *v;
-
-    if (!json_object_object_get_ex(o, "userId", &v))
-        return body_fail(e, "missing_field", "userId is required");
-    if (json_object_is_type(v, json_type_string) &&
-        body_user_id_valid(json_object_get_string(v),
-                           (size_t)json_object_get_string_len(v))) {
-        snprintf(out, cap, "%s", json_object_get_string(v));
+    if (s != NULL && body_user_id_valid(s, n) && n < cap) {
+        memcpy(out, s, n);          /* not snprintf: this is every write's path */
+        out[n] = '\0';
         return 0;
     }
-    if (json_object_is_type(v, json_type_int) && json_object_get_int64(v) >= 1 &&
-        json_object_get_int64(v) <= BODY_USER_ID_INT_MAX) {
-        snprintf(out, cap, "%lld", (long long)json_object_get_int64(v));
+    if (is_int && v >= 1 && v <= BODY_USER_ID_INT_MAX) {
+        snprintf(out, cap, "%lld", (long long)v);
         return 0;
     }
     return body_fail(e, "invalid_field",
@@ -227,19 +237,33 @@ body_read_user_id(json_object *o, char *out, size_t cap, struct body_error *e)
                      BODY_USER_ID_MAX_DIGITS);
 }
 
+/* body_set_user_id for a json-c body. */
 static int
-body_read_type(json_object *o, char *out, size_t cap, struct body_error *e)
+body_read_user_id(json_object *o, char *out, size_t cap, struct body_error *e)
 {
     json_object *v;
+    int is_string;
 
-    if (!json_object_object_get_ex(o, "type", &v))
-        return body_fail(e, "missing_field", "type is required");
-    if (!json_object_is_type(v, json_type_string) ||
-        !envelope_type_valid(json_object_get_string(v),
-                             (size_t)json_object_get_string_len(v)))
+    if (!json_object_object_get_ex(o, "userId", &v))
+        return body_fail(e, "missing_field", "userId is required");
+    is_string = json_object_is_type(v, json_type_string);
+    return body_set_user_id(is_string ? json_object_get_string(v) : NULL,
+                            is_string ? (size_t)json_object_get_string_len(v) : 0,
+                            json_object_is_type(v, json_type_int),
+                            json_object_get_int64(v), out, cap, e);
+}
+
+/* "type" (s, n bytes; s NULL when it is not a string): 1..SSE_EVENT_MAX
+ * of [A-Za-z0-9._-], not reserved. out is written once the type is
+ * valid, even if it is reserved. */
+static int
+body_set_type(const char *s, size_t n, char *out, size_t cap, struct body_error *e)
+{
+    if (s == NULL || !envelope_type_valid(s, n) || n >= cap)
         return body_fail(e, "invalid_field",
                          "type must be 1 to %d of A-Z a-z 0-9 . _ -", SSE_EVENT_MAX);
-    snprintf(out, cap, "%s", json_object_get_string(v));
+    memcpy(out, s, n);
+    out[n] = '\0';
     /* The type is checked above, so it can be quoted back as it is. */
     if (envelope_type_reserved(out))
         return body_fail(e, "reserved_type",
@@ -329,62 +353,283 @@ body_check_data(json_object *v, struct body_error *e)
     return 0;
 }
 
+/* data as json-c writes it back (one line, "/" left alone), refused as
+ * body_check_data refuses it: out->data_json and data_len on success. */
+static int
+body_write_data(json_object *data, struct event_input *out, struct body_error *e)
+{
+    const char *d;
+    size_t dlen;
+
+    if (body_check_data(data, e) == -1)
+        return -1;
+    if ((d = json_object_to_json_string_length(data, BODY_JSON_FLAGS, &dlen)) == NULL ||
+        (out->data_json = malloc(dlen + 1)) == NULL)
+        return body_fail(e, "out_of_memory", "the server is out of memory");
+    memcpy(out->data_json, d, dlen + 1);    /* d belongs to data */
+    out->data_len = dlen;
+    return 0;
+}
+
+/* ---- POST /events: read without json-c objects -------------------------
+ * Every write's body comes this way, so it is read by
+ * strictjson_scan_object (no allocation, no locale switch) instead of
+ * being built into json-c objects, and its data is copied out of the
+ * text. Everything observable stays what the json-c reading gave (a
+ * differential fuzzer, fuzz_body_scan, keeps that reading as its
+ * reference): the same verdicts, codes, messages and bytes. */
+
+/* The top-level members of an event body, as the scanner reports them.
+ * json-c keeps a repeated key in its first place with its last value,
+ * so the last of each name wins here, and its object order is the
+ * order of first occurrence, so the first unknown key in the text is
+ * the one body_check_fields would name. Names compare as json-c's keys
+ * (unescaped, cut at a NUL). */
+struct body_event_members {
+    struct strictjson_member user, topic, type, data;
+    int has_user, has_topic, has_type, has_data, has_unknown;
+    struct strictjson_span unknown;
+};
+
+static void
+body_event_member(void *ctx, const struct strictjson_member *m)
+{
+    struct body_event_members *b = ctx;
+
+    if (strictjson_key_is(m->key, "userId")) {
+        b->user = *m;
+        b->has_user = 1;
+    } else if (strictjson_key_is(m->key, "topic")) {
+        b->topic = *m;
+        b->has_topic = 1;
+    } else if (strictjson_key_is(m->key, "type")) {
+        b->type = *m;
+        b->has_type = 1;
+    } else if (strictjson_key_is(m->key, "data")) {
+        b->data = *m;
+        b->has_data = 1;
+    } else if (!b->has_unknown) {
+        b->unknown = m->key;
+        b->has_unknown = 1;
+    }
+}
+
+/* A string member unescaped into buf (cap bytes, NUL-terminated) as
+ * json-c holds it, *n its length: buf, or NULL if the member is not a
+ * string or is longer than cap - 1 bytes (each field read this way is
+ * shorter). */
+static const char *
+body_member_string(const struct strictjson_member *m, char *buf, size_t cap, size_t *n)
+{
+    if (m->kind != STRICTJSON_STRING ||
+        strictjson_string_unescape(m->value, buf, cap, n) == -1)
+        return NULL;
+    return buf;
+}
+
+/* Most keys body_copy_data keeps in view at once (those of the objects
+ * open around the current one included) to find a repeated key; data
+ * with more goes through json-c. Payloads are a few keys; the bound
+ * keeps the search and the stack small. */
+#define BODY_DATA_KEYS_MAX 64
+
+/* Writes the data value v (its text in the body; a string's with its
+ * quotes) at out, which has room for v.n bytes, as json-c would write
+ * it back, in the case where that is the text without its white space:
+ * every string and key free of escapes and of raw control characters
+ * (json-c escapes those differently or, in a key, cuts at \u0000), every
+ * number an integer in the form json-c prints (-?(0|[1-9][0-9]*), not
+ * -0) that it holds exactly (not at its saturation values, which
+ * body_check_data refuses), no object with a repeated key (json-c keeps
+ * its first place and last value) and at most BODY_DATA_KEYS_MAX keys in
+ * view. Returns 0 with *outlen, or -1 for anything else: a double, NaN,
+ * Infinity, a single-quoted key... which the caller has json-c read.
+ * The scanner has read the text, so its grammar is known good and it
+ * nests at most STRICTJSON_MAX_DEPTH deep; the copy is never longer than
+ * the text. */
+static int
+body_copy_data(struct strictjson_span v, char *out, size_t *outlen)
+{
+    const char *s = v.p, *end = v.p + v.n;
+    struct strictjson_span keys[BODY_DATA_KEYS_MAX];
+    size_t base[STRICTJSON_MAX_DEPTH];  /* each open object's first key in keys */
+    uint32_t objects = 0;               /* bit d: container d + 1 is an object */
+    size_t nkeys = 0, o = 0;
+    int depth = 0, want_key = 0;
+
+    while (s < end) {
+        char c = *s;
+
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+            s++;
+        } else if (c == '{' || c == '[') {
+            if (depth == STRICTJSON_MAX_DEPTH)
+                return -1;
+            if (c == '{') {
+                objects |= 1u << depth;
+                base[depth] = nkeys;
+            } else {
+                objects &= ~(1u << depth);
+            }
+            depth++;
+            want_key = c == '{';
+            out[o++] = *s++;
+        } else if (c == '}' || c == ']') {
+            if (depth == 0)
+                return -1;
+            depth--;
+            if (c == '}')
+                nkeys = base[depth];
+            want_key = 0;
+            out[o++] = *s++;
+        } else if (c == ',' || c == ':') {
+            want_key = c == ',' && depth > 0 && ((objects >> (depth - 1)) & 1u);
+            out[o++] = *s++;
+        } else if (c == '"') {
+            const char *q = s + 1;
+            size_t n;
+
+            while (q < end && *q != '"') {
+                if (*q == '\\' || (unsigned char)*q < 0x20)
+                    return -1;
+                q++;
+            }
+            if (q == end)
+                return -1;
+            n = (size_t)(++q - s);
+            if (want_key) {
+                struct strictjson_span k = { s + 1, n - 2 };
+
+                if (depth == 0 || nkeys == BODY_DATA_KEYS_MAX)
+                    return -1;
+                for (size_t i = base[depth - 1]; i < nkeys; i++) {
+                    if (keys[i].n == k.n && memcmp(keys[i].p, k.p, k.n) == 0)
+                        return -1;
+                }
+                keys[nkeys++] = k;
+                want_key = 0;
+            }
+            memcpy(out + o, s, n);
+            o += n;
+            s = q;
+        } else if (c == 't' || c == 'f' || c == 'n') {
+            while (s < end && *s >= 'a' && *s <= 'z')     /* true, false, null */
+                out[o++] = *s++;
+        } else if (c == '-' || (c >= '0' && c <= '9')) {
+            const char *d = s + (c == '-'), *q = d;
+            size_t nd;
+
+            while (q < end && *q >= '0' && *q <= '9')
+                q++;
+            nd = (size_t)(q - d);
+            /* -Infinity, -.5, 00, -0, and doubles. */
+            if (nd == 0 || (d[0] == '0' && (nd > 1 || c == '-')) ||
+                (q < end && (*q == '.' || *q == 'e' || *q == 'E')))
+                return -1;
+            if (nd >= 19) {
+                struct strictjson_span num = { s, (size_t)(q - s) };
+                int64_t i64;
+                uint64_t u64;
+
+                strictjson_int_value(num, &i64, &u64);
+                if (i64 == INT64_MIN || u64 == UINT64_MAX)
+                    return -1;
+            }
+            memcpy(out + o, s, (size_t)(q - s));
+            o += (size_t)(q - s);
+            s = q;
+        } else {
+            return -1;          /* a single-quoted key, NaN, Infinity */
+        }
+    }
+    *outlen = o;
+    return 0;
+}
+
+/* data (NULL: absent, which json-c writes "null") into out->data_json:
+ * copied when body_copy_data can, else parsed alone by json-c and
+ * written back, as before. */
+static int
+body_read_data(const struct strictjson_member *data, struct event_input *out,
+               struct body_error *e)
+{
+    struct strictjson_span v = { "null", 4 };
+    json_object *o;
+    int rc;
+
+    if (data != NULL) {
+        v = data->value;
+        if (data->kind == STRICTJSON_STRING) {
+            v.p--;                          /* the quotes too */
+            v.n += 2;
+        }
+    }
+    if ((out->data_json = malloc(v.n + 1)) == NULL)
+        return body_fail(e, "out_of_memory", "the server is out of memory");
+    if (body_copy_data(v, out->data_json, &out->data_len) == 0) {
+        out->data_json[out->data_len] = '\0';
+        return 0;
+    }
+    free(out->data_json);
+    out->data_json = NULL;
+    if (strictjson_parse_value(v.p, v.n, &o) == -1)
+        return body_fail(e, "out_of_memory", "the server is out of memory");
+    rc = body_write_data(o, out, e);
+    json_object_put(o);
+    return rc;
+}
+
 int
 body_parse_event(const char *buf, size_t len, struct event_input *out,
                  struct body_error *err)
 {
-    static const char *const allowed[] = { "userId", "topic", "type", "data", NULL };
-    json_object *o, *data = NULL, *v;
-    const char *d;
-    size_t dlen;
-    int rc = -1, has_user, has_topic;
+    struct body_event_members m;
+    const char *why = NULL, *s;
+    char str[TOPIC_NAME_MAX + 1];       /* the longest field read as a string */
+    size_t n = 0;
 
     memset(out, 0, sizeof(*out));
-    if ((o = body_parse_object(buf, len, err)) == NULL)
-        return -1;
-    if (body_check_fields(o, allowed, err) == -1)
-        goto out;
+    memset(&m, 0, sizeof(m));
+    if (strictjson_scan_object(buf, len, body_event_member, &m, &why) == -1)
+        return body_fail_parse(err, why);
+    if (m.has_unknown) {
+        /* Big enough that the prefix unescape leaves when the key does
+         * not fit (all but a character's 4 bytes) holds what is shown. */
+        char key[BODY_SHOWN_KEY_MAX + 8];
+
+        (void)strictjson_string_unescape(m.unknown, key, sizeof(key), &n);
+        return body_fail_unknown(err, key);
+    }
     /* Exactly one addressee: a user or a topic, never both (the event has
      * one history and one channel). */
-    has_user = json_object_object_get_ex(o, "userId", NULL);
-    has_topic = json_object_object_get_ex(o, "topic", &v);
-    if (has_user && has_topic) {
-        body_fail(err, "invalid_field", "give either userId or topic, not both");
-        goto out;
+    if (m.has_user && m.has_topic)
+        return body_fail(err, "invalid_field", "give either userId or topic, not both");
+    if (!m.has_user && !m.has_topic)
+        return body_fail(err, "missing_field", "userId or topic is required");
+    if (m.has_topic) {
+        if ((s = body_member_string(&m.topic, str, sizeof(str), &n)) == NULL ||
+            !topic_name_valid(s, n))
+            return body_fail(err, "invalid_field",
+                             "topic must be 1 to %d of A-Z a-z 0-9 . _ : / -",
+                             TOPIC_NAME_MAX);
+        memcpy(out->topic, s, n + 1);
+    } else {
+        int64_t v = 0;
+        uint64_t ignored;
+
+        if (m.user.kind == STRICTJSON_INT)
+            strictjson_int_value(m.user.value, &v, &ignored);
+        s = body_member_string(&m.user, str, sizeof(out->user_id), &n);
+        if (body_set_user_id(s, n, m.user.kind == STRICTJSON_INT, v, out->user_id,
+                             sizeof(out->user_id), err) == -1)
+            return -1;
     }
-    if (!has_user && !has_topic) {
-        body_fail(err, "missing_field", "userId or topic is required");
-        goto out;
-    }
-    if (has_topic) {
-        if (!json_object_is_type(v, json_type_string) ||
-            !topic_name_valid(json_object_get_string(v),
-                              (size_t)json_object_get_string_len(v))) {
-            body_fail(err, "invalid_field",
-                      "topic must be 1 to %d of A-Z a-z 0-9 . _ : / -", TOPIC_NAME_MAX);
-            goto out;
-        }
-        memcpy(out->topic, json_object_get_string(v), (size_t)json_object_get_string_len(v) + 1);
-    } else if (body_read_user_id(o, out->user_id, sizeof(out->user_id), err) == -1) {
-        goto out;
-    }
-    if (body_read_type(o, out->type, sizeof(out->type), err) == -1)
-        goto out;
-    /* Absent and null both leave data NULL, which json-c writes "null". */
-    json_object_object_get_ex(o, "data", &data);
-    if (body_check_data(data, err) == -1)
-        goto out;
-    if ((d = json_object_to_json_string_length(data, BODY_JSON_FLAGS, &dlen)) == NULL ||
-        (out->data_json = malloc(dlen + 1)) == NULL) {
-        body_fail(err, "out_of_memory", "the server is out of memory");
-        goto out;
-    }
-    memcpy(out->data_json, d, dlen + 1);
-    out->data_len = dlen;
-    rc = 0;
-out:
-    json_object_put(o);         /* d pointed into o: copied above */
-    return rc;
+    if (!m.has_type)
+        return body_fail(err, "missing_field", "type is required");
+    s = body_member_string(&m.type, str, sizeof(out->type), &n);
+    if (body_set_type(s, n, out->type, sizeof(out->type), err) == -1)
+        return -1;
+    return body_read_data(m.has_data ? &m.data : NULL, out, err);
 }
 
 int

@@ -1,5 +1,6 @@
 /* body.h -- validation of REST request bodies into plain structs: the
- * one place that decides what input is acceptable. Pure (json-c only). */
+ * one place that decides what input is acceptable. Pure (json-c,
+ * strictjson). */
 #ifndef SSEGATE_BODY_H
 #define SSEGATE_BODY_H
 
@@ -42,10 +43,12 @@ struct event_input {
 };
 
 /* All parsers take len bytes (not NUL-terminated) of a UTF-8 JSON body
- * and return 0, or -1 with err filled. They use a strict json-c
- * tokener (JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8, depth 32),
- * reject trailing garbage, truncated input and non-objects with
- * "invalid_json", and reject unknown fields with "unknown_field". */
+ * and return 0, or -1 with err filled. They read it as a strict json-c
+ * tokener does (JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8, depth
+ * 32; strictjson_parse_object), reject trailing garbage, truncated input
+ * and non-objects with "invalid_json", and reject unknown fields with
+ * "unknown_field". body_parse_event, on every write's path, reads with
+ * strictjson_scan_object instead, which takes and refuses the same. */
 
 /* {"name": string of 1..100 Unicode characters, not all whitespace, no
  * control characters, "balance": optional integer 0..BODY_BALANCE_MAX}.
@@ -65,9 +68,11 @@ body_parse_snapshot(const char *buf, size_t len, struct snapshot_input *out,
  * 1..SSE_EVENT_MAX of [A-Za-z0-9._-] and not reserved
  * (envelope_type_reserved: "reserved_type"), "data": optional, any JSON
  * value}.
- * data is re-serialised as one line (JSON_C_TO_STRING_PLAIN |
- * JSON_C_TO_STRING_NOSLASHESCAPE). On success out->data_json is owned by
- * out; on failure nothing is left to free. */
+ * data is what json-c writes back for it, one line
+ * (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE): its text
+ * without white space when that is the same, else json-c's reading of
+ * it written back. On success out->data_json is owned by out; on
+ * failure nothing is left to free. */
 int
 body_parse_event(const char *buf, size_t len, struct event_input *out,
                  struct body_error *err);

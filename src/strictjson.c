@@ -187,6 +187,17 @@ strictjson_thread_end(void)
     strictjson_tok = NULL;
 }
 
+/* A tokener that stopped inside a text is freed, not reset for the
+ * next: json-c 0.16's json_tokener_reset leaves a pending high surrogate
+ * behind (and its \u escape's position), so the next text's first \u
+ * escape would gain a U+FFFD, or a key an unknown name. Refused texts are
+ * the rare case; a new tokener costs one allocation then. */
+static void
+strictjson_tokener_drop(void)
+{
+    strictjson_thread_end();
+}
+
 json_object *
 strictjson_parse_object(const char *buf, size_t len, const char **why)
 {
@@ -207,6 +218,7 @@ strictjson_parse_object(const char *buf, size_t len, const char **why)
     o = json_tokener_parse_ex(tok, buf, (int)len);
     /* json_tokener_continue at the end of input means it was cut short. */
     if (o == NULL || json_tokener_get_error(tok) != json_tokener_success) {
+        strictjson_tokener_drop();
         *why = "not valid JSON";
         goto err;
     }
@@ -225,6 +237,30 @@ strictjson_parse_object(const char *buf, size_t len, const char **why)
 err:
     json_object_put(o);
     return NULL;
+}
+
+int
+strictjson_parse_value(const char *buf, size_t len, json_object **out)
+{
+    json_tokener *tok;
+    json_object *o;
+
+    *out = NULL;
+    if (len > INT_MAX || (tok = strictjson_tokener()) == NULL)
+        return -1;
+    o = json_tokener_parse_ex(tok, buf, (int)len);
+    /* json-c ends a number or a word only at the byte after it, and
+     * waits for more at the end of the input; a NUL ends it as the
+     * text's next byte (white space, ',', ']' or '}') did. */
+    if (o == NULL && json_tokener_get_error(tok) == json_tokener_continue)
+        o = json_tokener_parse_ex(tok, "", 1);
+    if (json_tokener_get_error(tok) != json_tokener_success) {
+        strictjson_tokener_drop();
+        json_object_put(o);
+        return -1;
+    }
+    *out = o;
+    return 0;
 }
 
 /* ---- The allocation-free reader ----------------------------------------
@@ -677,20 +713,22 @@ strictjson_string_unescape(struct strictjson_span s, char *out, size_t cap,
             i += 6;
             /* json-c: a pending high surrogate pairs with a low one, or
              * becomes U+FFFD and this escape is read on its own. */
-            if (high != 0 && cp >= 0xdc00 && cp <= 0xdfff) {
-                cp = 0x10000 + ((high - 0xd800) << 10) + (cp - 0xdc00);
-                high = 0;
-            } else {
-                if (high != 0 && strictjson_put_utf8(out, cap, &o, SJ_FFFD) == -1)
+            if (high != 0) {
+                if ((cp & 0xfc00) == 0xdc00)
+                    cp = ((high & 0x3ff) << 10) + (cp & 0x3ff) + 0x10000;
+                else if (strictjson_put_utf8(out, cap, &o, SJ_FFFD) == -1)
                     return -1;
                 high = 0;
-                if (cp >= 0xd800 && cp <= 0xdbff) {
-                    high = cp;
-                    continue;
-                }
-                if (cp >= 0xdc00 && cp <= 0xdfff)
-                    cp = SJ_FFFD;
             }
+            /* json-c classifies the code point a pair decodes to as it
+             * does a single escape's, by its low 16 bits: U+1D800 waits
+             * for a low surrogate like U+D800, U+1DC00 becomes U+FFFD. */
+            if ((cp & 0xfc00) == 0xd800) {
+                high = cp;
+                continue;
+            }
+            if ((cp & 0xfc00) == 0xdc00)
+                cp = SJ_FFFD;
             if (strictjson_put_utf8(out, cap, &o, cp) == -1)
                 return -1;
             continue;

@@ -1,6 +1,7 @@
 /* strictjson.h -- parsing untrusted JSON (request bodies) with every
  * json-c leniency turned off, an allocation-free scanner that accepts
- * exactly the same texts (channel messages, read on every event), and
+ * exactly the same texts (event bodies and channel messages, read on
+ * every event), and
  * the one strict UTF-8 decoder everything else uses. Pure. */
 #ifndef SSEGATE_STRICTJSON_H
 #define SSEGATE_STRICTJSON_H
@@ -99,7 +100,9 @@ strictjson_scan_object(const char *buf, size_t len, strictjson_member_fn *member
 
 /* Unescapes a string value's span into out (cap bytes), as json-c does
  * (an escaped \u0000 is kept, as json_object_get_string_len sees it;
- * a lone surrogate is U+FFFD), and NUL-terminates it. *outlen is the
+ * a lone surrogate is U+FFFD; a pair that decodes to a code point whose
+ * low 16 bits are a surrogate's is U+FFFD or waits for a low surrogate,
+ * as json-c 0.16 reads it), and NUL-terminates it. *outlen is the
  * unescaped length without the NUL. Returns 0, or -1 if it does not fit
  * (out then holds, NUL-terminated, the characters that fit). */
 int
@@ -110,6 +113,21 @@ strictjson_string_unescape(struct strictjson_span s, char *out, size_t cap,
  * keys), is name. */
 int
 strictjson_key_is(struct strictjson_span key, const char *name);
+
+/* Parses with json-c one value that strictjson_scan_object has read
+ * inside a text it accepted (a member's value span; a string's with its
+ * quotes), with the tokener strictjson_parse_object uses, giving the
+ * object json-c built for it inside that text. For a reader that needs
+ * json-c's object for one member only. On its own the value sits one
+ * level higher than in the text, which the text's depth limit already
+ * covers; a number or word at the span's end is ended as the text's
+ * next byte ended it. The text checks do not run again: the whole text
+ * passed them, and a span on its own may not (a single-quoted key before
+ * it moves where strictjson_check_text sees strings). Returns 0 with
+ * *out (NULL for null; the caller json_object_put()s it), or -1 (out of
+ * memory, or a span not read that way). */
+int
+strictjson_parse_value(const char *buf, size_t len, json_object **out);
 
 /* What json_object_get_int64 and json_object_get_uint64 return for an
  * STRICTJSON_INT span: json-c saturates out-of-range values (to

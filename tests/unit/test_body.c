@@ -507,6 +507,197 @@ test_event_is_length_bounded(void **state)
     assert_null(in.data_json);
 }
 
+/* Data json-c would write back as its text without white space is
+ * copied from the body (body_copy_data): exactly those bytes. */
+static void
+test_event_data_copied(void **state)
+{
+    char json[512], want[512];
+
+    (void)state;
+    /* bench/loadgen.c's body, and a Python client's json.dumps. */
+    expect_event("{\"userId\":\"123\",\"type\":\"b\",\"data\":{\"t\":1733500000000,"
+                 "\"s\":42,\"p\":\"xxxxxxxxxxxxxxxxxxxxxxxx\"}}", "123", "b",
+                 "{\"t\":1733500000000,\"s\":42,\"p\":\"xxxxxxxxxxxxxxxxxxxxxxxx\"}");
+    expect_event("{\"userId\": \"123\", \"type\": \"b\", \"data\": {\"t\": 1, \"msg\": \"hello\"}}",
+                 "123", "b", "{\"t\":1,\"msg\":\"hello\"}");
+    expect_event("{\"userId\":\"1\",\"type\":\"t\",\"data\": { \"a\" :\t[ 1 , { \"b\" : [ ] ,"
+                 "\r\n \"c\" : { } } ] , \"d\" : true , \"e\" : null , \"f\" : false } }",
+                 "1", "t", "{\"a\":[1,{\"b\":[],\"c\":{}}],\"d\":true,\"e\":null,\"f\":false}");
+    /* Raw UTF-8, U+2028, DEL and "/" are written back as they are. */
+    expect_event("{\"userId\":\"1\",\"type\":\"t\",\"data\":{\"h\xc3\xa9\":\"h\xc3\xa9llo "
+                 "\xf0\x9f\x98\x80 \xe2\x80\xa8 \x7f a/b\"}}", "1", "t",
+                 "{\"h\xc3\xa9\":\"h\xc3\xa9llo \xf0\x9f\x98\x80 \xe2\x80\xa8 \x7f a/b\"}");
+    /* Integers json-c holds exactly, up to its saturation values. */
+    expect_event("{\"userId\":\"1\",\"type\":\"t\",\"data\":[0,-1,10,999999999999999999,"
+                 "9223372036854775807,9223372036854775808,18446744073709551614,"
+                 "-9223372036854775807]}", "1", "t",
+                 "[0,-1,10,999999999999999999,9223372036854775807,9223372036854775808,"
+                 "18446744073709551614,-9223372036854775807]");
+    expect_event("{\"userId\":\"1\",\"type\":\"t\",\"data\":\"x\"}", "1", "t", "\"x\"");
+    expect_event("{\"userId\":\"1\",\"type\":\"t\",\"data\":12 }", "1", "t", "12");
+    expect_event("{\"userId\":\"1\",\"type\":\"t\",\"data\":false}", "1", "t", "false");
+    /* The same key in two objects is no repeat. */
+    expect_event("{\"userId\":\"1\",\"type\":\"t\",\"data\":{\"a\":{\"a\":1},\"b\":{\"a\":2}}}",
+                 "1", "t", "{\"a\":{\"a\":1},\"b\":{\"a\":2}}");
+    /* 31 containers inside the body's object, the innermost empty: the
+     * most it may hold (STRICTJSON_MAX_DEPTH); one value more is refused. */
+    snprintf(json, sizeof(json), "{\"userId\":\"1\",\"type\":\"t\",\"data\":%s %s}",
+             "[[[[[[[[[[ [[[[[[[[[[ [[[[[[[[[[ [", "] ]]]]]]]]]] ]]]]]]]]]] ]]]]]]]]]]");
+    snprintf(want, sizeof(want), "%s%s", "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
+             "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]");
+    expect_event(json, "1", "t", want);
+    snprintf(json, sizeof(json), "{\"userId\":\"1\",\"type\":\"t\",\"data\":%s 1 %s}",
+             "[[[[[[[[[[ [[[[[[[[[[ [[[[[[[[[[ [", "] ]]]]]]]]]] ]]]]]]]]]] ]]]]]]]]]]");
+    expect_event_error(json, "invalid_json", "not valid JSON");
+}
+
+/* Everything body_copy_data does not copy goes through json-c, and
+ * comes out as json-c wrote it before. */
+static void
+test_event_data_fallbacks(void **state)
+{
+    char json[2048], want[2048];
+    size_t n, w;
+
+    (void)state;
+    /* An escape in a string: unescaped and written back json-c's way. */
+    expect_event("{\"userId\":\"1\",\"type\":\"t\",\"data\":\"a\\/b\\u00e9\\n\\\"\\\\\\u0001"
+                 "\\u0000\"}", "1", "t", "\"a/b\xc3\xa9\\n\\\"\\\\\\u0001\\u0000\"");
+    expect_event("{\"userId\":\"1\",\"type\":\"t\",\"data\":[\"\\ud83d\\ude00\",1]}", "1", "t",
+                 "[\"\xf0\x9f\x98\x80\",1]");
+    /* An escape in a key; json-c cuts a key at \u0000. */
+    expect_event("{\"userId\":\"1\",\"type\":\"t\",\"data\":{\"k\\u00e9\":1,\"a\\\"b\":2}}",
+                 "1", "t", "{\"k\xc3\xa9\":1,\"a\\\"b\":2}");
+    expect_event("{\"userId\":\"1\",\"type\":\"t\",\"data\":{\"a\\u0000b\":1,\"c\":2}}",
+                 "1", "t", "{\"a\":1,\"c\":2}");
+    expect_event("{\"userId\":\"1\",\"type\":\"t\",\"data\":{\"a\\u0000b\":1,\"a\":2}}",
+                 "1", "t", "{\"a\":2}");
+    /* Doubles keep their text. */
+    expect_event("{\"userId\":\"1\",\"type\":\"t\",\"data\":{ \"x\" : [1.5, -0.5e-3, 2.50, 1E+2] }}",
+                 "1", "t", "{\"x\":[1.5,-0.5e-3,2.50,1E+2]}");
+    expect_event("{\"userId\":\"1\",\"type\":\"t\",\"data\":0.0}", "1", "t", "0.0");
+    /* Integers json-c prints another way. */
+    expect_event("{\"userId\":\"1\",\"type\":\"t\",\"data\":-0}", "1", "t", "0");
+    expect_event("{\"userId\":\"1\",\"type\":\"t\",\"data\":[-0, 00, -00, 1]}", "1", "t",
+                 "[0,0,0,1]");
+    /* A repeated key keeps its first place and its last value. */
+    expect_event("{\"userId\":\"1\",\"type\":\"t\",\"data\":{\"a\":1, \"b\":2, \"a\":[3]}}",
+                 "1", "t", "{\"a\":[3],\"b\":2}");
+    expect_event("{\"userId\":\"1\",\"type\":\"t\",\"data\":{\"x\":{\"y\":1,\"y\":{\"z\":2}}}}",
+                 "1", "t", "{\"x\":{\"y\":{\"z\":2}}}");
+    /* A key in single quotes (json-c's leniency). */
+    expect_event("{\"userId\":\"1\",\"type\":\"t\",\"data\":{'a':1}}", "1", "t", "{\"a\":1}");
+    /* More keys in view than the copy keeps: json-c writes the same. */
+    n = (size_t)snprintf(json, sizeof(json), "{\"userId\":\"1\",\"type\":\"t\",\"data\":{");
+    w = (size_t)snprintf(want, sizeof(want), "{");
+    for (int i = 0; i < 70; i++) {
+        n += (size_t)snprintf(json + n, sizeof(json) - n, "%s \"k%d\": %d", i ? "," : "", i, i);
+        w += (size_t)snprintf(want + w, sizeof(want) - w, "%s\"k%d\":%d", i ? "," : "", i, i);
+    }
+    snprintf(json + n, sizeof(json) - n, "}}");
+    snprintf(want + w, sizeof(want) - w, "}");
+    expect_event(json, "1", "t", want);
+    /* A double 30 containers deep (the most around a value): json-c
+     * reads the data on its own, one level higher than in the body. */
+    snprintf(json, sizeof(json), "{\"userId\":\"1\",\"type\":\"t\",\"data\":%s 1.5 %s}",
+             "[[[[[[[[[[ [[[[[[[[[[ [[[[[[[[[[", "]]]]]]]]]] ]]]]]]]]]] ]]]]]]]]]]");
+    snprintf(want, sizeof(want), "%s1.5%s", "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
+             "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]");
+    expect_event(json, "1", "t", want);
+}
+
+/* Expects a rejection with exactly code and message. */
+static void
+expect_event_exact(const char *json, const char *code, const char *message)
+{
+    struct event_input in;
+    struct body_error e;
+
+    memset(&e, 0, sizeof(e));
+    if (event(json, &in, &e) != -1)
+        fail_msg("accepted: %s", json);
+    if (strcmp(e.code, code) != 0 || strcmp(e.message, message) != 0)
+        fail_msg("%s: %s '%s', want %s '%s'", json, e.code, e.message, code, message);
+    assert_null(in.data_json);
+}
+
+static void
+test_event_user_id_forms(void **state)
+{
+    (void)state;
+    expect_event("{\"userId\":123,\"type\":\"t\",\"data\":1}", "123", "t", "1");
+    expect_event("{\"type\":\"t\",\"userId\": 7 }", "7", "t", "null");
+    /* The last of a repeated key wins; a key is cut at \u0000. */
+    expect_event("{\"userId\":\"12\",\"type\":\"t\",\"userId\":34}", "34", "t", "null");
+    expect_event("{\"user\\u0049d\":\"5\",\"type\\u0000x\":\"t\",\"data\":[]}", "5", "t", "[]");
+    expect_event("{\"userId\":\"\\u0031\\u0032\",\"type\":\"t\"}", "12", "t", "null");
+    expect_event_exact("{\"userId\":-0,\"type\":\"t\"}", "invalid_field",
+                       "userId must be 1 to 18 digits without a leading zero");
+    expect_event_exact("{\"userId\":1e2,\"type\":\"t\"}", "invalid_field",
+                       "userId must be 1 to 18 digits without a leading zero");
+    expect_event_exact("{\"userId\":\"1234567890123456789012345\",\"type\":\"t\"}",
+                       "invalid_field", "userId must be 1 to 18 digits without a leading zero");
+}
+
+/* Which error wins when several apply: the parse, an unknown field (the
+ * first in the text), both or neither addressee, the addressee, the
+ * type, then data in json-c's order. */
+static void
+test_event_error_precedence(void **state)
+{
+    struct event_input in;
+    struct body_error e;
+
+    (void)state;
+    expect_event_exact("{\"zzz\":1,\"userId\":\"1\",\"topic\":\"r\",\"data\":NaN",
+                       "invalid_json", "the body is not valid JSON");
+    expect_event_exact("{\"userId\":\"1\",\"type\":\"t\",\"data\":\"\xff\"}", "invalid_json",
+                       "the body is not valid JSON (not valid UTF-8)");
+    expect_event_exact("{\"userId\":\"1\",\"type\":\"t\"} x", "invalid_json",
+                       "the body is not valid JSON");
+    expect_event_exact("{\"b\":1,\"userId\":\"1\",\"topic\":\"r\",\"a\":2,\"b\":3}",
+                       "unknown_field", "unknown field 'b'");
+    expect_event_exact("{\"userId\":\"1\",\"x\\u00e9\\n\":1,\"type\":\"gap\"}",
+                       "unknown_field", "unknown field 'x\?\?\?'");
+    expect_event_exact("{\"userId\":\"1\",\"z\\u0000y\":1}", "unknown_field",
+                       "unknown field 'z'");
+    expect_event_exact("{\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\":1}",
+                       "unknown_field",
+                       "unknown field 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'");
+    expect_event_exact("{\"userId\":\"0\",\"topic\":\"r\",\"type\":\"gap\"}", "invalid_field",
+                       "give either userId or topic, not both");
+    expect_event_exact("{\"type\":7,\"data\":NaN}", "missing_field",
+                       "userId or topic is required");
+    expect_event_exact("{\"userId\":\"0\",\"data\":NaN}", "invalid_field",
+                       "userId must be 1 to 18 digits without a leading zero");
+    expect_event_exact("{\"topic\":\"a b\",\"type\":7}", "invalid_field",
+                       "topic must be 1 to 128 of A-Z a-z 0-9 . _ : / -");
+    expect_event_exact("{\"userId\":\"1\",\"data\":NaN}", "missing_field", "type is required");
+    expect_event_exact("{\"userId\":\"1\",\"type\":\"a b\",\"data\":NaN}", "invalid_field",
+                       "type must be 1 to 64 of A-Z a-z 0-9 . _ -");
+    expect_event_exact("{\"userId\":\"1\",\"type\":\"gap\",\"data\":NaN}", "reserved_type",
+                       "type 'gap' is reserved (the gateway or EventSource gives it its "
+                       "own meaning)");
+    expect_event_exact("{\"userId\":\"1\",\"type\":\"t\",\"data\":[1e400,NaN]}",
+                       "invalid_field", "data has a number out of range");
+    expect_event_exact("{\"userId\":\"1\",\"type\":\"t\",\"data\":[NaN,1e400]}",
+                       "invalid_json", "the body is not valid JSON (data has the number NaN)");
+    /* json-c keeps "a" first, with its last value. */
+    expect_event_exact("{\"userId\":\"1\",\"type\":\"t\",\"data\":{\"a\":NaN,\"b\":1.,"
+                       "\"a\":1e400}}", "invalid_field", "data has a number out of range");
+    expect_event("{\"userId\":\"1\",\"type\":\"t\",\"data\":NaN,\"data\":1}", "1", "t", "1");
+    /* json-c stops at a NUL: what follows it is still refused. */
+    assert_int_equal(body_parse_event("{\"userId\":\"1\",\"type\":\"t\"}\0", 26, &in, &e), -1);
+    assert_string_equal(e.code, "invalid_json");
+    assert_string_equal(e.message, "the body is data after the JSON value");
+    /* What was read before the error is left in the fields, as before. */
+    assert_int_equal(event("{\"userId\":\"9\",\"type\":\"gap\"}", &in, &e), -1);
+    assert_string_equal(in.user_id, "9");
+    assert_string_equal(in.type, "gap");
+    assert_null(in.data_json);
+}
+
 /* ------------------------------------------------------- header and userId */
 
 static void
@@ -571,6 +762,10 @@ main(void)
         cmocka_unit_test(test_bodies_reject_invalid_text),
         cmocka_unit_test(test_event_rejects_numbers_json_c_would_echo),
         cmocka_unit_test(test_event_is_length_bounded),
+        cmocka_unit_test(test_event_data_copied),
+        cmocka_unit_test(test_event_data_fallbacks),
+        cmocka_unit_test(test_event_user_id_forms),
+        cmocka_unit_test(test_event_error_precedence),
         cmocka_unit_test(test_content_type),
         cmocka_unit_test(test_user_id_valid),
         cmocka_unit_test(test_token_request),

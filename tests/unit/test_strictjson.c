@@ -209,6 +209,68 @@ test_parse_takes_valid_text(void **state)
     assert_true(PARSES("{\"a\":\"\\\\ud800\"}"));
 }
 
+/* The thread's tokener is reused from text to text; a text refused
+ * while a \u escape of a high surrogate waited for its low half must not
+ * leave it waiting (json_tokener_reset does not clear it): the next
+ * text's first \u escape would gain a U+FFFD. */
+static void
+test_parse_after_a_refused_text(void **state)
+{
+    static const char *const cut[] = {
+        "{'\\ud83d", "{'\\ud83d'", "{\"a\":1,'\\ud83d\\u", "{'\\ud83d\\u00",
+    };
+    const char *why = NULL;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cut) / sizeof(cut[0]); i++) {
+        const char *next = "{\"\\u00e9\":\"\\u00e9\"}";
+        json_object *o, *v;
+
+        assert_null(strictjson_parse_object(cut[i], strlen(cut[i]), &why));
+        o = strictjson_parse_object(next, strlen(next), &why);
+        assert_non_null(o);
+        assert_true(json_object_object_get_ex(o, "\xc3\xa9", &v));
+        assert_string_equal(json_object_get_string(v), "\xc3\xa9");
+        json_object_put(o);
+    }
+}
+
+/* strictjson_string_unescape gives json-c's bytes, its quirk included:
+ * the code point a surrogate pair decodes to is classified by its low 16
+ * bits, so U+1DE00 (\ud837\ude00) becomes U+FFFD and U+1D800 waits
+ * for a low surrogate as a high one does. */
+static void
+test_unescape_surrogates_as_json_c(void **state)
+{
+    static const struct {
+        const char *in, *want;
+    } cases[] = {
+        { "\\ud83d\\ude00", "\xf0\x9f\x98\x80" },
+        { "\\ud800\\udc00", "\xf0\x90\x80\x80" },
+        { "\\udbff\\udfff", "\xf4\x8f\xbf\xbf" },
+        { "\\ud837\\ude00", "\xef\xbf\xbd" },
+        { "p\\ud837\\ude00q", "p\xef\xbf\xbdq" },
+        { "\\ud836\\udc00", "\xef\xbf\xbd" },
+        { "\\ud836\\udc00\\udc01", "\xf0\x90\x80\x81" },
+        { "\\ud836\\udc00x", "\xef\xbf\xbdx" },
+        { "\\ud836\\udc00\\n", "\xef\xbf\xbd\n" },
+        { "\\ud800", "\xef\xbf\xbd" },
+        { "\\udc00", "\xef\xbf\xbd" },
+        { "\\ud800\\u0041", "\xef\xbf\xbd" "A" },
+    };
+    char out[32];
+    size_t n;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct strictjson_span sp = { cases[i].in, strlen(cases[i].in) };
+
+        assert_int_equal(strictjson_string_unescape(sp, out, sizeof(out), &n), 0);
+        assert_int_equal(n, strlen(cases[i].want));
+        assert_memory_equal(out, cases[i].want, n);
+    }
+}
+
 static void
 test_check_text_without_grammar(void **state)
 {
@@ -235,6 +297,8 @@ main(void)
         cmocka_unit_test(test_parse_refuses_what_json_c_lets_through),
         cmocka_unit_test(test_parse_takes_valid_text),
         cmocka_unit_test(test_check_text_without_grammar),
+        cmocka_unit_test(test_parse_after_a_refused_text),
+        cmocka_unit_test(test_unescape_surrogates_as_json_c),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
