@@ -433,39 +433,12 @@ body_member_string(const struct strictjson_member *m, char *buf, size_t cap, siz
  * keeps the search and the stack small. */
 #define BODY_DATA_KEYS_MAX 64
 
-/* How json-c writes byte c of a string value back (json_escape_str
- * with JSON_C_TO_STRING_NOSLASHESCAPE): \" \\ \b \f \n \r \t, \u00xx
- * (lower-case hex) for the other bytes below 0x20, NUL included, and
- * every other byte as it is ("/", DEL, bytes of UTF-8). Writes it at esc
- * and returns its length. Length-based, unlike envelope_escape, because
- * a string value json-c read keeps its escaped NULs. */
-static size_t
-body_escape_byte(unsigned char c, char esc[6])
-{
-    static const char hex[] = "0123456789abcdef";
-    static const char shortform[] = "\"\\\b\f\n\r\t";
-    const char *e;
-
-    if (c >= 0x20 && c != '"' && c != '\\') {
-        esc[0] = (char)c;
-        return 1;
-    }
-    if (c != '\0' && (e = strchr(shortform, c)) != NULL) {
-        esc[0] = '\\';
-        esc[1] = "\"\\bfnrt"[e - shortform];
-        return 2;
-    }
-    memcpy(esc, "\\u00", 4);
-    esc[4] = hex[c >> 4];
-    esc[5] = hex[c & 0xf];
-    return 6;
-}
-
 /* Writes the string value whose text between its quotes is str (with
  * at least one escape) at out + o, quoted, as json-c writes it back
  * after reading it: unescaped as json-c unescapes it
  * (strictjson_string_unescape: its surrogate quirks, U+FFFD, NULs
- * kept), then each byte escaped by body_escape_byte. out has cap bytes.
+ * kept), then each byte escaped by strictjson_escape_byte (NULs too).
+ * out has cap bytes.
  * Returns the length written so far (o and this string), or 0 (never a
  * length: the quotes alone are two bytes) if it does not fit. o is
  * passed and returned, not pointed to, so that body_copy_data's o stays
@@ -496,7 +469,7 @@ body_copy_escaped(struct strictjson_span str, char *out, size_t cap, size_t o)
     out[w++] = '"';
     while (r < cap) {
         char esc[6];
-        size_t k = body_escape_byte((unsigned char)out[r++], esc);
+        size_t k = strictjson_escape_byte((unsigned char)out[r++], esc);
 
         if (k > r - w)                  /* it would overwrite what is still unread */
             return 0;
