@@ -38,6 +38,10 @@ static const struct {
     /* Data json-c has to read: a double and an escape. */
     { "double", "{\"userId\":\"123\",\"type\":\"b\",\"data\":{\"price\":1.5,"
                 "\"msg\":\"caf\\u00e9\"}}" },
+    /* A chat message with escapes (quotes, a newline, Python's
+     * ensure_ascii \u escapes): copied, unescaped and escaped again. */
+    { "chat", "{\"topic\":\"room:1\",\"type\":\"chat.message\",\"data\":{\"from\":"
+              "\"ada\",\"text\":\"He said \\\"hi\\\"\\nthen left \\u00e9\\ud83d\\ude00\"}}" },
 };
 
 /* One call, kept out of line so callgrind can count it alone. */

@@ -47,41 +47,24 @@ envelope_type_reserved(const char *type)
     return strncmp(type, "presence.", 9) == 0 || envelope_type_fires_handler(type);
 }
 
-/* s as a JSON string's contents, escaped the way json-c writes a string
- * with JSON_C_TO_STRING_NOSLASHESCAPE, byte for byte (so envelopes are
- * what they always were, and write.lua finds presence's \u0001 and
- * \u0003): \" \\ \b \f \n \r \t, \u00xx for the other control bytes,
- * every other byte as it is. Writes at out unless out is NULL; returns
- * the length either way. Without json-c objects, building an envelope
- * allocates only the envelope (it is on every write's path). */
+/* s as a JSON string's contents, escaped byte by byte as json-c writes
+ * a string (strictjson_escape_byte), so envelopes are what they always
+ * were and write.lua finds presence's \u0001 and \u0003. Writes at out
+ * unless out is NULL; returns the length either way. Without json-c
+ * objects, building an envelope allocates only the envelope (it is on
+ * every write's path). */
 static size_t
 envelope_escape(char *out, const char *s)
 {
-    static const char hex[] = "0123456789abcdef";
     size_t n = 0;
 
     for (; *s != '\0'; s++) {
-        unsigned char c = (unsigned char)*s;
-        const char *esc = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\b' ? "\\b"
-                        : c == '\f' ? "\\f" : c == '\n' ? "\\n" : c == '\r' ? "\\r"
-                        : c == '\t' ? "\\t" : NULL;
+        char esc[6];
+        size_t k = strictjson_escape_byte((unsigned char)*s, esc);
 
-        if (esc != NULL) {
-            if (out != NULL)
-                memcpy(out + n, esc, 2);
-            n += 2;
-        } else if (c < 0x20) {
-            if (out != NULL) {
-                memcpy(out + n, "\\u00", 4);
-                out[n + 4] = hex[c >> 4];
-                out[n + 5] = hex[c & 0xf];
-            }
-            n += 6;
-        } else {
-            if (out != NULL)
-                out[n] = (char)c;
-            n++;
-        }
+        if (out != NULL)
+            memcpy(out + n, esc, k);
+        n += k;
     }
     return n;
 }

@@ -9,6 +9,7 @@
 #include <json-c/json.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Parses exactly len bytes (not NUL-terminated) as one JSON object:
  * strict grammar (no comments, trailing commas or single quotes), valid
@@ -135,5 +136,40 @@ strictjson_parse_value(const char *buf, size_t len, json_object **out);
  * INT64_MAX), and a negative number's get_uint64 is 0. */
 void
 strictjson_int_value(struct strictjson_span num, int64_t *i64, uint64_t *u64);
+
+/* How json-c 0.16 writes byte c of a string back (json_escape_str with
+ * JSON_C_TO_STRING_NOSLASHESCAPE): \" \\ \b \f \n \r \t, \u00xx
+ * (lower-case hex) for the other bytes below 0x20, NUL included (a string
+ * value json-c read keeps its escaped NULs), and every other byte as it
+ * is ("/", DEL, bytes of UTF-8). Writes it at esc and returns its length.
+ * The one escaper of envelopes and of event data, byte for byte json-c's
+ * so what the gateway writes is what it always wrote; inline because
+ * both run it on every byte of every write. */
+static inline size_t
+strictjson_escape_byte(unsigned char c, char esc[6])
+{
+    static const char hex[] = "0123456789abcdef";
+
+    if (c >= 0x20 && c != '"' && c != '\\') {
+        esc[0] = (char)c;
+        return 1;
+    }
+    esc[0] = '\\';
+    switch (c) {
+    case '"':  esc[1] = '"';  return 2;
+    case '\\': esc[1] = '\\'; return 2;
+    case '\b': esc[1] = 'b'; return 2;
+    case '\f': esc[1] = 'f'; return 2;
+    case '\n': esc[1] = 'n'; return 2;
+    case '\r': esc[1] = 'r'; return 2;
+    case '\t': esc[1] = 't'; return 2;
+    default:
+        break;
+    }
+    memcpy(esc + 1, "u00", 3);
+    esc[4] = hex[c >> 4];
+    esc[5] = hex[c & 0xf];
+    return 6;
+}
 
 #endif

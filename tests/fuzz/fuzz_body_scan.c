@@ -10,7 +10,7 @@
  *
  * fuzz-sources: src/body.c src/strictjson.c src/envelope.c src/eventid.c src/sse.c src/topic.c
  * fuzz-libs: json-c
- * fuzz-covers: src/body.c:body_parse_event src/body.c:body_copy_data src/body.c:body_read_data src/body.c:body_event_member
+ * fuzz-covers: src/body.c:body_parse_event src/body.c:body_copy_data src/body.c:body_string_end src/body.c:body_copy_escaped src/body.c:body_read_data src/body.c:body_event_member
  */
 #include <json-c/json.h>
 #include <math.h>
