@@ -187,17 +187,6 @@ strictjson_thread_end(void)
     strictjson_tok = NULL;
 }
 
-/* A tokener that stopped inside a text is freed, not reset for the
- * next: json-c 0.16's json_tokener_reset leaves a pending high surrogate
- * behind (and its \u escape's position), so the next text's first \u
- * escape would gain a U+FFFD, or a key an unknown name. Refused texts are
- * the rare case; a new tokener costs one allocation then. */
-static void
-strictjson_tokener_drop(void)
-{
-    strictjson_thread_end();
-}
-
 json_object *
 strictjson_parse_object(const char *buf, size_t len, const char **why)
 {
@@ -218,7 +207,13 @@ strictjson_parse_object(const char *buf, size_t len, const char **why)
     o = json_tokener_parse_ex(tok, buf, (int)len);
     /* json_tokener_continue at the end of input means it was cut short. */
     if (o == NULL || json_tokener_get_error(tok) != json_tokener_success) {
-        strictjson_tokener_drop();
+        /* A tokener that stopped inside a text is freed, not reset for
+         * the next: json-c 0.16's json_tokener_reset leaves a pending high
+         * surrogate behind (and its \u escape's position), so the next
+         * text's first \u escape would gain a U+FFFD, or a key an unknown
+         * name. Refused texts are the rare case; a new tokener costs one
+         * allocation then. */
+        strictjson_thread_end();
         *why = "not valid JSON";
         goto err;
     }
@@ -255,7 +250,7 @@ strictjson_parse_value(const char *buf, size_t len, json_object **out)
     if (o == NULL && json_tokener_get_error(tok) == json_tokener_continue)
         o = json_tokener_parse_ex(tok, "", 1);
     if (json_tokener_get_error(tok) != json_tokener_success) {
-        strictjson_tokener_drop();
+        strictjson_thread_end();        /* as above: never reset */
         json_object_put(o);
         return -1;
     }
